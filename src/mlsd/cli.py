@@ -1,0 +1,134 @@
+"""The ``mlsd`` command. Thin: each command parses its arguments and calls one function.
+
+Exit codes: 0 success, 1 the check it ran failed, 2 bad usage or bad input (a clean
+message, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mlsd import __version__
+from mlsd.errors import MlsdError
+
+
+def _emit_json(obj: dict) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON schema of system.yaml."""
+    from mlsd.spec import json_schema
+
+    _emit_json(json_schema())
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Infer a commented system.yaml from a data file."""
+    from mlsd.scaffold import write_spec
+
+    out = write_spec(
+        Path(args.data), args.target, out=Path(args.output), force=args.force, task=args.task,
+        time=args.time, entity=args.id, name=args.name,
+    )
+    if args.json:
+        _emit_json({"spec": str(out)})
+    else:
+        print(f"wrote {out}\nnext: review it, then run `mlsd validate -c {out}`")
+    return 0
+
+
+def _print_validation(report, path: Path) -> None:
+    counts = report.counts()
+    print(f"validated {report.system}: {report.n_rows:,} rows × {report.n_columns} columns "
+          f"(snapshot {report.snapshot})")
+    if report.split:
+        rows = report.split.get("counts", {})
+        parts = " · ".join(f"{k} {rows[k]:,}" for k in ("train", "valid", "test") if k in rows)
+        print(f"split {report.split.get('method')}: {parts}")
+    shown = ", ".join(report.features[:12])
+    more = f" … and {len(report.features) - 12} more" if len(report.features) > 12 else ""
+    print(f"features ({len(report.features)}): {shown}{more}")
+    for a in report.anomalies:
+        tag = "ACK" if a.acknowledged else a.severity.upper()
+        print(f"  {tag:<8}{a.check:<20}{a.column or '-':<16}{a.message}")
+        if not a.acknowledged and a.severity != "info":
+            print(f"  {'':<44}fix: {a.fix}")
+    verdict = "PASSED" if report.passed else "FAILED"
+    print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['acknowledged']} "
+          f"acknowledged → {verdict}")
+    print(f"report: {path}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate the spec's data; exit 1 when a blocking anomaly is found."""
+    from mlsd.data.validate import validate
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    spec = load_spec(args.config)
+    workspace = Workspace.for_spec(spec)
+    report = validate(spec, workspace)
+    if args.json:
+        _emit_json(report.to_dict())
+    else:
+        _print_validation(report, workspace.reports / "validation.json")
+    return 0 if report.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every mlsd command."""
+    parser = argparse.ArgumentParser(
+        prog="mlsd", description="ML system design, as one running system.")
+    parser.add_argument("--version", action="version", version=f"mlsd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default="system.yaml",
+                        help="path to system.yaml (default: ./system.yaml)")
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("schema", help="print the JSON schema of system.yaml")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("init", help="write a system.yaml inferred from a data file")
+    p.add_argument("data", help="CSV or Parquet file, or a folder of Parquet files")
+    p.add_argument("--target", required=True, help="column to predict")
+    p.add_argument("--task", choices=["binary", "multiclass", "regression", "ranking"],
+                   help="default: inferred from the target column")
+    p.add_argument("--time", nargs="+", help="event-time column(s), most significant first")
+    p.add_argument("--id", help="entity id column")
+    p.add_argument("--name", help="system name (default: the data file's name)")
+    p.add_argument("-o", "--output", default="system.yaml", help="where to write the spec")
+    p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("validate", parents=[common], help="validate the data of a system")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mlsd`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MlsdError as exc:
+        if getattr(args, "json", False):
+            _emit_json({"error": {"type": type(exc).__name__, "message": exc.message,
+                                  "hint": exc.hint, "problems": getattr(exc, "problems", [])}})
+        else:
+            print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""Data validation: every anomaly a model builder should hear about before training.
+
+Each check returns :class:`Anomaly` records with a severity (``error`` blocks training,
+``warning`` does not), the column, the evidence and a suggested fix. A finding the spec
+acknowledges (``data.checks.acknowledge``) is still reported but never blocks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.data.profile import profile, psi, psi_categorical, psi_numeric
+from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
+from mlsd.data.split import TEST, TRAIN
+from mlsd.data.target import classes_of, encode_target, positive_class
+from mlsd.errors import FeatureError
+from mlsd.features import select_features
+from mlsd.spec import SystemSpec
+from mlsd.workspace import Workspace, write_json
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+LEAKAGE_SAMPLE = 200_000  # rows the leakage checks look at; plenty to see near-perfect fits
+EXACT_FIT = 0.9999  # R² at which a few columns "determine" the target
+
+
+@dataclass
+class Anomaly:
+    """One finding: which check, how bad, where, the evidence, and how to fix it."""
+
+    check: str
+    severity: str
+    column: str | None
+    message: str
+    fix: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    acknowledged: bool = False
+
+    @property
+    def blocking(self) -> bool:
+        """True when this finding stops training."""
+        return self.severity == ERROR and not self.acknowledged
+
+
+@dataclass
+class ValidationReport:
+    """Everything ``mlsd validate`` found, plus the facts it is based on."""
+
+    system: str
+    snapshot: str
+    n_rows: int
+    n_columns: int
+    column_types: dict[str, str]
+    features: list[str]
+    split: dict
+    anomalies: list[Anomaly]
+    timings: dict[str, float]
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def passed(self) -> bool:
+        """No blocking anomaly."""
+        return not any(a.blocking for a in self.anomalies)
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings per severity (acknowledged ones counted apart)."""
+        out = {ERROR: 0, WARNING: 0, INFO: 0, "acknowledged": 0}
+        for a in self.anomalies:
+            out["acknowledged" if a.acknowledged else a.severity] += 1
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON form of the report (stable keys)."""
+        return {
+            "system": self.system, "snapshot": self.snapshot, "created_at": self.created_at,
+            "passed": self.passed, "counts": self.counts(), "n_rows": self.n_rows,
+            "n_columns": self.n_columns, "column_types": self.column_types,
+            "features": self.features, "split": self.split, "timings": self.timings,
+            "anomalies": [{**asdict(a), "blocking": a.blocking} for a in self.anomalies],
+        }
+
+
+def _round(value: float, digits: int = 4) -> float:
+    return float(round(float(value), digits))
+
+
+def _close(name: str, choices: list[str]) -> str:
+    guess = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" — did you mean '{guess[0]}'?" if guess else ""
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def check_spec_columns(spec: SystemSpec, columns: list[str]) -> list[Anomaly]:
+    """Every column the spec names must exist in the data."""
+    named = {
+        "problem.target": [spec.problem.target], "problem.time": spec.problem.time,
+        "problem.id": [spec.problem.id] if spec.problem.id else [],
+        "data.split.group": [spec.data.split.group] if spec.data.split.group else [],
+        "data.columns": list(spec.data.columns), "features.exclude": spec.features.exclude,
+        "features.include": spec.features.include or [], "features.columns":
+        list(spec.features.columns), "features.crosses": [c for g in spec.features.crosses
+                                                          for c in g],
+    }
+    found = []
+    for key, names in named.items():
+        for name in names:
+            if name not in columns:
+                found.append(Anomaly(
+                    "missing_column", ERROR, name,
+                    f"{key} names column '{name}', which the data does not have"
+                    + _close(name, columns),
+                    f"fix {key} in system.yaml; the data has: {', '.join(columns[:30])}",
+                ))
+    return found
+
+
+def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
+    """Target present, not constant, of the right kind for the task."""
+    target, task = spec.problem.target, spec.problem.task
+    series = frame[target]
+    found = []
+    missing = int(series.isna().sum())
+    if missing == len(series):
+        return [Anomaly("target_missing", ERROR, target, f"target '{target}' has no values",
+                        "point problem.target at the label column")]
+    if missing:
+        found.append(Anomaly(
+            "target_missing", WARNING, target,
+            f"{missing} rows ({missing / len(series):.1%}) have no target; training drops them",
+            "fill in the labels, or accept that these rows are not used",
+            {"missing": missing},
+        ))
+    classes = classes_of(series)
+    if len(classes) < 2:
+        found.append(Anomaly("target_constant", ERROR, target,
+                             f"target '{target}' has a single value ({classes[0]!r})",
+                             "there is nothing to learn: check the source or the target column",
+                             {"value": classes[0]}))
+        return found
+    if task in ("regression", "ranking") and not pd.api.types.is_numeric_dtype(series.dtype):
+        found.append(Anomaly(
+            "type_mismatch", ERROR, target, f"{task} needs a numeric target; '{target}' "
+            f"holds {series.dtype} values such as {classes[:3]}",
+            "set problem.task to binary or multiclass, or fix the target column"))
+    if task == "binary":
+        if len(classes) != 2:
+            found.append(Anomaly(
+                "target_classes", ERROR, target,
+                f"binary task but '{target}' has {len(classes)} values ({classes[:5]})",
+                "use problem.task: multiclass, or map the labels to two classes",
+                {"n_classes": len(classes)}))
+        else:
+            positive_class(spec, classes)  # raises when the declared class is absent
+    return found
+
+
+def check_types(schema_cols: dict, used: set[str]) -> list[Anomaly]:
+    """Values the column's type cannot read (``abc`` in a numeric column)."""
+    found = []
+    for name, col in schema_cols.items():
+        if not col.parse_failures:
+            continue
+        how = "declared" if col.declared else "inferred"
+        found.append(Anomaly(
+            "type_mismatch", ERROR if name in used else WARNING, name,
+            f"{col.parse_failures} values of '{name}' are not {col.type} ({how} type), "
+            f"e.g. {', '.join(repr(v) for v in col.parse_examples[:3])}",
+            f"fix those rows at the source, or declare data.columns.{name}.type to match",
+            {"count": col.parse_failures, "examples": col.parse_examples, "type": col.type}))
+    return found
+
+
+def check_ranges(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
+    """Values outside the ranges and domains the spec declares."""
+    found = []
+    for name, declared in spec.data.columns.items():
+        if name not in frame:
+            continue
+        series = frame[name]
+        if declared.min is not None or declared.max is not None:
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+            low = values < declared.min if declared.min is not None else np.zeros(len(values), bool)
+            high = values > declared.max if declared.max is not None else np.zeros(len(values), bool)
+            bad = low | high
+            if bad.any():
+                found.append(Anomaly(
+                    "out_of_range", ERROR, name,
+                    f"{int(bad.sum())} values of '{name}' fall outside "
+                    f"[{declared.min}, {declared.max}] (seen {np.nanmin(values):g}"
+                    f"…{np.nanmax(values):g})",
+                    "fix the rows at the source, or widen data.columns."
+                    f"{name}.min/max if the range was wrong",
+                    {"count": int(bad.sum()), "examples": sorted(set(values[bad][:5].tolist()))}))
+        if declared.domain is not None:
+            allowed = {str(v) for v in declared.domain}
+            text = series.dropna().astype(str)
+            bad = text[~text.isin(allowed)]
+            if len(bad):
+                found.append(Anomaly(
+                    "out_of_domain", ERROR, name,
+                    f"{len(bad)} values of '{name}' are not in its declared domain, e.g. "
+                    f"{', '.join(repr(v) for v in pd.unique(bad)[:3])}",
+                    f"fix the rows, or add the values to data.columns.{name}.domain",
+                    {"count": len(bad), "examples": [str(v) for v in pd.unique(bad)[:5]]}))
+    return found
+
+
+def check_missing(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
+    """Columns missing more than the allowed share of values."""
+    found = []
+    for name, col in schema_cols.items():
+        declared = spec.data.columns.get(name)
+        limit = declared.max_missing if declared and declared.max_missing is not None else None
+        severity = ERROR if limit is not None else WARNING
+        limit = spec.data.checks.max_missing if limit is None else limit
+        if col.missing_rate > limit:
+            found.append(Anomaly(
+                "missing_values", severity, name,
+                f"'{name}' misses {col.missing_rate:.1%} of its values (limit {limit:.0%})",
+                "fix the source, exclude the column, or raise data.checks.max_missing",
+                {"missing_rate": _round(col.missing_rate), "limit": limit}))
+    return found
+
+
+def check_constant_and_duplicate_columns(frame: pd.DataFrame, features: list[str]) -> list[Anomaly]:
+    """Feature columns with one value, and feature columns identical to another column."""
+    found = []
+    digests: dict[int, list[str]] = {}
+    for name in features:
+        series = frame[name]
+        if series.nunique(dropna=False) <= 1:
+            found.append(Anomaly(
+                "constant_column", WARNING, name,
+                f"'{name}' has a single value; it carries no information",
+                f"add '{name}' to features.exclude", {"value": str(series.iloc[0])}))
+            continue
+        key = int(pd.util.hash_pandas_object(series.astype(str) if isinstance(
+            series.dtype, pd.CategoricalDtype) else series, index=False).sum())
+        digests.setdefault(key, []).append(name)
+    for names in digests.values():
+        first = names[0]
+        for other in names[1:]:
+            if frame[first].astype(object).equals(frame[other].astype(object)):
+                found.append(Anomaly(
+                    "duplicate_column", WARNING, other,
+                    f"'{other}' is identical to '{first}'",
+                    f"add '{other}' to features.exclude", {"same_as": first}))
+    return found
+
+
+def check_duplicate_rows(frame: pd.DataFrame) -> list[Anomaly]:
+    """Rows repeated exactly: inflated weight, and a leak when copies straddle the split."""
+    dup = int(frame.duplicated().sum())
+    if not dup:
+        return []
+    return [Anomaly(
+        "duplicate_rows", WARNING, None,
+        f"{dup} rows ({dup / len(frame):.2%}) repeat an earlier row exactly",
+        "drop duplicates at the source unless repeats are real events (then add an event id)",
+        {"count": dup, "share": _round(dup / len(frame))})]
+
+
+def check_identifiers(schema_cols: dict, features: list[str], n_rows: int) -> list[Anomaly]:
+    """Feature columns that look like identifiers (unique per row) or have huge cardinality."""
+    found = []
+    for name in features:
+        col = schema_cols[name]
+        unique_share = col.n_unique / max(col.count - col.missing, 1)
+        if col.inferred_type == "identifier" or (
+            col.type == "categorical" and unique_share > 0.5 and n_rows >= 50
+        ):
+            found.append(Anomaly(
+                "identifier_feature", WARNING, name,
+                f"'{name}' looks like an identifier ({col.n_unique} distinct values in "
+                f"{col.count} rows) but is used as a feature: a model memorises it",
+                f"add '{name}' to features.exclude, or set problem.id: {name}",
+                {"n_unique": col.n_unique, "unique_share": _round(unique_share)}))
+    return found
+
+
+def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
+    """A class rarer than ``data.checks.min_class_share``."""
+    if spec.problem.task not in ("binary", "multiclass"):
+        return []
+    shares = frame[spec.problem.target].value_counts(normalize=True, dropna=True)
+    if shares.empty or shares.min() >= spec.data.checks.min_class_share:
+        return []
+    rare = shares.idxmin()
+    return [Anomaly(
+        "class_imbalance", WARNING, spec.problem.target,
+        f"class {rare!r} is {shares.min():.1%} of rows (limit "
+        f"{spec.data.checks.min_class_share:.0%})",
+        "use class weights, judge models by PR AUC or costs (problem.costs), and pick the "
+        "decision threshold from the costs rather than 0.5",
+        {"shares": {str(k): _round(v) for k, v in shares.items()}})]
+
+
+def _bin_codes(series: pd.Series, train: np.ndarray, bins: int = 32) -> np.ndarray | None:
+    """Integer bins of a column fitted on the training rows (missing is its own bin)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.int64)
+        return np.where(codes < 0, codes.max() + 1, codes)
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        series = series.astype("int64").where(series.notna())
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    fit = values[train & np.isfinite(values)]
+    if fit.size == 0:
+        return None
+    edges = np.unique(np.quantile(fit, np.linspace(0, 1, bins + 1)[1:-1]))
+    codes = np.searchsorted(edges, values, side="right")
+    return np.where(np.isfinite(values), codes, len(edges) + 1)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by the rank-sum formula, ties averaged."""
+    ranks = pd.Series(score).rank().to_numpy()
+    pos = y == 1
+    n1, n0 = pos.sum(), (~pos).sum()
+    if not n1 or not n0:
+        return float("nan")
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _single_feature_score(codes: np.ndarray, y: np.ndarray, train: np.ndarray, task: str,
+                          n_classes: int) -> float:
+    """How well a lookup table from this column's bins alone predicts held-out targets.
+
+    Regression: R²; binary: ROC AUC; multiclass: accuracy. Fitted on train, scored on the
+    other rows, so a high-cardinality column cannot score by memorising.
+    """
+    held = ~train
+    size = int(codes.max()) + 1
+    count = np.bincount(codes[train], minlength=size).astype(float)
+    if task == "multiclass":
+        table = np.zeros((size, n_classes))
+        np.add.at(table, (codes[train], y[train].astype(int)), 1)
+        prior = np.bincount(y[train].astype(int), minlength=n_classes).argmax()
+        pred = np.where(count > 0, table.argmax(axis=1), prior)[codes[held]]
+        return float((pred == y[held]).mean())
+    mean = np.bincount(codes[train], weights=y[train], minlength=size)
+    pred = np.where(count > 0, mean / np.maximum(count, 1), y[train].mean())[codes[held]]
+    if task == "binary":
+        return _auc(y[held], pred)
+    total = ((y[held] - y[held].mean()) ** 2).sum()
+    return float(1 - ((y[held] - pred) ** 2).sum() / total) if total else float("nan")
+
+
+def _r2_linear(x: np.ndarray, y: np.ndarray) -> float:
+    design = np.column_stack([x, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    total = ((y - y.mean()) ** 2).sum()
+    return float(1 - ((y - design @ coef) ** 2).sum() / total) if total else 0.0
+
+
+def check_leakage(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
+                  features: list[str], types: dict[str, str]) -> list[Anomaly]:
+    """Features that give the target away: alone almost perfectly, or a few exactly together."""
+    y_all, classes = encode_target(frame, spec)
+    keep = ~np.isnan(y_all)
+    if keep.sum() > LEAKAGE_SAMPLE:  # a seeded sample keeps this check fast on big tables
+        rng = np.random.default_rng(spec.seed)
+        keep &= rng.random(len(keep)) < LEAKAGE_SAMPLE / keep.sum()
+    rows = np.flatnonzero(keep)
+    y, train = y_all[rows], labels[rows] == TRAIN
+    if train.all() or not train.any():
+        return []
+    task, limit = spec.problem.task, spec.data.checks.leakage
+    metric = {"regression": "r2", "ranking": "r2", "binary": "roc_auc"}.get(task, "accuracy")
+    found, scores = [], {}
+    for name in features:
+        codes = _bin_codes(frame[name].iloc[rows], train)
+        if codes is None:
+            continue
+        score = _single_feature_score(codes, y, train, task, len(classes))
+        scores[name] = score
+        if score >= limit:
+            found.append(Anomaly(
+                "leakage", ERROR, name,
+                f"'{name}' alone predicts '{spec.problem.target}' almost perfectly "
+                f"({metric} {score:.4f} on held-out rows): it likely leaks the target",
+                f"if '{name}' is not known at prediction time, add it to features.exclude; "
+                f"if it is, acknowledge it: data.checks.acknowledge: ['leakage:{name}']",
+                {"metric": metric, "score": _round(score), "threshold": limit}))
+    if task in ("regression", "ranking"):
+        found += _exact_combination(spec, frame, rows, y, train, features, types,
+                                    {a.column for a in found})
+    return found
+
+
+def _exact_combination(spec: SystemSpec, frame: pd.DataFrame, rows: np.ndarray, y: np.ndarray,
+                       train: np.ndarray, features: list[str], types: dict[str, str],
+                       flagged: set[str]) -> list[Anomaly]:
+    """Up to three numeric columns whose linear combination equals the target (a + b = y)."""
+    numeric = [n for n in features if types[n] == "numeric"]
+    if not numeric:
+        return []
+    x = frame[numeric].iloc[rows].to_numpy(dtype=float)
+    x = np.where(np.isfinite(x), x, np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0))
+    x = np.nan_to_num(x)
+    chosen: list[int] = []
+    best = 0.0
+    for _ in range(min(3, len(numeric))):
+        trials = {j: _r2_linear(x[:, [*chosen, j]], y) for j in range(len(numeric))
+                  if j not in chosen}
+        j, r2 = max(trials.items(), key=lambda kv: kv[1])
+        if r2 <= best + 1e-9:
+            break
+        chosen.append(j)
+        best = r2
+        if best >= EXACT_FIT:
+            break
+    if best < EXACT_FIT:
+        return []
+    names = [numeric[j] for j in chosen]
+    coef, *_ = np.linalg.lstsq(np.column_stack([x[:, chosen], np.ones(len(y))]), y, rcond=None)
+    formula = " + ".join(f"{c:.3g}·{n}" for c, n in zip(coef[:-1], names, strict=True))
+    return [
+        Anomaly(
+            "leakage", ERROR, name,
+            f"'{spec.problem.target}' = {formula} + {coef[-1]:.3g} (R² {best:.5f}): together "
+            f"{', '.join(names)} determine the target exactly; they are parts of it",
+            f"add {', '.join(names)} to features.exclude (or acknowledge 'leakage:{name}' if "
+            "they are really known at prediction time)",
+            {"columns": names, "r2": _round(best, 6), "coefficients": [_round(c) for c in coef]})
+        for name in names if name not in flagged
+    ]
+
+
+def check_split_drift(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
+                      features: list[str], types: dict[str, str]) -> list[Anomaly]:
+    """Columns (and the target) distributed differently in test than in train (PSI)."""
+    cols = [*features, spec.problem.target]
+    col_types = {c: ("categorical" if spec.problem.task in ("binary", "multiclass")
+                     and c == spec.problem.target else types[c]) for c in cols}
+    train, test = frame[labels == TRAIN], frame[labels == TEST]
+    if train.empty or test.empty:
+        return []
+    reference = profile(train[cols], col_types)["columns"]
+    found = []
+    for name in cols:
+        kind, ref = col_types[name], reference[name]
+        if kind == "numeric":
+            value = psi_numeric(ref, test[name].to_numpy(dtype=float, na_value=np.nan))
+        elif kind == "categorical":
+            value = psi_categorical(ref, test[name])
+        elif kind == "boolean":
+            p, q = ref.get("true_rate") or 0.0, float(np.nanmean(test[name])) if len(test) else 0
+            value = psi(np.array([1 - p, p]), np.array([1 - q, q]))
+        else:
+            continue
+        if value > spec.data.checks.split_drift_psi:
+            what = "the target" if name == spec.problem.target else f"'{name}'"
+            found.append(Anomaly(
+                "split_drift", WARNING, name,
+                f"{what} is distributed differently in test than in train (PSI {value:.2f})",
+                "expected for a time split of seasonal data; otherwise check how rows were "
+                "collected, and watch this column in monitoring",
+                {"psi": _round(value), "threshold": spec.data.checks.split_drift_psi}))
+    return found
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+def _acknowledge(spec: SystemSpec, anomalies: list[Anomaly]) -> None:
+    for a in anomalies:
+        for ack in spec.data.checks.acknowledge:
+            if ack.check == a.check and (ack.column is None or ack.column == a.column):
+                a.acknowledged = True
+                if ack.reason:
+                    a.evidence["acknowledged_because"] = ack.reason
+
+
+def validate_dataset(spec: SystemSpec, dataset: Dataset) -> ValidationReport:
+    """Run every check on a loaded snapshot; split it as the spec says first."""
+    timings = dict(dataset.timings)
+    frame, schema = dataset.frame, dataset.schema
+    columns = list(frame.columns)
+    anomalies = check_spec_columns(spec, columns)
+    base = {"system": spec.name, "snapshot": dataset.snapshot_id, "n_rows": len(frame),
+            "n_columns": len(columns), "column_types": schema.types}
+    if any(a.column == spec.problem.target for a in anomalies):
+        return ValidationReport(**base, features=[], split={}, anomalies=anomalies,
+                                timings=timings)
+    try:
+        features = list(select_features(spec, schema.types))
+    except FeatureError:  # names already reported by check_spec_columns
+        features = [c for c in columns if c in schema.types and c != spec.problem.target]
+    used = {*features, spec.problem.target, *spec.problem.time}
+    start = time.perf_counter()
+    anomalies += check_target(spec, frame)
+    anomalies += check_types(schema.columns, used)
+    anomalies += check_ranges(spec, frame)
+    anomalies += check_missing(spec, schema.columns)
+    anomalies += check_constant_and_duplicate_columns(frame, features)
+    anomalies += check_duplicate_rows(frame)
+    anomalies += check_identifiers(schema.columns, features, len(frame))
+    anomalies += check_imbalance(spec, frame)
+    timings["checks_s"] = time.perf_counter() - start
+    split: dict = {}
+    if not any(a.blocking and a.check.startswith(("target", "missing_column"))
+               for a in anomalies):
+        start = time.perf_counter()
+        labels, split = split_dataset(dataset, spec)
+        timings["split_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        anomalies += check_leakage(spec, frame, labels, features, schema.types)
+        timings["leakage_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        anomalies += check_split_drift(spec, frame, labels, features, schema.types)
+        timings["split_drift_s"] = time.perf_counter() - start
+    _acknowledge(spec, anomalies)
+    order = {ERROR: 0, WARNING: 1, INFO: 2}
+    anomalies.sort(key=lambda a: (a.acknowledged, order[a.severity], a.check, a.column or ""))
+    return ValidationReport(**base, features=features, split=split, anomalies=anomalies,
+                            timings={k: _round(v, 3) for k, v in timings.items()})
+
+
+def validate(spec: SystemSpec, workspace: Workspace | None = None) -> ValidationReport:
+    """Load the spec's data as a snapshot, validate it, and write the JSON report.
+
+    The report lands in ``<workspace>/reports/validation.json``.
+    """
+    workspace = workspace or Workspace.for_spec(spec)
+    dataset = load_dataset(spec, workspace)
+    report = validate_dataset(spec, dataset)
+    write_json(workspace.reports / "validation.json", report.to_dict())
+    return report

@@ -1,0 +1,153 @@
+"""``mlsd init``: look at a data file and write a commented ``system.yaml`` for it."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from mlsd.data.schema import infer_schema
+from mlsd.data.sources import read_source
+from mlsd.data.target import classes_of, positive_class
+from mlsd.errors import DataError, MlsdError
+from mlsd.spec import (
+    FeaturesSpec,
+    ProblemSpec,
+    SourceSpec,
+    SplitSpec,
+    SystemSpec,
+    parse_spec,
+)
+
+DEFAULT_PRIMARY = {"regression": "rmse", "binary": "roc_auc", "multiclass": "log_loss",
+                   "ranking": "ndcg@10"}
+
+
+def infer_task(kind: str, n_classes: int) -> str:
+    """The task a target column suggests: few values → classification, else regression."""
+    if n_classes == 2:
+        return "binary"
+    if kind in ("categorical", "boolean") or (kind == "numeric" and n_classes <= 10):
+        return "multiclass" if n_classes > 2 else "binary"
+    if kind == "numeric":
+        return "regression"
+    raise DataError(
+        f"cannot predict a {kind} column",
+        hint="pick a numeric or categorical target, or pass --task",
+    )
+
+
+def _scalar(value) -> str:
+    """One YAML scalar, quoted when YAML would read it as something else."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _line(indent: int, key: str, value, comment: str | None) -> str:
+    text = f"{'  ' * indent}{key}: {_scalar(value)}" if value is not None else f"{'  ' * indent}{key}:"
+    return f"{text:<40} # {comment}" if comment else text
+
+
+def _doc(model: type, field: str) -> str:
+    return model.model_fields[field].description or ""
+
+
+def render_spec(data: Path, target: str, *, out: Path, task: str | None = None,
+                time: list[str] | None = None, entity: str | None = None,
+                name: str | None = None) -> str:
+    """The text of a commented system.yaml for ``data`` predicting ``target``."""
+    base = out.parent.resolve()
+    source = SourceSpec(path=str(data))
+    table = read_source(source, Path.cwd())
+    frame = table.to_pandas(strings_to_categorical=True)
+    if target not in frame.columns:
+        import difflib
+
+        guess = difflib.get_close_matches(target, list(frame.columns), n=1)
+        raise DataError(
+            f"--target {target!r} is not a column of {data}"
+            + (f" — did you mean '{guess[0]}'?" if guess else ""),
+            hint=f"columns: {', '.join(map(str, frame.columns[:30]))}",
+        )
+    for col in [*(time or []), *([entity] if entity else [])]:
+        if col not in frame.columns:
+            raise DataError(f"column {col!r} is not in {data}", hint="check --time and --id")
+    schema, typed = infer_schema(frame)
+    classes = classes_of(typed[target])
+    task = task or infer_task(schema.columns[target].type, len(classes))
+    relative = os.path.relpath(Path(data).resolve(), base)
+    sys_name = name or Path(data).stem.replace(" ", "-") or "system"
+    split = "time" if time else ("stratified" if task in ("binary", "multiclass") else "random")
+
+    lines = [
+        f"# {sys_name}: written by `mlsd init` on {date.today()} from {relative}.",
+        "# Every key is documented in `mlsd schema`; sections not written here take defaults.",
+        _line(0, "name", sys_name, _doc(SystemSpec, "name")),
+        "",
+        "# Step 1: the problem.",
+        "problem:",
+        _line(1, "task", task, _doc(ProblemSpec, "task")),
+        _line(1, "target", target, _doc(ProblemSpec, "target")),
+    ]
+    if task == "binary":
+        stub = SystemSpec.model_validate({"name": "x", "problem": {"task": task, "target": target},
+                                          "data": {"source": "x"}})
+        positive = positive_class(stub, classes)
+        if positive is None:
+            counts = typed[target].value_counts()
+            positive = min(classes, key=lambda c: counts.get(c, 0))
+        if isinstance(positive, float) and positive.is_integer():
+            positive = int(positive)
+        lines.append(_line(1, "positive_class", positive, _doc(ProblemSpec, "positive_class")))
+    if entity:
+        lines.append(_line(1, "id", entity, _doc(ProblemSpec, "id")))
+    if time:
+        lines.append(_line(1, "time", list(time), _doc(ProblemSpec, "time")))
+    lines += [
+        _line(1, "objective", "", "TODO: " + _doc(ProblemSpec, "objective")),
+        _line(1, "costs", None, "cost of each kind of mistake; they choose thresholds"),
+        _line(2, "false_positive", 1.0, None),
+        _line(2, "false_negative", 1.0, None),
+        _line(1, "latency_budget_ms", 100, _doc(ProblemSpec, "latency_budget_ms")),
+        "",
+        "# Step 2: metrics.",
+        "metrics:",
+        _line(1, "primary", DEFAULT_PRIMARY[task], "the offline metric that selects models"),
+        "",
+        "# Step 4: data. Types below were inferred; add min/max or domain to make them a contract.",
+        "data:",
+        _line(1, "source", relative, _doc(SourceSpec, "path")),
+        _line(1, "split", None, None),
+        _line(2, "method", split, "random | stratified | time | group"),
+        _line(2, "valid", 0.15, _doc(SplitSpec, "valid")),
+        _line(2, "test", 0.15, _doc(SplitSpec, "test")),
+        _line(1, "columns", None, "column: type (numeric | boolean | categorical | datetime | "
+              "text | identifier)"),
+    ]
+    lines += [_line(2, str(col), schema.columns[str(col)].type, None) for col in frame.columns
+              if str(col) != target]
+    excluded = [c for c, s in schema.columns.items() if s.type == "identifier" and c != entity]
+    lines += [
+        "",
+        "# Step 5: features. Exclude columns that are unknown at prediction time or leak the target.",
+        "features:",
+        _line(1, "exclude", excluded, _doc(FeaturesSpec, "exclude")),
+        "",
+    ]
+    text = "\n".join(lines)
+    try:
+        parse_spec(text, file=str(out))
+    except MlsdError as exc:  # a bug here, not the user's: say so plainly
+        raise MlsdError(f"mlsd init produced an invalid spec: {exc.message}") from exc
+    return text
+
+
+def write_spec(data: Path, target: str, *, out: Path, force: bool = False, **options) -> Path:
+    """Write :func:`render_spec`'s text to ``out``, refusing to overwrite unless ``force``."""
+    if out.exists() and not force:
+        raise MlsdError(f"{out} already exists", hint="pass --force to overwrite, or -o another path")
+    text = render_spec(data, target, out=out, **options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out

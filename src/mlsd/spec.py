@@ -1,0 +1,678 @@
+"""``system.yaml``: the declaration of one ML system, one section per design step.
+
+The pydantic models below are the single source of truth: they validate the file, give
+defaults, produce the JSON schema (``mlsd schema``), the comments ``mlsd init`` writes,
+and the text of every error. Errors name the file, the line and the key path, and say how
+to fix the problem, with a did-you-mean for misspelt keys and values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from mlsd.errors import SpecError
+
+Task = Literal["binary", "multiclass", "regression", "ranking"]
+ColumnType = Literal["numeric", "boolean", "categorical", "datetime", "text", "identifier"]
+DatetimePart = Literal["year", "month", "day", "dayofweek", "dayofyear", "hour", "minute"]
+Scalar = str | int | float | bool
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``15m``, ``24h``, ``30d`` or ``2w``."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration; write a number and a unit: s, m, h, d or w (e.g. 24h)"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+def _listify(data: Any, key: str) -> Any:
+    """Let a single name stand for a one-element list (``time: day``)."""
+    if isinstance(data, dict) and isinstance(data.get(key), str):
+        return {**data, key: [data[key]]}
+    return data
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --- step 1: problem -------------------------------------------------------------------------
+
+
+class Costs(Section):
+    false_positive: float = Field(1.0, ge=0, description="Cost of one false positive, in any unit.")
+    false_negative: float = Field(1.0, ge=0, description="Cost of one false negative, same unit.")
+
+
+class ProblemSpec(Section):
+    task: Task = Field(description="What is predicted: binary | multiclass | regression | ranking.")
+    target: str = Field(min_length=1, description="Column holding the label to predict.")
+    positive_class: Scalar | None = Field(
+        None, description="Binary tasks: the label value that counts as positive (default: 1, "
+        "true, yes, or the minority class)."
+    )
+    id: str | None = Field(None, description="Entity id column (a user, a customer, a station).")
+    time: list[str] = Field(
+        default_factory=list,
+        description="Event-time columns, most significant first; they order time splits and "
+        "monitoring windows.",
+    )
+    objective: str = Field("", description="The business objective in one sentence.")
+    costs: Costs = Field(default_factory=Costs, description="Costs of wrong decisions.")
+    latency_budget_ms: float = Field(
+        100.0, gt=0, le=60000, description="Online prediction budget per request, in ms."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return _listify(data, "time")
+
+
+# --- step 2: metrics -------------------------------------------------------------------------
+
+
+class Bound(Section):
+    min: float | None = Field(None, description="Lowest acceptable value.")
+    max: float | None = Field(None, description="Highest acceptable value.")
+
+
+class MetricsSpec(Section):
+    primary: str | None = Field(
+        None, description="Offline metric that selects models (default: rmse for regression, "
+        "roc_auc for binary, log_loss for multiclass, ndcg@10 for ranking)."
+    )
+    guardrails: dict[str, Bound] = Field(
+        default_factory=dict, description="Metrics that must stay within bounds, e.g. "
+        "{log_loss: {max: 0.2}}."
+    )
+    online: list[str] = Field(
+        default_factory=list, description="Business metrics watched online (e.g. ctr)."
+    )
+
+
+# --- step 3: architecture --------------------------------------------------------------------
+
+
+class ArchitectureSpec(Section):
+    kind: Literal["single", "funnel"] = Field(
+        "single", description="One model, or candidate generation → ranking → filters."
+    )
+
+
+# --- step 4: data ----------------------------------------------------------------------------
+
+
+class SourceSpec(Section):
+    path: str | None = Field(
+        None, description="CSV or Parquet file, or a folder of Parquet files; relative to "
+        "system.yaml."
+    )
+    sql: str | None = Field(
+        None, description="A DuckDB query over files, e.g. select * from 'logs/*.parquet'."
+    )
+    format: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="File format; auto reads it from the extension."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SourceSpec:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of `path` or `sql`")
+        return self
+
+
+class ColumnSpec(Section):
+    type: ColumnType | None = Field(None, description="Override the inferred column type.")
+    min: float | None = Field(None, description="Lowest valid value (numeric columns).")
+    max: float | None = Field(None, description="Highest valid value (numeric columns).")
+    domain: list[Scalar] | None = Field(
+        None, description="The only valid values (categorical columns)."
+    )
+    max_missing: float | None = Field(
+        None, ge=0, le=1, description="Largest acceptable share of missing values."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"type": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _range(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+
+class SplitSpec(Section):
+    method: Literal["auto", "random", "stratified", "time", "group"] = Field(
+        "auto", description="auto: time when problem.time is set, stratified for "
+        "classification, random otherwise."
+    )
+    valid: float = Field(0.15, ge=0, lt=1, description="Share of rows for validation.")
+    test: float = Field(0.15, gt=0, lt=1, description="Share of rows for the final test.")
+    group: str | None = Field(
+        None, description="Group split: column whose values never cross splits (default: "
+        "problem.id)."
+    )
+
+    @model_validator(mode="after")
+    def _shares(self) -> SplitSpec:
+        if self.valid + self.test >= 0.9:
+            raise ValueError(
+                f"valid + test = {self.valid + self.test:g} leaves under 10% for training"
+            )
+        return self
+
+
+class Acknowledgement(Section):
+    check: str = Field(description="Name of the validation check, e.g. leakage.")
+    column: str | None = Field(None, description="Column it applies to; none means all.")
+    reason: str = Field("", description="Why this finding is accepted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            check, _, column = data.partition(":")
+            return {"check": check.strip(), "column": column.strip() or None}
+        return data
+
+
+class ChecksSpec(Section):
+    max_missing: float = Field(
+        0.5, ge=0, le=1, description="Warn when a column misses more than this share."
+    )
+    min_class_share: float = Field(
+        0.1, ge=0, le=0.5, description="Warn of class imbalance below this share of rows."
+    )
+    leakage: float = Field(
+        0.98, gt=0.5, le=1, description="A feature that alone scores above this (R², or AUC) "
+        "is suspected target leakage."
+    )
+    split_drift_psi: float = Field(
+        0.25, gt=0, description="Warn when a column's PSI between train and test exceeds this."
+    )
+    acknowledge: list[Acknowledgement] = Field(
+        default_factory=list, description="Findings accepted on purpose: `check:column` or "
+        "{check, column, reason}; they are reported but never block."
+    )
+
+
+class DataSpec(Section):
+    source: SourceSpec = Field(description="Where the rows come from.")
+    columns: dict[str, ColumnSpec] = Field(
+        default_factory=dict, description="Schema overrides by column: type, range, domain."
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec, description="Train/valid/test split.")
+    label_delay: Duration = Field("0s", description="How long after a prediction its label "
+                                  "arrives (e.g. 24h).")
+    checks: ChecksSpec = Field(default_factory=ChecksSpec, description="Validation thresholds.")
+
+
+# --- step 5: features ------------------------------------------------------------------------
+
+
+class FeatureColumnSpec(Section):
+    impute: Literal["median", "mean", "zero"] | None = Field(
+        None, description="Numeric: how missing values are filled (default: features.impute)."
+    )
+    standardize: bool | None = Field(
+        None, description="Numeric: scale to zero mean, unit variance for linear models."
+    )
+    cyclical: float | None = Field(
+        None, gt=0, description="Numeric: period (e.g. 24 for hours) to add sin/cos encodings."
+    )
+    min_frequency: int | None = Field(
+        None, ge=1, description="Categorical: rarer values go to the rare bucket."
+    )
+    max_categories: int | None = Field(
+        None, ge=1, le=100000, description="Categorical: keep at most this many values."
+    )
+    parts: list[DatetimePart] | None = Field(
+        None, description="Datetime: which parts to extract (default: features.datetime_parts)."
+    )
+
+
+class FeaturesSpec(Section):
+    exclude: list[str] = Field(
+        default_factory=list, description="Columns that never reach a model (leaks, ids)."
+    )
+    include: list[str] | None = Field(
+        None, description="If set, only these columns are features."
+    )
+    columns: dict[str, FeatureColumnSpec] = Field(
+        default_factory=dict, description="Per-column transform options."
+    )
+    impute: Literal["median", "mean", "zero"] = Field(
+        "median", description="Default numeric imputation."
+    )
+    missing_indicator: bool = Field(
+        True, description="Add an is-missing column for numeric columns that had missing "
+        "values in training."
+    )
+    standardize: bool = Field(True, description="Standardize numeric inputs of linear models.")
+    min_frequency: int = Field(
+        5, ge=1, description="Categories seen fewer times in training go to a rare bucket."
+    )
+    max_categories: int = Field(
+        100, ge=1, le=100000, description="Most frequent categories kept per column."
+    )
+    datetime_parts: list[DatetimePart] = Field(
+        default_factory=lambda: ["year", "month", "dayofweek", "hour"],
+        description="Parts extracted from datetime columns; month, weekday and hour also get "
+        "sin/cos encodings.",
+    )
+    crosses: list[list[str]] = Field(
+        default_factory=list, description="Categorical crosses, e.g. [[weekday, hr]]."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return _listify(data, "exclude")
+
+
+# --- steps 6-9 (grown by later issues) ------------------------------------------------------
+
+
+class TuningSpec(Section):
+    budget_s: float = Field(0.0, ge=0, le=86400, description="Tuning time budget; 0 = defaults.")
+
+
+class ModelGateSpec(Section):
+    beat_baselines_by: float = Field(
+        0.0, ge=0, description="Margin by which the model must beat the best baseline."
+    )
+
+
+class BaselinesSpec(Section):
+    heuristic: str | None = Field(
+        None, description="A rule over columns, e.g. `balance > 1800`; default: the best "
+        "single-feature split."
+    )
+
+
+class ModelsSpec(Section):
+    candidates: list[Literal["linear", "lightgbm"]] = Field(
+        default_factory=lambda: ["linear", "lightgbm"], description="Model families to try."
+    )
+    baselines: BaselinesSpec = Field(default_factory=BaselinesSpec, description="Baselines.")
+    tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyper-parameter search.")
+    gate: ModelGateSpec = Field(default_factory=ModelGateSpec, description="Registration gate.")
+
+
+class EvaluationSpec(Section):
+    slices: list[str] = Field(
+        default_factory=list, description="Slice columns or expressions, e.g. `temp > 0.7`."
+    )
+
+
+class ServingSpec(Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
+    on_invalid: Literal["reject", "flag"] = Field(
+        "reject", description="Out-of-domain inputs: reject the request or accept and flag."
+    )
+    max_instances: int = Field(1000, ge=1, le=1_000_000, description="Instances per request.")
+
+
+class RolloutSpec(Section):
+    strategy: Literal["direct", "shadow", "canary", "ab", "bandit"] = Field(
+        "direct", description="How a new model takes traffic."
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50, 100], description="Canary traffic percentages."
+    )
+
+
+class DriftSpec(Section):
+    numeric: Literal["psi", "ks", "wasserstein"] = Field("psi", description="Numeric test.")
+    categorical: Literal["psi", "chi2", "jensen_shannon"] = Field(
+        "psi", description="Categorical test."
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level before correction.")
+
+
+class MonitoringSpec(Section):
+    window: Duration = Field("1d", description="Length of a monitoring window.")
+    max_age: Duration = Field("30d", description="A model older than this is stale.")
+    drift: DriftSpec = Field(default_factory=DriftSpec, description="Drift tests.")
+    webhook: str | None = Field(None, description="URL that receives alerts as JSON.")
+
+
+class RetrainingSpec(Section):
+    triggers: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="drift, performance, {schedule: 7d}, "
+        "{new_labels: 2000}."
+    )
+    beat_champion_by: float = Field(
+        0.0, ge=0, description="Margin a challenger needs over the champion."
+    )
+
+
+class SystemSpec(Section):
+    """The whole ``system.yaml``."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        description="System name: letters, digits, '-', '_' and '.'.",
+    )
+    description: str = Field("", description="What the system is for.")
+    seed: int = Field(42, ge=0, description="Seed of every random choice (splits, models).")
+    workspace: str | None = Field(
+        None, description="Workspace folder (default: .mlsd beside system.yaml; MLSD_HOME "
+        "overrides both)."
+    )
+    problem: ProblemSpec = Field(description="Step 1: the problem.")
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Step 2: metrics.")
+    architecture: ArchitectureSpec = Field(
+        default_factory=ArchitectureSpec, description="Step 3: architecture."
+    )
+    data: DataSpec = Field(description="Step 4: data.")
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec, description="Step 5: features.")
+    models: ModelsSpec = Field(default_factory=ModelsSpec, description="Step 6: models.")
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="Step 6: offline evaluation."
+    )
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Step 7: serving.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Step 8: rollout.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description="Step 9: monitoring."
+    )
+    retraining: RetrainingSpec = Field(
+        default_factory=RetrainingSpec, description="Step 9: retraining."
+    )
+
+    _path: Path | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this spec was loaded from, if any."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the spec are resolved against."""
+        return self._path.parent if self._path else Path.cwd()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, made absolute against the spec's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def split_method(self) -> str:
+        """The split method with ``auto`` resolved."""
+        method = self.data.split.method
+        if method != "auto":
+            return method
+        if self.problem.time:
+            return "time"
+        return "stratified" if self.problem.task in ("binary", "multiclass") else "random"
+
+    @property
+    def split_group(self) -> str | None:
+        """Column a group split keeps together."""
+        return self.data.split.group or self.problem.id
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+Location = tuple[int, int]  # (line of the key, line of the value), 1-based
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys instead of keeping the last silently."""
+
+
+def _index_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+    """Map every key path in a composed YAML document to the lines of its key and value."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(path + (key,), line, seen[key])
+            seen[key] = line
+            out[path + (key,)] = (line, value_node.start_mark.line + 1)
+            _index_lines(value_node, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            line = item.start_mark.line + 1
+            out[path + (i,)] = (line, line)
+            _index_lines(item, path + (i,), out)
+    return out
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: tuple, line: int, first: int):
+        self.path, self.line, self.first = path, line, first
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/Union/Annotated down to the model or container that carries keys."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+        return args[0] if args else annotation
+    return annotation
+
+
+def _model_at(path: tuple) -> Any:
+    """The pydantic model (or container annotation) found at a key path of SystemSpec."""
+    current: Any = SystemSpec
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    return _unwrap(current)
+
+
+def _description(loc: tuple) -> str | None:
+    """The description of the field at ``loc``, used as the hint of a type or range error."""
+    parent = _model_at(loc[:-1]) if loc else None
+    if isinstance(parent, type) and issubclass(parent, BaseModel) and loc[-1] in parent.model_fields:
+        return parent.model_fields[loc[-1]].description
+    return None
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _dotted(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _locate(lines: dict, path: tuple) -> int | None:
+    """Line of the deepest part of ``path`` present in the file."""
+    for depth in range(len(path), 0, -1):
+        if path[:depth] in lines:
+            key_line, value_line = lines[path[:depth]]
+            return value_line if depth == len(path) else key_line
+    return None
+
+
+def _describe(error: dict, lines: dict) -> dict:
+    """Turn one pydantic error into {line, key, problem, hint}."""
+    # pydantic adds the tags of function validators ('function-after[...]') to locations
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    kind, given = error["type"], error.get("input")
+    hint = None
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        allowed = list(model.model_fields) if is_model else []
+        guess = _did_you_mean(loc[-1], allowed)
+        problem = f"unknown key '{loc[-1]}'"
+        if guess:
+            problem += f" — did you mean '{guess}'?"
+            hint = f"rename '{loc[-1]}' to '{guess}'"
+        else:
+            hint = f"remove it; allowed keys here: {', '.join(allowed)}"
+    elif kind == "missing":
+        desc = _description(loc)
+        problem = f"required key '{loc[-1]}' is missing"
+        hint = f"add `{loc[-1]}:` under {_dotted(loc[:-1])}" + (f" ({desc})" if desc else "")
+    elif kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", error["ctx"]["expected"]) if "ctx" in error else []
+        guess = _did_you_mean(str(given), expected)
+        problem = f"{given!r} is not allowed"
+        if guess:
+            problem += f" — did you mean '{guess}'?"
+        hint = "use one of: " + ", ".join(expected)
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        problem = f"{message} (given: {given!r})" if not isinstance(given, dict | list) else message
+        hint = _description(loc)
+    return {"line": _locate(lines, loc), "key": _dotted(loc), "problem": problem, "hint": hint}
+
+
+def _raise(file: str, problems: list[dict]) -> typing.NoReturn:
+    problems.sort(key=lambda p: p["line"] or 0)
+    for p in problems:
+        p["file"] = file
+    text = "\n".join(
+        f"{p['file']}:{p['line'] or '?'}: {p['key']}: {p['problem']}"
+        + (f"\n    fix: {p['hint']}" if p.get("hint") else "")
+        for p in problems
+    )
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    raise SpecError(f"{file} has {count}\n{text}", problems=problems)
+
+
+def parse_spec(text: str, file: str = "system.yaml") -> SystemSpec:
+    """Validate YAML text as a SystemSpec; every problem cites ``file``, line and key."""
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        lines = _index_lines(node) if node is not None else {}
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        _raise(file, [{
+            "line": dup.line, "key": _dotted(dup.path),
+            "problem": f"key appears twice (first on line {dup.first})",
+            "hint": "keep one of them",
+        }])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        _raise(file, [{
+            "line": mark.line + 1 if mark else None, "key": "(yaml)",
+            "problem": f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+            "hint": "check indentation, colons and quotes around this line",
+        }])
+    if not isinstance(data, dict):
+        _raise(file, [{
+            "line": 1, "key": "(top level)", "problem": "the file must be a mapping of sections",
+            "hint": "start from `mlsd init DATA --target COLUMN`",
+        }])
+    try:
+        spec = SystemSpec.model_validate(data)
+    except ValidationError as exc:
+        _raise(file, [_describe(e, lines) for e in exc.errors()])
+    problems = [
+        {"line": _locate(lines, path), "key": _dotted(path), "problem": problem, "hint": hint}
+        for path, problem, hint in _consistency(spec)
+    ]
+    if problems:
+        _raise(file, problems)
+    return spec
+
+
+def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Checks that span sections (they need no data; data checks live in mlsd.data.validate)."""
+    found = []
+    target = spec.problem.target
+    if target in spec.features.exclude:
+        found.append(((("features", "exclude")), f"the target '{target}' is listed",
+                      "the target is never a feature already; remove it from the list"))
+    if spec.features.include and target in spec.features.include:
+        found.append(((("features", "include")), f"the target '{target}' is listed",
+                      "remove the target from features.include"))
+    if spec.problem.positive_class is not None and spec.problem.task != "binary":
+        found.append(((("problem", "positive_class")), f"set for a {spec.problem.task} task",
+                      "remove it, or set problem.task: binary"))
+    if spec.split_method == "time" and not spec.problem.time:
+        found.append(((("data", "split", "method")), "a time split needs event-time columns",
+                      "set problem.time to the column(s) that order the rows"))
+    if spec.split_method == "group" and not spec.split_group:
+        found.append(((("data", "split", "method")), "a group split needs a group column",
+                      "set data.split.group or problem.id"))
+    return found
+
+
+def load_spec(path: str | Path = "system.yaml") -> SystemSpec:
+    """Read and validate a ``system.yaml``. Raises SpecError naming file, line and key."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "system.yaml"
+    if not path.exists():
+        raise SpecError(
+            f"{path} does not exist",
+            hint="pass -c PATH, or create one with `mlsd init DATA --target COLUMN`",
+        )
+    spec = parse_spec(path.read_text(encoding="utf-8"), file=str(path))
+    spec._path = path.resolve()
+    return spec
+
+
+def json_schema() -> dict:
+    """JSON schema of system.yaml, with every field's type, default, range and description."""
+    return SystemSpec.model_json_schema()
