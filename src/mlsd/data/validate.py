@@ -421,11 +421,12 @@ def _exact_combination(spec: SystemSpec, frame: pd.DataFrame, rows: np.ndarray, 
         return []
     names = [numeric[j] for j in chosen]
     coef, *_ = np.linalg.lstsq(np.column_stack([x[:, chosen], np.ones(len(y))]), y, rcond=None)
-    formula = " + ".join(f"{c:.3g}·{n}" for c, n in zip(coef[:-1], names, strict=True))
+    coef = np.round(coef, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
+    formula = " + ".join(f"{c:g}·{n}" for c, n in zip(coef[:-1], names, strict=True))
     return [
         Anomaly(
             "leakage", ERROR, name,
-            f"'{spec.problem.target}' = {formula} + {coef[-1]:.3g} (R² {best:.5f}): together "
+            f"'{spec.problem.target}' = {formula} + {coef[-1]:g} (R² {best:.5f}): together "
             f"{', '.join(names)} determine the target exactly; they are parts of it",
             f"add {', '.join(names)} to features.exclude (or acknowledge 'leakage:{name}' if "
             "they are really known at prediction time)",
