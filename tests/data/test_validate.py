@@ -1,0 +1,173 @@
+"""Each validation check on small frames where the right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.data.snapshot import load_dataset
+from mlsd.data.validate import validate, validate_dataset
+from mlsd.spec import parse_spec
+from mlsd.workspace import Workspace
+
+N = 600
+
+
+def base_frame(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=N)
+    return pd.DataFrame({
+        "x": x,
+        "z": rng.uniform(0, 10, N),
+        "c": rng.choice(["a", "b", "c"], N),
+        "y": 2 * x + rng.normal(scale=1.0, size=N),
+    })
+
+
+def run(tmp_path, df: pd.DataFrame, spec_text: str, *, task="regression", target="y", time=""):
+    df.to_csv(tmp_path / "d.csv", index=False)
+    text = (f"name: t\nproblem: {{task: {task}, target: {target}, time: [{time}]}}\n"
+            f"data:\n  source: d.csv\n{spec_text}")
+    spec = parse_spec(text)
+    spec._path = tmp_path / "system.yaml"
+    return validate_dataset(spec, load_dataset(spec, Workspace(tmp_path / "ws")))
+
+
+def found(report, check: str) -> dict:
+    return {a.column: a for a in report.anomalies if a.check == check}
+
+
+def test_clean_data_passes(tmp_path):
+    report = run(tmp_path, base_frame(), "")
+    assert report.passed, [a.message for a in report.anomalies]
+    assert report.split["method"] == "random"
+    assert report.features == ["x", "z", "c"]
+
+
+def test_missing_and_constant_target(tmp_path):
+    report = run(tmp_path, base_frame(), "", target="nope")
+    assert not report.passed
+    assert "nope" in found(report, "missing_column")
+    df = base_frame()
+    df["y"] = 3.0
+    report = run(tmp_path, df, "")
+    assert found(report, "target_constant")["y"].blocking
+
+
+def test_binary_with_three_classes_and_wrong_positive_class(tmp_path):
+    df = base_frame()
+    df["y"] = np.random.default_rng(1).choice(["p", "q", "r"], N)
+    report = run(tmp_path, df, "", task="binary")
+    assert found(report, "target_classes")["y"].blocking
+
+
+def test_type_mismatch_from_bad_values(tmp_path):
+    df = base_frame()
+    df["z"] = df["z"].astype(object)
+    df.loc[[3, 10], "z"] = ["hot", "n/a!"]
+    report = run(tmp_path, df, "")
+    mismatch = found(report, "type_mismatch")["z"]
+    assert mismatch.blocking and mismatch.evidence["count"] == 2
+    assert set(mismatch.evidence["examples"]) == {"hot", "n/a!"}
+
+
+def test_declared_range_and_domain(tmp_path):
+    spec = "  columns:\n    z: {min: 0, max: 5}\n    c: {domain: [a, b]}\n"
+    report = run(tmp_path, base_frame(), spec)
+    assert found(report, "out_of_range")["z"].evidence["count"] == int((base_frame().z > 5).sum())
+    assert found(report, "out_of_domain")["c"].evidence["examples"] == ["c"]
+    assert not report.passed
+
+
+def test_missing_rate_limits(tmp_path):
+    df = base_frame()
+    df.loc[: N * 0.6, "z"] = np.nan
+    report = run(tmp_path, df, "")
+    assert found(report, "missing_values")["z"].severity == "warning"
+    report = run(tmp_path, df, "  columns:\n    z: {max_missing: 0.1}\n")
+    assert found(report, "missing_values")["z"].blocking
+
+
+def test_constant_duplicate_columns_and_rows(tmp_path):
+    df = base_frame()
+    df["k"] = 1.0
+    df["x2"] = df["x"]
+    df = pd.concat([df, df.iloc[:5]], ignore_index=True)
+    report = run(tmp_path, df, "")
+    assert "k" in found(report, "constant_column")
+    assert found(report, "duplicate_column")["x2"].evidence["same_as"] == "x"
+    assert found(report, "duplicate_rows")[None].evidence["count"] == 5
+    assert report.passed  # all warnings
+
+
+def test_identifier_used_as_feature(tmp_path):
+    df = base_frame()
+    df["cust"] = [f"C{i:06d}" for i in range(N)]
+    report = run(tmp_path, df, "  columns: {cust: categorical}\n")
+    assert "cust" in found(report, "identifier_feature")
+    report = run(tmp_path, df, "")  # inferred as identifier: never a feature, no warning
+    assert "cust" not in report.features and not found(report, "identifier_feature")
+
+
+def test_class_imbalance(tmp_path):
+    df = base_frame()
+    df["y"] = np.where(np.arange(N) < 30, "yes", "no")
+    report = run(tmp_path, df, "", task="binary")
+    imbalance = found(report, "class_imbalance")["y"]
+    assert imbalance.evidence["shares"]["yes"] == pytest.approx(0.05)
+
+
+def test_single_feature_leakage_and_acknowledgement(tmp_path):
+    df = base_frame()
+    df["leak"] = df["y"] * 3 + 1
+    report = run(tmp_path, df, "")
+    leak = found(report, "leakage")
+    assert set(leak) == {"leak"} and leak["leak"].blocking
+    assert leak["leak"].evidence["score"] > 0.98
+    report = run(tmp_path, df, "  checks: {acknowledge: ['leakage:leak']}\n")
+    assert found(report, "leakage")["leak"].acknowledged and report.passed
+    report = run(tmp_path, df, "features: {exclude: [leak]}\n")
+    assert not found(report, "leakage") and report.passed
+
+
+def test_parts_that_sum_to_the_target_are_leakage(tmp_path):
+    rng = np.random.default_rng(3)
+    df = base_frame()
+    df["part_a"] = rng.poisson(20, N).astype(float)
+    df["y"] = df["part_a"] + rng.poisson(5, N) * (1 + (df["x"] > 0))
+    df["part_b"] = df["y"] - df["part_a"]
+    report = run(tmp_path, df, "")
+    leak = found(report, "leakage")
+    assert {"part_a", "part_b"} <= set(leak)
+    assert all(a.blocking for a in leak.values())
+
+
+def test_classification_leakage_by_auc(tmp_path):
+    df = base_frame()
+    df["y"] = np.where(df["x"] > 0, "pos", "neg")
+    report = run(tmp_path, df, "", task="binary")
+    assert found(report, "leakage")["x"].evidence["metric"] == "roc_auc"
+
+
+def test_train_test_drift_after_time_split(tmp_path):
+    df = base_frame()
+    df["t"] = np.arange(N)
+    df["z"] = np.where(df["t"] > N * 0.7, df["z"] + 8, df["z"])
+    report = run(tmp_path, df, "", time="t")
+    assert report.split["method"] == "time"
+    assert found(report, "split_drift")["z"].evidence["psi"] > 0.25
+    assert "x" not in found(report, "split_drift")
+
+
+def test_validate_writes_the_report(tmp_path):
+    base_frame().to_csv(tmp_path / "d.csv", index=False)
+    spec = parse_spec("name: t\nproblem: {task: regression, target: y}\ndata: {source: d.csv}\n")
+    spec._path = tmp_path / "system.yaml"
+    report = validate(spec, Workspace(tmp_path / "ws"))
+    path = tmp_path / "ws" / "reports" / "validation.json"
+    import json
+
+    saved = json.loads(path.read_text())
+    assert saved["snapshot"] == report.snapshot and saved["passed"] is True
+    assert {"anomalies", "counts", "split", "column_types", "timings"} <= set(saved)
