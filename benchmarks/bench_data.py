@@ -1,0 +1,184 @@
+"""Data-path benchmark: snapshot + validate + split + featurize on a generated 1M x 50 table.
+
+    python benchmarks/bench_data.py [--rows 1000000] [--no-write]
+
+Prints wall time per stage and the process's peak memory against the in-memory size of the
+table, and compares with the raw libraries doing the least equivalent work in the same run:
+pandas (describe + duplicated) for validation, scikit-learn's ColumnTransformer (median
+imputer + ordinal encoder) for featurization. Results go to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
+from mlsd.data.validate import validate_dataset  # noqa: E402
+from mlsd.features import Featurizer, select_features  # noqa: E402
+from mlsd.spec import parse_spec  # noqa: E402
+from mlsd.workspace import Workspace  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(rows: int, path: Path) -> None:
+    """25 numeric (5% missing) and 25 categorical (20 levels) columns, a binary target."""
+    rng = np.random.default_rng(0)
+    columns: dict[str, pa.Array] = {}
+    signal = np.zeros(rows)
+    for i in range(25):
+        x = rng.normal(size=rows)
+        signal += x * (0.2 if i < 5 else 0.0)
+        x[rng.random(rows) < 0.05] = np.nan
+        columns[f"num_{i:02d}"] = pa.array(x)
+    levels = np.array([f"level_{j:02d}" for j in range(20)])
+    for i in range(25):
+        codes = rng.integers(0, 20, rows).astype(np.int32)
+        columns[f"cat_{i:02d}"] = pa.DictionaryArray.from_arrays(codes, levels).dictionary_decode()
+    columns["target"] = pa.array(np.where(signal + rng.normal(size=rows) > 1.0, "yes", "no"))
+    pq.write_table(pa.table(columns), path)
+
+
+def timed(label: str, results: dict, fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    results[label] = time.perf_counter() - start
+    print(f"  {label:<34}{results[label]:7.2f} s   peak RSS {peak_rss_mb():7.0f} MB", flush=True)
+    return out
+
+
+def raw_pandas_validation(path: Path) -> None:
+    """What a hand-rolled check costs: read, describe every column, count duplicate rows."""
+    df = pd.read_parquet(path)
+    df.describe(include="all")
+    df.isna().mean()
+    df.duplicated().sum()
+
+
+def sklearn_featurize(train: pd.DataFrame, full: pd.DataFrame, numeric, categorical) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OrdinalEncoder
+
+    ct = ColumnTransformer([
+        ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
+        ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                               min_frequency=5, max_categories=100), categorical),
+    ])
+    ct.fit(train)
+    ct.transform(full)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = parser.parse_args()
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = tmp / "table.parquet"
+        print(f"generating {args.rows:,} x 50 table ...", flush=True)
+        generate(args.rows, data)
+        base_rss = peak_rss_mb()
+        spec = parse_spec(f"name: bench\nproblem: {{task: binary, target: target}}\n"
+                          f"data: {{source: {data}}}\n")
+        spec._path = tmp / "system.yaml"
+        ws = Workspace(tmp / "ws")
+
+        print("mlsd:")
+        dataset = timed("load + schema + snapshot", results, load_dataset, spec, ws)
+        table_mb = dataset.frame.memory_usage(deep=True).sum() / 2**20
+        report = timed("validate (incl. split)", results, validate_dataset, spec, dataset)
+        labels, _ = split_dataset(dataset, spec)
+        columns = select_features(spec, dataset.schema.types)
+        frame = dataset.frame
+        train = frame[labels == 0]
+        inputs = {c: train[c].array for c in columns}
+        fitted = timed("featurizer fit (train split)", results,
+                       Featurizer(columns, spec.features, encoding="codes").fit, inputs)
+        matrix = timed("featurizer transform (all rows)", results, fitted.transform,
+                       {c: frame[c].array for c in columns})
+        mlsd_peak = peak_rss_mb()
+        del inputs, matrix
+
+        print("raw libraries, same work:")
+        timed("pandas read+describe+duplicated", results, raw_pandas_validation, data)
+        try:
+            timed("sklearn ColumnTransformer fit+transform", results, sklearn_featurize,
+                  train, frame, [c for c in columns if c.startswith("num")],
+                  [c for c in columns if c.startswith("cat")])
+        except ImportError:
+            print("  scikit-learn not installed: no featurization ratio (pip install scikit-learn)")
+
+    validate_s = results["load + schema + snapshot"] + results["validate (incl. split)"]
+    featurize_s = results["featurizer fit (train split)"] + results["featurizer transform (all rows)"]
+    lines = [
+        f"| snapshot + validate + split | {validate_s:.2f} s | "
+        f"{results['pandas read+describe+duplicated']:.2f} s (pandas describe + duplicated) | "
+        f"{validate_s / results['pandas read+describe+duplicated']:.2f}x |",
+    ]
+    if "sklearn ColumnTransformer fit+transform" in results:
+        sk = results["sklearn ColumnTransformer fit+transform"]
+        lines.append(f"| featurize fit + transform | {featurize_s:.2f} s | {sk:.2f} s "
+                     f"(scikit-learn ColumnTransformer) | {featurize_s / sk:.2f}x |")
+    peak_ratio = (mlsd_peak - base_rss + table_mb) / table_mb
+    summary = (
+        f"rows {args.rows:,} x 50 columns; in-memory table {table_mb:.0f} MB; "
+        f"peak RSS during mlsd stages {mlsd_peak:.0f} MB "
+        f"(≈ {peak_ratio:.1f}x the table, counting the table itself); "
+        f"anomalies found: {len(report.anomalies)}"
+    )
+    print(summary)
+    for line in lines:
+        print(line)
+    if args.no_write:
+        return
+    section = "\n".join([
+        "## Data path (`benchmarks/bench_data.py`)",
+        "",
+        f"Command: `python benchmarks/bench_data.py --rows {args.rows}` on {date.today()}, "
+        f"{platform.machine()}, {platform.python_version()}, 2 cores.",
+        "",
+        "| stage | mlsd | raw library, same run | ratio (mlsd / raw) |",
+        "|---|---|---|---|",
+        *lines,
+        "",
+        "Stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in results.items()),
+        "",
+        summary,
+        "",
+    ])
+    bench = ROOT / "BENCHMARKS.md"
+    text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
+    start = text.find("## Data path")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    bench.write_text(text)
+    print(f"wrote {bench}")
+
+
+if __name__ == "__main__":
+    main()
