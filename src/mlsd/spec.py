@@ -474,15 +474,15 @@ def _index_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> 
             key = key_node.value
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise _DuplicateKey(path + (key,), line, seen[key])
+                raise _DuplicateKey((*path, key), line, seen[key])
             seen[key] = line
-            out[path + (key,)] = (line, value_node.start_mark.line + 1)
-            _index_lines(value_node, path + (key,), out)
+            out[(*path, key)] = (line, value_node.start_mark.line + 1)
+            _index_lines(value_node, (*path, key), out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             line = item.start_mark.line + 1
-            out[path + (i,)] = (line, line)
-            _index_lines(item, path + (i,), out)
+            out[(*path, i)] = (line, line)
+            _index_lines(item, (*path, i), out)
     return out
 
 

@@ -79,7 +79,7 @@ def test_broken_spec_exits_2_with_location(example):
     run = mlsd("validate", cwd=folder)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
-    line = next(i for i, l in enumerate(spec.read_text().splitlines(), 1) if "traget" in l)
+    line = next(i for i, text in enumerate(spec.read_text().splitlines(), 1) if "traget" in text)
     assert f"system.yaml:{line}: problem.traget: unknown key 'traget'" in run.stderr
     assert "did you mean 'target'" in run.stderr
     as_json = mlsd("validate", "--json", cwd=folder)

@@ -1,0 +1,363 @@
+"""Step 5: choose the feature columns, fit a featurizer on the training split, apply it anywhere.
+
+``Featurizer(columns, options).fit(train)`` returns a ``FittedFeaturizer`` whose whole state is
+plain JSON (medians, scales, vocabularies, datetime parts). Its ``transform`` is the only code
+path, for a million rows offline and one JSON row online; it needs numpy only (``mlsd.spec``,
+and with it pydantic, is imported only when a featurizer is fitted without options).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from mlsd.errors import FeatureError
+from mlsd.features.transforms import (
+    BooleanTransform,
+    CategoricalTransform,
+    DatetimeTransform,
+    Inputs,
+    NumericTransform,
+    Transform,
+    transform_from_json,
+)
+
+if TYPE_CHECKING:
+    from mlsd.spec import FeatureColumnSpec, FeaturesSpec, SystemSpec
+
+FORMAT = "mlsd.featurizer"
+VERSION = 1
+COLUMN_TYPES = ("numeric", "boolean", "categorical", "datetime", "text", "identifier")
+FEATURIZED = ("numeric", "boolean", "categorical", "datetime")
+CROSS_JOIN = "__x__"
+_BLOCK_CELLS = 1 << 18  # rows per chunk × features: a 2 MB block stays in cache
+# Options that only make sense for some column types (features.columns.<name>.<option>).
+_APPLIES_TO = {
+    "impute": ("numeric",),
+    "standardize": ("numeric", "datetime"),
+    "cyclical": ("numeric",),
+    "min_frequency": ("categorical",),
+    "max_categories": ("categorical",),
+    "parts": ("datetime",),
+}
+
+
+def _close(name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    shown = ", ".join(choices[:20]) + (", …" if len(choices) > 20 else "")
+    return f"the columns are: {shown or 'none'}"
+
+
+def cross_name(columns: Sequence[str]) -> str:
+    """Name of the categorical column a cross of ``columns`` becomes, e.g. ``a__x__b``."""
+    return CROSS_JOIN.join(columns)
+
+
+def select_features(spec: SystemSpec, column_types: Mapping[str, str]) -> dict[str, str]:
+    """The feature columns (name → type) in data order.
+
+    Drops the target, the entity id (``problem.id``) unless ``features.include`` lists it,
+    ``features.exclude``, everything outside ``features.include`` when it is set,
+    ``identifier`` columns and ``text`` columns (not featurized yet). Unknown names in
+    ``include``, ``exclude``, ``columns`` or ``crosses`` raise FeatureError with close matches.
+    """
+    features = spec.features
+    for name, kind in column_types.items():
+        if kind not in COLUMN_TYPES:
+            raise FeatureError(
+                f"column {name!r} has unknown type {kind!r}",
+                hint=f"use one of: {', '.join(COLUMN_TYPES)}",
+            )
+    crosses = {cross_name(group): group for group in features.crosses}
+    named = [("features.exclude", n) for n in features.exclude]
+    named += [("features.include", n) for n in features.include or []]
+    named += [("features.crosses", n) for group in features.crosses for n in group]
+    named += [("features.columns", n) for n in features.columns if n not in crosses]
+    for key, name in named:
+        if name not in column_types:
+            raise FeatureError(
+                f"{key} names {name!r}, which is not a column of the data — {_close(name, column_types)}",
+                hint=f"fix the name in {key} or remove it",
+            )
+    include = set(features.include) if features.include is not None else None
+    for name in include or ():
+        if column_types[name] in ("text", "identifier"):
+            raise FeatureError(
+                f"features.include lists {name!r}, a {column_types[name]} column, which is "
+                "never featurized",
+                hint=f"declare its type in data.columns.{name}.type (e.g. categorical), or "
+                "remove it from features.include",
+            )
+    dropped = {spec.problem.target, *features.exclude}
+    if spec.problem.id and (include is None or spec.problem.id not in include):
+        dropped.add(spec.problem.id)
+    return {
+        name: kind
+        for name, kind in column_types.items()
+        if name not in dropped and (include is None or name in include) and kind in FEATURIZED
+    }
+
+
+class Featurizer:
+    """Unfitted featurizer: which columns (name → type), which options, which encoding.
+
+    ``encoding="codes"`` gives one integer-code column per categorical (for LightGBM, listed in
+    ``categorical_indices``) and never standardizes; ``encoding="onehot"`` gives one column per
+    category and standardizes numeric inputs (for linear models).
+    """
+
+    def __init__(
+        self,
+        columns: Mapping[str, str],
+        options: FeaturesSpec | None = None,
+        *,
+        encoding: Literal["codes", "onehot"] = "codes",
+    ):
+        if options is None:
+            from mlsd.spec import FeaturesSpec  # pydantic: fit time only, never on transform
+
+            options = FeaturesSpec()
+        if encoding not in ("codes", "onehot"):
+            raise FeatureError(f"unknown encoding {encoding!r}", hint="use 'codes' or 'onehot'")
+        self.columns = dict(columns)
+        self.options = options
+        self.encoding = encoding
+        self._check()
+
+    def _check(self) -> None:
+        if not self.columns:
+            raise FeatureError(
+                "no feature columns to fit",
+                hint="check features.include and features.exclude: every column was dropped",
+            )
+        for name, kind in self.columns.items():
+            if kind in ("text", "identifier"):
+                raise FeatureError(
+                    f"column {name!r} is {kind}, which is not featurized",
+                    hint="leave it out of the columns (select_features does), or change its type",
+                )
+            if kind not in FEATURIZED:
+                raise FeatureError(
+                    f"column {name!r} has unknown type {kind!r}",
+                    hint=f"use one of: {', '.join(FEATURIZED)}",
+                )
+        for name, column_options in self.options.columns.items():
+            kind = self.columns.get(name)
+            if kind is None:
+                continue  # options of a column that is not a feature (or of a cross)
+            for option, kinds in _APPLIES_TO.items():
+                if getattr(column_options, option) is not None and kind not in kinds:
+                    raise FeatureError(
+                        f"features.columns.{name}.{option} applies to {' or '.join(kinds)} "
+                        f"columns; {name!r} is {kind}",
+                        hint=f"remove features.columns.{name}.{option}",
+                    )
+        for group in self.options.crosses:
+            if len(group) < 2:
+                raise FeatureError(
+                    f"features.crosses entry {group} needs at least two columns",
+                    hint="list two or more columns, e.g. [weekday, hr]",
+                )
+            for name in group:
+                if name not in self.columns:
+                    raise FeatureError(
+                        f"features.crosses uses {name!r}, which is not a feature column — "
+                        f"{_close(name, self.columns)}",
+                        hint="a crossed column must also be a feature: remove it from "
+                        "features.exclude, or from the cross",
+                    )
+
+    def _column(self, name: str) -> FeatureColumnSpec | None:
+        return self.options.columns.get(name)
+
+    def _option(self, name: str, option: str) -> Any:
+        """A per-column option, else the features-wide default."""
+        column = self._column(name)
+        value = getattr(column, option) if column is not None else None
+        return value if value is not None else getattr(self.options, option)
+
+    def _standardize(self, name: str) -> bool:
+        return self.encoding == "onehot" and bool(self._option(name, "standardize"))
+
+    def _fit_one(self, name: str, kind: str, inputs: Inputs) -> Transform:
+        indicator = self.options.missing_indicator
+        if kind == "numeric":
+            column = self._column(name)
+            return NumericTransform.fit(
+                name,
+                inputs.raw(name),
+                impute=self._option(name, "impute"),
+                indicator=indicator,
+                standardize=self._standardize(name),
+                cyclical=column.cyclical if column is not None else None,
+            )
+        if kind == "boolean":
+            return BooleanTransform.fit(name, inputs.raw(name), indicator=indicator)
+        if kind == "datetime":
+            column = self._column(name)
+            parts = column.parts if column is not None and column.parts else None
+            return DatetimeTransform.fit(
+                name,
+                inputs.raw(name),
+                parts=parts or self.options.datetime_parts,
+                indicator=indicator,
+                standardize=self._standardize(name),
+            )
+        return self._fit_categorical(name, (name,), inputs)
+
+    def _fit_categorical(self, name: str, columns: Sequence[str], inputs: Inputs) -> Transform:
+        return CategoricalTransform.fit(
+            name,
+            columns,
+            inputs,
+            min_frequency=self._option(name, "min_frequency"),
+            max_categories=self._option(name, "max_categories"),
+            onehot=self.encoding == "onehot",
+        )
+
+    def fit(self, data: Mapping[str, Any]) -> FittedFeaturizer:
+        """Learn every transform's state from the training columns (training split only)."""
+        crossed = [name for group in self.options.crosses for name in group]
+        inputs = Inputs(data, list(self.columns), shared=crossed)
+        if inputs.rows == 0:
+            raise FeatureError(
+                "cannot fit a featurizer on zero rows", hint="fit on a non-empty training split"
+            )
+        # sums of values near the float limit overflow; the fitted state stays finite regardless
+        with np.errstate(over="ignore", invalid="ignore"):
+            transforms = [self._fit_one(name, kind, inputs) for name, kind in self.columns.items()]
+            for group in self.options.crosses:
+                transforms.append(self._fit_categorical(cross_name(group), group, inputs))
+        return FittedFeaturizer(transforms, self.columns, self.encoding)
+
+
+class FittedFeaturizer:
+    """A fitted featurizer: columnar inputs → a float64 matrix, identically offline and online.
+
+    The state is plain JSON (``to_json``/``from_json``, ``save``/``load``) and ``transform``
+    needs numpy only.
+    """
+
+    def __init__(
+        self, transforms: Sequence[Transform], input_columns: Mapping[str, str], encoding: str
+    ):
+        self.transforms = list(transforms)
+        self.input_columns = dict(input_columns)
+        self.encoding = encoding
+        self.feature_names: list[str] = []
+        self.categorical_indices: list[int] = []
+        self._spans: list[tuple[int, int]] = []
+        for transform in self.transforms:
+            start = len(self.feature_names)
+            self.feature_names += transform.names
+            self.categorical_indices += [start + i for i in transform.categorical]
+            self._spans.append((start, len(self.feature_names)))
+        uses = Counter(name for transform in self.transforms for name in transform.inputs)
+        self._shared = [name for name, count in uses.items() if count > 1]
+        duplicates = sorted(n for n, k in Counter(self.feature_names).items() if k > 1)
+        if duplicates:
+            raise FeatureError(
+                f"two features would share the name(s) {', '.join(map(repr, duplicates))}",
+                hint="rename the data column that collides with a generated feature name",
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"FittedFeaturizer({len(self.input_columns)} columns → "
+            f"{len(self.feature_names)} features, encoding={self.encoding!r})"
+        )
+
+    def transform(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Features of ``data`` (column name → array or list): float64, (rows, features),
+        C-contiguous. Missing input columns raise FeatureError; extra columns are ignored."""
+        inputs = Inputs(data, list(self.input_columns), shared=self._shared)
+        rows, width = inputs.rows, len(self.feature_names)
+        prepared = [t.prepare(inputs) for t in self.transforms]
+        out = np.empty((rows, width), dtype=np.float64)
+        # Outputs are built in a (features × rows) block per chunk of rows and copied in
+        # transposed: writing one strided column at a time into `out` is ~10x slower.
+        chunk = max(1, min(rows, _BLOCK_CELLS // max(width, 1)))
+        block = np.empty((width, chunk), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # standardizing extreme values
+            for start in range(0, rows, chunk):
+                stop = min(rows, start + chunk)
+                view = block[:, : stop - start]
+                for transform, state, (first, last) in zip(
+                    self.transforms, prepared, self._spans, strict=True
+                ):
+                    transform.write(state, start, stop, view[first:last])
+                out[start:stop] = view.T
+        return out
+
+    def to_json(self) -> dict:
+        """The whole fitted state as plain JSON (deterministic for the same data)."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "encoding": self.encoding,
+            "input_columns": dict(self.input_columns),
+            "feature_names": list(self.feature_names),
+            "categorical_indices": list(self.categorical_indices),
+            "transforms": [t.to_json() for t in self.transforms],
+        }
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any]) -> FittedFeaturizer:
+        """Rebuild a fitted featurizer from ``to_json`` output; refuses inconsistent state."""
+        if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+            raise FeatureError(
+                "not a saved mlsd featurizer (no 'format': 'mlsd.featurizer')",
+                hint="pass the output of FittedFeaturizer.to_json()",
+            )
+        if state.get("version") != VERSION:
+            raise FeatureError(
+                f"saved featurizer has version {state.get('version')!r}; this mlsd reads "
+                f"version {VERSION}",
+                hint="re-fit and save the featurizer with this version of mlsd",
+            )
+        try:
+            transforms = [transform_from_json(t) for t in state["transforms"]]
+            fitted = cls(transforms, state["input_columns"], state["encoding"])
+        except KeyError as exc:
+            raise FeatureError(
+                f"saved featurizer lacks the key {exc}", hint="re-fit and save the featurizer"
+            ) from exc
+        if fitted.feature_names != list(state.get("feature_names", [])):
+            raise FeatureError(
+                "saved featurizer is inconsistent: its feature_names do not match its transforms",
+                hint="the file was edited or corrupted; re-fit and save the featurizer",
+            )
+        return fitted
+
+
+def save(featurizer: FittedFeaturizer, path: str | Path) -> Path:
+    """Write the fitted featurizer to a JSON file (byte-identical for identical state)."""
+    path = Path(path)
+    text = json.dumps(featurizer.to_json(), indent=1, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def load(path: str | Path) -> FittedFeaturizer:
+    """Read a fitted featurizer written by ``save``."""
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FeatureError(
+            f"{path} does not exist", hint="pass the featurizer.json written by save()"
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FeatureError(
+            f"{path} is not valid JSON: {exc}", hint="re-fit and save the featurizer"
+        ) from exc
+    return FittedFeaturizer.from_json(state)
