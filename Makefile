@@ -26,6 +26,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_data.py
 
 clean:

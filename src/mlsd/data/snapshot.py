@@ -40,6 +40,7 @@ class Dataset:
     schema: Schema
     snapshot_id: str
     folder: Path
+    row_hashes: np.ndarray  # one uint64 per row over every column: duplicates, identity
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -48,13 +49,17 @@ class Dataset:
         return json.loads((self.folder / "profile.json").read_text())
 
 
-def content_hash(frame: pd.DataFrame, types: list[pa.DataType]) -> str:
-    """sha256 of column names, source types and every value, independent of file format."""
+def content_hash(frame: pd.DataFrame, types: list[pa.DataType]) -> tuple[str, np.ndarray]:
+    """sha256 of column names, source types and every value, independent of file format.
+
+    Also returns the per-row hashes it is built from (equal rows hash equal).
+    """
     digest = hashlib.sha256()
-    for (name, column), kind in zip(frame.items(), types, strict=True):
+    for name, kind in zip(frame.columns, types, strict=True):
         digest.update(f"{name}\x00{kind}\x00".encode())
-        digest.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest.update(rows.tobytes())
+    return digest.hexdigest(), rows
 
 
 def _write_snapshot(folder: Path, table: pa.Table, schema: Schema, frame: pd.DataFrame,
@@ -87,7 +92,8 @@ def load_dataset(spec: SystemSpec, workspace: Workspace | None = None) -> Datase
 
     start = time.perf_counter()
     raw = table.to_pandas(strings_to_categorical=True)
-    snapshot_id = content_hash(raw, table.schema.types)[:16]
+    digest, row_hashes = content_hash(raw, table.schema.types)
+    snapshot_id = digest[:16]
     schema, frame = infer_schema(raw, spec.data.columns)
     timings["schema_s"] = time.perf_counter() - start
 
@@ -103,7 +109,7 @@ def load_dataset(spec: SystemSpec, workspace: Workspace | None = None) -> Datase
         _write_snapshot(folder, table, schema, frame, source)
     timings["snapshot_s"] = time.perf_counter() - start
     return Dataset(frame=frame, schema=schema, snapshot_id=snapshot_id, folder=folder,
-                   timings=timings)
+                   row_hashes=row_hashes, timings=timings)
 
 
 def split_key(spec: SystemSpec) -> str:

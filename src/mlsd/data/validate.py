@@ -230,25 +230,37 @@ def check_missing(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
     return found
 
 
-def check_constant_and_duplicate_columns(frame: pd.DataFrame, features: list[str]) -> list[Anomaly]:
+def _same_values(a: pd.Series, b: pd.Series) -> bool:
+    """Equal values row by row; the first thousand rows rule most pairs out cheaply."""
+    for head in (1000, None):
+        x, y = a.iloc[:head], b.iloc[:head]
+        if isinstance(x.dtype, pd.CategoricalDtype) or isinstance(y.dtype, pd.CategoricalDtype):
+            x, y = x.astype(object), y.astype(object)
+        if not x.reset_index(drop=True).equals(y.reset_index(drop=True)):
+            return False
+    return True
+
+
+def check_constant_and_duplicate_columns(frame: pd.DataFrame, schema_cols: dict,
+                                         features: list[str]) -> list[Anomaly]:
     """Feature columns with one value, and feature columns identical to another column."""
     found = []
-    digests: dict[int, list[str]] = {}
+    # only columns alike in type, distinct count, missing count and range can be equal
+    groups: dict[tuple, list[str]] = {}
     for name in features:
-        series = frame[name]
-        if series.nunique(dropna=False) <= 1:
+        col = schema_cols[name]
+        if col.n_unique + (col.missing > 0) <= 1:
             found.append(Anomaly(
                 "constant_column", WARNING, name,
                 f"'{name}' has a single value; it carries no information",
-                f"add '{name}' to features.exclude", {"value": str(series.iloc[0])}))
+                f"add '{name}' to features.exclude", {"value": str(frame[name].iloc[0])}))
             continue
-        key = int(pd.util.hash_pandas_object(series.astype(str) if isinstance(
-            series.dtype, pd.CategoricalDtype) else series, index=False).sum())
-        digests.setdefault(key, []).append(name)
-    for names in digests.values():
-        first = names[0]
-        for other in names[1:]:
-            if frame[first].astype(object).equals(frame[other].astype(object)):
+        key = (col.type, col.n_unique, col.missing, col.min, col.max)
+        groups.setdefault(key, []).append(name)
+    for names in groups.values():
+        for i, other in enumerate(names[1:], 1):
+            first = next((n for n in names[:i] if _same_values(frame[n], frame[other])), None)
+            if first is not None:
                 found.append(Anomaly(
                     "duplicate_column", WARNING, other,
                     f"'{other}' is identical to '{first}'",
@@ -256,16 +268,17 @@ def check_constant_and_duplicate_columns(frame: pd.DataFrame, features: list[str
     return found
 
 
-def check_duplicate_rows(frame: pd.DataFrame) -> list[Anomaly]:
+def check_duplicate_rows(row_hashes: np.ndarray) -> list[Anomaly]:
     """Rows repeated exactly: inflated weight, and a leak when copies straddle the split."""
-    dup = int(frame.duplicated().sum())
+    dup = int(pd.Series(row_hashes).duplicated().sum())
+    n = len(row_hashes)
     if not dup:
         return []
     return [Anomaly(
         "duplicate_rows", WARNING, None,
-        f"{dup} rows ({dup / len(frame):.2%}) repeat an earlier row exactly",
+        f"{dup} rows ({dup / n:.2%}) repeat an earlier row exactly",
         "drop duplicates at the source unless repeats are real events (then add an event id)",
-        {"count": dup, "share": _round(dup / len(frame))})]
+        {"count": dup, "share": _round(dup / n)})]
 
 
 def check_identifiers(schema_cols: dict, features: list[str], n_rows: int) -> list[Anomaly]:
@@ -501,8 +514,8 @@ def validate_dataset(spec: SystemSpec, dataset: Dataset) -> ValidationReport:
     anomalies += check_types(schema.columns, used)
     anomalies += check_ranges(spec, frame)
     anomalies += check_missing(spec, schema.columns)
-    anomalies += check_constant_and_duplicate_columns(frame, features)
-    anomalies += check_duplicate_rows(frame)
+    anomalies += check_constant_and_duplicate_columns(frame, schema.columns, features)
+    anomalies += check_duplicate_rows(dataset.row_hashes)
     anomalies += check_identifiers(schema.columns, features, len(frame))
     anomalies += check_imbalance(spec, frame)
     timings["checks_s"] = time.perf_counter() - start
