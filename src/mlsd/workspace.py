@@ -12,10 +12,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import WorkspaceError
-from mlsd.spec import SystemSpec
+
+if TYPE_CHECKING:  # the atomic writers serve the numpy-only serving path: no pydantic import
+    from mlsd.spec import SystemSpec
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

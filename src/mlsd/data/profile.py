@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.errors import DataError
+from mlsd.features.transforms import category_key
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 OTHER = "__other__"  # categories outside the top_k
@@ -32,19 +33,6 @@ def _num(value: Any) -> float | None:
     """A finite float, or None (JSON has no NaN or infinity)."""
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def category_key(value: Any) -> str:
-    """The string a category value is counted under, in profiles and in drift checks.
-
-    Integral floats read like integers (``1.0`` → ``"1"``) so a column read once as floats
-    and once as integers counts the same categories.
-    """
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _as_float(series: pd.Series) -> np.ndarray:
@@ -149,6 +137,8 @@ def _value_counts(series: pd.Series) -> pd.Series:
 
 def _categorical(series: pd.Series, n: int, kind: str, top_k: int) -> dict:
     counts = _value_counts(series)
+    if kind == "categorical":  # values the featurizer reads as missing ("") count as missing
+        counts = counts[[category_key(v) is not None for v in counts.index]]
     count = int(counts.sum())
     out: dict[str, Any] = {
         "count": count,
@@ -289,6 +279,6 @@ def psi_categorical(reference_col_profile: dict, values: Any) -> float:
         key = category_key(value)
         observed[key] = observed.get(key, 0) + int(c)
     known = [observed.pop(k, 0) for k in keys]
-    missing = len(series) - int(counts.sum())
+    missing = len(series) - int(counts.sum()) + observed.pop(None, 0)
     actual = [*known, sum(observed.values()), missing]
     return psi(np.asarray(expected), np.asarray(actual))

@@ -216,7 +216,7 @@ def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         if col.type == "numeric":
             if not pd.api.types.is_numeric_dtype(series.dtype):
                 series = pd.to_numeric(series.astype(object), errors="coerce")
-            out[name] = series.astype(float, copy=False)
+            out[name] = series.astype(float)
         elif col.type == "boolean":
             out[name] = _to_bool(series)
         elif col.type == "datetime":

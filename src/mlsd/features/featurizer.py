@@ -27,6 +27,7 @@ from mlsd.features.transforms import (
     Transform,
     transform_from_json,
 )
+from mlsd.workspace import atomic_write_bytes
 
 if TYPE_CHECKING:
     from mlsd.spec import FeatureColumnSpec, FeaturesSpec, SystemSpec
@@ -340,11 +341,10 @@ class FittedFeaturizer:
 
 
 def save(featurizer: FittedFeaturizer, path: str | Path) -> Path:
-    """Write the fitted featurizer to a JSON file (byte-identical for identical state)."""
-    path = Path(path)
+    """Write the fitted featurizer to a JSON file (byte-identical for identical state),
+    atomically: a crash leaves the old file or none, never half of one."""
     text = json.dumps(featurizer.to_json(), indent=1, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
+    return atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
 def load(path: str | Path) -> FittedFeaturizer:

@@ -1,0 +1,19 @@
+"""The README's Python examples run as written (so the README stays true)."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import ROOT
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("MLSD_HOME", str(tmp_path / "ws"))
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        scope: dict = {}
+        exec(compile(block, "README.md", "exec"), scope)
+        if "X" in scope:
+            assert scope["X"].shape == (len(scope["data"].frame), len(scope["fitted"].feature_names))
