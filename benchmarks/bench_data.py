@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,12 +31,8 @@ from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
 from mlsd.data.validate import validate_dataset  # noqa: E402
 from mlsd.features import Featurizer, select_features  # noqa: E402
 from mlsd.spec import parse_spec  # noqa: E402
+from mlsd.stages import peak_memory_mb  # noqa: E402
 from mlsd.workspace import Workspace  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generate(rows: int, path: Path) -> int:
@@ -67,7 +62,7 @@ def timed(label: str, results: dict, fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     results[label] = time.perf_counter() - start
-    print(f"  {label:<34}{results[label]:7.2f} s   peak RSS {peak_rss_mb():7.0f} MB", flush=True)
+    print(f"  {label:<34}{results[label]:7.2f} s   peak RSS {peak_memory_mb():7.0f} MB", flush=True)
     return out
 
 
@@ -112,7 +107,7 @@ def main() -> None:
         child = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--generate",
                                 str(data)], check=True, capture_output=True, text=True)
         table_mb = float(child.stdout) / 2**20
-        base_rss = peak_rss_mb()
+        base_rss = peak_memory_mb()
         spec = parse_spec(f"name: bench\nproblem: {{task: binary, target: target}}\n"
                           f"data: {{source: {data}}}\n")
         spec._path = tmp / "system.yaml"
@@ -130,7 +125,7 @@ def main() -> None:
                        Featurizer(columns, spec.features, encoding="codes").fit, inputs)
         matrix = timed("featurizer transform (all rows)", results, fitted.transform,
                        {c: frame[c].array for c in columns})
-        mlsd_peak = peak_rss_mb()
+        mlsd_peak = peak_memory_mb()
         del inputs, matrix
 
         print("raw libraries, same work:")

@@ -110,6 +110,15 @@ def test_identifier_used_as_feature(tmp_path):
     assert "cust" not in report.features and not found(report, "identifier_feature")
 
 
+def test_free_text_is_reported_as_unused(tmp_path):
+    df = base_frame()
+    df["review"] = [f"the bike number {i} was great fun to ride today" for i in range(N)]
+    report = run(tmp_path, df, "")
+    note = found(report, "unused_text")["review"]
+    assert note.severity == "info" and not note.blocking
+    assert "review" not in report.features and report.passed
+
+
 def test_class_imbalance(tmp_path):
     df = base_frame()
     df["y"] = np.where(np.arange(N) < 30, "yes", "no")

@@ -15,8 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from mlsd.data.schema import Schema, infer_schema
 from mlsd.data.sources import read_source
 from mlsd.data.split import split_rows, split_summary
 from mlsd.spec import SystemSpec
+from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
 
 
@@ -41,7 +41,6 @@ class Dataset:
     snapshot_id: str
     folder: Path
     row_hashes: np.ndarray  # one uint64 per row over every column: duplicates, identity
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def profile(self) -> dict:
@@ -82,34 +81,33 @@ def _write_snapshot(folder: Path, table: pa.Table, schema: Schema, frame: pd.Dat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_dataset(spec: SystemSpec, workspace: Workspace | None = None) -> Dataset:
-    """Read the spec's source, type it, and freeze it as a snapshot in the workspace."""
+def load_dataset(spec: SystemSpec, workspace: Workspace | None = None,
+                 stages: Stages | None = None) -> Dataset:
+    """Read the spec's source, type it, and freeze it as a snapshot in the workspace.
+
+    ``stages`` (optional) records the time and memory of reading, typing and snapshotting.
+    """
     workspace = workspace or Workspace.for_spec(spec)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    table = read_source(spec.data.source, spec.base_dir)
-    timings["read_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    raw = table.to_pandas(strings_to_categorical=True)
-    digest, row_hashes = content_hash(raw, table.schema.types)
-    snapshot_id = digest[:16]
-    schema, frame = infer_schema(raw, spec.data.columns)
-    timings["schema_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    folder = workspace.snapshots / snapshot_id
-    if not (folder / "source.json").exists():
-        source = {
-            "source": spec.data.source.model_dump(exclude_none=True),
-            "n_rows": table.num_rows,
-            "n_columns": table.num_columns,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        _write_snapshot(folder, table, schema, frame, source)
-    timings["snapshot_s"] = time.perf_counter() - start
+    stages = stages or Stages(show=False)
+    with stages("read"):
+        table = read_source(spec.data.source, spec.base_dir)
+    with stages("schema"):
+        raw = table.to_pandas(strings_to_categorical=True)
+        digest, row_hashes = content_hash(raw, table.schema.types)
+        snapshot_id = digest[:16]
+        schema, frame = infer_schema(raw, spec.data.columns)
+    with stages("snapshot"):
+        folder = workspace.snapshots / snapshot_id
+        if not (folder / "source.json").exists():
+            source = {
+                "source": spec.data.source.model_dump(exclude_none=True),
+                "n_rows": table.num_rows,
+                "n_columns": table.num_columns,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            _write_snapshot(folder, table, schema, frame, source)
     return Dataset(frame=frame, schema=schema, snapshot_id=snapshot_id, folder=folder,
-                   row_hashes=row_hashes, timings=timings)
+                   row_hashes=row_hashes)
 
 
 def split_key(spec: SystemSpec) -> str:

@@ -8,7 +8,6 @@ acknowledges (``data.checks.acknowledge``) is still reported but never blocks.
 from __future__ import annotations
 
 import difflib
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from mlsd.data.target import classes_of, encode_target, positive_class
 from mlsd.errors import FeatureError
 from mlsd.features import select_features
 from mlsd.spec import SystemSpec
+from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -61,6 +61,7 @@ class ValidationReport:
     split: dict
     anomalies: list[Anomaly]
     timings: dict[str, float]
+    peak_memory_mb: dict[str, float]
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -82,6 +83,7 @@ class ValidationReport:
             "passed": self.passed, "counts": self.counts(), "n_rows": self.n_rows,
             "n_columns": self.n_columns, "column_types": self.column_types,
             "features": self.features, "split": self.split, "timings": self.timings,
+            "peak_memory_mb": self.peak_memory_mb,
             "anomalies": [{**asdict(a), "blocking": a.blocking} for a in self.anomalies],
         }
 
@@ -299,6 +301,21 @@ def check_identifiers(schema_cols: dict, features: list[str], n_rows: int) -> li
     return found
 
 
+def check_unused_text(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
+    """Free-text columns are not featurized yet: say so rather than drop them silently."""
+    return [
+        Anomaly("unused_text", INFO, name,
+                f"'{name}' holds free text ({col.n_unique} distinct values); it is not used "
+                "as a feature",
+                f"add '{name}' to features.exclude to silence this, or declare "
+                f"data.columns.{name}.type: categorical if its values are labels",
+                {"n_unique": col.n_unique})
+        for name, col in schema_cols.items()
+        if col.type == "text" and name not in spec.features.exclude
+        and name != spec.problem.target
+    ]
+
+
 def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     """A class rarer than ``data.checks.min_class_share``."""
     if spec.problem.task not in ("binary", "multiclass"):
@@ -493,58 +510,61 @@ def _acknowledge(spec: SystemSpec, anomalies: list[Anomaly]) -> None:
                     a.evidence["acknowledged_because"] = ack.reason
 
 
-def validate_dataset(spec: SystemSpec, dataset: Dataset) -> ValidationReport:
+def validate_dataset(spec: SystemSpec, dataset: Dataset,
+                     stages: Stages | None = None) -> ValidationReport:
     """Run every check on a loaded snapshot; split it as the spec says first."""
-    timings = dict(dataset.timings)
+    stages = stages or Stages(show=False)
     frame, schema = dataset.frame, dataset.schema
     columns = list(frame.columns)
     anomalies = check_spec_columns(spec, columns)
     base = {"system": spec.name, "snapshot": dataset.snapshot_id, "n_rows": len(frame),
-            "n_columns": len(columns), "column_types": schema.types}
+            "n_columns": len(columns), "column_types": schema.types,
+            "timings": stages.timings, "peak_memory_mb": stages.peak_memory_mb}
     if any(a.column == spec.problem.target for a in anomalies):
-        return ValidationReport(**base, features=[], split={}, anomalies=anomalies,
-                                timings=timings)
+        return ValidationReport(**base, features=[], split={}, anomalies=anomalies)
     try:
         features = list(select_features(spec, schema.types))
     except FeatureError:  # names already reported by check_spec_columns
         features = [c for c in columns if c in schema.types and c != spec.problem.target]
     used = {*features, spec.problem.target, *spec.problem.time}
-    start = time.perf_counter()
-    anomalies += check_target(spec, frame)
-    anomalies += check_types(schema.columns, used)
-    anomalies += check_ranges(spec, frame)
-    anomalies += check_missing(spec, schema.columns)
-    anomalies += check_constant_and_duplicate_columns(frame, schema.columns, features)
-    anomalies += check_duplicate_rows(dataset.row_hashes)
-    anomalies += check_identifiers(schema.columns, features, len(frame))
-    anomalies += check_imbalance(spec, frame)
-    timings["checks_s"] = time.perf_counter() - start
+    with stages("checks"):
+        anomalies += check_target(spec, frame)
+        anomalies += check_types(schema.columns, used)
+        anomalies += check_ranges(spec, frame)
+        anomalies += check_missing(spec, schema.columns)
+        anomalies += check_constant_and_duplicate_columns(frame, schema.columns, features)
+        anomalies += check_duplicate_rows(dataset.row_hashes)
+        anomalies += check_identifiers(schema.columns, features, len(frame))
+        anomalies += check_unused_text(spec, schema.columns)
+        anomalies += check_imbalance(spec, frame)
     split: dict = {}
     if not any(a.blocking and a.check.startswith(("target", "missing_column"))
                for a in anomalies):
-        start = time.perf_counter()
-        labels, split = split_dataset(dataset, spec)
-        timings["split_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        anomalies += check_leakage(spec, frame, labels, features, schema.types)
-        timings["leakage_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        anomalies += check_split_drift(spec, frame, labels, features, schema.types)
-        timings["split_drift_s"] = time.perf_counter() - start
+        with stages("split"):
+            labels, split = split_dataset(dataset, spec)
+        with stages("leakage"):
+            anomalies += check_leakage(spec, frame, labels, features, schema.types)
+        with stages("split_drift"):
+            anomalies += check_split_drift(spec, frame, labels, features, schema.types)
     _acknowledge(spec, anomalies)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     anomalies.sort(key=lambda a: (a.acknowledged, order[a.severity], a.check, a.column or ""))
-    return ValidationReport(**base, features=features, split=split, anomalies=anomalies,
-                            timings={k: _round(v, 3) for k, v in timings.items()})
+    return ValidationReport(**base, features=features, split=split, anomalies=anomalies)
 
 
-def validate(spec: SystemSpec, workspace: Workspace | None = None) -> ValidationReport:
+def validate(spec: SystemSpec, workspace: Workspace | None = None, *,
+             progress: bool | None = None) -> ValidationReport:
     """Load the spec's data as a snapshot, validate it, and write the JSON report.
 
-    The report lands in ``<workspace>/reports/validation.json``.
+    The report lands in ``<workspace>/reports/validation.json``. ``progress`` shows a
+    progress bar on stderr (default: when stderr is a terminal).
     """
     workspace = workspace or Workspace.for_spec(spec)
-    dataset = load_dataset(spec, workspace)
-    report = validate_dataset(spec, dataset)
+    stages = Stages(7, label=f"validate {spec.name}", show=progress)
+    try:
+        dataset = load_dataset(spec, workspace, stages)
+        report = validate_dataset(spec, dataset, stages)
+    finally:
+        stages.close()
     write_json(workspace.reports / "validation.json", report.to_dict())
     return report

@@ -1,0 +1,22 @@
+"""make demo's story holds: leakage blocked then excluded, both examples validated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_demo_tells_the_story(tmp_path):
+    env = {**os.environ, "MLSD_HOME": str(tmp_path / "ws")}
+    run = subprocess.run([sys.executable, "-m", "mlsd.demo"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "leakage" in out and "BLOCKED" in out
+    assert out.count("→ passed") == 2
+    assert "class_imbalance" in out
+    assert (tmp_path / "ws" / "reports" / "validation-without-exclusions.json").exists()
+    assert (tmp_path / "ws" / "reports" / "featurizer-codes.json").exists()
