@@ -72,10 +72,16 @@ def test_init_refuses_to_overwrite_and_names_bad_target(example):
     assert "did you mean 'Purchase'" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_broken_spec_exits_2_with_location(example):
-    folder = example("bikeshare")
+TARGETS = {"bikeshare": ("bikers", "bikeshare.csv", "temp"),
+           "caravan": ("Purchase", "caravan.csv", "MAANTHUI")}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_broken_spec_exits_2_with_location(example, name):
+    folder = example(name)
+    target = TARGETS[name][0]
     spec = folder / "system.yaml"
-    spec.write_text(spec.read_text().replace("  target: bikers", "  traget: bikers"))
+    spec.write_text(spec.read_text().replace(f"  target: {target}", f"  traget: {target}"))
     run = mlsd("validate", cwd=folder)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
@@ -88,22 +94,26 @@ def test_broken_spec_exits_2_with_location(example):
     assert any(p["key"] == "problem.traget" and p["line"] == line for p in problems)
 
 
-def test_bad_csv_with_wrong_types(example):
-    folder = example("bikeshare")
-    lines = (folder / "bikeshare.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    temp = header.index('"temp"')
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_bad_csv_with_wrong_types(example, name):
+    folder = example(name)
+    _, data, column = TARGETS[name]
+    lines = (folder / data).read_text().splitlines()
+    header = [h.strip('"') for h in lines[0].split(",")]
+    at = header.index(column)
     for i in (5, 50, 500):  # a few rows with words where numbers belong
         cells = lines[i].split(",")
-        cells[temp] = "warm"
+        cells[at] = "warm"
         lines[i] = ",".join(cells)
-    (folder / "bikeshare.csv").write_text("\n".join(lines) + "\n")
+    (folder / data).write_text("\n".join(lines) + "\n")
     run = mlsd("validate", "--json", cwd=folder)
     assert run.returncode == 1
     report = json.loads(run.stdout)
     [mismatch] = [a for a in report["anomalies"] if a["check"] == "type_mismatch"]
-    assert mismatch["column"] == "temp" and mismatch["evidence"]["count"] == 3
+    assert mismatch["column"] == column and mismatch["evidence"]["count"] == 3
     assert mismatch["evidence"]["examples"] == ["warm"] and mismatch["blocking"]
+    human = mlsd("validate", cwd=folder)
+    assert human.returncode == 1 and "type_mismatch" in human.stdout and "FAILED" in human.stdout
 
 
 def test_missing_data_file_is_a_clean_error(example):
