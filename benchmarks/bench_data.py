@@ -79,11 +79,21 @@ def sklearn_featurize(train: pd.DataFrame, full: pd.DataFrame, numeric, categori
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OrdinalEncoder
 
-    ct = ColumnTransformer([
-        ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
-        ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                               min_frequency=5, max_categories=100), categorical),
-    ])
+    ct = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median", add_indicator=True), numeric),
+            (
+                "cat",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                    min_frequency=5,
+                    max_categories=100,
+                ),
+                categorical,
+            ),
+        ]
+    )
     ct.fit(train)
     ct.transform(full)
 
@@ -104,12 +114,17 @@ def main() -> None:
         data = tmp / "table.parquet"
         print(f"generating {args.rows:,} x 50 table ...", flush=True)
         # in a child process, so this process's peak memory is mlsd's alone
-        child = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--generate",
-                                str(data)], check=True, capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--rows", str(args.rows), "--generate", str(data)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         table_mb = float(child.stdout) / 2**20
         base_rss = peak_memory_mb()
-        spec = parse_spec(f"name: bench\nproblem: {{task: binary, target: target}}\n"
-                          f"data: {{source: {data}}}\n")
+        spec = parse_spec(
+            f"name: bench\nproblem: {{task: binary, target: target}}\ndata: {{source: {data}}}\n"
+        )
         spec._path = tmp / "system.yaml"
         ws = Workspace(tmp / "ws")
 
@@ -121,24 +136,40 @@ def main() -> None:
         frame = dataset.frame
         train = frame[labels == 0]
         inputs = {c: train[c].array for c in columns}
-        fitted = timed("featurizer fit (train split)", results,
-                       Featurizer(columns, spec.features, encoding="codes").fit, inputs)
-        matrix = timed("featurizer transform (all rows)", results, fitted.transform,
-                       {c: frame[c].array for c in columns})
+        fitted = timed(
+            "featurizer fit (train split)",
+            results,
+            Featurizer(columns, spec.features, encoding="codes").fit,
+            inputs,
+        )
+        matrix = timed(
+            "featurizer transform (all rows)",
+            results,
+            fitted.transform,
+            {c: frame[c].array for c in columns},
+        )
         mlsd_peak = peak_memory_mb()
         del inputs, matrix
 
         print("raw libraries, same work:")
         timed("pandas read+describe+duplicated", results, raw_pandas_validation, data)
         try:
-            timed("sklearn ColumnTransformer fit+transform", results, sklearn_featurize,
-                  train, frame, [c for c in columns if c.startswith("num")],
-                  [c for c in columns if c.startswith("cat")])
+            timed(
+                "sklearn ColumnTransformer fit+transform",
+                results,
+                sklearn_featurize,
+                train,
+                frame,
+                [c for c in columns if c.startswith("num")],
+                [c for c in columns if c.startswith("cat")],
+            )
         except ImportError:
             print("  scikit-learn not installed: no featurization ratio (pip install scikit-learn)")
 
     validate_s = results["load + schema + snapshot"] + results["validate (incl. split)"]
-    featurize_s = results["featurizer fit (train split)"] + results["featurizer transform (all rows)"]
+    featurize_s = (
+        results["featurizer fit (train split)"] + results["featurizer transform (all rows)"]
+    )
     lines = [
         f"| snapshot + validate + split | {validate_s:.2f} s | "
         f"{results['pandas read+describe+duplicated']:.2f} s (pandas describe + duplicated) | "
@@ -146,8 +177,10 @@ def main() -> None:
     ]
     if "sklearn ColumnTransformer fit+transform" in results:
         sk = results["sklearn ColumnTransformer fit+transform"]
-        lines.append(f"| featurize fit + transform | {featurize_s:.2f} s | {sk:.2f} s "
-                     f"(scikit-learn ColumnTransformer) | {featurize_s / sk:.2f}x |")
+        lines.append(
+            f"| featurize fit + transform | {featurize_s:.2f} s | {sk:.2f} s "
+            f"(scikit-learn ColumnTransformer) | {featurize_s / sk:.2f}x |"
+        )
     summary = (
         f"rows {args.rows:,} x 50 columns; the table in memory (Arrow, as read) {table_mb:.0f} MB; "
         f"peak RSS through the mlsd stages {mlsd_peak:.0f} MB, of which {base_rss:.0f} MB is the "
@@ -159,27 +192,29 @@ def main() -> None:
         print(line)
     if args.no_write:
         return
-    section = "\n".join([
-        "## Data path (`benchmarks/bench_data.py`)",
-        "",
-        f"Command: `python benchmarks/bench_data.py --rows {args.rows}` on {date.today()}, "
-        f"{platform.machine()}, {platform.python_version()}, 2 cores.",
-        "",
-        "| stage | mlsd | raw library, same run | ratio (mlsd / raw) |",
-        "|---|---|---|---|",
-        *lines,
-        "",
-        "Stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in results.items()),
-        "",
-        summary,
-        "",
-    ])
+    section = "\n".join(
+        [
+            "## Data path (`benchmarks/bench_data.py`)",
+            "",
+            f"Command: `python benchmarks/bench_data.py --rows {args.rows}` on {date.today()}, "
+            f"{platform.machine()}, {platform.python_version()}, 2 cores.",
+            "",
+            "| stage | mlsd | raw library, same run | ratio (mlsd / raw) |",
+            "|---|---|---|---|",
+            *lines,
+            "",
+            "Stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in results.items()),
+            "",
+            summary,
+            "",
+        ]
+    )
     bench = ROOT / "BENCHMARKS.md"
     text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
     start = text.find("## Data path")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     bench.write_text(text)

@@ -11,8 +11,14 @@ from conftest import ROOT
 
 def test_demo_tells_the_story(tmp_path):
     env = {**os.environ, "MLSD_HOME": str(tmp_path / "ws")}
-    run = subprocess.run([sys.executable, "-m", "mlsd.demo"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "mlsd.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert "leakage" in out and "BLOCKED" in out

@@ -16,4 +16,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         scope: dict = {}
         exec(compile(block, "README.md", "exec"), scope)
         if "X" in scope:
-            assert scope["X"].shape == (len(scope["data"].frame), len(scope["fitted"].feature_names))
+            assert scope["X"].shape == (
+                len(scope["data"].frame),
+                len(scope["fitted"].feature_names),
+            )

@@ -35,12 +35,15 @@ def test_minimal_spec_gets_defaults():
 
 
 def test_shorthands_expand():
-    spec = parse_spec(MINIMAL.replace("target: y", "target: y\n  time: ts") + """\
+    spec = parse_spec(
+        MINIMAL.replace("target: y", "target: y\n  time: ts")
+        + """\
   columns: {a: categorical, b: {type: numeric, min: 0}}
   checks: {acknowledge: ["leakage:a"]}
 features:
   exclude: c
-""")
+"""
+    )
     assert spec.problem.time == ["ts"]
     assert spec.split_method == "time"
     assert spec.data.columns["a"].type == "categorical"

@@ -32,8 +32,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     from mlsd.scaffold import write_spec
 
     out = write_spec(
-        Path(args.data), args.target, out=Path(args.output), force=args.force, task=args.task,
-        time=args.time, entity=args.id, name=args.name,
+        Path(args.data),
+        args.target,
+        out=Path(args.output),
+        force=args.force,
+        task=args.task,
+        time=args.time,
+        entity=args.id,
+        name=args.name,
     )
     if args.json:
         _emit_json({"spec": str(out)})
@@ -44,8 +50,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _print_validation(report, path: Path) -> None:
     counts = report.counts()
-    print(f"validated {report.system}: {report.n_rows:,} rows × {report.n_columns} columns "
-          f"(snapshot {report.snapshot})")
+    print(
+        f"validated {report.system}: {report.n_rows:,} rows × {report.n_columns} columns "
+        f"(snapshot {report.snapshot})"
+    )
     if report.split:
         rows = report.split.get("counts", {})
         parts = " · ".join(f"{k} {rows[k]:,}" for k in ("train", "valid", "test") if k in rows)
@@ -59,8 +67,10 @@ def _print_validation(report, path: Path) -> None:
         if not a.acknowledged and a.severity != "info":
             print(f"  {'':<44}fix: {a.fix}")
     verdict = "PASSED" if report.passed else "FAILED"
-    print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['acknowledged']} "
-          f"acknowledged → {verdict}")
+    print(
+        f"{counts['error']} errors, {counts['warning']} warnings, {counts['acknowledged']} "
+        f"acknowledged → {verdict}"
+    )
     print(f"report: {path}")
 
 
@@ -83,13 +93,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
-        prog="mlsd", description="ML system design, as one running system.")
+        prog="mlsd", description="ML system design, as one running system."
+    )
     parser.add_argument("--version", action="version", version=f"mlsd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default="system.yaml",
-                        help="path to system.yaml (default: ./system.yaml)")
+    common.add_argument(
+        "-c", "--config", default="system.yaml", help="path to system.yaml (default: ./system.yaml)"
+    )
     common.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("schema", help="print the JSON schema of system.yaml")
@@ -98,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a system.yaml inferred from a data file")
     p.add_argument("data", help="CSV or Parquet file, or a folder of Parquet files")
     p.add_argument("--target", required=True, help="column to predict")
-    p.add_argument("--task", choices=["binary", "multiclass", "regression", "ranking"],
-                   help="default: inferred from the target column")
+    p.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression", "ranking"],
+        help="default: inferred from the target column",
+    )
     p.add_argument("--time", nargs="+", help="event-time column(s), most significant first")
     p.add_argument("--id", help="entity id column")
     p.add_argument("--name", help="system name (default: the data file's name)")
@@ -120,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MlsdError as exc:
         if getattr(args, "json", False):
-            _emit_json({"error": {"type": type(exc).__name__, "message": exc.message,
-                                  "hint": exc.hint, "problems": getattr(exc, "problems", [])}})
+            _emit_json(
+                {
+                    "error": {
+                        "type": type(exc).__name__,
+                        "message": exc.message,
+                        "hint": exc.hint,
+                        "problems": getattr(exc, "problems", []),
+                    }
+                }
+            )
         else:
             print(exc.render(), file=sys.stderr)
         return exc.exit_code

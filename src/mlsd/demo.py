@@ -35,17 +35,20 @@ def bikeshare() -> None:
     spec = load_spec(EXAMPLES / "bikeshare" / "system.yaml")
     ws = Workspace.for_spec(spec)
     _say(f"== {spec.name}: {spec.problem.objective}")
-    _say(f"   step 1  {spec.problem.task} on '{spec.problem.target}', ordered by "
-         f"{', '.join(spec.problem.time)}, latency budget {spec.problem.latency_budget_ms:g} ms")
+    _say(
+        f"   step 1  {spec.problem.task} on '{spec.problem.target}', ordered by "
+        f"{', '.join(spec.problem.time)}, latency budget {spec.problem.latency_budget_ms:g} ms"
+    )
 
     naive = spec.model_copy(deep=True)
-    naive.features.exclude = [c for c in spec.features.exclude
-                              if c not in ("casual", "registered")]
+    naive.features.exclude = [c for c in spec.features.exclude if c not in ("casual", "registered")]
     dataset = load_dataset(naive, ws)
     report = validate_dataset(naive, dataset)
     path = write_json(ws.reports / "validation-without-exclusions.json", report.to_dict())
-    _say(f"   step 4  snapshot {dataset.snapshot_id}: {len(dataset.frame):,} rows; "
-         "validating WITHOUT excluding casual/registered:")
+    _say(
+        f"   step 4  snapshot {dataset.snapshot_id}: {len(dataset.frame):,} rows; "
+        "validating WITHOUT excluding casual/registered:"
+    )
     _findings(report)
     _say(f"      → {'passed' if report.passed else 'BLOCKED'} ({path})")
 
@@ -53,9 +56,11 @@ def bikeshare() -> None:
     _say(f"   step 4  with the committed spec (features.exclude: {spec.features.exclude}):")
     _findings(report)
     counts = report.split["counts"]
-    _say(f"      → {'passed' if report.passed else 'BLOCKED'}; time split train {counts['train']:,}"
-         f" · valid {counts['valid']:,} · test {counts['test']:,} "
-         f"({ws.reports / 'validation.json'})")
+    _say(
+        f"      → {'passed' if report.passed else 'BLOCKED'}; time split train {counts['train']:,}"
+        f" · valid {counts['valid']:,} · test {counts['test']:,} "
+        f"({ws.reports / 'validation.json'})"
+    )
     _fit_features(spec, ws)
 
 
@@ -64,16 +69,22 @@ def caravan() -> None:
     spec = load_spec(EXAMPLES / "caravan" / "system.yaml")
     ws = Workspace.for_spec(spec)
     _say(f"== {spec.name}: {spec.problem.objective}")
-    _say(f"   step 1  {spec.problem.task} on '{spec.problem.target}' (positive "
-         f"{spec.problem.positive_class!r}); a false negative costs "
-         f"{spec.problem.costs.false_negative:g}x a false positive")
+    _say(
+        f"   step 1  {spec.problem.task} on '{spec.problem.target}' (positive "
+        f"{spec.problem.positive_class!r}); a false negative costs "
+        f"{spec.problem.costs.false_negative:g}x a false positive"
+    )
     report = validate(spec, ws)
-    _say(f"   step 4  snapshot {report.snapshot}: {report.n_rows:,} rows x {report.n_columns} "
-         "columns:")
+    _say(
+        f"   step 4  snapshot {report.snapshot}: {report.n_rows:,} rows x {report.n_columns} "
+        "columns:"
+    )
     _findings(report)
     shares = report.split["stratified"]["class_shares"]
-    _say(f"      → {'passed' if report.passed else 'BLOCKED'}; stratified split, share of "
-         "'Yes' " + " · ".join(f"{k} {shares[k]['Yes']:.1%}" for k in ("train", "valid", "test")))
+    _say(
+        f"      → {'passed' if report.passed else 'BLOCKED'}; stratified split, share of "
+        "'Yes' " + " · ".join(f"{k} {shares[k]['Yes']:.1%}" for k in ("train", "valid", "test"))
+    )
     _fit_features(spec, ws)
 
 
@@ -85,11 +96,14 @@ def _fit_features(spec, ws: Workspace) -> None:
     start = time.perf_counter()
     for encoding in ("codes", "onehot"):
         fitted = Featurizer(columns, spec.features, encoding=encoding).fit(
-            {c: train[c].array for c in columns})
+            {c: train[c].array for c in columns}
+        )
         matrix = fitted.transform({c: dataset.frame[c].array for c in columns})
         path = save(fitted, ws.reports / f"featurizer-{encoding}.json")
-        _say(f"   step 5  {encoding:<6} featurizer fitted on {len(train):,} train rows: "
-             f"{len(columns)} columns → {matrix.shape[1]} features ({path})")
+        _say(
+            f"   step 5  {encoding:<6} featurizer fitted on {len(train):,} train rows: "
+            f"{len(columns)} columns → {matrix.shape[1]} features ({path})"
+        )
     _say(f"           ({time.perf_counter() - start:.2f} s for both)")
 
 
@@ -100,8 +114,10 @@ def main() -> int:
     _say()
     caravan()
     _say()
-    _say(f"done in {time.perf_counter() - start:.1f} s. Next steps of the design (models, "
-         "serving, monitoring, retraining) land in later releases.")
+    _say(
+        f"done in {time.perf_counter() - start:.1f} s. Next steps of the design (models, "
+        "serving, monitoring, retraining) land in later releases."
+    )
     return 0
 
 

@@ -41,7 +41,9 @@ class SpecError(MlsdError):
 
     headline = "invalid system spec"
 
-    def __init__(self, message: str, *, hint: str | None = None, problems: list[dict] | None = None):
+    def __init__(
+        self, message: str, *, hint: str | None = None, problems: list[dict] | None = None
+    ):
         self.problems = problems or []
         super().__init__(message, hint=hint)
 

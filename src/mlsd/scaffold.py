@@ -21,8 +21,12 @@ from mlsd.spec import (
     parse_spec,
 )
 
-DEFAULT_PRIMARY = {"regression": "rmse", "binary": "roc_auc", "multiclass": "log_loss",
-                   "ranking": "ndcg@10"}
+DEFAULT_PRIMARY = {
+    "regression": "rmse",
+    "binary": "roc_auc",
+    "multiclass": "log_loss",
+    "ranking": "ndcg@10",
+}
 
 
 def infer_task(kind: str, n_classes: int) -> str:
@@ -45,7 +49,9 @@ def _scalar(value) -> str:
 
 
 def _line(indent: int, key: str, value, comment: str | None) -> str:
-    text = f"{'  ' * indent}{key}: {_scalar(value)}" if value is not None else f"{'  ' * indent}{key}:"
+    text = (
+        f"{'  ' * indent}{key}: {_scalar(value)}" if value is not None else f"{'  ' * indent}{key}:"
+    )
     return f"{text:<40} # {comment}" if comment else text
 
 
@@ -53,9 +59,16 @@ def _doc(model: type, field: str) -> str:
     return model.model_fields[field].description or ""
 
 
-def render_spec(data: Path, target: str, *, out: Path, task: str | None = None,
-                time: list[str] | None = None, entity: str | None = None,
-                name: str | None = None) -> str:
+def render_spec(
+    data: Path,
+    target: str,
+    *,
+    out: Path,
+    task: str | None = None,
+    time: list[str] | None = None,
+    entity: str | None = None,
+    name: str | None = None,
+) -> str:
     """The text of a commented system.yaml for ``data`` predicting ``target``."""
     base = out.parent.resolve()
     source = SourceSpec(path=str(data))
@@ -91,8 +104,9 @@ def render_spec(data: Path, target: str, *, out: Path, task: str | None = None,
         _line(1, "target", target, _doc(ProblemSpec, "target")),
     ]
     if task == "binary":
-        stub = SystemSpec.model_validate({"name": "x", "problem": {"task": task, "target": target},
-                                          "data": {"source": "x"}})
+        stub = SystemSpec.model_validate(
+            {"name": "x", "problem": {"task": task, "target": target}, "data": {"source": "x"}}
+        )
         positive = positive_class(stub, classes)
         if positive is None:
             counts = typed[target].value_counts()
@@ -122,11 +136,18 @@ def render_spec(data: Path, target: str, *, out: Path, task: str | None = None,
         _line(2, "method", split, "random | stratified | time | group"),
         _line(2, "valid", 0.15, _doc(SplitSpec, "valid")),
         _line(2, "test", 0.15, _doc(SplitSpec, "test")),
-        _line(1, "columns", None, "column: type (numeric | boolean | categorical | datetime | "
-              "text | identifier)"),
+        _line(
+            1,
+            "columns",
+            None,
+            "column: type (numeric | boolean | categorical | datetime | text | identifier)",
+        ),
     ]
-    lines += [_line(2, str(col), schema.columns[str(col)].type, None) for col in frame.columns
-              if str(col) != target]
+    lines += [
+        _line(2, str(col), schema.columns[str(col)].type, None)
+        for col in frame.columns
+        if str(col) != target
+    ]
     excluded = [c for c, s in schema.columns.items() if s.type == "identifier" and c != entity]
     lines += [
         "",
@@ -146,7 +167,9 @@ def render_spec(data: Path, target: str, *, out: Path, task: str | None = None,
 def write_spec(data: Path, target: str, *, out: Path, force: bool = False, **options) -> Path:
     """Write :func:`render_spec`'s text to ``out``, refusing to overwrite unless ``force``."""
     if out.exists() and not force:
-        raise MlsdError(f"{out} already exists", hint="pass --force to overwrite, or -o another path")
+        raise MlsdError(
+            f"{out} already exists", hint="pass --force to overwrite, or -o another path"
+        )
     text = render_spec(data, target, out=out, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

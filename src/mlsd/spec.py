@@ -80,8 +80,9 @@ class ProblemSpec(Section):
     task: Task = Field(description="What is predicted: binary | multiclass | regression | ranking.")
     target: str = Field(min_length=1, description="Column holding the label to predict.")
     positive_class: Scalar | None = Field(
-        None, description="Binary tasks: the label value that counts as positive (default: 1, "
-        "true, yes, or the minority class)."
+        None,
+        description="Binary tasks: the label value that counts as positive (default: 1, "
+        "true, yes, or the minority class).",
     )
     id: str | None = Field(None, description="Entity id column (a user, a customer, a station).")
     time: list[str] = Field(
@@ -111,12 +112,13 @@ class Bound(Section):
 
 class MetricsSpec(Section):
     primary: str | None = Field(
-        None, description="Offline metric that selects models (default: rmse for regression, "
-        "roc_auc for binary, log_loss for multiclass, ndcg@10 for ranking)."
+        None,
+        description="Offline metric that selects models (default: rmse for regression, "
+        "roc_auc for binary, log_loss for multiclass, ndcg@10 for ranking).",
     )
     guardrails: dict[str, Bound] = Field(
-        default_factory=dict, description="Metrics that must stay within bounds, e.g. "
-        "{log_loss: {max: 0.2}}."
+        default_factory=dict,
+        description="Metrics that must stay within bounds, e.g. {log_loss: {max: 0.2}}.",
     )
     online: list[str] = Field(
         default_factory=list, description="Business metrics watched online (e.g. ctr)."
@@ -137,8 +139,8 @@ class ArchitectureSpec(Section):
 
 class SourceSpec(Section):
     path: str | None = Field(
-        None, description="CSV or Parquet file, or a folder of Parquet files; relative to "
-        "system.yaml."
+        None,
+        description="CSV or Parquet file, or a folder of Parquet files; relative to system.yaml.",
     )
     sql: str | None = Field(
         None, description="A DuckDB query over files, e.g. select * from 'logs/*.parquet'."
@@ -184,14 +186,15 @@ class ColumnSpec(Section):
 
 class SplitSpec(Section):
     method: Literal["auto", "random", "stratified", "time", "group"] = Field(
-        "auto", description="auto: time when problem.time is set, stratified for "
-        "classification, random otherwise."
+        "auto",
+        description="auto: time when problem.time is set, stratified for "
+        "classification, random otherwise.",
     )
     valid: float = Field(0.15, ge=0, lt=1, description="Share of rows for validation.")
     test: float = Field(0.15, gt=0, lt=1, description="Share of rows for the final test.")
     group: str | None = Field(
-        None, description="Group split: column whose values never cross splits (default: "
-        "problem.id)."
+        None,
+        description="Group split: column whose values never cross splits (default: problem.id).",
     )
 
     @model_validator(mode="after")
@@ -225,15 +228,19 @@ class ChecksSpec(Section):
         0.1, ge=0, le=0.5, description="Warn of class imbalance below this share of rows."
     )
     leakage: float = Field(
-        0.98, gt=0.5, le=1, description="A feature that alone scores above this (R², or AUC) "
-        "is suspected target leakage."
+        0.98,
+        gt=0.5,
+        le=1,
+        description="A feature that alone scores above this (R², or AUC) "
+        "is suspected target leakage.",
     )
     split_drift_psi: float = Field(
         0.25, gt=0, description="Warn when a column's PSI between train and test exceeds this."
     )
     acknowledge: list[Acknowledgement] = Field(
-        default_factory=list, description="Findings accepted on purpose: `check:column` or "
-        "{check, column, reason}; they are reported but never block."
+        default_factory=list,
+        description="Findings accepted on purpose: `check:column` or "
+        "{check, column, reason}; they are reported but never block.",
     )
 
 
@@ -243,8 +250,9 @@ class DataSpec(Section):
         default_factory=dict, description="Schema overrides by column: type, range, domain."
     )
     split: SplitSpec = Field(default_factory=SplitSpec, description="Train/valid/test split.")
-    label_delay: Duration = Field("0s", description="How long after a prediction its label "
-                                  "arrives (e.g. 24h).")
+    label_delay: Duration = Field(
+        "0s", description="How long after a prediction its label arrives (e.g. 24h)."
+    )
     checks: ChecksSpec = Field(default_factory=ChecksSpec, description="Validation thresholds.")
 
 
@@ -276,9 +284,7 @@ class FeaturesSpec(Section):
     exclude: list[str] = Field(
         default_factory=list, description="Columns that never reach a model (leaks, ids)."
     )
-    include: list[str] | None = Field(
-        None, description="If set, only these columns are features."
-    )
+    include: list[str] | None = Field(None, description="If set, only these columns are features.")
     columns: dict[str, FeatureColumnSpec] = Field(
         default_factory=dict, description="Per-column transform options."
     )
@@ -286,8 +292,9 @@ class FeaturesSpec(Section):
         "median", description="Default numeric imputation."
     )
     missing_indicator: bool = Field(
-        True, description="Add an is-missing column for numeric columns that had missing "
-        "values in training."
+        True,
+        description="Add an is-missing column for numeric columns that had missing "
+        "values in training.",
     )
     standardize: bool = Field(True, description="Standardize numeric inputs of linear models.")
     min_frequency: int = Field(
@@ -326,8 +333,9 @@ class ModelGateSpec(Section):
 
 class BaselinesSpec(Section):
     heuristic: str | None = Field(
-        None, description="A rule over columns, e.g. `balance > 1800`; default: the best "
-        "single-feature split."
+        None,
+        description="A rule over columns, e.g. `balance > 1800`; default: the best "
+        "single-feature split.",
     )
 
 
@@ -381,8 +389,7 @@ class MonitoringSpec(Section):
 
 class RetrainingSpec(Section):
     triggers: list[str | dict[str, Any]] = Field(
-        default_factory=list, description="drift, performance, {schedule: 7d}, "
-        "{new_labels: 2000}."
+        default_factory=list, description="drift, performance, {schedule: 7d}, {new_labels: 2000}."
     )
     beat_champion_by: float = Field(
         0.0, ge=0, description="Margin a challenger needs over the champion."
@@ -393,14 +400,16 @@ class SystemSpec(Section):
     """The whole ``system.yaml``."""
 
     name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
         description="System name: letters, digits, '-', '_' and '.'.",
     )
     description: str = Field("", description="What the system is for.")
     seed: int = Field(42, ge=0, description="Seed of every random choice (splits, models).")
     workspace: str | None = Field(
-        None, description="Workspace folder (default: .mlsd beside system.yaml; MLSD_HOME "
-        "overrides both)."
+        None,
+        description="Workspace folder (default: .mlsd beside system.yaml; MLSD_HOME "
+        "overrides both).",
     )
     problem: ProblemSpec = Field(description="Step 1: the problem.")
     metrics: MetricsSpec = Field(default_factory=MetricsSpec, description="Step 2: metrics.")
@@ -525,7 +534,11 @@ def _model_at(path: tuple) -> Any:
 def _description(loc: tuple) -> str | None:
     """The description of the field at ``loc``, used as the hint of a type or range error."""
     parent = _model_at(loc[:-1]) if loc else None
-    if isinstance(parent, type) and issubclass(parent, BaseModel) and loc[-1] in parent.model_fields:
+    if (
+        isinstance(parent, type)
+        and issubclass(parent, BaseModel)
+        and loc[-1] in parent.model_fields
+    ):
         return parent.model_fields[loc[-1]].description
     return None
 
@@ -606,23 +619,42 @@ def parse_spec(text: str, file: str = "system.yaml") -> SystemSpec:
         lines = _index_lines(node) if node is not None else {}
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as dup:
-        _raise(file, [{
-            "line": dup.line, "key": _dotted(dup.path),
-            "problem": f"key appears twice (first on line {dup.first})",
-            "hint": "keep one of them",
-        }])
+        _raise(
+            file,
+            [
+                {
+                    "line": dup.line,
+                    "key": _dotted(dup.path),
+                    "problem": f"key appears twice (first on line {dup.first})",
+                    "hint": "keep one of them",
+                }
+            ],
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        _raise(file, [{
-            "line": mark.line + 1 if mark else None, "key": "(yaml)",
-            "problem": f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-            "hint": "check indentation, colons and quotes around this line",
-        }])
+        _raise(
+            file,
+            [
+                {
+                    "line": mark.line + 1 if mark else None,
+                    "key": "(yaml)",
+                    "problem": f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                    "hint": "check indentation, colons and quotes around this line",
+                }
+            ],
+        )
     if not isinstance(data, dict):
-        _raise(file, [{
-            "line": 1, "key": "(top level)", "problem": "the file must be a mapping of sections",
-            "hint": "start from `mlsd init DATA --target COLUMN`",
-        }])
+        _raise(
+            file,
+            [
+                {
+                    "line": 1,
+                    "key": "(top level)",
+                    "problem": "the file must be a mapping of sections",
+                    "hint": "start from `mlsd init DATA --target COLUMN`",
+                }
+            ],
+        )
     try:
         spec = SystemSpec.model_validate(data)
     except ValidationError as exc:
@@ -641,20 +673,45 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
     found = []
     target = spec.problem.target
     if target in spec.features.exclude:
-        found.append(((("features", "exclude")), f"the target '{target}' is listed",
-                      "the target is never a feature already; remove it from the list"))
+        found.append(
+            (
+                (("features", "exclude")),
+                f"the target '{target}' is listed",
+                "the target is never a feature already; remove it from the list",
+            )
+        )
     if spec.features.include and target in spec.features.include:
-        found.append(((("features", "include")), f"the target '{target}' is listed",
-                      "remove the target from features.include"))
+        found.append(
+            (
+                (("features", "include")),
+                f"the target '{target}' is listed",
+                "remove the target from features.include",
+            )
+        )
     if spec.problem.positive_class is not None and spec.problem.task != "binary":
-        found.append(((("problem", "positive_class")), f"set for a {spec.problem.task} task",
-                      "remove it, or set problem.task: binary"))
+        found.append(
+            (
+                (("problem", "positive_class")),
+                f"set for a {spec.problem.task} task",
+                "remove it, or set problem.task: binary",
+            )
+        )
     if spec.split_method == "time" and not spec.problem.time:
-        found.append(((("data", "split", "method")), "a time split needs event-time columns",
-                      "set problem.time to the column(s) that order the rows"))
+        found.append(
+            (
+                (("data", "split", "method")),
+                "a time split needs event-time columns",
+                "set problem.time to the column(s) that order the rows",
+            )
+        )
     if spec.split_method == "group" and not spec.split_group:
-        found.append(((("data", "split", "method")), "a group split needs a group column",
-                      "set data.split.group or problem.id"))
+        found.append(
+            (
+                (("data", "split", "method")),
+                "a group split needs a group column",
+                "set data.split.group or problem.id",
+            )
+        )
     return found
 
 

@@ -11,27 +11,39 @@ from mlsd.spec import ColumnSpec
 
 def frame(n: int = 100) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "price": rng.normal(10, 2, n),
-        "count": rng.integers(0, 5, n),
-        "flag": rng.integers(0, 2, n),
-        "yes": pd.Categorical(rng.choice(["true", "false"], n)),
-        "color": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
-        "when": pd.Categorical([f"2024-01-{d % 28 + 1:02d}" for d in range(n)]),
-        "note": pd.Categorical([f"customer said thing number {i} about the order" for i in range(n)]),
-        "user_id": np.arange(n) * 7 + 3,
-        "row": np.arange(n),
-        "code": pd.Categorical([f"U{i:05d}" for i in range(n)]),
-        "amount": pd.Categorical([str(i) for i in range(n - 3)] + ["abc", "n/a?", "12x"]),
-    })
+    return pd.DataFrame(
+        {
+            "price": rng.normal(10, 2, n),
+            "count": rng.integers(0, 5, n),
+            "flag": rng.integers(0, 2, n),
+            "yes": pd.Categorical(rng.choice(["true", "false"], n)),
+            "color": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
+            "when": pd.Categorical([f"2024-01-{d % 28 + 1:02d}" for d in range(n)]),
+            "note": pd.Categorical(
+                [f"customer said thing number {i} about the order" for i in range(n)]
+            ),
+            "user_id": np.arange(n) * 7 + 3,
+            "row": np.arange(n),
+            "code": pd.Categorical([f"U{i:05d}" for i in range(n)]),
+            "amount": pd.Categorical([str(i) for i in range(n - 3)] + ["abc", "n/a?", "12x"]),
+        }
+    )
 
 
 def test_types_are_inferred():
     schema, typed = infer_schema(frame())
     assert schema.types == {
-        "price": "numeric", "count": "numeric", "flag": "boolean", "yes": "boolean",
-        "color": "categorical", "when": "datetime", "note": "text", "user_id": "identifier",
-        "row": "identifier", "code": "identifier", "amount": "numeric",
+        "price": "numeric",
+        "count": "numeric",
+        "flag": "boolean",
+        "yes": "boolean",
+        "color": "categorical",
+        "when": "datetime",
+        "note": "text",
+        "user_id": "identifier",
+        "row": "identifier",
+        "code": "identifier",
+        "amount": "numeric",
     }
     assert typed["when"].dtype.kind == "M"
     assert typed["amount"].dtype == float
@@ -47,8 +59,9 @@ def test_parse_failures_are_counted_with_examples():
 
 
 def test_declared_type_overrides_and_records_mismatch():
-    schema, _ = infer_schema(frame(), {"color": ColumnSpec(type="numeric"),
-                                       "count": ColumnSpec(type="categorical")})
+    schema, _ = infer_schema(
+        frame(), {"color": ColumnSpec(type="numeric"), "count": ColumnSpec(type="categorical")}
+    )
     assert schema.columns["color"].type == "numeric" and schema.columns["color"].declared
     assert schema.columns["color"].inferred_type == "categorical"
     assert schema.columns["color"].parse_failures == 100

@@ -16,12 +16,18 @@ from mlsd.workspace import Workspace
 
 def make(tmp_path, rows: int = 200, seed: int = 0, split: str = "random"):
     rng = np.random.default_rng(seed)
-    pd.DataFrame({
-        "t": np.arange(rows), "x": rng.normal(size=rows), "c": rng.choice(["a", "b"], rows),
-        "y": rng.normal(size=rows),
-    }).to_csv(tmp_path / "d.csv", index=False)
-    spec = parse_spec(f"name: s\nproblem: {{task: regression, target: y, time: [t]}}\n"
-                      f"data: {{source: d.csv, split: {{method: {split}}}}}\n")
+    pd.DataFrame(
+        {
+            "t": np.arange(rows),
+            "x": rng.normal(size=rows),
+            "c": rng.choice(["a", "b"], rows),
+            "y": rng.normal(size=rows),
+        }
+    ).to_csv(tmp_path / "d.csv", index=False)
+    spec = parse_spec(
+        f"name: s\nproblem: {{task: regression, target: y, time: [t]}}\n"
+        f"data: {{source: d.csv, split: {{method: {split}}}}}\n"
+    )
     spec._path = tmp_path / "system.yaml"
     return spec
 
@@ -78,7 +84,9 @@ def test_split_is_recorded_and_reused(tmp_path):
     assert len(folders) == 1
     assert {p.name for p in folders[0].iterdir()} == {"labels.parquet", "summary.json"}
     t = data.frame["t"].to_numpy()
-    assert t[labels == 0].max() < t[labels == 1].min() <= t[labels == 1].max() < t[labels == 2].min()
+    assert (
+        t[labels == 0].max() < t[labels == 1].min() <= t[labels == 1].max() < t[labels == 2].min()
+    )
     again, _ = split_dataset(data, spec)
     assert np.array_equal(labels, again)
     spec.seed = 7  # new parameters → a new recorded split beside the first

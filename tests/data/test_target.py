@@ -12,7 +12,9 @@ from mlsd.spec import parse_spec
 
 
 def spec(task: str, extra: str = ""):
-    return parse_spec(f"name: t\nproblem: {{task: {task}, target: y{extra}}}\ndata: {{source: d}}\n")
+    return parse_spec(
+        f"name: t\nproblem: {{task: {task}, target: y{extra}}}\ndata: {{source: d}}\n"
+    )
 
 
 def test_regression_keeps_values_and_missing():
@@ -20,10 +22,15 @@ def test_regression_keeps_values_and_missing():
     assert classes == [] and np.isnan(y[1]) and y[2] == 3.0
 
 
-@pytest.mark.parametrize(("values", "positive"), [
-    (["No", "Yes", "No"], "Yes"), ([0, 1, 0], 1), ([True, False, False], True),
-    (["cat", "dog", "cat", "cat"], "dog"),  # no positive word: the rarer class
-])
+@pytest.mark.parametrize(
+    ("values", "positive"),
+    [
+        (["No", "Yes", "No"], "Yes"),
+        ([0, 1, 0], 1),
+        ([True, False, False], True),
+        (["cat", "dog", "cat", "cat"], "dog"),  # no positive word: the rarer class
+    ],
+)
 def test_binary_positive_is_last(values, positive):
     y, classes = encode_target(pd.DataFrame({"y": values}), spec("binary"))
     assert classes[-1] == positive

@@ -17,18 +17,22 @@ N = 600
 def base_frame(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=N)
-    return pd.DataFrame({
-        "x": x,
-        "z": rng.uniform(0, 10, N),
-        "c": rng.choice(["a", "b", "c"], N),
-        "y": 2 * x + rng.normal(scale=1.0, size=N),
-    })
+    return pd.DataFrame(
+        {
+            "x": x,
+            "z": rng.uniform(0, 10, N),
+            "c": rng.choice(["a", "b", "c"], N),
+            "y": 2 * x + rng.normal(scale=1.0, size=N),
+        }
+    )
 
 
 def run(tmp_path, df: pd.DataFrame, spec_text: str, *, task="regression", target="y", time=""):
     df.to_csv(tmp_path / "d.csv", index=False)
-    text = (f"name: t\nproblem: {{task: {task}, target: {target}, time: [{time}]}}\n"
-            f"data:\n  source: d.csv\n{spec_text}")
+    text = (
+        f"name: t\nproblem: {{task: {task}, target: {target}, time: [{time}]}}\n"
+        f"data:\n  source: d.csv\n{spec_text}"
+    )
     spec = parse_spec(text)
     spec._path = tmp_path / "system.yaml"
     return validate_dataset(spec, load_dataset(spec, Workspace(tmp_path / "ws")))

@@ -17,15 +17,26 @@ def mlsd(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Completed
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "mlsd"]
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLSD_HOME", None)
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=full_env)
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=full_env
+    )
 
 
 def test_bikeshare_story(example):
     folder = example("bikeshare")
     # init infers a regression on the real data and writes a spec that loads
-    init = mlsd("init", "bikeshare.csv", "--target", "bikers", "--time", "day", "hr",
-                "-o", "inferred.yaml", cwd=folder)
+    init = mlsd(
+        "init",
+        "bikeshare.csv",
+        "--target",
+        "bikers",
+        "--time",
+        "day",
+        "hr",
+        "-o",
+        "inferred.yaml",
+        cwd=folder,
+    )
     assert init.returncode == 0, init.stderr
     text = (folder / "inferred.yaml").read_text()
     assert "task: regression" in text and "time: [day, hr]" in text and "# " in text
@@ -48,8 +59,9 @@ def test_bikeshare_story(example):
 
 def test_caravan_story(example):
     folder = example("caravan")
-    init = mlsd("init", "caravan.csv", "--target", "Purchase", "-o", "inferred.yaml",
-                "--json", cwd=folder)
+    init = mlsd(
+        "init", "caravan.csv", "--target", "Purchase", "-o", "inferred.yaml", "--json", cwd=folder
+    )
     assert init.returncode == 0, init.stderr
     text = (folder / "inferred.yaml").read_text()
     assert "task: binary" in text and "positive_class: 'Yes'" in text
@@ -72,8 +84,10 @@ def test_init_refuses_to_overwrite_and_names_bad_target(example):
     assert "did you mean 'Purchase'" in bad.stderr and "Traceback" not in bad.stderr
 
 
-TARGETS = {"bikeshare": ("bikers", "bikeshare.csv", "temp"),
-           "caravan": ("Purchase", "caravan.csv", "MAANTHUI")}
+TARGETS = {
+    "bikeshare": ("bikers", "bikeshare.csv", "temp"),
+    "caravan": ("Purchase", "caravan.csv", "MAANTHUI"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -140,13 +154,20 @@ def test_workspace_overrides(example, tmp_path, home):
         where = tmp_path / "elsewhere"
     else:
         spec = folder / "system.yaml"
-        spec.write_text(spec.read_text().replace("name: caravan-offers",
-                                                 "name: caravan-offers\nworkspace: ws"))
+        spec.write_text(
+            spec.read_text().replace("name: caravan-offers", "name: caravan-offers\nworkspace: ws")
+        )
         where = folder / "ws"
     script = Path(sys.executable).with_name("mlsd")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "mlsd"]
-    run = subprocess.run([*cmd, "validate"], cwd=folder, capture_output=True, text=True,
-                         env={**os.environ, **env}, timeout=120)
+    run = subprocess.run(
+        [*cmd, "validate"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert (where / "reports" / "validation.json").exists()
     assert not (folder / ".mlsd").exists()

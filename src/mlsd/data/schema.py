@@ -147,7 +147,12 @@ def _infer_column(name: str, series: pd.Series) -> ColumnSchema:
         as_cat = series.astype(str).where(series.notna()).astype("category")
         return _infer_column(name, as_cat)
     return ColumnSchema(
-        name=name, type=kind, inferred_type=kind, dtype=dtype, count=count, missing=missing,
+        name=name,
+        type=kind,
+        inferred_type=kind,
+        dtype=dtype,
+        count=count,
+        missing=missing,
         n_unique=n_unique,
     )
 

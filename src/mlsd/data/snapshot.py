@@ -61,8 +61,9 @@ def content_hash(frame: pd.DataFrame, types: list[pa.DataType]) -> tuple[str, np
     return digest.hexdigest(), rows
 
 
-def _write_snapshot(folder: Path, table: pa.Table, schema: Schema, frame: pd.DataFrame,
-                    source: dict) -> None:
+def _write_snapshot(
+    folder: Path, table: pa.Table, schema: Schema, frame: pd.DataFrame, source: dict
+) -> None:
     """Write every file of a snapshot under a temporary folder, then rename it into place."""
     import pyarrow.parquet as pq
 
@@ -81,8 +82,9 @@ def _write_snapshot(folder: Path, table: pa.Table, schema: Schema, frame: pd.Dat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_dataset(spec: SystemSpec, workspace: Workspace | None = None,
-                 stages: Stages | None = None) -> Dataset:
+def load_dataset(
+    spec: SystemSpec, workspace: Workspace | None = None, stages: Stages | None = None
+) -> Dataset:
     """Read the spec's source, type it, and freeze it as a snapshot in the workspace.
 
     ``stages`` (optional) records the time and memory of reading, typing and snapshotting.
@@ -106,15 +108,20 @@ def load_dataset(spec: SystemSpec, workspace: Workspace | None = None,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             _write_snapshot(folder, table, schema, frame, source)
-    return Dataset(frame=frame, schema=schema, snapshot_id=snapshot_id, folder=folder,
-                   row_hashes=row_hashes)
+    return Dataset(
+        frame=frame, schema=schema, snapshot_id=snapshot_id, folder=folder, row_hashes=row_hashes
+    )
 
 
 def split_key(spec: SystemSpec) -> str:
     """A short hash of everything that decides a split, naming its folder in the snapshot."""
     params = {
-        "method": spec.split_method, "valid": spec.data.split.valid, "test": spec.data.split.test,
-        "seed": spec.seed, "group": spec.split_group, "time": spec.problem.time,
+        "method": spec.split_method,
+        "valid": spec.data.split.valid,
+        "test": spec.data.split.test,
+        "seed": spec.seed,
+        "group": spec.split_group,
+        "time": spec.problem.time,
         "target": spec.problem.target,
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]

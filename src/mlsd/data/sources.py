@@ -67,8 +67,9 @@ def _read_sql(sql: str, base_dir: Path) -> pa.Table:
         con.execute("SET file_search_path = ?", [str(base_dir)])
         relation = con.sql(sql)
         if relation is None:
-            raise DataError("the data.source.sql statement returns no rows",
-                            hint="write a select query")
+            raise DataError(
+                "the data.source.sql statement returns no rows", hint="write a select query"
+            )
         # duckdb 2 renamed arrow() to to_arrow_table()
         return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
     except duckdb.Error as exc:

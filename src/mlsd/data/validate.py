@@ -79,10 +79,17 @@ class ValidationReport:
     def to_dict(self) -> dict:
         """JSON form of the report (stable keys)."""
         return {
-            "system": self.system, "snapshot": self.snapshot, "created_at": self.created_at,
-            "passed": self.passed, "counts": self.counts(), "n_rows": self.n_rows,
-            "n_columns": self.n_columns, "column_types": self.column_types,
-            "features": self.features, "split": self.split, "timings": self.timings,
+            "system": self.system,
+            "snapshot": self.snapshot,
+            "created_at": self.created_at,
+            "passed": self.passed,
+            "counts": self.counts(),
+            "n_rows": self.n_rows,
+            "n_columns": self.n_columns,
+            "column_types": self.column_types,
+            "features": self.features,
+            "split": self.split,
+            "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
             "anomalies": [{**asdict(a), "blocking": a.blocking} for a in self.anomalies],
         }
@@ -103,24 +110,30 @@ def _close(name: str, choices: list[str]) -> str:
 def check_spec_columns(spec: SystemSpec, columns: list[str]) -> list[Anomaly]:
     """Every column the spec names must exist in the data."""
     named = {
-        "problem.target": [spec.problem.target], "problem.time": spec.problem.time,
+        "problem.target": [spec.problem.target],
+        "problem.time": spec.problem.time,
         "problem.id": [spec.problem.id] if spec.problem.id else [],
         "data.split.group": [spec.data.split.group] if spec.data.split.group else [],
-        "data.columns": list(spec.data.columns), "features.exclude": spec.features.exclude,
-        "features.include": spec.features.include or [], "features.columns":
-        list(spec.features.columns), "features.crosses": [c for g in spec.features.crosses
-                                                          for c in g],
+        "data.columns": list(spec.data.columns),
+        "features.exclude": spec.features.exclude,
+        "features.include": spec.features.include or [],
+        "features.columns": list(spec.features.columns),
+        "features.crosses": [c for g in spec.features.crosses for c in g],
     }
     found = []
     for key, names in named.items():
         for name in names:
             if name not in columns:
-                found.append(Anomaly(
-                    "missing_column", ERROR, name,
-                    f"{key} names column '{name}', which the data does not have"
-                    + _close(name, columns),
-                    f"fix {key} in system.yaml; the data has: {', '.join(columns[:30])}",
-                ))
+                found.append(
+                    Anomaly(
+                        "missing_column",
+                        ERROR,
+                        name,
+                        f"{key} names column '{name}', which the data does not have"
+                        + _close(name, columns),
+                        f"fix {key} in system.yaml; the data has: {', '.join(columns[:30])}",
+                    )
+                )
     return found
 
 
@@ -131,34 +144,62 @@ def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     found = []
     missing = int(series.isna().sum())
     if missing == len(series):
-        return [Anomaly("target_missing", ERROR, target, f"target '{target}' has no values",
-                        "point problem.target at the label column")]
+        return [
+            Anomaly(
+                "target_missing",
+                ERROR,
+                target,
+                f"target '{target}' has no values",
+                "point problem.target at the label column",
+            )
+        ]
     if missing:
-        found.append(Anomaly(
-            "target_missing", WARNING, target,
-            f"{missing} rows ({missing / len(series):.1%}) have no target; training drops them",
-            "fill in the labels, or accept that these rows are not used",
-            {"missing": missing},
-        ))
+        found.append(
+            Anomaly(
+                "target_missing",
+                WARNING,
+                target,
+                f"{missing} rows ({missing / len(series):.1%}) have no target; training drops them",
+                "fill in the labels, or accept that these rows are not used",
+                {"missing": missing},
+            )
+        )
     classes = classes_of(series)
     if len(classes) < 2:
-        found.append(Anomaly("target_constant", ERROR, target,
-                             f"target '{target}' has a single value ({classes[0]!r})",
-                             "there is nothing to learn: check the source or the target column",
-                             {"value": classes[0]}))
+        found.append(
+            Anomaly(
+                "target_constant",
+                ERROR,
+                target,
+                f"target '{target}' has a single value ({classes[0]!r})",
+                "there is nothing to learn: check the source or the target column",
+                {"value": classes[0]},
+            )
+        )
         return found
     if task in ("regression", "ranking") and not pd.api.types.is_numeric_dtype(series.dtype):
-        found.append(Anomaly(
-            "type_mismatch", ERROR, target, f"{task} needs a numeric target; '{target}' "
-            f"holds {series.dtype} values such as {classes[:3]}",
-            "set problem.task to binary or multiclass, or fix the target column"))
+        found.append(
+            Anomaly(
+                "type_mismatch",
+                ERROR,
+                target,
+                f"{task} needs a numeric target; '{target}' "
+                f"holds {series.dtype} values such as {classes[:3]}",
+                "set problem.task to binary or multiclass, or fix the target column",
+            )
+        )
     if task == "binary":
         if len(classes) != 2:
-            found.append(Anomaly(
-                "target_classes", ERROR, target,
-                f"binary task but '{target}' has {len(classes)} values ({classes[:5]})",
-                "use problem.task: multiclass, or map the labels to two classes",
-                {"n_classes": len(classes)}))
+            found.append(
+                Anomaly(
+                    "target_classes",
+                    ERROR,
+                    target,
+                    f"binary task but '{target}' has {len(classes)} values ({classes[:5]})",
+                    "use problem.task: multiclass, or map the labels to two classes",
+                    {"n_classes": len(classes)},
+                )
+            )
         else:
             positive_class(spec, classes)  # raises when the declared class is absent
     return found
@@ -171,12 +212,17 @@ def check_types(schema_cols: dict, used: set[str]) -> list[Anomaly]:
         if not col.parse_failures:
             continue
         how = "declared" if col.declared else "inferred"
-        found.append(Anomaly(
-            "type_mismatch", ERROR if name in used else WARNING, name,
-            f"{col.parse_failures} values of '{name}' are not {col.type} ({how} type), "
-            f"e.g. {', '.join(repr(v) for v in col.parse_examples[:3])}",
-            f"fix those rows at the source, or declare data.columns.{name}.type to match",
-            {"count": col.parse_failures, "examples": col.parse_examples, "type": col.type}))
+        found.append(
+            Anomaly(
+                "type_mismatch",
+                ERROR if name in used else WARNING,
+                name,
+                f"{col.parse_failures} values of '{name}' are not {col.type} ({how} type), "
+                f"e.g. {', '.join(repr(v) for v in col.parse_examples[:3])}",
+                f"fix those rows at the source, or declare data.columns.{name}.type to match",
+                {"count": col.parse_failures, "examples": col.parse_examples, "type": col.type},
+            )
+        )
     return found
 
 
@@ -190,28 +236,43 @@ def check_ranges(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
         if declared.min is not None or declared.max is not None:
             values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
             low = values < declared.min if declared.min is not None else np.zeros(len(values), bool)
-            high = values > declared.max if declared.max is not None else np.zeros(len(values), bool)
+            high = (
+                values > declared.max if declared.max is not None else np.zeros(len(values), bool)
+            )
             bad = low | high
             if bad.any():
-                found.append(Anomaly(
-                    "out_of_range", ERROR, name,
-                    f"{int(bad.sum())} values of '{name}' fall outside "
-                    f"[{declared.min}, {declared.max}] (seen {np.nanmin(values):g}"
-                    f"…{np.nanmax(values):g})",
-                    "fix the rows at the source, or widen data.columns."
-                    f"{name}.min/max if the range was wrong",
-                    {"count": int(bad.sum()), "examples": sorted(set(values[bad][:5].tolist()))}))
+                found.append(
+                    Anomaly(
+                        "out_of_range",
+                        ERROR,
+                        name,
+                        f"{int(bad.sum())} values of '{name}' fall outside "
+                        f"[{declared.min}, {declared.max}] (seen {np.nanmin(values):g}"
+                        f"…{np.nanmax(values):g})",
+                        "fix the rows at the source, or widen data.columns."
+                        f"{name}.min/max if the range was wrong",
+                        {
+                            "count": int(bad.sum()),
+                            "examples": sorted(set(values[bad][:5].tolist())),
+                        },
+                    )
+                )
         if declared.domain is not None:
             allowed = {str(v) for v in declared.domain}
             text = series.dropna().astype(str)
             bad = text[~text.isin(allowed)]
             if len(bad):
-                found.append(Anomaly(
-                    "out_of_domain", ERROR, name,
-                    f"{len(bad)} values of '{name}' are not in its declared domain, e.g. "
-                    f"{', '.join(repr(v) for v in pd.unique(bad)[:3])}",
-                    f"fix the rows, or add the values to data.columns.{name}.domain",
-                    {"count": len(bad), "examples": [str(v) for v in pd.unique(bad)[:5]]}))
+                found.append(
+                    Anomaly(
+                        "out_of_domain",
+                        ERROR,
+                        name,
+                        f"{len(bad)} values of '{name}' are not in its declared domain, e.g. "
+                        f"{', '.join(repr(v) for v in pd.unique(bad)[:3])}",
+                        f"fix the rows, or add the values to data.columns.{name}.domain",
+                        {"count": len(bad), "examples": [str(v) for v in pd.unique(bad)[:5]]},
+                    )
+                )
     return found
 
 
@@ -224,11 +285,16 @@ def check_missing(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
         severity = ERROR if limit is not None else WARNING
         limit = spec.data.checks.max_missing if limit is None else limit
         if col.missing_rate > limit:
-            found.append(Anomaly(
-                "missing_values", severity, name,
-                f"'{name}' misses {col.missing_rate:.1%} of its values (limit {limit:.0%})",
-                "fix the source, exclude the column, or raise data.checks.max_missing",
-                {"missing_rate": _round(col.missing_rate), "limit": limit}))
+            found.append(
+                Anomaly(
+                    "missing_values",
+                    severity,
+                    name,
+                    f"'{name}' misses {col.missing_rate:.1%} of its values (limit {limit:.0%})",
+                    "fix the source, exclude the column, or raise data.checks.max_missing",
+                    {"missing_rate": _round(col.missing_rate), "limit": limit},
+                )
+            )
     return found
 
 
@@ -243,8 +309,9 @@ def _same_values(a: pd.Series, b: pd.Series) -> bool:
     return True
 
 
-def check_constant_and_duplicate_columns(frame: pd.DataFrame, schema_cols: dict,
-                                         features: list[str]) -> list[Anomaly]:
+def check_constant_and_duplicate_columns(
+    frame: pd.DataFrame, schema_cols: dict, features: list[str]
+) -> list[Anomaly]:
     """Feature columns with one value, and feature columns identical to another column."""
     found = []
     # only columns alike in type, distinct count, missing count and range can be equal
@@ -252,10 +319,16 @@ def check_constant_and_duplicate_columns(frame: pd.DataFrame, schema_cols: dict,
     for name in features:
         col = schema_cols[name]
         if col.n_unique + (col.missing > 0) <= 1:
-            found.append(Anomaly(
-                "constant_column", WARNING, name,
-                f"'{name}' has a single value; it carries no information",
-                f"add '{name}' to features.exclude", {"value": str(frame[name].iloc[0])}))
+            found.append(
+                Anomaly(
+                    "constant_column",
+                    WARNING,
+                    name,
+                    f"'{name}' has a single value; it carries no information",
+                    f"add '{name}' to features.exclude",
+                    {"value": str(frame[name].iloc[0])},
+                )
+            )
             continue
         key = (col.type, col.n_unique, col.missing, col.min, col.max)
         groups.setdefault(key, []).append(name)
@@ -263,10 +336,16 @@ def check_constant_and_duplicate_columns(frame: pd.DataFrame, schema_cols: dict,
         for i, other in enumerate(names[1:], 1):
             first = next((n for n in names[:i] if _same_values(frame[n], frame[other])), None)
             if first is not None:
-                found.append(Anomaly(
-                    "duplicate_column", WARNING, other,
-                    f"'{other}' is identical to '{first}'",
-                    f"add '{other}' to features.exclude", {"same_as": first}))
+                found.append(
+                    Anomaly(
+                        "duplicate_column",
+                        WARNING,
+                        other,
+                        f"'{other}' is identical to '{first}'",
+                        f"add '{other}' to features.exclude",
+                        {"same_as": first},
+                    )
+                )
     return found
 
 
@@ -276,11 +355,16 @@ def check_duplicate_rows(row_hashes: np.ndarray) -> list[Anomaly]:
     n = len(row_hashes)
     if not dup:
         return []
-    return [Anomaly(
-        "duplicate_rows", WARNING, None,
-        f"{dup} rows ({dup / n:.2%}) repeat an earlier row exactly",
-        "drop duplicates at the source unless repeats are real events (then add an event id)",
-        {"count": dup, "share": _round(dup / n)})]
+    return [
+        Anomaly(
+            "duplicate_rows",
+            WARNING,
+            None,
+            f"{dup} rows ({dup / n:.2%}) repeat an earlier row exactly",
+            "drop duplicates at the source unless repeats are real events (then add an event id)",
+            {"count": dup, "share": _round(dup / n)},
+        )
+    ]
 
 
 def check_identifiers(schema_cols: dict, features: list[str], n_rows: int) -> list[Anomaly]:
@@ -292,27 +376,35 @@ def check_identifiers(schema_cols: dict, features: list[str], n_rows: int) -> li
         if col.inferred_type == "identifier" or (
             col.type == "categorical" and unique_share > 0.5 and n_rows >= 50
         ):
-            found.append(Anomaly(
-                "identifier_feature", WARNING, name,
-                f"'{name}' looks like an identifier ({col.n_unique} distinct values in "
-                f"{col.count} rows) but is used as a feature: a model memorises it",
-                f"add '{name}' to features.exclude, or set problem.id: {name}",
-                {"n_unique": col.n_unique, "unique_share": _round(unique_share)}))
+            found.append(
+                Anomaly(
+                    "identifier_feature",
+                    WARNING,
+                    name,
+                    f"'{name}' looks like an identifier ({col.n_unique} distinct values in "
+                    f"{col.count} rows) but is used as a feature: a model memorises it",
+                    f"add '{name}' to features.exclude, or set problem.id: {name}",
+                    {"n_unique": col.n_unique, "unique_share": _round(unique_share)},
+                )
+            )
     return found
 
 
 def check_unused_text(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
     """Free-text columns are not featurized yet: say so rather than drop them silently."""
     return [
-        Anomaly("unused_text", INFO, name,
-                f"'{name}' holds free text ({col.n_unique} distinct values); it is not used "
-                "as a feature",
-                f"add '{name}' to features.exclude to silence this, or declare "
-                f"data.columns.{name}.type: categorical if its values are labels",
-                {"n_unique": col.n_unique})
+        Anomaly(
+            "unused_text",
+            INFO,
+            name,
+            f"'{name}' holds free text ({col.n_unique} distinct values); it is not used "
+            "as a feature",
+            f"add '{name}' to features.exclude to silence this, or declare "
+            f"data.columns.{name}.type: categorical if its values are labels",
+            {"n_unique": col.n_unique},
+        )
         for name, col in schema_cols.items()
-        if col.type == "text" and name not in spec.features.exclude
-        and name != spec.problem.target
+        if col.type == "text" and name not in spec.features.exclude and name != spec.problem.target
     ]
 
 
@@ -324,13 +416,18 @@ def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     if shares.empty or shares.min() >= spec.data.checks.min_class_share:
         return []
     rare = shares.idxmin()
-    return [Anomaly(
-        "class_imbalance", WARNING, spec.problem.target,
-        f"class {rare!r} is {shares.min():.1%} of rows (limit "
-        f"{spec.data.checks.min_class_share:.0%})",
-        "use class weights, judge models by PR AUC or costs (problem.costs), and pick the "
-        "decision threshold from the costs rather than 0.5",
-        {"shares": {str(k): _round(v) for k, v in shares.items()}})]
+    return [
+        Anomaly(
+            "class_imbalance",
+            WARNING,
+            spec.problem.target,
+            f"class {rare!r} is {shares.min():.1%} of rows (limit "
+            f"{spec.data.checks.min_class_share:.0%})",
+            "use class weights, judge models by PR AUC or costs (problem.costs), and pick the "
+            "decision threshold from the costs rather than 0.5",
+            {"shares": {str(k): _round(v) for k, v in shares.items()}},
+        )
+    ]
 
 
 def _bin_codes(series: pd.Series, train: np.ndarray, bins: int = 32) -> np.ndarray | None:
@@ -359,8 +456,9 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def _single_feature_score(codes: np.ndarray, y: np.ndarray, train: np.ndarray, task: str,
-                          n_classes: int) -> float:
+def _single_feature_score(
+    codes: np.ndarray, y: np.ndarray, train: np.ndarray, task: str, n_classes: int
+) -> float:
     """How well a lookup table from this column's bins alone predicts held-out targets.
 
     Regression: R²; binary: ROC AUC; multiclass: accuracy. Fitted on train, scored on the
@@ -390,8 +488,13 @@ def _r2_linear(x: np.ndarray, y: np.ndarray) -> float:
     return float(1 - ((y - design @ coef) ** 2).sum() / total) if total else 0.0
 
 
-def check_leakage(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
-                  features: list[str], types: dict[str, str]) -> list[Anomaly]:
+def check_leakage(
+    spec: SystemSpec,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    features: list[str],
+    types: dict[str, str],
+) -> list[Anomaly]:
     """Features that give the target away: alone almost perfectly, or a few exactly together."""
     y_all, classes = encode_target(frame, spec)
     keep = ~np.isnan(y_all)
@@ -412,22 +515,35 @@ def check_leakage(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
         score = _single_feature_score(codes, y, train, task, len(classes))
         scores[name] = score
         if score >= limit:
-            found.append(Anomaly(
-                "leakage", ERROR, name,
-                f"'{name}' alone predicts '{spec.problem.target}' almost perfectly "
-                f"({metric} {score:.4f} on held-out rows): it likely leaks the target",
-                f"if '{name}' is not known at prediction time, add it to features.exclude; "
-                f"if it is, acknowledge it: data.checks.acknowledge: ['leakage:{name}']",
-                {"metric": metric, "score": _round(score), "threshold": limit}))
+            found.append(
+                Anomaly(
+                    "leakage",
+                    ERROR,
+                    name,
+                    f"'{name}' alone predicts '{spec.problem.target}' almost perfectly "
+                    f"({metric} {score:.4f} on held-out rows): it likely leaks the target",
+                    f"if '{name}' is not known at prediction time, add it to features.exclude; "
+                    f"if it is, acknowledge it: data.checks.acknowledge: ['leakage:{name}']",
+                    {"metric": metric, "score": _round(score), "threshold": limit},
+                )
+            )
     if task in ("regression", "ranking"):
-        found += _exact_combination(spec, frame, rows, y, train, features, types,
-                                    {a.column for a in found})
+        found += _exact_combination(
+            spec, frame, rows, y, train, features, types, {a.column for a in found}
+        )
     return found
 
 
-def _exact_combination(spec: SystemSpec, frame: pd.DataFrame, rows: np.ndarray, y: np.ndarray,
-                       train: np.ndarray, features: list[str], types: dict[str, str],
-                       flagged: set[str]) -> list[Anomaly]:
+def _exact_combination(
+    spec: SystemSpec,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    features: list[str],
+    types: dict[str, str],
+    flagged: set[str],
+) -> list[Anomaly]:
     """Up to three numeric columns whose linear combination equals the target (a + b = y)."""
     numeric = [n for n in features if types[n] == "numeric"]
     if not numeric:
@@ -438,8 +554,9 @@ def _exact_combination(spec: SystemSpec, frame: pd.DataFrame, rows: np.ndarray, 
     chosen: list[int] = []
     best = 0.0
     for _ in range(min(3, len(numeric))):
-        trials = {j: _r2_linear(x[:, [*chosen, j]], y) for j in range(len(numeric))
-                  if j not in chosen}
+        trials = {
+            j: _r2_linear(x[:, [*chosen, j]], y) for j in range(len(numeric)) if j not in chosen
+        }
         j, r2 = max(trials.items(), key=lambda kv: kv[1])
         if r2 <= best + 1e-9:
             break
@@ -455,22 +572,37 @@ def _exact_combination(spec: SystemSpec, frame: pd.DataFrame, rows: np.ndarray, 
     formula = " + ".join(f"{c:g}·{n}" for c, n in zip(coef[:-1], names, strict=True))
     return [
         Anomaly(
-            "leakage", ERROR, name,
+            "leakage",
+            ERROR,
+            name,
             f"'{spec.problem.target}' = {formula} + {coef[-1]:g} (R² {best:.5f}): together "
             f"{', '.join(names)} determine the target exactly; they are parts of it",
             f"add {', '.join(names)} to features.exclude (or acknowledge 'leakage:{name}' if "
             "they are really known at prediction time)",
-            {"columns": names, "r2": _round(best, 6), "coefficients": [_round(c) for c in coef]})
-        for name in names if name not in flagged
+            {"columns": names, "r2": _round(best, 6), "coefficients": [_round(c) for c in coef]},
+        )
+        for name in names
+        if name not in flagged
     ]
 
 
-def check_split_drift(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
-                      features: list[str], types: dict[str, str]) -> list[Anomaly]:
+def check_split_drift(
+    spec: SystemSpec,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    features: list[str],
+    types: dict[str, str],
+) -> list[Anomaly]:
     """Columns (and the target) distributed differently in test than in train (PSI)."""
     cols = [*features, spec.problem.target]
-    col_types = {c: ("categorical" if spec.problem.task in ("binary", "multiclass")
-                     and c == spec.problem.target else types[c]) for c in cols}
+    col_types = {
+        c: (
+            "categorical"
+            if spec.problem.task in ("binary", "multiclass") and c == spec.problem.target
+            else types[c]
+        )
+        for c in cols
+    }
     train, test = frame[labels == TRAIN], frame[labels == TEST]
     if train.empty or test.empty:
         return []
@@ -489,12 +621,17 @@ def check_split_drift(spec: SystemSpec, frame: pd.DataFrame, labels: np.ndarray,
             continue
         if value > spec.data.checks.split_drift_psi:
             what = "the target" if name == spec.problem.target else f"'{name}'"
-            found.append(Anomaly(
-                "split_drift", WARNING, name,
-                f"{what} is distributed differently in test than in train (PSI {value:.2f})",
-                "expected for a time split of seasonal data; otherwise check how rows were "
-                "collected, and watch this column in monitoring",
-                {"psi": _round(value), "threshold": spec.data.checks.split_drift_psi}))
+            found.append(
+                Anomaly(
+                    "split_drift",
+                    WARNING,
+                    name,
+                    f"{what} is distributed differently in test than in train (PSI {value:.2f})",
+                    "expected for a time split of seasonal data; otherwise check how rows were "
+                    "collected, and watch this column in monitoring",
+                    {"psi": _round(value), "threshold": spec.data.checks.split_drift_psi},
+                )
+            )
     return found
 
 
@@ -510,16 +647,23 @@ def _acknowledge(spec: SystemSpec, anomalies: list[Anomaly]) -> None:
                     a.evidence["acknowledged_because"] = ack.reason
 
 
-def validate_dataset(spec: SystemSpec, dataset: Dataset,
-                     stages: Stages | None = None) -> ValidationReport:
+def validate_dataset(
+    spec: SystemSpec, dataset: Dataset, stages: Stages | None = None
+) -> ValidationReport:
     """Run every check on a loaded snapshot; split it as the spec says first."""
     stages = stages or Stages(show=False)
     frame, schema = dataset.frame, dataset.schema
     columns = list(frame.columns)
     anomalies = check_spec_columns(spec, columns)
-    base = {"system": spec.name, "snapshot": dataset.snapshot_id, "n_rows": len(frame),
-            "n_columns": len(columns), "column_types": schema.types,
-            "timings": stages.timings, "peak_memory_mb": stages.peak_memory_mb}
+    base = {
+        "system": spec.name,
+        "snapshot": dataset.snapshot_id,
+        "n_rows": len(frame),
+        "n_columns": len(columns),
+        "column_types": schema.types,
+        "timings": stages.timings,
+        "peak_memory_mb": stages.peak_memory_mb,
+    }
     if any(a.column == spec.problem.target for a in anomalies):
         return ValidationReport(**base, features=[], split={}, anomalies=anomalies)
     try:
@@ -538,8 +682,7 @@ def validate_dataset(spec: SystemSpec, dataset: Dataset,
         anomalies += check_unused_text(spec, schema.columns)
         anomalies += check_imbalance(spec, frame)
     split: dict = {}
-    if not any(a.blocking and a.check.startswith(("target", "missing_column"))
-               for a in anomalies):
+    if not any(a.blocking and a.check.startswith(("target", "missing_column")) for a in anomalies):
         with stages("split"):
             labels, split = split_dataset(dataset, spec)
         with stages("leakage"):
@@ -552,8 +695,9 @@ def validate_dataset(spec: SystemSpec, dataset: Dataset,
     return ValidationReport(**base, features=features, split=split, anomalies=anomalies)
 
 
-def validate(spec: SystemSpec, workspace: Workspace | None = None, *,
-             progress: bool | None = None) -> ValidationReport:
+def validate(
+    spec: SystemSpec, workspace: Workspace | None = None, *, progress: bool | None = None
+) -> ValidationReport:
     """Load the spec's data as a snapshot, validate it, and write the JSON report.
 
     The report lands in ``<workspace>/reports/validation.json``. ``progress`` shows a

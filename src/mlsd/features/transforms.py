@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC
 from typing import Any, ClassVar
 
@@ -427,8 +427,8 @@ class Transform:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The input columns this transform reads."""
-        raise NotImplementedError
+        """The input columns this transform reads (one, ``column``, unless overridden)."""
+        return (self.column,)  # type: ignore[attr-defined]
 
     @property
     def names(self) -> list[str]:
@@ -449,8 +449,12 @@ class Transform:
         raise NotImplementedError
 
     def to_json(self) -> dict:
-        """Fitted state as plain JSON."""
-        raise NotImplementedError
+        """Fitted state as plain JSON: the kind, then every dataclass field in order."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {
+            "kind": self.kind,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in state.items()},
+        }
 
 
 @dataclass
@@ -464,10 +468,6 @@ class NumericTransform(Transform):
     indicator: bool
     scale: dict[str, float] | None
     cyclical: float | None
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(
@@ -528,17 +528,6 @@ class NumericTransform(Transform):
             block[row] = np.sin(angle)
             block[row + 1] = np.cos(angle)
 
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "column": self.column,
-            "impute": self.impute,
-            "fill": self.fill,
-            "indicator": self.indicator,
-            "scale": self.scale,
-            "cyclical": self.cyclical,
-        }
-
 
 @dataclass
 class BooleanTransform(Transform):
@@ -548,10 +537,6 @@ class BooleanTransform(Transform):
     column: str
     fill: float
     indicator: bool
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(cls, column: str, values: Any, *, indicator: bool) -> BooleanTransform:
@@ -575,14 +560,6 @@ class BooleanTransform(Transform):
         block[0] = np.where(missing, self.fill, x)
         if self.indicator:
             block[1] = missing
-
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "column": self.column,
-            "fill": self.fill,
-            "indicator": self.indicator,
-        }
 
 
 def fit_vocabulary(counts: Mapping[str, int], min_frequency: int, max_categories: int) -> list[str]:
@@ -651,15 +628,6 @@ class CategoricalTransform(Transform):
         block[:] = 0.0
         block[codes, np.arange(len(codes))] = 1.0
 
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "columns": list(self.columns),
-            "vocabulary": self.vocabulary,
-            "onehot": self.onehot,
-        }
-
 
 def _factorized(columns: Sequence[str], inputs: Inputs) -> Factorized:
     if len(columns) == 1:
@@ -708,10 +676,6 @@ class DatetimeTransform(Transform):
     fill: dict[str, float]
     indicator: bool
     scale: dict[str, dict[str, float]] | None
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(
@@ -773,16 +737,6 @@ class DatetimeTransform(Transform):
                 row += 2
         if self.indicator:
             block[row] = missing
-
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "column": self.column,
-            "parts": self.parts,
-            "fill": self.fill,
-            "indicator": self.indicator,
-            "scale": self.scale,
-        }
 
 
 KINDS: dict[str, type[Transform]] = {
