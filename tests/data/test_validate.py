@@ -114,6 +114,17 @@ def test_identifier_used_as_feature(tmp_path):
     assert "cust" not in report.features and not found(report, "identifier_feature")
 
 
+def test_datetime_features_with_gaps_are_checked(tmp_path):
+    df = base_frame()
+    when = pd.Series(pd.date_range("2024-01-01", periods=N, freq="h"))
+    when[[5, 100, 300]] = pd.NaT
+    df["when"] = when
+    df["y"] = np.arange(N, dtype=float)  # the target is the time itself: a leak
+    report = run(tmp_path, df, "")
+    assert report.column_types["when"] == "datetime"
+    assert found(report, "leakage")["when"].evidence["score"] > 0.98
+
+
 def test_free_text_is_reported_as_unused(tmp_path):
     df = base_frame()
     df["review"] = [f"the bike number {i} was great fun to ride today" for i in range(N)]

@@ -435,8 +435,8 @@ def _bin_codes(series: pd.Series, train: np.ndarray, bins: int = 32) -> np.ndarr
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy().astype(np.int64)
         return np.where(codes < 0, codes.max() + 1, codes)
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        series = series.astype("int64").where(series.notna())
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):  # seconds since epoch, NaT → NaN
+        series = (series - pd.Timestamp(0, tz=series.dt.tz)).dt.total_seconds()
     values = series.to_numpy(dtype=float, na_value=np.nan)
     fit = values[train & np.isfinite(values)]
     if fit.size == 0:
