@@ -322,30 +322,43 @@ class FeaturesSpec(Section):
 
 
 class TuningSpec(Section):
-    budget_s: float = Field(0.0, ge=0, le=86400, description="Tuning time budget; 0 = defaults.")
+    budget_s: float = Field(
+        0.0, ge=0, le=86400, description="Tuning time budget in seconds; 0 = default parameters."
+    )
+    max_trials: int = Field(
+        100, ge=1, le=100000, description="Most trials per candidate within the budget."
+    )
 
 
 class ModelGateSpec(Section):
     beat_baselines_by: float = Field(
-        0.0, ge=0, description="Margin by which the model must beat the best baseline."
+        0.0, ge=0, description="Margin on the primary metric by which the chosen model must "
+        "beat the best baseline to be registered."
     )
 
 
 class BaselinesSpec(Section):
     heuristic: str | None = Field(
-        None,
-        description="A rule over columns, e.g. `balance > 1800`; default: the best "
-        "single-feature split.",
+        None, description="A rule over columns, e.g. `balance > 1800`, or `mean of bikers by "
+        "hr`; default: the best single-feature split learned on train."
     )
 
 
 class ModelsSpec(Section):
     candidates: list[Literal["linear", "lightgbm"]] = Field(
-        default_factory=lambda: ["linear", "lightgbm"], description="Model families to try."
+        default_factory=lambda: ["linear", "lightgbm"], min_length=1,
+        description="Model families to try.",
     )
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec, description="Baselines.")
     tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyper-parameter search.")
     gate: ModelGateSpec = Field(default_factory=ModelGateSpec, description="Registration gate.")
+    class_weight: Literal["auto", "balanced", "none"] = Field(
+        "auto", description="Classification: balanced class weights, none, or auto (try both "
+        "when a class is rarer than data.checks.min_class_share; validation decides)."
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI (default: SQLite in the workspace)."
+    )
 
 
 class EvaluationSpec(Section):

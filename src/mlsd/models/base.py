@@ -1,0 +1,108 @@
+"""What every candidate model offers: fit on a feature matrix, predict, save and load as
+plain files (JSON, LightGBM text), never pickle.
+
+Predictions have one shape per task: regression and binary give a vector (for binary, the
+probability of the positive class, which is class index 1), multiclass gives an
+``(n, n_classes)`` matrix of class probabilities whose rows sum to 1.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mlsd.errors import MlsdError
+
+MODEL_FILE = "model.json"  # every saved model has it: family, task and parameters
+
+
+class ModelError(MlsdError):
+    """A model cannot be fitted, saved or loaded as asked."""
+
+    headline = "model error"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The learning task as models see it."""
+
+    kind: str  # binary | multiclass | regression
+    n_classes: int = 0  # 2 for binary, k for multiclass, 0 for regression
+
+    @property
+    def is_classification(self) -> bool:
+        """True for binary and multiclass."""
+        return self.kind in ("binary", "multiclass")
+
+    def to_json(self) -> dict:
+        """Plain JSON form."""
+        return {"kind": self.kind, "n_classes": self.n_classes}
+
+
+@dataclass
+class FitData:
+    """Everything a candidate may use to fit: train and valid matrices, labels, weights."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_valid: np.ndarray | None = None
+    y_valid: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
+    feature_names: list[str] = field(default_factory=list)
+    categorical: list[int] = field(default_factory=list)  # integer-code columns (trees)
+
+
+class Model(ABC):
+    """A fitted-or-not candidate. Subclasses set ``family`` and implement the four verbs."""
+
+    family: ClassVar[str]
+    encoding: ClassVar[str] = "codes"  # which featurizer encoding it wants: codes | onehot
+
+    def __init__(self, task: TaskInfo, params: dict[str, Any] | None = None, seed: int = 0):
+        self.task = task
+        self.params = dict(params or {})
+        self.seed = seed
+
+    @abstractmethod
+    def fit(self, data: FitData) -> Model:
+        """Learn from ``data``; returns self."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions in the task's shape (see the module docstring)."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> list[str]:
+        """Write the fitted model into ``folder`` (``model.json`` plus any native file);
+        returns the file names written."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path) -> Model:
+        """Read a model written by :meth:`save`."""
+
+    def describe(self) -> dict[str, Any]:
+        """Family, parameters and anything the leaderboard should show (e.g. iterations)."""
+        return {"family": self.family, "params": self.params}
+
+    def _write_header(self, folder: Path, **extra: Any) -> None:
+        header = {"family": self.family, "task": self.task.to_json(), "params": self.params,
+                  "seed": self.seed, **extra}
+        text = json.dumps(header, indent=1, sort_keys=True, allow_nan=False)
+        (folder / MODEL_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def read_header(folder: Path) -> dict[str, Any]:
+    """The ``model.json`` of a saved model."""
+    path = Path(folder) / MODEL_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path} does not exist", hint="point at a saved model folder") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}", hint="re-train the model") from exc
