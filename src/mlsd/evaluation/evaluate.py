@@ -1,0 +1,104 @@
+"""``mlsd evaluate``: score a registered model (or a package folder) on labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.data.schema import coerce, infer_schema
+from mlsd.data.snapshot import load_dataset, split_dataset
+from mlsd.data.sources import read_source
+from mlsd.data.split import TEST
+from mlsd.errors import DataError
+from mlsd.evaluation.metrics import compute, metrics_for
+from mlsd.spec import ColumnSpec, SourceSpec, SystemSpec
+from mlsd.workspace import Workspace
+
+
+def _labels(series: pd.Series, meta: dict) -> np.ndarray:
+    """The target as the package's model sees it (class index, or the value)."""
+    if meta["task"] == "regression":
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    index = {str(c): float(i) for i, c in enumerate(meta["classes"])}
+    text = series.astype(object).where(series.notna())
+    unknown = sorted({str(v) for v in text.dropna() if str(v) not in index})
+    if unknown:
+        raise DataError(
+            f"labels {unknown[:5]} are not classes the model knows ({meta['classes']})",
+            hint="evaluate on data labelled like the training data",
+        )
+    return np.array([index[str(v)] if v is not None else np.nan for v in text], dtype=float)
+
+
+def _read_labelled(path: Path, package) -> pd.DataFrame:
+    """Read a data file and type its columns as the package's signature says."""
+    table = read_source(SourceSpec(path=str(path)), Path.cwd())
+    raw = table.to_pandas(strings_to_categorical=True)
+    overrides = {
+        i["name"]: ColumnSpec(type=i["type"])
+        for i in package.signature["inputs"]
+        if i["name"] in raw.columns
+    }
+    schema, _ = infer_schema(raw, overrides)
+    return coerce(raw, schema)
+
+
+def evaluate(
+    spec: SystemSpec,
+    ref: str = "champion",
+    data: str | Path | None = None,
+    workspace: Workspace | None = None,
+) -> dict[str, Any]:
+    """Metrics of the model ``ref`` on ``data`` (default: the spec's test split)."""
+    from mlsd.models import package as packages
+    from mlsd.models.registry import Registry
+
+    workspace = workspace or Workspace.for_spec(spec)
+    folder = Registry(workspace, spec.name, spec.models.tracking_uri).resolve(ref)
+    package = packages.load(folder)
+    meta = package.manifest["meta"]
+    target = meta["target"]
+    if data is None:
+        dataset = load_dataset(spec, workspace)
+        labels, _ = split_dataset(dataset, spec)
+        frame = dataset.frame[labels == TEST]
+        source = f"test split of snapshot {dataset.snapshot_id}"
+    else:
+        frame = _read_labelled(Path(data), package)
+        source = str(data)
+    if target not in frame.columns:
+        raise DataError(
+            f"{source} has no '{target}' column to score against",
+            hint="evaluate on labelled data holding the target column",
+        )
+    missing = [c for c in package.featurizer.input_columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source} lacks the model's input columns {missing[:10]}",
+            hint="evaluate on data with the same columns as the training data",
+        )
+    y = _labels(frame[target], meta)
+    keep = ~np.isnan(y)
+    frame = frame[keep]
+    columns = {c: frame[c].array for c in package.featurizer.input_columns}
+    pred = package.predict_matrix(columns)
+    scores = compute(
+        meta["task"],
+        y[keep],
+        pred,
+        names=metrics_for(meta["task"]),
+        threshold=meta.get("threshold", 0.5),
+        n_features=len(package.featurizer.feature_names),
+    )
+    return {
+        "model": str(ref),
+        "package": str(folder),
+        "data": source,
+        "rows": int(keep.sum()),
+        "task": meta["task"],
+        "primary_metric": meta.get("primary_metric"),
+        "metrics": scores,
+    }
