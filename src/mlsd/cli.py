@@ -90,6 +90,114 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _print_train(result) -> None:
+    primary = result.primary_metric
+    better = "higher" if result.direction == "max" else "lower"
+    print(
+        f"trained {result.system}: {result.task}, primary metric {primary} ({better} is "
+        f"better), snapshot {result.snapshot}"
+    )
+    print(
+        f"  {'model':<22}{'train':>10}{'valid':>10}{'test':>10}{'fit s':>9}"
+        f"{'µs/row':>9}{'size':>10}"
+    )
+    for e in result.leaderboard:
+        score = {s: (e.scores.get(s) or {}).get(primary) for s in ("train", "valid", "test")}
+        size = f"{e.size_bytes / 1024:.0f} KiB" if e.size_bytes else "-"
+        mark = "*" if e.chosen else " "
+        print(
+            f"{mark} {e.name:<22}{_fmt(score['train']):>10}{_fmt(score['valid']):>10}"
+            f"{_fmt(score['test']):>10}{e.fit_s:>9.2f}{e.predict_us_per_row:>9.1f}{size:>10}"
+        )
+    print("  (* chosen on valid; test is scored once, for the chosen model and the baselines)")
+    if result.registered:
+        print(f"registered version {result.model_version} as {result.alias}: {result.package}")
+    else:
+        print("NOT registered:")
+        for reason in result.reasons:
+            print(f"  - {reason}")
+    print(f"MLflow run {result.run_id}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train baselines and candidates; register the chosen model if it passes the gate."""
+    from mlsd.models.train import train
+    from mlsd.spec import load_spec
+
+    result = train(load_spec(args.config), progress=False if args.json else None)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        _print_train(result)
+    return 0 if result.registered else 1
+
+
+def _registry(args: argparse.Namespace):
+    from mlsd.events import EventLog
+    from mlsd.models.registry import Registry
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    spec = load_spec(args.config)
+    workspace = Workspace.for_spec(spec)
+    events = EventLog(workspace.root / "events.sqlite")
+    return Registry(workspace, spec.name, spec.models.tracking_uri, events=events)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List registered versions (or, with --history, who served when)."""
+    registry = _registry(args)
+    rows = registry.history() if args.history else registry.versions()
+    if args.json:
+        _emit_json({"history" if args.history else "versions": rows})
+        return 0
+    if not rows:
+        print("no registered versions yet: run `mlsd train`")
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if v not in (None, "", [], {})))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Make VERSION the champion."""
+    change = _registry(args).promote(args.version, reason=args.reason or "")
+    if args.json:
+        _emit_json(change)
+    else:
+        print(f"champion is now version {args.version} (was {change.get('previous')})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Give the champion alias back to the previous champion."""
+    change = _registry(args).rollback(reason=args.reason or "")
+    if args.json:
+        _emit_json(change)
+    else:
+        print(f"rolled back: champion is version {change.get('version')} again")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a model on labelled data."""
+    from mlsd.evaluation.evaluate import evaluate
+    from mlsd.spec import load_spec
+
+    out = evaluate(load_spec(args.config), args.model, args.data)
+    if args.json:
+        _emit_json(out)
+        return 0
+    print(f"{out['model']} ({out['package']}) on {out['data']}: {out['rows']:,} rows")
+    for name, value in out["metrics"].items():
+        star = " *" if name == out["primary_metric"] else ""
+        print(f"  {name:<22}{_fmt(value):>12}{star}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -125,6 +233,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", parents=[common], help="validate the data of a system")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train baselines and candidates, register the best if it wins",
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", parents=[common], help="list registered model versions")
+    p.add_argument("--history", action="store_true", help="which version served when, and why")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("promote", parents=[common], help="make a version the champion")
+    p.add_argument("version", type=int, help="model version number")
+    p.add_argument("--reason", help="why, for the event log")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", parents=[common], help="restore the previous champion")
+    p.add_argument("--reason", help="why, for the event log")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("evaluate", parents=[common], help="score a model on labelled data")
+    p.add_argument(
+        "--model",
+        default="champion",
+        help="champion, challenger, a version number or a package folder",
+    )
+    p.add_argument("--data", help="labelled CSV/Parquet (default: the spec's test split)")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

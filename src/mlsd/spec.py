@@ -332,29 +332,34 @@ class TuningSpec(Section):
 
 class ModelGateSpec(Section):
     beat_baselines_by: float = Field(
-        0.0, ge=0, description="Margin on the primary metric by which the chosen model must "
-        "beat the best baseline to be registered."
+        0.0,
+        ge=0,
+        description="Margin on the primary metric by which the chosen model must "
+        "beat the best baseline to be registered.",
     )
 
 
 class BaselinesSpec(Section):
     heuristic: str | None = Field(
-        None, description="A rule over columns, e.g. `balance > 1800`, or `mean of bikers by "
-        "hr`; default: the best single-feature split learned on train."
+        None,
+        description="A rule over columns, e.g. `balance > 1800`, or `mean of bikers by "
+        "hr`; default: the best single-feature split learned on train.",
     )
 
 
 class ModelsSpec(Section):
     candidates: list[Literal["linear", "lightgbm"]] = Field(
-        default_factory=lambda: ["linear", "lightgbm"], min_length=1,
+        default_factory=lambda: ["linear", "lightgbm"],
+        min_length=1,
         description="Model families to try.",
     )
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec, description="Baselines.")
     tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyper-parameter search.")
     gate: ModelGateSpec = Field(default_factory=ModelGateSpec, description="Registration gate.")
     class_weight: Literal["auto", "balanced", "none"] = Field(
-        "auto", description="Classification: balanced class weights, none, or auto (try both "
-        "when a class is rarer than data.checks.min_class_share; validation decides)."
+        "auto",
+        description="Classification: balanced class weights, none, or auto (try both "
+        "when a class is rarer than data.checks.min_class_share; validation decides).",
     )
     tracking_uri: str | None = Field(
         None, description="MLflow tracking/registry URI (default: SQLite in the workspace)."

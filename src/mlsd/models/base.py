@@ -91,8 +91,13 @@ class Model(ABC):
         return {"family": self.family, "params": self.params}
 
     def _write_header(self, folder: Path, **extra: Any) -> None:
-        header = {"family": self.family, "task": self.task.to_json(), "params": self.params,
-                  "seed": self.seed, **extra}
+        header = {
+            "family": self.family,
+            "task": self.task.to_json(),
+            "params": self.params,
+            "seed": self.seed,
+            **extra,
+        }
         text = json.dumps(header, indent=1, sort_keys=True, allow_nan=False)
         (folder / MODEL_FILE).write_text(text + "\n", encoding="utf-8")
 

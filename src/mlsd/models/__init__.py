@@ -1,0 +1,1 @@
+"""Step 6, models: baselines, candidates, tuning, training, packages and the registry."""

@@ -1,0 +1,530 @@
+"""MLflow tracking and Model Registry for one system, plus who serves: champion and challenger.
+
+Runs (parameters, metrics, tags, reports) go to MLflow tracking and each registered version
+points at a model package folder, so the MLflow UI works on an mlsd workspace unchanged. The
+aliases ``champion`` and ``challenger`` say which version serves; every change of them is an
+event in the workspace's event log, which is what :meth:`Registry.rollback` and
+:meth:`Registry.history` read.
+
+MLflow is imported inside the methods (``mlsd --help`` must not pay for it) and kept quiet:
+no migration INFO lines on first use of a SQLite store, no usage telemetry unless the user
+opts in with ``MLFLOW_DISABLE_TELEMETRY=false``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlsd.errors import MlsdError
+from mlsd.events import FILE_NAME, PROMOTED, REGISTERED, ROLLED_BACK, EventLog, jsonable
+from mlsd.workspace import Workspace
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PACKAGE_TAG = "mlsd.package"  # model version tag: the package folder (the source, readable)
+_MAX_KEY = 250  # MLflow's limit on param, metric and tag names
+_MAX_PARAM = 6000  # MLflow's limit on param values
+_MAX_TAG = 8000  # and on run tag values
+_BAD_NAME = re.compile(r"[^\w.\- /]")  # MLflow allows these (and ':' except on Windows)
+
+
+class RegistryError(MlsdError):
+    """A model version or alias does not exist, or the registry cannot do what was asked."""
+
+    headline = "model registry error"
+
+
+def _quiet_import() -> Any:
+    """``mlflow`` imported with its logging at WARNING and telemetry off (unless the user
+    configured either), so the CLI's output stays clean."""
+    # Usage telemetry would phone home (and wait on exit) from a laptop tool that promises
+    # no server: off unless the user sets it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's SQL store uses a SQLAlchemy option that SQLAlchemy deprecates; not ours to fix.
+    warnings.filterwarnings("ignore", message=r".*``noload`` loader strategy is deprecated")
+    import mlflow
+
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        # mlflow sets its loggers to INFO on import; the first use of a SQLite store then logs
+        # "Creating initial MLflow database tables..." and "Updating database tables".
+        for name in ("mlflow", "alembic"):
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.level, logging.WARNING))
+    return mlflow
+
+
+def _name(key: Any) -> str:
+    """A name MLflow accepts: disallowed characters become '_', no empty or '..' segments."""
+    parts = [p for p in _BAD_NAME.sub("_", str(key)).split("/") if p not in ("", ".", "..")]
+    return "/".join(parts)[:_MAX_KEY] or "_"
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested dicts as dotted names: {"test": {"auc": 0.9}} → ("test.auc", 0.9)."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(jsonable(value), sort_keys=True)
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _version_number(ref: Any) -> int | None:
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        return ref
+    if isinstance(ref, str) and ref.strip().isdigit():
+        return int(ref.strip())
+    return None
+
+
+class Registry:
+    """The MLflow experiment and registered model of one system, in one workspace.
+
+    The tracking URI defaults to ``sqlite:///<workspace>/mlflow.db`` with artifacts in
+    ``<workspace>/mlruns``; the experiment and the registered model are both named after the
+    system. Decisions are appended to ``events`` (default: the workspace's event log).
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        name: str,
+        tracking_uri: str | None = None,
+        events: EventLog | None = None,
+    ):
+        self.workspace = workspace
+        self.name = name
+        self.tracking_uri = tracking_uri or f"sqlite:///{workspace.root / 'mlflow.db'}"
+        self.artifact_root = workspace.root / "mlruns"
+        self.events = events if events is not None else EventLog(workspace.root / FILE_NAME)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Registry({self.name!r}, {self.tracking_uri!r})"
+
+    # --- MLflow plumbing ----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """MLflow exceptions as RegistryError saying what was being done."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as exc:
+            raise RegistryError(
+                f"{action} failed in {self.tracking_uri}: {exc.message}",
+                hint="check models.tracking_uri and that the workspace is writable",
+            ) from exc
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient`` for this registry (created, with its database, on first use)."""
+        if self._client is None:
+            _quiet_import()
+            from mlflow.tracking import MlflowClient
+
+            if self.tracking_uri.startswith("sqlite:///"):
+                self.workspace.root.mkdir(parents=True, exist_ok=True)
+            with self._errors("opening the MLflow store"):
+                self._client = MlflowClient(
+                    tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+                )
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        """The system's experiment, created with its artifacts under the workspace."""
+        if self._experiment_id is None:
+            from mlflow.exceptions import MlflowException
+
+            client = self.client
+            with self._errors(f"creating the experiment {self.name!r}"):
+                experiment = client.get_experiment_by_name(self.name)
+                if experiment is None:
+                    # explicit artifact location: nothing lands in the current folder;
+                    # suppress: another process may have created it meanwhile
+                    with suppress(MlflowException):
+                        client.create_experiment(
+                            self.name, artifact_location=self.artifact_root.as_uri()
+                        )
+                    experiment = client.get_experiment_by_name(self.name)
+                elif experiment.lifecycle_stage == "deleted":
+                    client.restore_experiment(experiment.experiment_id)
+                self._experiment_id = experiment.experiment_id
+        return self._experiment_id
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(
+                    self.name, description=f"Model packages of the mlsd system {self.name!r}."
+                )
+            except MlflowException:  # created meanwhile by another process
+                self.client.get_registered_model(self.name)
+
+    def _aliases(self) -> dict[str, int]:
+        """alias → version of the registered model ({} before the first registration)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return {}
+        return {alias: int(version) for alias, version in model.aliases.items()}
+
+    # --- tracking -----------------------------------------------------------------------------
+
+    def log_run(
+        self,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        artifacts: Mapping[str, str | Path] | None = None,
+        text: Mapping[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """Record one finished run in the system's experiment; returns its run id.
+
+        Nested dicts become dotted names (``test.roc_auc``); names are made MLflow-safe;
+        metrics that are None, NaN or infinite are skipped. ``artifacts`` maps an artifact
+        name to a file (stored under exactly that name) or a folder (its contents under it);
+        ``text`` maps a file name to its content (a spec, a leaderboard).
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
+        flat_metrics = []
+        for key, value in _flatten(metrics or {}):
+            if value is None:
+                continue
+            try:
+                if isinstance(value, str):  # "0.5" is a mistake upstream, not a metric
+                    raise TypeError(value)
+                number = float(value)
+            except (TypeError, ValueError) as exc:
+                raise RegistryError(
+                    f"metric {key!r} is {value!r}, not a number",
+                    hint="pass metrics as numbers (nested dicts are fine)",
+                ) from exc
+            if math.isfinite(number):
+                flat_metrics.append((_name(key), number))
+        missing = [str(p) for p in (artifacts or {}).values() if not Path(p).exists()]
+        if missing:
+            raise RegistryError(
+                f"artifact(s) to log do not exist: {', '.join(missing)}",
+                hint="pass existing files or folders",
+            )
+        experiment_id = self.experiment_id
+        client = self.client
+        with self._errors("logging a run"):
+            run = client.create_run(experiment_id, run_name=run_name)
+            run_id = run.info.run_id
+            try:
+                now = int(datetime.now(UTC).timestamp() * 1000)
+                param_list = [
+                    Param(_name(k), _text(v)[:_MAX_PARAM])
+                    for k, v in _flatten(params or {})
+                    if v is not None
+                ]
+                tag_list = [
+                    RunTag(_name(k), _text(v)[:_MAX_TAG])
+                    for k, v in _flatten(tags or {})
+                    if v is not None
+                ]
+                metric_list = [Metric(k, v, now, 0) for k, v in flat_metrics]
+                for start in range(0, max(len(param_list), len(tag_list)), 100):  # batch limits
+                    client.log_batch(
+                        run_id,
+                        params=param_list[start : start + 100],
+                        tags=tag_list[start : start + 100],
+                    )
+                for start in range(0, len(metric_list), 1000):
+                    client.log_batch(run_id, metrics=metric_list[start : start + 1000])
+                for name, content in (text or {}).items():
+                    client.log_text(run_id, content, name)
+                for name, path in (artifacts or {}).items():
+                    self._log_artifact(run_id, str(name), Path(path))
+            except BaseException:
+                client.set_terminated(run_id, status="FAILED")
+                raise
+            client.set_terminated(run_id)
+        return run_id
+
+    def _log_artifact(self, run_id: str, name: str, path: Path) -> None:
+        name = name.strip("/")
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), name)
+            return
+        head, _, base = name.rpartition("/")
+        if base == path.name:
+            self.client.log_artifact(run_id, str(path), head or None)
+            return
+        with tempfile.TemporaryDirectory() as tmp:  # stored under exactly `name`
+            copy = Path(tmp) / base
+            shutil.copyfile(path, copy)
+            self.client.log_artifact(run_id, str(copy), head or None)
+
+    # --- registry -----------------------------------------------------------------------------
+
+    def register(self, package: str | Path, run_id: str) -> dict[str, Any]:
+        """Register the (built and verified) package folder as a new version of the system.
+
+        The version's source is the package's absolute path; the package is also logged as
+        the run's artifact ``package`` so the MLflow UI shows it. The first version becomes
+        ``champion``, later ones ``challenger``. The alias is set last, so a crash never
+        leaves an alias on an incomplete version. Returns ``{version, alias, package}``.
+        """
+        package = Path(package).resolve()
+        if not (package / "manifest.json").is_file():
+            raise RegistryError(
+                f"{package} is not a model package (no manifest.json)",
+                hint="register the folder written by mlsd.models.package.build",
+            )
+        with self._errors(f"registering {package}"):
+            self.client.log_artifacts(run_id, str(package), "package")
+            self._ensure_registered_model()
+            created = self.client.create_model_version(
+                self.name,
+                source=str(package),
+                run_id=run_id,
+                tags={PACKAGE_TAG: str(package)},
+                description=f"mlsd model package {package.name}",
+            )
+            version = int(created.version)
+            aliases = self._aliases()
+            alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+            self.client.set_registered_model_alias(self.name, alias, str(version))
+        self.events.append(
+            REGISTERED,
+            f"version {version} registered as {alias}",
+            system=self.name,
+            model_version=version,
+            evidence={
+                "version": version,
+                "alias": alias,
+                "package": str(package),
+                "run_id": run_id,
+                "replaced": aliases.get(alias),  # the version that held the alias before
+            },
+        )
+        return {"version": version, "alias": alias, "package": str(package)}
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every version in version order: ``{version, aliases, run_id, created_at, package,
+        status, metrics}`` (metrics: the run's final metric values)."""
+        from mlflow.exceptions import MlflowException
+
+        with self._errors("listing model versions"):
+            try:
+                found = self.client.search_model_versions(f"name = '{self.name}'")
+            except MlflowException:
+                return []
+            by_version: dict[int, list[str]] = {}
+            for alias, version in self._aliases().items():
+                by_version.setdefault(version, []).append(alias)
+            rows = []
+            for mv in sorted(found, key=lambda mv: int(mv.version)):
+                metrics: dict[str, float] = {}
+                if mv.run_id:
+                    try:
+                        metrics = dict(sorted(self.client.get_run(mv.run_id).data.metrics.items()))
+                    except MlflowException:  # the run was deleted; the version stays usable
+                        metrics = {}
+                version = int(mv.version)
+                rows.append(
+                    {
+                        "version": version,
+                        "aliases": sorted(by_version.get(version, [])),
+                        "run_id": mv.run_id,
+                        "created_at": _iso(mv.creation_timestamp),
+                        "package": (mv.tags or {}).get(PACKAGE_TAG, mv.source),
+                        "status": mv.status,
+                        "metrics": metrics,
+                    }
+                )
+        return rows
+
+    def _package_of(self, version: int) -> Path:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(self.name, str(version))
+        except MlflowException:
+            raise self._unknown(version) from None
+        return Path((mv.tags or {}).get(PACKAGE_TAG, mv.source))
+
+    def _unknown(self, ref: Any) -> RegistryError:
+        versions = [row["version"] for row in self.versions()]
+        aliases = self._aliases()
+        shown_versions = ", ".join(map(str, versions)) or "none"
+        shown_aliases = ", ".join(f"{a} → {v}" for a, v in sorted(aliases.items())) or "none"
+        return RegistryError(
+            f"{self.name!r} has no model version or alias {ref!r} — versions: "
+            f"{shown_versions}; aliases: {shown_aliases}",
+            hint="pass champion, challenger, latest, a version number, or a package folder"
+            if versions
+            else "train and register a model first (mlsd train)",
+        )
+
+    def resolve(self, ref: str | int | Path) -> Path:
+        """The package folder of ``ref``: an alias (champion, challenger), ``latest``, a
+        version number (3 or "3"), or a package folder path."""
+        number = _version_number(ref)
+        if number is None and not isinstance(ref, Path):
+            text = str(ref).strip()
+            aliases = self._aliases()
+            if text in aliases:
+                number = aliases[text]
+            elif text == "latest":
+                versions = self.versions()
+                if versions:
+                    number = versions[-1]["version"]
+        if number is None:
+            path = Path(str(ref)).expanduser()
+            if (path / "manifest.json").is_file():
+                return path.resolve()
+            raise self._unknown(ref)
+        package = self._package_of(number)
+        if not package.is_dir():
+            raise RegistryError(
+                f"version {number} of {self.name!r} points at {package}, which no longer exists",
+                hint="restore the package folder, or promote another version",
+            )
+        return package
+
+    def promote(self, version: int | str, *, reason: str = "") -> dict[str, Any]:
+        """Make ``version`` the champion; the previous champion is kept in the event's
+        evidence (for rollback). Returns ``{version, previous, package, changed}``."""
+        number = _version_number(version)
+        if number is None:
+            raise self._unknown(version)
+        package = self._package_of(number)
+        previous = self._aliases().get(CHAMPION)
+        if previous == number:
+            return {
+                "version": number,
+                "previous": previous,
+                "package": str(package),
+                "changed": False,
+            }
+        self._move_champion(number)
+        message = f"version {number} promoted to champion (was {previous})"
+        self.events.append(
+            PROMOTED,
+            message + (f": {reason}" if reason else ""),
+            system=self.name,
+            model_version=number,
+            evidence={
+                "version": number,
+                "previous": previous,
+                "package": str(package),
+                "reason": reason,
+            },
+        )
+        return {"version": number, "previous": previous, "package": str(package), "changed": True}
+
+    def _move_champion(self, version: int) -> None:
+        with self._errors(f"moving {CHAMPION} to version {version}"):
+            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+            if self._aliases().get(CHALLENGER) == version:  # no longer a challenger
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
+
+    def _champion_events(self) -> list[dict[str, Any]]:
+        """Events that changed the champion, oldest first."""
+        events = self.events.read(kind=[REGISTERED, PROMOTED, ROLLED_BACK], system=self.name)
+        return [
+            e for e in events if e["kind"] != REGISTERED or e["evidence"].get("alias") == CHAMPION
+        ]
+
+    def rollback(self, *, reason: str = "") -> dict[str, Any]:
+        """Give the champion back to the version that was champion before the last promotion
+        not yet rolled back (from the event log). Returns ``{version, previous, package}``."""
+        promotions: list[dict[str, Any]] = []
+        for event in self._champion_events():
+            if event["kind"] == PROMOTED:
+                promotions.append(event)
+            elif event["kind"] == ROLLED_BACK:
+                if promotions:
+                    promotions.pop()
+            else:  # a first champion: nothing before it to return to
+                promotions.clear()
+        target = promotions[-1]["evidence"].get("previous") if promotions else None
+        if target is None:
+            raise RegistryError(
+                f"{self.name!r} has no promotion to roll back",
+                hint="use `mlsd promote VERSION` to choose a champion explicitly",
+            )
+        target = int(target)
+        package = self._package_of(target)
+        current = self._aliases().get(CHAMPION)
+        self._move_champion(target)
+        message = f"champion rolled back to version {target} (was {current})"
+        self.events.append(
+            ROLLED_BACK,
+            message + (f": {reason}" if reason else ""),
+            system=self.name,
+            model_version=target,
+            evidence={
+                "version": target,
+                "previous": current,
+                "undoes_event": promotions[-1]["id"],
+                "package": str(package),
+                "reason": reason,
+            },
+        )
+        return {"version": target, "previous": current, "package": str(package)}
+
+    def history(self) -> list[dict[str, Any]]:
+        """Champion changes, oldest first: ``{version, since, until, kind, previous, reason,
+        message, event_id}`` — which version served from when, and why."""
+        rows: list[dict[str, Any]] = []
+        for event in self._champion_events():
+            evidence = event["evidence"]
+            if rows:
+                rows[-1]["until"] = event["ts"]
+            rows.append(
+                {
+                    "version": evidence.get("version"),
+                    "since": event["ts"],
+                    "until": None,
+                    "kind": event["kind"],
+                    "previous": evidence.get("previous", evidence.get("replaced")),
+                    "reason": evidence.get("reason", ""),
+                    "message": event["message"],
+                    "event_id": event["id"],
+                }
+            )
+        return rows

@@ -1,0 +1,314 @@
+"""Hyper-parameter search for one candidate family within a time budget.
+
+Budget 0 fits the defaults (once per choice in ``param_choices``). Otherwise Optuna's TPE
+sampler searches the family's space until the budget or the trial count runs out; the first
+trials are always the defaults, so tuning never ends worse than the defaults on validation.
+LightGBM trials report their validation loss every 10 rounds and a median pruner stops the
+hopeless ones. Optuna is imported only when a budget is given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mlsd.models.base import FitData, Model, ModelError, TaskInfo
+from mlsd.models.families import family_class, make_model
+
+REPORT_EVERY = 10  # LightGBM rounds between two reports to the pruner
+DEFAULTS_ATTR = "mlsd_defaults"  # user attribute that marks an enqueued defaults trial
+FITTED_ATTR = "mlsd_params"  # user attribute: the parameters the trial's model was given
+LOG_RANGE = (1e-4, 1e3)  # alpha / C
+
+
+@dataclass
+class TuningResult:
+    """The outcome of :func:`tune`: the best model (kept from its trial) and the search."""
+
+    model: Model
+    params: dict[str, Any]
+    score: float  # best validation score (nan when there was no validation split)
+    n_trials: int
+    n_pruned: int
+    elapsed_s: float
+    default_score: float = math.nan  # the defaults' validation score, for comparison
+    trials: list[dict[str, Any]] = field(default_factory=list)  # number, params, score, state
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for the leaderboard and the run log."""
+        return {
+            "params": self.params,
+            "score": self.score,
+            "default_score": self.default_score,
+            "n_trials": self.n_trials,
+            "n_pruned": self.n_pruned,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def tune(
+    family: str,
+    task: TaskInfo,
+    data: FitData,
+    *,
+    score: Callable[[np.ndarray], float],
+    direction: Literal["max", "min"],
+    budget_s: float,
+    max_trials: int,
+    seed: int,
+    param_choices: dict[str, Sequence[Any]] | None = None,
+) -> TuningResult:
+    """Search ``family``'s parameters, scoring each fit by ``score(predictions on
+    data.X_valid)``; ``direction`` says whether higher or lower scores are better.
+
+    ``param_choices`` adds categorical choices to the search, e.g.
+    ``{"class_weight": [None, "balanced"]}``; with budget 0 each combination is fitted once
+    and the best on validation is kept.
+    """
+    family_class(family)  # unknown family: fail before any work
+    if family not in SPACES:
+        raise ModelError(f"no search space for family {family!r}", hint="use budget_s: 0")
+    if direction not in ("max", "min"):
+        raise ModelError(f"direction must be 'max' or 'min', got {direction!r}", hint="fix it")
+    choices = _choice_grid(param_choices)
+    has_valid = data.X_valid is not None and data.y_valid is not None and len(data.y_valid) > 0
+    start = time.perf_counter()
+    if budget_s <= 0 or not has_valid:
+        if budget_s > 0:
+            raise ModelError(
+                f"tuning {family} needs a validation split to score trials",
+                hint="set data.split.valid above 0, or models.tuning.budget_s: 0",
+            )
+        return _defaults_only(family, task, data, score, direction, seed, choices, start)
+    return _search(family, task, data, score, direction, budget_s, max_trials, seed, choices, start)
+
+
+# --- budget 0 ------------------------------------------------------------------------------
+
+
+def _choice_grid(param_choices: dict[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the caller's choices (one empty dict when there are none)."""
+    if not param_choices:
+        return [{}]
+    for name, values in param_choices.items():
+        if not list(values):
+            raise ModelError(f"param_choices[{name!r}] is empty", hint="give at least one value")
+    names = list(param_choices)
+    return [
+        dict(zip(names, combo, strict=True))
+        for combo in itertools.product(*(list(param_choices[n]) for n in names))
+    ]
+
+
+def _better(a: float, b: float, direction: str) -> bool:
+    """True when score ``a`` beats ``b``; nan never wins."""
+    if math.isnan(a):
+        return False
+    if math.isnan(b):
+        return True
+    return a > b if direction == "max" else a < b
+
+
+def _evaluate(model: Model, data: FitData, score: Callable[[np.ndarray], float]) -> float:
+    if data.X_valid is None:
+        return math.nan
+    value = float(score(model.predict(data.X_valid)))
+    return value if math.isfinite(value) else math.nan
+
+
+def _defaults_only(family, task, data, score, direction, seed, choices, start) -> TuningResult:
+    """Fit the defaults once per choice combination; keep the best on validation (or the
+    first combination when there is no validation split to compare them on)."""
+    if data.X_valid is None:
+        choices = choices[:1]
+    best: tuple[Model, dict, float] | None = None
+    trials = []
+    for number, params in enumerate(choices):
+        model = make_model(family, task, params, seed).fit(data)
+        value = _evaluate(model, data, score)
+        trials.append({"number": number, "params": params, "score": value, "state": "COMPLETE"})
+        if best is None or _better(value, best[2], direction):
+            best = (model, params, value)
+    assert best is not None
+    return TuningResult(
+        model=best[0],
+        params=best[1],
+        score=best[2],
+        n_trials=len(choices),
+        n_pruned=0,
+        elapsed_s=time.perf_counter() - start,
+        default_score=trials[0]["score"],
+        trials=trials,
+    )
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+# Each space maps a parameter to how a trial draws it; names the caller fixes through
+# param_choices are left out, so a name is never suggested twice.
+Space = dict[str, Callable[[Any], Any]]
+
+
+def _linear_space(task: TaskInfo) -> Space:
+    name = "C" if task.is_classification else "alpha"
+    return {name: lambda t: t.suggest_float(name, *LOG_RANGE, log=True)}
+
+
+def _lightgbm_space(task: TaskInfo) -> Space:
+    return {
+        "learning_rate": lambda t: t.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": lambda t: t.suggest_int("num_leaves", 7, 255, log=True),
+        "min_data_in_leaf": lambda t: t.suggest_int("min_data_in_leaf", 5, 100),
+        "feature_fraction": lambda t: t.suggest_float("feature_fraction", 0.5, 1.0),
+        "bagging_fraction": lambda t: t.suggest_float("bagging_fraction", 0.5, 1.0),
+        "bagging_freq": lambda t: 1,
+        "lambda_l2": lambda t: t.suggest_float("lambda_l2", 1e-8, 10.0, log=True),
+    }
+
+
+SPACES: dict[str, Callable[[TaskInfo], Space]] = {
+    "linear": _linear_space,
+    "lightgbm": _lightgbm_space,
+}
+# Where the defaults sit inside each space (the enqueued first trials). The defaults trial is
+# fitted with no parameters at all; this only tells the sampler where it was.
+DEFAULT_POINTS: dict[str, Callable[[TaskInfo], dict[str, Any]]] = {
+    "linear": lambda task: {"C" if task.is_classification else "alpha": 1.0},
+    "lightgbm": lambda task: {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 1.0,
+        "lambda_l2": 1e-8,  # the space's floor; the defaults themselves use 0
+    },
+}
+
+
+def pruning_callback(trial: Any, direction: str, every: int = REPORT_EVERY) -> Callable:
+    """A LightGBM callback reporting the validation loss to ``trial`` every ``every`` rounds
+    and raising ``optuna.TrialPruned`` when the pruner says so. The loss is negated for a
+    maximising study so that, as for the study's own score, higher is better."""
+    import optuna
+
+    sign = -1.0 if direction == "max" else 1.0
+
+    def callback(env: Any) -> None:
+        step = env.iteration + 1
+        if step % every or not env.evaluation_result_list:
+            return
+        _, _, loss, higher_is_better = env.evaluation_result_list[0][:4]
+        loss = -loss if higher_is_better else loss
+        trial.report(sign * float(loss), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at round {step}")
+
+    return callback
+
+
+def _search(
+    family, task, data, score, direction, budget_s, max_trials, seed, choices, start
+) -> TuningResult:
+    import optuna
+
+    by_name = {name: list(values) for name, values in _choices_by_name(choices).items()}
+    space = {n: draw for n, draw in SPACES[family](task).items() if n not in by_name}
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * REPORT_EVERY)
+        if family == "lightgbm"
+        else optuna.pruners.NopPruner()
+    )
+    previous_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            direction="maximize" if direction == "max" else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=pruner,
+        )
+        for combo in choices:
+            study.enqueue_trial(
+                {**DEFAULT_POINTS[family](task), **combo}, user_attrs={DEFAULTS_ATTR: True}
+            )
+        keeper = _Keeper(direction)
+
+        def objective(trial: Any) -> float:
+            combo = {n: trial.suggest_categorical(n, v) for n, v in by_name.items()}
+            suggested = {name: draw(trial) for name, draw in space.items()}
+            # an enqueued defaults trial fits the plain defaults and is never pruned
+            is_default = bool(trial.user_attrs.get(DEFAULTS_ATTR))
+            params = dict(combo) if is_default else {**suggested, **combo}
+            trial.set_user_attr(FITTED_ATTR, params)
+            model = make_model(family, task, params, seed)
+            if family == "lightgbm" and not is_default:
+                model.fit(data, callbacks=[pruning_callback(trial, direction)])
+            else:
+                model.fit(data)
+            value = _evaluate(model, data, score)
+            keeper.offer(model, params, value, first_default=trial.number == 0)
+            return value  # nan marks the trial FAILED without stopping the study
+
+        study.optimize(objective, n_trials=max(int(max_trials), len(choices)), timeout=budget_s)
+    finally:
+        optuna.logging.set_verbosity(previous_verbosity)
+    return keeper.result(study, time.perf_counter() - start)
+
+
+def _choices_by_name(choices: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Back from the grid to {name: distinct values in order}."""
+    out: dict[str, list[Any]] = {}
+    for combo in choices:
+        for name, value in combo.items():
+            if value not in out.setdefault(name, []):
+                out[name].append(value)
+    return out
+
+
+class _Keeper:
+    """Holds the best model seen so far (only one, to keep memory flat)."""
+
+    def __init__(self, direction: str):
+        self.direction = direction
+        self.model: Model | None = None
+        self.params: dict[str, Any] = {}
+        self.score = math.nan
+        self.default_score = math.nan
+
+    def offer(self, model: Model, params: dict, value: float, first_default: bool) -> None:
+        if first_default:
+            self.default_score = value
+        if self.model is None or _better(value, self.score, self.direction):
+            self.model, self.params, self.score = model, params, value
+
+    def result(self, study: Any, elapsed: float) -> TuningResult:
+        import optuna
+
+        states = [t.state for t in study.trials]
+        if self.model is None:
+            raise ModelError("no tuning trial finished", hint="raise models.tuning.budget_s")
+        trials = [
+            {
+                "number": t.number,
+                "params": t.user_attrs.get(FITTED_ATTR, t.params),
+                "score": t.value if t.value is not None else math.nan,
+                "state": t.state.name,
+            }
+            for t in study.trials
+        ]
+        return TuningResult(
+            model=self.model,
+            params=self.params,
+            score=self.score,
+            n_trials=len(study.trials),
+            n_pruned=sum(s == optuna.trial.TrialState.PRUNED for s in states),
+            elapsed_s=elapsed,
+            default_score=self.default_score,
+            trials=trials,
+        )

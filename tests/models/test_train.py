@@ -1,0 +1,117 @@
+"""mlsd train on generated and bundled data: selection, gate, determinism, quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.models.train import TrainError, train
+from mlsd.spec import parse_spec
+from mlsd.workspace import Workspace
+
+
+def make_system(tmp_path, df: pd.DataFrame, problem: str, extra: str = ""):
+    df.to_csv(tmp_path / "d.csv", index=False)
+    spec = parse_spec(f"name: t\nproblem: {problem}\ndata:\n  source: d.csv\n{extra}")
+    spec._path = tmp_path / "system.yaml"
+    (tmp_path / "system.yaml").write_text("# written by the test\n")
+    return spec, Workspace(tmp_path / "ws")
+
+
+def linear_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = 3 * x[:, 0] - 2 * x[:, 1] + 0.5 * x[:, 2] + rng.normal(scale=0.5, size=n)
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "y": y})
+
+
+def test_linear_signal_is_found_by_the_linear_model(tmp_path):
+    spec, ws = make_system(tmp_path, linear_frame(), "{task: regression, target: y}")
+    result = train(spec, ws, progress=False)
+    assert result.chosen == "linear"
+    assert result.registered and result.model_version == 1 and result.alias == "champion"
+    chosen = result.entry("linear").scores
+    baselines = [e for e in result.leaderboard if e.kind == "baseline"]
+    assert {e.name for e in baselines} == {
+        "baseline:random",
+        "baseline:zero_rule",
+        "baseline:stump",
+    }
+    assert all(chosen["test"]["rmse"] < e.scores["test"]["rmse"] for e in baselines)
+    assert result.entry("lightgbm").scores["test"] is None  # not chosen: never sees test
+    assert chosen["test"]["r2"] > 0.9
+
+
+def test_gate_refuses_a_model_that_does_not_beat_baselines_by_the_margin(tmp_path):
+    spec, ws = make_system(
+        tmp_path,
+        linear_frame(),
+        "{task: regression, target: y}",
+        "models: {gate: {beat_baselines_by: 100}}\n",
+    )
+    result = train(spec, ws, progress=False)
+    assert not result.registered and result.model_version is None
+    assert "does not beat the best baseline" in result.reasons[0]
+    assert not (ws.root / "packages").exists() or not any((ws.root / "packages").iterdir())
+
+
+def test_guardrail_failure_blocks_registration(tmp_path):
+    spec, ws = make_system(
+        tmp_path,
+        linear_frame(),
+        "{task: regression, target: y}",
+        "metrics: {primary: mae, guardrails: {r2: {min: 0.999}}}\n",
+    )
+    result = train(spec, ws, progress=False)
+    assert not result.registered
+    assert any("guardrail r2" in r for r in result.reasons)
+
+
+def test_blocking_validation_stops_training(tmp_path):
+    df = linear_frame()
+    df["leak"] = df["y"] * 2
+    spec, ws = make_system(tmp_path, df, "{task: regression, target: y}")
+    with pytest.raises(TrainError, match="leakage on leak"):
+        train(spec, ws, progress=False)
+
+
+def test_primary_metric_must_fit_the_task(tmp_path):
+    spec, ws = make_system(
+        tmp_path, linear_frame(), "{task: regression, target: y}", "metrics: {primary: roc_auc}\n"
+    )
+    with pytest.raises(TrainError, match="does not apply"):
+        train(spec, ws, progress=False)
+
+
+def test_same_spec_data_and_seed_give_byte_identical_models(tmp_path):
+    rng = np.random.default_rng(1)
+    df = linear_frame()
+    df["y"] = np.where(df["a"] * df["b"] + rng.normal(scale=0.3, size=len(df)) > 0, "p", "n")
+    bytes_seen = []
+    for run in ("one", "two"):
+        folder = tmp_path / run
+        folder.mkdir()
+        spec, ws = make_system(
+            folder, df, "{task: binary, target: y}", "models: {candidates: [lightgbm]}\n"
+        )
+        result = train(spec, ws, progress=False)
+        assert result.registered
+        bytes_seen.append(
+            (next(iter((ws.root / "packages").iterdir())) / "model" / "model.txt").read_bytes()
+        )
+    assert bytes_seen[0] == bytes_seen[1]
+
+
+def test_breast_cancer_reaches_auc_098(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    df = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    df["target"] = np.where(df["target"] == 1, "benign", "malignant")
+    spec, ws = make_system(
+        tmp_path, df, "{task: binary, target: target, positive_class: malignant}"
+    )
+    result = train(spec, ws, progress=False)
+    assert result.registered
+    assert result.to_dict()["test"]["roc_auc"] >= 0.98
