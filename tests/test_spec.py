@@ -134,3 +134,11 @@ def test_committed_examples_load(example_name):
 
     spec = load_spec(EXAMPLES / example_name / "system.yaml")
     assert spec.name
+
+
+def test_metric_names_are_checked_against_the_task():
+    text = MINIMAL + "metrics:\n  primary: roc_acu\n  guardrails: {rmse: {max: 3}}\n"
+    found = {p["key"]: p for p in problems(text)}
+    assert "did you mean 'roc_auc'" in found["metrics.primary"]["problem"]
+    assert found["metrics.primary"]["line"] == 8
+    assert "does not apply to a binary task" in found["metrics.guardrails.rmse"]["problem"]

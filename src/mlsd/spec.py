@@ -722,6 +722,7 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "set problem.time to the column(s) that order the rows",
             )
         )
+    found += _metric_problems(spec)
     if spec.split_method == "group" and not spec.split_group:
         found.append(
             (
@@ -730,6 +731,22 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "set data.split.group or problem.id",
             )
         )
+    return found
+
+
+def _metric_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Metric names in the spec that do not exist or do not fit the task."""
+    from mlsd.errors import MlsdError
+    from mlsd.evaluation.metrics import get_metric  # numpy only: cheap to import
+
+    named = [(("metrics", "primary"), spec.metrics.primary)] if spec.metrics.primary else []
+    named += [(("metrics", "guardrails", name), name) for name in spec.metrics.guardrails]
+    found = []
+    for path, name in named:
+        try:
+            get_metric(name, spec.problem.task)
+        except MlsdError as exc:
+            found.append((path, exc.message, exc.hint or ""))
     return found
 
 
