@@ -94,35 +94,6 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _print_train(result) -> None:
-    primary = result.primary_metric
-    better = "higher" if result.direction == "max" else "lower"
-    print(
-        f"trained {result.system}: {result.task}, primary metric {primary} ({better} is "
-        f"better), snapshot {result.snapshot}"
-    )
-    print(
-        f"  {'model':<22}{'train':>10}{'valid':>10}{'test':>10}{'fit s':>9}"
-        f"{'µs/row':>9}{'size':>10}"
-    )
-    for e in result.leaderboard:
-        score = {s: (e.scores.get(s) or {}).get(primary) for s in ("train", "valid", "test")}
-        size = f"{e.size_bytes / 1024:.0f} KiB" if e.size_bytes else "-"
-        mark = "*" if e.chosen else " "
-        print(
-            f"{mark} {e.name:<22}{_fmt(score['train']):>10}{_fmt(score['valid']):>10}"
-            f"{_fmt(score['test']):>10}{e.fit_s:>9.2f}{e.predict_us_per_row:>9.1f}{size:>10}"
-        )
-    print("  (* chosen on valid; test is scored once, for the chosen model and the baselines)")
-    if result.registered:
-        print(f"registered version {result.model_version} as {result.alias}: {result.package}")
-    else:
-        print("NOT registered:")
-        for reason in result.reasons:
-            print(f"  - {reason}")
-    print(f"MLflow run {result.run_id}")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train baselines and candidates; register the chosen model if it passes the gate."""
     from mlsd.models.train import train
@@ -132,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(result.to_dict())
     else:
-        _print_train(result)
+        print("\n".join(result.summary_lines()))
     return 0 if result.registered else 1
 
 

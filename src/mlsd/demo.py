@@ -1,8 +1,10 @@
 """``make demo``: mlsd end to end on the bundled real data, telling what it does.
 
-Today that is steps 1, 4 and 5 of the design: load each example's spec, snapshot and
-validate its data (bikeshare shows leakage caught, then excluded), split it, and fit the
-featurizer on the training split. Later steps extend this story.
+Today that is steps 1, 2, 4, 5 and 6 of the design: load each example's spec, snapshot and
+validate its data (bikeshare shows leakage caught, then excluded), split it, fit the
+featurizer on the training split, then train baselines and candidates, pick one on
+validation, score it once on test and register it if it beats the baselines. Later steps
+(serving, monitoring, retraining) extend this story.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from mlsd.data import load_dataset, split_dataset, validate
 from mlsd.data.validate import validate_dataset
 from mlsd.features import Featurizer, save, select_features
+from mlsd.models.train import train
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace, write_json
 
@@ -62,6 +65,7 @@ def bikeshare() -> None:
         f"({ws.reports / 'validation.json'})"
     )
     _fit_features(spec, ws)
+    _train(spec, ws)
 
 
 def caravan() -> None:
@@ -86,25 +90,33 @@ def caravan() -> None:
         "'Yes' " + " · ".join(f"{k} {shares[k]['Yes']:.1%}" for k in ("train", "valid", "test"))
     )
     _fit_features(spec, ws)
+    _train(spec, ws)
 
 
 def _fit_features(spec, ws: Workspace) -> None:
     dataset = load_dataset(spec, ws)
     labels, _ = split_dataset(dataset, spec)
     columns = select_features(spec, dataset.schema.types)
-    train = dataset.frame[labels == 0]
+    rows = dataset.frame[labels == 0]
     start = time.perf_counter()
     for encoding in ("codes", "onehot"):
         fitted = Featurizer(columns, spec.features, encoding=encoding).fit(
-            {c: train[c].array for c in columns}
+            {c: rows[c].array for c in columns}
         )
         matrix = fitted.transform({c: dataset.frame[c].array for c in columns})
         path = save(fitted, ws.reports / f"featurizer-{encoding}.json")
         _say(
-            f"   step 5  {encoding:<6} featurizer fitted on {len(train):,} train rows: "
+            f"   step 5  {encoding:<6} featurizer fitted on {len(rows):,} train rows: "
             f"{len(columns)} columns → {matrix.shape[1]} features ({path})"
         )
     _say(f"           ({time.perf_counter() - start:.2f} s for both)")
+
+
+def _train(spec, ws: Workspace) -> None:
+    _say("   step 6  baselines first, then candidates chosen on valid, test scored once:")
+    result = train(spec, ws, progress=False)
+    for line in result.summary_lines():
+        _say(f"      {line}")
 
 
 def main() -> int:
@@ -115,8 +127,9 @@ def main() -> int:
     caravan()
     _say()
     _say(
-        f"done in {time.perf_counter() - start:.1f} s. Next steps of the design (models, "
-        "serving, monitoring, retraining) land in later releases."
+        f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/; "
+        "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
+        "mlflow.db`. Serving, monitoring and retraining land in later releases."
     )
     return 0
 

@@ -97,6 +97,32 @@ class TrainResult:
         """The leaderboard row called ``name``."""
         return next(e for e in self.leaderboard if e.name == name)
 
+    def summary_lines(self) -> list[str]:
+        """The leaderboard and the verdict, as a person reads them."""
+        primary = self.primary_metric
+        better = "higher" if self.direction == "max" else "lower"
+        lines = [
+            f"trained {self.system}: {self.task}, primary metric {primary} ({better} is "
+            f"better), snapshot {self.snapshot}",
+            f"  {'model':<22}{'train':>10}{'valid':>10}{'test':>10}{'fit s':>9}"
+            f"{'µs/row':>9}{'size':>10}",
+        ]
+        for e in self.leaderboard:
+            score = {s: (e.scores.get(s) or {}).get(primary) for s in SPLITS}
+            size = f"{e.size_bytes / 1024:.0f} KiB" if e.size_bytes else "-"
+            lines.append(
+                f"{'*' if e.chosen else ' '} {e.name:<22}{_fmt(score['train']):>10}"
+                f"{_fmt(score['valid']):>10}{_fmt(score['test']):>10}{e.fit_s:>9.2f}"
+                f"{e.predict_us_per_row:>9.1f}{size:>10}"
+            )
+        lines.append("  (* chosen on valid; test is scored once, for it and the baselines)")
+        if self.registered:
+            lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
+        else:
+            lines += ["NOT registered:", *(f"  - {r}" for r in self.reasons)]
+        lines.append(f"MLflow run {self.run_id}")
+        return lines
+
     def to_dict(self) -> dict:
         """The ``--json`` object of ``mlsd train``."""
         chosen = self.entry(self.chosen)
@@ -121,6 +147,10 @@ class TrainResult:
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
         }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def task_info(spec: SystemSpec, classes: list) -> TaskInfo:
