@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlsd.errors import MlsdError
+from mlsd.workspace import atomic_write_bytes
 
 MODEL_FILE = "model.json"  # every saved model has it: family, task and parameters
 
@@ -98,16 +99,42 @@ class Model(ABC):
             "seed": self.seed,
             **extra,
         }
-        text = json.dumps(header, indent=1, sort_keys=True, allow_nan=False)
-        (folder / MODEL_FILE).write_text(text + "\n", encoding="utf-8")
+        # numpy scalars (tuned parameters) are written as the plain numbers they hold
+        text = json.dumps(
+            header, indent=1, sort_keys=True, allow_nan=False, default=lambda value: value.item()
+        )
+        atomic_write_bytes(folder / MODEL_FILE, (text + "\n").encode())
 
 
-def read_header(folder: Path) -> dict[str, Any]:
-    """The ``model.json`` of a saved model."""
+def check_labels(y: Any, task: TaskInfo) -> np.ndarray:
+    """Labels as float64, refused when missing, or (classification) not class indices."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) == 0:
+        raise ModelError("no training rows", hint="check the training split")
+    if not np.isfinite(y).all():
+        raise ModelError("the labels hold missing values", hint="drop rows without a label")
+    if task.is_classification:
+        k = 2 if task.kind == "binary" else task.n_classes
+        if k < 2 or not np.isin(y, np.arange(k)).all():
+            raise ModelError(
+                f"{task.kind} labels must be 0..{max(k, 2) - 1}, got {np.unique(y)[:10].tolist()}",
+                hint="encode the target with mlsd's target encoder",
+            )
+    return y
+
+
+def read_header(folder: Path, family: str | None = None) -> dict[str, Any]:
+    """The ``model.json`` of a saved model; with ``family``, refused if it is another's."""
     path = Path(folder) / MODEL_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        header = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(f"{path} does not exist", hint="point at a saved model folder") from exc
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}", hint="re-train the model") from exc
+    if family is not None and header.get("family") != family:
+        raise ModelError(
+            f"{folder} holds a {header.get('family')!r} model, not a {family} one",
+            hint="load it with mlsd.models.families.load_model",
+        )
+    return header

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from mlsd.models.base import ModelError, TaskInfo
+from mlsd.models.base import ModelError, TaskInfo, check_labels
 
 Statistic = Literal["mean", "median"]
 HEURISTIC_KEY = "models.baselines.heuristic"
@@ -79,20 +79,6 @@ def _n_classes(task: TaskInfo) -> int:
     return 2 if task.kind == "binary" else task.n_classes
 
 
-def _labels(y: np.ndarray, task: TaskInfo) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if len(y) == 0:
-        raise ModelError("a baseline got no training rows", hint="check the training split")
-    if task.is_classification:
-        k = _n_classes(task)
-        if k < 2 or not np.isin(y, np.arange(k)).all():
-            raise ModelError(
-                f"{task.kind} labels must be 0..{max(k, 2) - 1}, got {np.unique(y)[:10].tolist()}",
-                hint="encode the target with mlsd's target encoder",
-            )
-    return y
-
-
 def _priors(y: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(y.astype(np.int64), minlength=k) / len(y)
 
@@ -128,7 +114,7 @@ class RandomBaseline(Baseline):
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RandomBaseline:
         """Remember the training targets (regression) or the class priors."""
-        y = _labels(y, self.task)
+        y = check_labels(y, self.task)
         if self.task.is_classification:
             self.priors_ = _priors(y, _n_classes(self.task))
         else:
@@ -161,7 +147,7 @@ class ZeroRuleBaseline(Baseline):
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> ZeroRuleBaseline:
         """Learn the priors or the statistic of the training target."""
-        y = _labels(y, self.task)
+        y = check_labels(y, self.task)
         self.value_ = _summary(y, self.task, self.statistic)
         if self.task.is_classification:
             self.majority_ = int(np.argmax(_priors(y, _n_classes(self.task))))
@@ -320,7 +306,7 @@ class HeuristicBaseline(_RuleBaseline):
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> HeuristicBaseline:
         """Learn per-side or per-group statistics on the training rows."""
-        y = _labels(y, self.task)
+        y = check_labels(y, self.task)
         if self.group is None:
             self._fit_sides(eval_rule(frame, self.expression), y)
         else:
@@ -541,7 +527,7 @@ class StumpBaseline(_RuleBaseline):
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> StumpBaseline:
         """Search every usable column, then learn per-side statistics of the best rule."""
-        y = _labels(y, self.task)
+        y = check_labels(y, self.task)
         self.rule_ = find_stump(frame, y, self.task)
         mask = self.rule_.mask(frame) if self.rule_ else np.zeros(len(y), dtype=bool)
         self._fit_sides(mask, y)

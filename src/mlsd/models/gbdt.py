@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.models.base import FitData, Model, ModelError, TaskInfo, read_header
+from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 
 MODEL_TXT = "model.txt"
 NUM_THREADS = 2  # thread count for large tables (a fixed number: results may depend on it)
@@ -100,7 +100,7 @@ class GBDTModel(Model):
         LightGBM callbacks (tuning passes its pruning callback here)."""
         import lightgbm as lgb
 
-        y = _labels(data.y, self.task)
+        y = check_labels(data.y, self.task)
         weight = _weights(y, data.sample_weight, self.task, self.fit_params["class_weight"])
         categorical = sorted(int(i) for i in data.categorical)
         train = lgb.Dataset(
@@ -115,7 +115,7 @@ class GBDTModel(Model):
         valid_sets, valid_names = [], []
         has_valid = data.X_valid is not None and data.y_valid is not None and len(data.y_valid)
         if has_valid:
-            y_valid = _labels(data.y_valid, self.task)
+            y_valid = check_labels(data.y_valid, self.task)
             # weigh validation rows like training rows so early stopping tracks the same loss
             valid_weight = _weights(y_valid, None, self.task, self.fit_params["class_weight"])
             valid = lgb.Dataset(
@@ -196,12 +196,7 @@ class GBDTModel(Model):
         import lightgbm as lgb
 
         folder = Path(folder)
-        header = read_header(folder)
-        if header.get("family") != cls.family:
-            raise ModelError(
-                f"{folder} holds a {header.get('family')!r} model, not a lightgbm one",
-                hint="load it with mlsd.models.families.load_model",
-            )
+        header = read_header(folder, cls.family)
         model = cls(TaskInfo(**header["task"]), header.get("params"), int(header.get("seed", 0)))
         path = folder / MODEL_TXT
         try:
@@ -256,20 +251,6 @@ def _split_params(params: dict[str, Any], task: TaskInfo) -> tuple[dict[str, Any
             hint="leave class_weight out for regression",
         )
     return booster, fit
-
-
-def _labels(y: np.ndarray, task: TaskInfo) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    if not np.isfinite(y).all():
-        raise ModelError("the labels hold missing values", hint="drop rows without a label")
-    if task.is_classification:
-        k = 2 if task.kind == "binary" else task.n_classes
-        if k < 2 or not np.isin(y, np.arange(k)).all():
-            raise ModelError(
-                f"{task.kind} labels must be 0..{max(k, 2) - 1}, got {np.unique(y)[:10].tolist()}",
-                hint="encode the target with mlsd's target encoder",
-            )
-    return y
 
 
 def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.models.base import FitData, Model, ModelError, TaskInfo, read_header
+from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 
 COEF_FILE = "coefficients.json"
 FORMAT = "mlsd.linear"
@@ -153,12 +153,7 @@ class LinearModel(Model):
     def load(cls, folder: Path) -> LinearModel:
         """Read a model written by :meth:`save` (numpy only)."""
         folder = Path(folder)
-        header = read_header(folder)
-        if header.get("family") != cls.family:
-            raise ModelError(
-                f"{folder} holds a {header.get('family')!r} model, not a linear one",
-                hint="load it with mlsd.models.families.load_model",
-            )
+        header = read_header(folder, cls.family)
         task = TaskInfo(**header["task"])
         model = cls(task, header.get("params"), int(header.get("seed", 0)))
         path = folder / COEF_FILE
@@ -240,13 +235,7 @@ def _matrix(X: np.ndarray) -> np.ndarray:
 
 
 def _check_labels(y: np.ndarray, task: TaskInfo) -> None:
-    classes = np.unique(y)
-    k = 2 if task.kind == "binary" else task.n_classes
-    if not np.isin(classes, np.arange(k)).all():
-        raise ModelError(
-            f"{task.kind} labels must be 0..{k - 1}, got {classes[:10].tolist()}",
-            hint="encode the target with mlsd's target encoder",
-        )
+    classes = np.unique(check_labels(y, task))
     if len(classes) < 2:
         raise ModelError(
             f"the training labels hold a single class ({classes.tolist()})",
