@@ -40,8 +40,8 @@ from mlsd.models.train import _class_weight_choices, primary_metric, task_info, 
 from mlsd.spec import SystemSpec, load_spec, parse_spec  # noqa: E402
 from mlsd.workspace import Workspace  # noqa: E402
 
-# mlsd's LightGBM runs one thread below 100k rows (every table here) and its linear models
-# one thread too, so FLAML gets one job: the same compute for both on the 2-core machine.
+# mlsd's LightGBM runs one thread below 100k rows (every table here), so FLAML gets one job
+# too. Linear models on both sides (scikit-learn) use whatever threads the BLAS library takes.
 N_JOBS = 1
 FLAML_METRIC = {"mae": "mae", "rmse": "rmse", "roc_auc": "roc_auc", "pr_auc": "ap"}
 SECTION = "## Training (`benchmarks/bench_train.py`)"
