@@ -326,7 +326,10 @@ class TuningSpec(Section):
         0.0, ge=0, le=86400, description="Tuning time budget in seconds; 0 = default parameters."
     )
     max_trials: int = Field(
-        100, ge=1, le=100000, description="Most trials per candidate within the budget."
+        1000,
+        ge=1,
+        le=100000,
+        description="Most trials per candidate; the time budget usually ends the search first.",
     )
 
 

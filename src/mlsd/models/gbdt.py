@@ -44,6 +44,7 @@ BOOSTER_DEFAULTS: dict[str, Any] = {
     "cat_l2": 10.0,
     "min_data_per_group": 100,
     "max_cat_threshold": 32,
+    "extra_trees": False,
 }
 # Parameters of the fit itself, not of the booster.
 FIT_DEFAULTS: dict[str, Any] = {
