@@ -169,6 +169,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the model over HTTP until interrupted."""
+    import uvicorn
+
+    from mlsd.serving.app import Server, create_app
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    spec = load_spec(args.config)
+    serving = spec.serving.model_copy(
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    server = Server(Workspace.for_spec(spec).root, spec.name, serving, ref=args.model)
+    loaded = server.load()  # a model that cannot serve stops here, with the reason
+    print(
+        f"serving {spec.name} version {loaded['version']} ({args.model}) on "
+        f"http://{serving.host}:{serving.port} (docs at /docs)",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(server),
+        host=serving.host,
+        port=serving.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -224,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", parents=[common], help="restore the previous champion")
     p.add_argument("--reason", help="why, for the event log")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("serve", parents=[common], help="serve predictions over HTTP")
+    p.add_argument("--host", help="address to bind (default: serving.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: serving.port, 8000)")
+    p.add_argument(
+        "--model",
+        default="champion",
+        help="champion (followed as it moves), challenger, a version or a package",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a model on labelled data")
     p.add_argument(

@@ -2,8 +2,10 @@
 
 Training is deterministic (``deterministic``, ``force_row_wise``, the model's seed and a
 thread count fixed by the table size), so the same data, parameters and seed give a
-byte-identical ``model.txt``. lightgbm is imported inside the functions that use it, so
-importing this module stays cheap.
+byte-identical ``model.txt``. lightgbm is imported inside :meth:`GBDTModel.fit` only: predict
+and load go through :mod:`mlsd.models.lgbm_runtime`, LightGBM's C library called directly, so
+loading and serving a model imports neither the lightgbm Python package nor the pandas,
+scikit-learn and scipy it pulls in.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
+from mlsd.models.lgbm_runtime import Booster
 
 MODEL_TXT = "model.txt"
 NUM_THREADS = 2  # thread count for large tables (a fixed number: results may depend on it)
@@ -74,7 +77,7 @@ class GBDTModel(Model):
                 hint="use it for binary, multiclass or regression",
             )
         self.booster_params, self.fit_params = _split_params(self.params, task)
-        self.booster_: Any = None
+        self.booster_: Booster | None = None  # the runtime booster every prediction uses
         self.best_iteration: int | None = None
         self.n_features: int | None = None
         self.feature_names: list[str] = []
@@ -148,18 +151,21 @@ class GBDTModel(Model):
             ) from exc
         best = booster.best_iteration if has_valid and booster.best_iteration > 0 else None
         self.best_iteration = int(best or booster.current_iteration())
-        # Predict through the saved text form, so a loaded model predicts bit-identically.
-        self.booster_ = lgb.Booster(model_str=self.model_string(booster))
+        # Predict through the saved text form with the runtime a loaded model uses, so the
+        # fitted and the loaded model predict bit-identically.
+        self.booster_ = Booster.from_string(self.model_string(booster))
         self.n_features = int(np.shape(data.X)[1])
         self.feature_names = list(data.feature_names)
         return self
 
     def model_string(self, booster: Any = None) -> str:
-        """LightGBM's text model, cut at the best iteration."""
-        booster = booster if booster is not None else self._fitted()
-        return booster.model_to_string(num_iteration=self.best_iteration)
+        """LightGBM's text model, cut at the best iteration: of ``booster`` (a training
+        ``lightgbm.Booster``) when given, else the text the fitted or loaded model holds."""
+        if booster is not None:
+            return booster.model_to_string(num_iteration=self.best_iteration)
+        return self._fitted().model_to_string()
 
-    def _fitted(self) -> Any:
+    def _fitted(self) -> Booster:
         if self.booster_ is None:
             raise ModelError("the lightgbm model is not fitted", hint="call fit() or load()")
         return self.booster_
@@ -167,16 +173,16 @@ class GBDTModel(Model):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, P(positive) for binary, class probabilities for multiclass."""
         booster = self._fitted()
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != booster.num_feature():
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != booster.num_features:
             raise ModelError(
-                f"the lightgbm model expects {booster.num_feature()} features, got shape {X.shape}",
+                f"the lightgbm model expects {booster.num_features} features, got shape {X.shape}",
                 hint="transform the inputs with the featurizer saved beside this model",
             )
         out = booster.predict(X, num_threads=_threads(len(X)))
         if self.task.kind == "multiclass":
-            return np.asarray(out).reshape(len(X), self.task.n_classes)
-        return np.asarray(out).reshape(len(X))
+            return out.reshape(len(X), self.task.n_classes)
+        return out.reshape(len(X))
 
     def save(self, folder: Path) -> list[str]:
         """Write ``model.txt`` (LightGBM text) and ``model.json``."""
@@ -193,20 +199,23 @@ class GBDTModel(Model):
 
     @classmethod
     def load(cls, folder: Path) -> GBDTModel:
-        """Read a model written by :meth:`save`."""
-        import lightgbm as lgb
-
+        """Read a model written by :meth:`save` (without importing the lightgbm package)."""
         folder = Path(folder)
         header = read_header(folder, cls.family)
         model = cls(TaskInfo(**header["task"]), header.get("params"), int(header.get("seed", 0)))
         path = folder / MODEL_TXT
         try:
-            model.booster_ = lgb.Booster(model_str=path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ModelError(f"{path} does not exist", hint="re-save the model") from exc
-        except lgb.basic.LightGBMError as exc:
-            raise ModelError(f"{path} is damaged: {exc}", hint="re-train the model") from exc
-        model.best_iteration = header.get("best_iteration") or model.booster_.current_iteration()
+        try:
+            booster = Booster.from_string(text)
+        except ModelError as exc:
+            raise ModelError(
+                f"{path} is damaged: {exc.message}", hint="re-train the model"
+            ) from exc
+        model.booster_ = booster
+        model.best_iteration = header.get("best_iteration") or booster.current_iteration()
         model.n_features = header.get("n_features")
         model.feature_names = list(header.get("feature_names") or [])
         return model

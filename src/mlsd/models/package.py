@@ -447,6 +447,15 @@ def _verify_files(folder: Path, files: Mapping[str, str]) -> None:
             )
 
 
+def holdout(package: Package) -> tuple[dict[str, list], np.ndarray]:
+    """The holdout's input columns (as Python lists, like a request) and the outputs
+    recorded for them at build time."""
+    import pyarrow.parquet as pq
+
+    inputs, expected = _split_expected(pq.ParquetFile(package.folder / HOLDOUT).read())
+    return _inputs(inputs, package.featurizer), expected
+
+
 def _replay(package: Package) -> None:
     """Predict the holdout again and compare with the outputs recorded at build time."""
     import pyarrow.parquet as pq

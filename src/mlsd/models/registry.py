@@ -327,6 +327,7 @@ class Registry:
             aliases = self._aliases()
             alias = CHALLENGER if CHAMPION in aliases else CHAMPION
             self.client.set_registered_model_alias(self.name, alias, str(version))
+            self._publish()
         self.events.append(
             REGISTERED,
             f"version {version} registered as {alias}",
@@ -461,6 +462,17 @@ class Registry:
             self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             if self._aliases().get(CHALLENGER) == version:  # no longer a challenger
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Write aliases and package folders where the server reads them without MLflow."""
+        from mlsd.models import aliases
+
+        packages = {
+            int(mv.version): (mv.tags or {}).get(PACKAGE_TAG, mv.source)
+            for mv in self.client.search_model_versions(f"name='{self.name}'")
+        }
+        aliases.publish(self.workspace.root, self.name, self._aliases(), packages)
 
     def _champion_events(self) -> list[dict[str, Any]]:
         """Events that changed the champion, oldest first."""

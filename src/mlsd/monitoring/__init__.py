@@ -1,0 +1,1 @@
+"""Step 9: the durable prediction/feedback log, drift, quality and performance monitoring."""

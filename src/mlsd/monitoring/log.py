@@ -1,0 +1,880 @@
+"""The durable prediction and feedback log: what the server answered, and what was true.
+
+Layout, under ``<workspace>/log/``::
+
+    predictions/20261123T181500.123456-4242-000001.jsonl   finished segment (JSON Lines)
+    predictions/.20261123T181501.130001-4242-000002.jsonl.tmp   the segment being written
+    feedback/...                                            the same for true labels
+
+The WRITER (:class:`LogWriter`, :class:`PredictionLog`) runs inside the HTTP server and uses
+the standard library only: no pandas, no pyarrow, no duckdb (pyarrow imports pandas lazily in
+many calls). ``log()`` only puts the record on a bounded queue, so the request path never
+waits for a disk; when the queue is full the row is counted in ``stats["dropped"]``. A writer
+thread appends rows to a hidden ``.tmp`` segment and, at least every ``flush_s`` seconds
+while it holds rows, flushes, fsyncs and renames it to its final name, then fsyncs the
+folder. A finished segment therefore only ever appears whole, by rename; ``kill -9`` loses
+at most the rows of the last ``flush_s`` or so (those still queued or in the ``.tmp`` file).
+A new writer calls :func:`recover`, which salvages the complete lines of ``.tmp`` files left
+by dead processes into finished segments.
+
+The READER (:func:`read_predictions`, :func:`read_feedback`, :func:`labelled`,
+:func:`duckdb_view`) runs offline, for monitoring and retraining. It reads finished segments
+only, with DuckDB, and imports it (and pyarrow) inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import queue
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlsd.errors import MlsdError
+from mlsd.workspace import Workspace, atomic_write_bytes
+
+if TYPE_CHECKING:  # the writer side must not import these, even indirectly
+    import duckdb
+    import pyarrow
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+LOG_FOLDER = "log"  # <workspace>/log/<kind>/
+
+# A segment holds at most this many rows: DuckDB samples 20,480 rows per file to infer its
+# schema, so a whole segment is always inspected and a late new field is never missed.
+SEGMENT_MAX_ROWS = 20_000
+STALE_S = 3600.0  # a .tmp untouched this long is abandoned even if its pid looks alive
+KNOWN_CAPACITY = 1_000_000
+
+_KIND_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_TMP_RE = re.compile(r"\.(?P<segment>\d{8}T\d{6}\.\d{6}-(?P<pid>\d+)-\d+)\.jsonl\.tmp")
+_SEQ = itertools.count(1)  # next() on a count is atomic under the GIL
+_ACTIVE: set[str] = set()  # .tmp files open in this process: recover() must leave them alone
+_ACTIVE_LOCK = threading.Lock()
+_STOP = object()
+
+
+class LogError(MlsdError):
+    """The prediction log cannot be written or read, or a reader was asked something invalid."""
+
+    headline = "prediction log error"
+
+
+# --------------------------------------------------------------------------- writer side
+
+
+def _default(obj: Any) -> Any:
+    """JSON for what ``json`` does not know: numpy values (duck-typed), dates, sets, else str."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=str)
+    return str(obj)
+
+
+def _finite(obj: Any) -> Any:
+    """A copy of ``obj`` with NaN/inf as None and keys as str (strict JSON for every reader)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _finite(obj.tolist())
+    return obj
+
+
+def _encode(record: Any) -> bytes | None:
+    """One JSON line (ASCII, so it never contains a raw newline), or None if not encodable."""
+    try:
+        text = json.dumps(record, allow_nan=False, default=_default)
+    except (TypeError, ValueError, RecursionError):  # NaN/inf, odd keys: clean, then retry
+        try:
+            text = json.dumps(_finite(record), allow_nan=False, default=_default)
+        except (TypeError, ValueError, RecursionError):
+            return None
+    return text.encode("ascii") + b"\n"
+
+
+def _segment_name() -> str:
+    """A segment name that sorts by time: UTC stamp to the microsecond, pid, sequence."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{os.getpid()}-{next(_SEQ):06d}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C there: rely on the file's age
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, owned by someone else
+        return True
+    return True
+
+
+def _salvage(tmp: Path, final: Path) -> tuple[int, int]:
+    """Turn ``tmp``'s complete, parseable lines into the finished segment ``final``.
+
+    Returns (rows kept, lines dropped). A killed writer may leave a truncated last line (its
+    buffer was flushed mid-row); a power cut may leave garbage. Both are dropped.
+    """
+    data = tmp.read_bytes()
+    end = data.rfind(b"\n") + 1
+    kept: list[bytes] = []
+    dropped = 1 if data[end:].strip() else 0
+    for line in data[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            ok = isinstance(json.loads(line), dict)
+        except ValueError:
+            ok = False
+        if ok:
+            kept.append(line + b"\n")
+        else:
+            dropped += 1
+    if kept:  # written whole under a hidden name, then renamed: same guarantee as the writer
+        atomic_write_bytes(final, b"".join(kept))
+    tmp.unlink(missing_ok=True)
+    _fsync_dir(final.parent)
+    return len(kept), dropped
+
+
+def recover(directory: str | Path, *, stale_s: float = STALE_S) -> dict[str, int]:
+    """Salvage the ``.tmp`` segments that dead writers left in ``directory``.
+
+    A ``.tmp`` file is abandoned when the pid in its name is not running, or is this process
+    but no writer here has it open (a restarted container often reuses the pid), or it has
+    not been touched for ``stale_s`` seconds. Its complete lines become a finished segment
+    under the name it would have had; a truncated last line is dropped. Returns counts:
+    ``files``, ``rows`` (salvaged) and ``dropped_lines``.
+    """
+    directory = Path(directory)
+    out = {"files": 0, "rows": 0, "dropped_lines": 0}
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return out
+    now = time.time()
+    for entry in entries:
+        path = Path(entry.path)
+        match = _TMP_RE.fullmatch(entry.name)
+        try:
+            age = now - entry.stat().st_mtime
+        except FileNotFoundError:  # another process salvaged it meanwhile
+            continue
+        if match is None:
+            # leftovers of an interrupted salvage (atomic_write_bytes' hidden temp files)
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and age > stale_s:
+                path.unlink(missing_ok=True)
+            continue
+        with _ACTIVE_LOCK:
+            if str(path) in _ACTIVE:
+                continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and age <= stale_s and _pid_alive(pid):
+            continue
+        try:
+            rows, dropped = _salvage(path, directory / f"{match['segment']}.jsonl")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("cannot salvage %s: %s", path, exc)
+            continue
+        out["files"] += 1
+        out["rows"] += rows
+        out["dropped_lines"] += dropped
+    if out["files"]:
+        logger.info("recovered %s in %s", out, directory)
+    return out
+
+
+class LogWriter:
+    """Append JSON records to time-ordered JSON Lines segments, off the caller's thread.
+
+    ``log()`` never blocks: it queues the record, or counts it as dropped when ``max_queue``
+    records are already waiting. A writer thread appends to ``<folder>/<kind>/.<segment>.jsonl.tmp``
+    and renames it to ``<segment>.jsonl`` at least every ``flush_s`` seconds while it holds
+    rows (or at ``max_rows``), after flush and fsync. Standard library only.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        kind: str,
+        *,
+        flush_s: float = 1.0,
+        max_queue: int = 100_000,
+        max_rows: int = SEGMENT_MAX_ROWS,
+    ):
+        if not _KIND_RE.fullmatch(kind):
+            raise ValueError(f"log kind {kind!r} must be letters, digits, '_' or '-'")
+        if not flush_s > 0 or max_queue < 1 or max_rows < 1:
+            raise ValueError("flush_s must be > 0, max_queue and max_rows >= 1")
+        self.kind = kind
+        self.directory = Path(folder) / kind
+        self.flush_s = float(flush_s)
+        self.max_rows = int(max_rows)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LogError(
+                f"cannot create the log folder {self.directory}: {exc.strerror}",
+                hint="point the workspace (MLSD_HOME or `workspace:`) at a writable folder",
+            ) from exc
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._count_lock = threading.Lock()  # only the rare drop path takes it
+        self._control_lock = threading.Lock()  # flush() and close() against each other
+        self._closed = False
+        self._written = self._dropped = self._segments = self._errors = 0
+        # the open segment, touched by the writer thread only
+        self._file: Any = None
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self._rows = 0
+        self._deadline = 0.0
+        self.recovered = recover(self.directory)
+        self._thread = threading.Thread(target=self._run, name=f"mlsd-log-{kind}", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)  # a normal interpreter exit still drains the queue
+
+    # -- caller side
+
+    def log(self, record: dict) -> None:
+        """Queue one JSON-serialisable record; never blocks (a full queue drops and counts)."""
+        if self._closed:
+            self._drop()
+            return
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._drop()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every record queued so far is in a finished segment.
+
+        Returns False if ``timeout`` passed first. Meant for tests and shutdown, not requests.
+        """
+        with self._control_lock:
+            if self._closed:
+                return True
+            done = threading.Event()
+            if not self._put_control(done):
+                return False
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Stop accepting, drain the queue, finish the segment, join the thread. Idempotent."""
+        with self._control_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._put_control(_STOP)
+        self._thread.join()
+        while True:  # rows that slipped in behind the stop token
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is not _STOP:
+                self._drop()
+        atexit.unregister(self.close)
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._closed
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Rows ``written`` to finished segments, ``dropped``, ``segments`` finished,
+        ``errors`` (unencodable records, I/O failures) and rows ``queued`` now."""
+        return {
+            "written": self._written,
+            "dropped": self._dropped,
+            "segments": self._segments,
+            "errors": self._errors,
+            "queued": self._queue.qsize(),
+        }
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LogWriter({str(self.directory)!r}, flush_s={self.flush_s})"
+
+    def _drop(self) -> None:
+        with self._count_lock:
+            self._dropped += 1
+
+    def _put_control(self, item: Any) -> bool:
+        """Queue a control token, waiting for room while the writer thread is alive."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- writer thread
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            if self._file is None:
+                item = get()
+            else:
+                try:
+                    item = get(timeout=max(0.0, self._deadline - time.monotonic()))
+                except queue.Empty:
+                    self._finish()
+                    continue
+            if item is _STOP:
+                self._finish()
+                return
+            if isinstance(item, threading.Event):  # flush(): everything before it is written
+                self._finish()
+                item.set()
+                continue
+            self._write(item)
+            if self._file is not None and (
+                self._rows >= self.max_rows or time.monotonic() >= self._deadline
+            ):
+                self._finish()
+
+    def _write(self, record: Any) -> None:
+        line = _encode(record)
+        if line is None:
+            self._errors += 1
+            logger.error("%s log: record is not JSON-serialisable, skipped", self.kind)
+            return
+        try:
+            if self._file is None:
+                self._open()
+            self._file.write(line)
+            self._rows += 1
+        except Exception as exc:  # a disk error must not kill the thread: keep what is whole
+            self._fail(exc)
+
+    def _open(self) -> None:
+        name = _segment_name()
+        self._tmp = self.directory / f".{name}.jsonl.tmp"
+        self._final = self.directory / f"{name}.jsonl"
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(str(self._tmp))
+        self._rows = 0
+        self._deadline = time.monotonic() + self.flush_s
+        self._file = open(self._tmp, "xb")  # noqa: SIM115 - held open across many rows
+
+    def _finish(self) -> None:
+        """Flush, fsync and rename the open segment to its final name."""
+        if self._file is None:
+            return
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self._final)
+            _fsync_dir(self.directory)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._written += self._rows
+        self._segments += 1
+        self._forget()
+
+    def _fail(self, exc: Exception) -> None:
+        """An I/O error: close the segment and salvage its complete lines if possible."""
+        self._errors += 1
+        logger.error("%s log: cannot write %s: %s", self.kind, self._tmp, exc)
+        with contextlib.suppress(Exception):
+            self._file.close()
+        try:
+            if self._tmp is not None and self._tmp.exists():
+                rows, _ = _salvage(self._tmp, self._final)
+                self._written += rows
+                self._segments += 1 if rows else 0
+        except Exception as exc2:  # leave the .tmp for a later recover()
+            logger.error("%s log: cannot salvage %s: %s", self.kind, self._tmp, exc2)
+        self._forget()
+
+    def _forget(self) -> None:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(str(self._tmp))
+        self._file = self._tmp = self._final = None
+        self._rows = 0
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _needle(request_id: str) -> bytes:
+    """How a row of ``request_id`` starts on disk (request_id is always the first key)."""
+    return b'{"request_id": ' + json.dumps(request_id).encode("ascii") + b","
+
+
+class PredictionLog:
+    """The two writers a prediction server needs: ``<workspace>/log/predictions`` and
+    ``<workspace>/log/feedback``. Standard library only, like :class:`LogWriter`.
+
+    One prediction row per instance of a request. On disk a row is::
+
+        {"request_id": "r1", "instance": 0, "ts": 1763921700.12, "time": "2025-...Z",
+         "model_version": "3", "latency_ms": 4.2, "inputs": {...}, "output": ...,
+         "flags": [...]}            # flags only when there are some
+    """
+
+    def __init__(
+        self,
+        workspace_root: str | Path | Workspace,
+        *,
+        flush_s: float = 1.0,
+        max_queue: int = 100_000,
+        known_capacity: int = KNOWN_CAPACITY,
+    ):
+        root = workspace_root if isinstance(workspace_root, Workspace) else None
+        self.folder = (root or Workspace(workspace_root)).folder(LOG_FOLDER)
+        self._predictions = LogWriter(
+            self.folder, PREDICTIONS, flush_s=flush_s, max_queue=max_queue
+        )
+        self._feedback = LogWriter(self.folder, FEEDBACK, flush_s=flush_s, max_queue=max_queue)
+        # recent request ids, oldest first; ~120 bytes + the id's length each
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known_capacity = int(known_capacity)
+        self._known_lock = threading.Lock()
+
+    def prediction(
+        self,
+        *,
+        request_id: str,
+        model_version: str | int,
+        inputs: list[dict],
+        outputs: list,
+        latency_ms: float,
+        ts: float | None = None,
+        flags: list | None = None,
+    ) -> None:
+        """Log one request: one row per instance, ``inputs[i]`` with ``outputs[i]``.
+
+        ``ts`` is UTC epoch seconds (default: now). ``flags`` is either one list per instance
+        (``len(flags) == len(inputs)`` and every item a list or None) or one list that applies
+        to every instance, e.g. out-of-range fields accepted under the "flag" policy.
+        """
+        if len(outputs) != len(inputs):
+            raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+        ts = time.time() if ts is None else float(ts)
+        common = {"ts": ts, "time": _iso(ts), "model_version": str(model_version)}
+        latency = float(latency_ms)
+        per_instance = (
+            flags is not None
+            and len(flags) == len(inputs)
+            and all(f is None or isinstance(f, list | tuple) for f in flags)
+        )
+        for i, (fields, output) in enumerate(zip(inputs, outputs, strict=True)):
+            row = {"request_id": request_id, "instance": i, **common}
+            row["latency_ms"] = latency
+            row["inputs"] = fields
+            row["output"] = output
+            instance_flags = flags[i] if per_instance else flags
+            if instance_flags:
+                row["flags"] = list(instance_flags)
+            self._predictions.log(row)
+        self._remember(request_id)
+
+    def feedback(
+        self,
+        *,
+        request_id: str,
+        label: Any,
+        instance: int | None = None,
+        ts: float | None = None,
+    ) -> None:
+        """Log the true ``label`` of a request (of one ``instance``, or of all when None)."""
+        ts = time.time() if ts is None else float(ts)
+        row: dict[str, Any] = {"request_id": request_id}
+        if instance is not None:
+            row["instance"] = int(instance)
+        row.update(label=label, ts=ts, time=_iso(ts))
+        self._feedback.log(row)
+
+    def known(self, request_id: str, *, scan: bool = True) -> bool:
+        """Whether predictions for ``request_id`` were logged.
+
+        Memory first (ids this process logged, the last ``known_capacity``); then, with
+        ``scan``, a byte search of the finished segments, newest first (GB/s, no parsing).
+        """
+        with self._known_lock:
+            if request_id in self._known:
+                return True
+        if not scan:
+            return False
+        needle = _needle(request_id)
+        for path in reversed(_segment_files(self._predictions.directory)):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if data.startswith(needle) or b"\n" + needle in data:
+                self._remember(request_id)
+                return True
+        return False
+
+    def _remember(self, request_id: str) -> None:
+        with self._known_lock:
+            self._known[request_id] = None
+            self._known.move_to_end(request_id)
+            while len(self._known) > self._known_capacity:
+                self._known.popitem(last=False)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged so far is in finished segments."""
+        ok = self._predictions.flush(timeout)
+        return self._feedback.flush(timeout) and ok
+
+    def close(self) -> None:
+        """Drain both writers and finish their segments. Idempotent."""
+        self._predictions.close()
+        self._feedback.close()
+
+    @property
+    def recovered(self) -> dict[str, dict[str, int]]:
+        """What :func:`recover` salvaged when the writers started, per kind."""
+        return {PREDICTIONS: self._predictions.recovered, FEEDBACK: self._feedback.recovered}
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        """The writers' counters: ``{"predictions": {...}, "feedback": {...}}``."""
+        return {PREDICTIONS: self._predictions.stats, FEEDBACK: self._feedback.stats}
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _segment_files(directory: Path) -> list[Path]:
+    """Finished segments of one kind, oldest first (names sort by time)."""
+    try:
+        names = [
+            e.name
+            for e in os.scandir(directory)
+            if e.name.endswith(".jsonl") and not e.name.startswith(".")
+        ]
+    except FileNotFoundError:
+        return []
+    return [directory / n for n in sorted(names)]
+
+
+# --------------------------------------------------------------------------- reader side
+
+_PREDICTION_META = ["request_id", "instance", "ts", "time", "model_version", "latency_ms", "flags"]
+_EMPTY_PREDICTIONS = (
+    "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
+    "NULL::TIMESTAMPTZ AS time, NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms, "
+    "NULL::VARCHAR[] AS flags WHERE false"
+)
+_EMPTY_FEEDBACK = (
+    "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::VARCHAR AS label, "
+    "NULL::DOUBLE AS ts, NULL::TIMESTAMPTZ AS time WHERE false"
+)
+
+
+def _root(workspace_root: str | Path | Workspace) -> Path:
+    if isinstance(workspace_root, Workspace):
+        return workspace_root.root / LOG_FOLDER
+    return Path(workspace_root) / LOG_FOLDER
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, Any]:
+    """Column name -> DuckDB type of ``source``, binding it once (inference reads the files)."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    return {row[0]: con.type(row[1]) for row in rows}
+
+
+def _scan(
+    con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool
+) -> tuple[str, dict[str, Any]] | None:
+    """A ``read_json`` over the finished segments (``*.jsonl``: never a ``.tmp`` file) and
+    the column types DuckDB infers there; None when there is no segment yet.
+
+    ``pinned`` (one-shot reads): the files listed now, read a second time with the inferred
+    columns given explicitly, so DuckDB infers once (the costly part: each file is sampled
+    whole) and a segment finished in between cannot surprise the read. Else (views): the
+    glob, inferred on every query, so new segments and new fields are always readable.
+    """
+    files = _segment_files(directory)
+    if not files:
+        return None
+    if pinned:
+        paths = "[" + ", ".join(_literal(str(f)) for f in files) + "]"
+    else:
+        paths = _literal(str(directory / "*.jsonl"))
+    # every field everywhere becomes a column: no MAP inference for rare or many keys
+    auto = (
+        f"read_json({paths}, format='newline_delimited', union_by_name=true, "
+        "field_appearance_threshold=0, map_inference_threshold=-1)"
+    )
+    columns = _columns(con, auto)
+    if not pinned:
+        return auto, columns
+    # `time` is recomputed from ts: not parsing it saves a timestamp detection per row
+    spec = ", ".join(
+        f"{_literal(k)}: {_literal(str(t))}" for k, t in columns.items() if k != "time"
+    )
+    return f"read_json({paths}, format='newline_delimited', columns={{{spec}}})", columns
+
+
+def _meta(columns: dict[str, Any], name: str, sql_type: str) -> str:
+    if name not in columns:
+        return f"NULL::{sql_type} AS {name}"
+    return f"CAST({_ident(name)} AS {sql_type}) AS {name}"
+
+
+def _predictions_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool) -> str:
+    """A SELECT of flat prediction rows: metadata, one column per input field and per
+    output key (``input_``/``output_`` prefixed when a name is already taken)."""
+    scan = _scan(con, directory, pinned=pinned)
+    if scan is None:
+        return _EMPTY_PREDICTIONS
+    source, columns = scan
+    taken = {c.lower() for c in _PREDICTION_META}
+    items = [
+        _meta(columns, "request_id", "VARCHAR"),
+        _meta(columns, "instance", "BIGINT"),
+        _meta(columns, "ts", "DOUBLE"),
+        "to_timestamp(CAST(ts AS DOUBLE)) AS time" if "ts" in columns else "NULL AS time",
+        _meta(columns, "model_version", "VARCHAR"),
+    ]
+    for part, prefix in (("inputs", "input_"), ("output", "output_")):
+        kind = columns.get(part)
+        if kind is None:
+            continue
+        if kind.id != "struct":  # a scalar or list output, or mixed shapes: keep as is
+            alias = part if part.lower() not in taken else prefix + part
+            items.append(f"{_ident(part)} AS {_ident(alias)}")
+            taken.add(alias.lower())
+            continue
+        for field, _ in kind.children:
+            alias = field if field.lower() not in taken else prefix + field
+            taken.add(alias.lower())
+            items.append(f"struct_extract({_ident(part)}, {_literal(field)}) AS {_ident(alias)}")
+    items.append(_meta(columns, "latency_ms", "DOUBLE"))
+    items.append(_ident("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
+    return f"SELECT {', '.join(items)} FROM {source}"
+
+
+def _feedback_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool) -> str:
+    """A SELECT of feedback rows: request_id, instance, label, ts, time."""
+    scan = _scan(con, directory, pinned=pinned)
+    if scan is None:
+        return _EMPTY_FEEDBACK
+    source, columns = scan
+    label = _ident("label") if "label" in columns else "NULL::VARCHAR AS label"
+    items = [
+        _meta(columns, "request_id", "VARCHAR"),
+        _meta(columns, "instance", "BIGINT"),
+        label,
+        _meta(columns, "ts", "DOUBLE"),
+        "to_timestamp(CAST(ts AS DOUBLE)) AS time",
+    ]
+    return f"SELECT {', '.join(items)} FROM {source}"
+
+
+def _labelled_sql(predictions: str, feedback: str) -> str:
+    """Predictions with the latest applicable label: feedback for their (request_id,
+    instance), or for the whole request (instance NULL); on a tie in time the specific one."""
+    return f"""
+        WITH p AS ({predictions}), f AS ({feedback}),
+        m AS (
+            SELECT k.request_id, k.instance, f.label AS true_label, f.ts AS label_ts,
+                   row_number() OVER (
+                       PARTITION BY k.request_id, k.instance
+                       ORDER BY f.ts DESC NULLS LAST, (f.instance IS NULL)
+                   ) AS rank
+            FROM (SELECT DISTINCT request_id, instance FROM p) AS k
+            JOIN f ON f.request_id = k.request_id
+                  AND (f.instance IS NULL OR f.instance = k.instance)
+        )
+        SELECT p.*, m.true_label, m.label_ts
+        FROM p JOIN m ON p.request_id = m.request_id AND p.instance = m.instance
+        WHERE m.rank = 1"""
+
+
+def _epoch(value: float | int | str | datetime | None, name: str) -> float | None:
+    """Epoch seconds from a number, a datetime or an ISO string (naive means UTC)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise LogError(
+            f"{name}={value!r} is not a time",
+            hint="pass epoch seconds, a datetime or an ISO string such as '2026-05-01T12:00'",
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _window(
+    sql: str,
+    start: float | str | datetime | None,
+    end: float | str | datetime | None,
+    model_version: str | int | None,
+) -> str:
+    """``sql`` restricted to ``start <= ts < end`` and one model version (values inlined:
+    floats from float(), the version as an escaped literal)."""
+    conditions = []
+    if (lo := _epoch(start, "start")) is not None:
+        conditions.append(f"ts >= {float(lo)!r}")
+    if (hi := _epoch(end, "end")) is not None:
+        conditions.append(f"ts < {float(hi)!r}")
+    if model_version is not None:
+        conditions.append(f"model_version = {_literal(str(model_version))}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT * FROM ({sql}){where}"
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # `time` columns come out as UTC timestamps
+    return con
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pyarrow.Table:
+    rel = con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table  # duckdb 2 / 1
+    return fetch()
+
+
+def read_predictions(
+    workspace_root: str | Path | Workspace,
+    *,
+    start: float | str | datetime | None = None,
+    end: float | str | datetime | None = None,
+    model_version: str | int | None = None,
+) -> pyarrow.Table:
+    """The logged predictions, one row per instance, from finished segments only.
+
+    Columns: request_id, instance, ts (UTC epoch seconds), time (UTC timestamp),
+    model_version, one column per input field, the output (one column per key of dict
+    outputs, else ``output``), latency_ms, flags. ``start <= ts < end`` and
+    ``model_version`` filter the rows. Sorted by ts, request_id, instance.
+    """
+    with _connect() as con:
+        sql = _predictions_sql(con, _root(workspace_root) / PREDICTIONS, pinned=True)
+        sql = _window(sql, start, end, model_version)
+        return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
+
+
+def read_feedback(
+    workspace_root: str | Path | Workspace,
+    *,
+    start: float | str | datetime | None = None,
+    end: float | str | datetime | None = None,
+) -> pyarrow.Table:
+    """The logged feedback: request_id, instance (null = every instance), label, ts, time;
+    ``start <= ts < end`` on the feedback's own time. Sorted by ts."""
+    with _connect() as con:
+        sql = _feedback_sql(con, _root(workspace_root) / FEEDBACK, pinned=True)
+        sql = _window(sql, start, end, None)
+        return _arrow(con, f"{sql} ORDER BY ts, request_id")
+
+
+def labelled(
+    workspace_root: str | Path | Workspace,
+    *,
+    start: float | str | datetime | None = None,
+    end: float | str | datetime | None = None,
+    model_version: str | int | None = None,
+) -> pyarrow.Table:
+    """Predictions that have feedback, with the latest label: the columns of
+    :func:`read_predictions` plus ``true_label`` and ``label_ts``. Feedback without an
+    instance labels every instance of its request; feedback for an unknown request id
+    matches nothing. The filters apply to the prediction's ts and model_version."""
+    folder = _root(workspace_root)
+    with _connect() as con:
+        predictions = _window(
+            _predictions_sql(con, folder / PREDICTIONS, pinned=True), start, end, model_version
+        )
+        sql = _labelled_sql(predictions, _feedback_sql(con, folder / FEEDBACK, pinned=True))
+        return _arrow(con, f"{sql} ORDER BY p.ts, p.request_id, p.instance")
+
+
+def duckdb_view(
+    con: duckdb.DuckDBPyConnection,
+    workspace_root: str | Path | Workspace,
+    name: str = "predictions",
+    *,
+    feedback: str = "feedback",
+    labelled: str = "labelled",
+    pinned: bool = False,
+) -> None:
+    """Create (or replace) views ``name``, ``feedback`` and ``labelled`` on ``con``, with the
+    columns of :func:`read_predictions`, :func:`read_feedback` and :func:`labelled`.
+
+    Live (default): the views read the segment glob on every query, so new rows show up;
+    DuckDB infers the JSON types on each query (about 5 s per million rows). The set of
+    columns is fixed now: call again after new input fields appear, or when the log was
+    empty (an empty log gives empty views with the metadata columns). ``pinned``: the
+    segments that exist now, with the types inferred now; queries are several times faster
+    and call again to see later rows.
+    """
+    folder = _root(workspace_root)
+    predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=pinned)
+    feedback_sql = _feedback_sql(con, folder / FEEDBACK, pinned=pinned)
+    con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {predictions}")
+    con.execute(f"CREATE OR REPLACE VIEW {_ident(feedback)} AS {feedback_sql}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW {_ident(labelled)} AS {_labelled_sql(predictions, feedback_sql)}"
+    )

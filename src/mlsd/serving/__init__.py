@@ -1,0 +1,1 @@
+"""Step 7, serving: the HTTP service, batch scoring and request validation."""

@@ -1,0 +1,511 @@
+"""``mlsd serve``: the online prediction service.
+
+Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (bearer token from
+``MLSD_ADMIN_TOKEN``), the Open Inference Protocol V2 routes, and OpenAPI at ``/docs``.
+
+The hot path is lean on purpose: the body is read as bytes and parsed once, validation was
+compiled from the signature at load time, and the model is one immutable object read once
+per request, so a swap (one assignment) never mixes two models in one answer. Every error is
+a 4xx JSON object ``{"error": {"code", "message", "details"}}``; no input gives a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from mlsd.errors import MlsdError
+from mlsd.models import aliases
+from mlsd.monitoring.log import PredictionLog
+from mlsd.serving.metrics import ServerMetrics
+from mlsd.serving.model import ServedModel, ServingError, load_served
+from mlsd.spec import ServingSpec
+
+TOKEN_ENV = "MLSD_ADMIN_TOKEN"
+INLINE_INSTANCES = 64  # larger requests are scored in a worker thread, off the event loop
+logger = logging.getLogger("mlsd.serving")
+
+
+class HTTPProblem(Exception):
+    """An error answered as ``{"error": {...}}`` with a 4xx status."""
+
+    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def _json(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _problem(exc: HTTPProblem) -> Response:
+    return _json(
+        {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, exc.status
+    )
+
+
+def _parse(body: bytes) -> Any:
+    """JSON, fast; the standard parser is the fallback for NaN and Infinity, which orjson
+    refuses but which validation should name per field."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPProblem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+class Server:
+    """Holds the served model, swaps it safely, and answers requests."""
+
+    def __init__(
+        self,
+        workspace_root: Path,
+        system: str,
+        serving: ServingSpec,
+        ref: str = "champion",
+        log: PredictionLog | None = None,
+    ):
+        self.root, self.system, self.serving, self.ref = Path(workspace_root), system, serving, ref
+        self.metrics = ServerMetrics()
+        self.log = log or PredictionLog(self.root, flush_s=serving.log_flush_s)
+        self.model: ServedModel | None = None
+        self.last_error: str | None = None
+        self._swap_lock = threading.Lock()
+        self._aliases_mtime = 0.0
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # --- model lifecycle ----------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """Load ``ref`` beside the current model, verify it, then switch (or keep the old)."""
+        with self._swap_lock:
+            try:
+                candidate = load_served(self.root, self.system, self.ref, self.serving)
+            except MlsdError as exc:
+                self.last_error = exc.message
+                self.metrics.swap_failures.inc()
+                logger.warning("model %s not loaded: %s", self.ref, exc.message)
+                raise
+            previous = self.model
+            if previous is not None and (candidate.version, candidate.package.folder) == (
+                previous.version,
+                previous.package.folder,
+            ):
+                return {"version": previous.version, "swapped": False}
+            self.model = candidate  # one assignment: requests see the old or the new
+            self.last_error = None
+            self.metrics.swaps.inc()
+            logger.info("serving %s version %s", self.system, candidate.label)
+            return {
+                "version": candidate.version,
+                "swapped": True,
+                "previous": previous.version if previous else None,
+            }
+
+    def start_polling(self) -> None:
+        """Follow the alias: reload when the published aliases file changes."""
+        if self.serving.poll_s <= 0 or str(self.ref).isdigit():
+            return
+        path = aliases.aliases_path(self.root, self.system)
+        self._aliases_mtime = path.stat().st_mtime if path.exists() else 0.0
+
+        def poll() -> None:
+            while not self._stop.wait(self.serving.poll_s):
+                mtime = path.stat().st_mtime if path.exists() else 0.0
+                if mtime != self._aliases_mtime:
+                    self._aliases_mtime = mtime
+                    # a failure is logged and counted by load(); the old model keeps serving
+                    with suppress(MlsdError):
+                        self.load()
+
+        self._poller = threading.Thread(target=poll, name="mlsd-alias-poller", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        """Stop polling and flush the prediction log."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self.log.close()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def served(self) -> ServedModel:
+        """The model answering now, or 503 while none is loaded."""
+        model = self.model
+        if model is None:
+            raise HTTPProblem(503, "not_ready", f"no verified model is loaded: {self.last_error}")
+        return model
+
+    def predict(self, instances: Any, request_id: str, started: float) -> dict[str, Any]:
+        """Validate, score and log one request's instances."""
+        model = self.served()
+        if isinstance(instances, list) and len(instances) > self.serving.max_instances:
+            raise HTTPProblem(
+                413,
+                "too_many_instances",
+                f"{len(instances)} instances; at most {self.serving.max_instances} per request",
+            )
+        checked = model.validator.validate(instances)
+        for name, count in checked.unknown.items():
+            self.metrics.unknown_fields.labels(field=name).inc(count)
+        if checked.problems:
+            for p in checked.problems:
+                self.metrics.validation_failures.labels(field=str(p["field"])).inc()
+            raise HTTPProblem(
+                422,
+                "invalid_instances",
+                f"{len(checked.problems)} problem(s) in the instances",
+                checked.problems,
+            )
+        if not checked.accepted:
+            raise HTTPProblem(422, "no_instances", "the request holds no instances")
+        outputs = model.predict(checked.columns)
+        self.metrics.predictions.labels(model_version=model.label).inc(len(outputs))
+        latency_ms = (time.perf_counter() - started) * 1000
+        inputs = [instances[i] for i in checked.accepted]
+        self.log.prediction(
+            request_id=request_id,
+            model_version=model.label,
+            inputs=inputs,
+            outputs=outputs,
+            latency_ms=latency_ms,
+            flags=checked.flags if any(checked.flags) else None,
+        )
+        return {"model_version": model.label, "request_id": request_id, "predictions": outputs}
+
+    def feedback(self, payload: Any) -> dict[str, Any]:
+        """Record true labels for earlier request ids; unknown ids are reported back."""
+        items = payload if isinstance(payload, list) else [payload]
+        problems, recorded, unknown = [], 0, []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+                problems.append(
+                    {
+                        "instance": index,
+                        "field": "request_id/label",
+                        "problem": "expected an object with request_id and label",
+                    }
+                )
+                continue
+            request_id = str(item["request_id"])
+            if not self.log.known(request_id):
+                unknown.append(request_id)
+                continue
+            self.log.feedback(
+                request_id=request_id, label=item["label"], instance=item.get("instance")
+            )
+            recorded += 1
+        if problems:
+            raise HTTPProblem(422, "invalid_feedback", "malformed feedback items", problems)
+        self.metrics.feedback.inc(recorded)
+        return {"recorded": recorded, "unknown_request_ids": unknown}
+
+
+def _v2_instances(payload: Any, model: ServedModel) -> list[dict]:
+    """Open Inference Protocol V2 tensors (one per input column) as instances."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise HTTPProblem(
+            400, "invalid_request", 'expected {"inputs": [{name, shape, datatype, data}, ...]}'
+        )
+    columns = {}
+    for tensor in payload["inputs"]:
+        if (
+            not isinstance(tensor, dict)
+            or "name" not in tensor
+            or not isinstance(tensor.get("data"), list)
+        ):
+            raise HTTPProblem(400, "invalid_request", "each input needs a name and a data list")
+        data = tensor["data"]
+        if data and isinstance(data[0], list):  # [[v], [v]] shapes flatten to one column
+            data = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in data]
+        columns[tensor["name"]] = data
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise HTTPProblem(400, "invalid_request", f"inputs have different lengths {lengths}")
+    n = lengths.pop() if lengths else 0
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+
+
+def _v2_outputs(result: dict[str, Any], model: ServedModel) -> list[dict]:
+    preds = result["predictions"]
+    n = len(preds)
+    if model.task == "regression":
+        return [
+            {"name": "value", "shape": [n], "datatype": "FP64", "data": [p["value"] for p in preds]}
+        ]
+    labels = {
+        "name": "label",
+        "shape": [n],
+        "datatype": "BYTES",
+        "data": [str(p["label"]) for p in preds],
+    }
+    if model.task == "binary":
+        return [
+            {
+                "name": "score",
+                "shape": [n],
+                "datatype": "FP64",
+                "data": [p["score"] for p in preds],
+            },
+            labels,
+        ]
+    k = len(preds[0]["probabilities"]) if preds else 0
+    return [
+        labels,
+        {
+            "name": "probabilities",
+            "shape": [n, k],
+            "datatype": "FP64",
+            "data": [v for p in preds for v in p["probabilities"].values()],
+        },
+    ]
+
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
+                }
+            }
+        },
+    }
+}
+_FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "request_id": {"type": "string"},
+                        "label": {},
+                        "instance": {"type": "integer"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def create_app(server: Server) -> FastAPI:
+    """The ASGI app around ``server`` (loads the model at start-up, flushes the log at exit)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if server.model is None:
+            with suppress(MlsdError):  # /readyz says why; /healthz stays up
+                await run_in_threadpool(server.load)
+        server.start_polling()
+        yield
+        server.close()
+
+    app = FastAPI(title=f"mlsd: {server.system}", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        request.state.started = started
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug, never an input: answer JSON, not a stack trace
+            logger.exception("unhandled error on %s", request.url.path)
+            response = _json(
+                {"error": {"code": "internal", "message": "internal error", "details": []}}, 500
+            )
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        server.metrics.observe(path, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def body_of(request: Request) -> Any:
+        limit = server.serving.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPProblem(
+                413,
+                "body_too_large",
+                f"the body has {declared} bytes; at most {limit} are accepted",
+            )
+        body = await request.body()
+        if len(body) > limit:
+            raise HTTPProblem(
+                413,
+                "body_too_large",
+                f"the body has {len(body)} bytes; at most {limit} are accepted",
+            )
+        return _parse(body)
+
+    def request_id(request: Request) -> str:
+        given = request.headers.get("x-request-id", "").strip()
+        return given[:200] if given else uuid.uuid4().hex
+
+    async def score(request: Request, instances: Any, rid: str) -> dict[str, Any]:
+        started = request.state.started
+        if isinstance(instances, list) and len(instances) > INLINE_INSTANCES:
+            return await run_in_threadpool(server.predict, instances, rid, started)
+        return server.predict(instances, rid, started)
+
+    @app.exception_handler(HTTPProblem)
+    async def problem(request: Request, exc: HTTPProblem):
+        return _problem(exc)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc):
+        return _problem(HTTPProblem(404, "not_found", f"no route {request.url.path}"))
+
+    @app.exception_handler(405)
+    async def not_allowed(request: Request, exc):
+        return _problem(
+            HTTPProblem(
+                405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+            )
+        )
+
+    @app.post("/v1/predict", openapi_extra=_PREDICT_BODY, summary="Score instances")
+    async def predict(request: Request):
+        payload = await body_of(request)
+        if not isinstance(payload, dict) or "instances" not in payload:
+            raise HTTPProblem(400, "invalid_request", 'expected {"instances": [{...}, ...]}')
+        rid = request_id(request)
+        result = await score(request, payload["instances"], rid)
+        return _json(result, headers={"x-request-id": rid})
+
+    @app.post("/v1/feedback", openapi_extra=_FEEDBACK_BODY, summary="Record true labels")
+    async def feedback(request: Request):
+        return _json(server.feedback(await body_of(request)))
+
+    @app.get("/v1/models", summary="What is serving")
+    async def models():
+        model = server.served()
+        manifest = model.package.manifest
+        return _json(
+            {
+                "name": server.system,
+                "version": model.version,
+                "ref": server.ref,
+                "package": str(model.package.folder),
+                "task": model.task,
+                "created_at": manifest.get("created_at"),
+                "loaded_at": model.loaded_at,
+                "signature": model.package.signature,
+                "metrics": model.package.metrics,
+            }
+        )
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz():
+        return _json({"status": "alive"})
+
+    @app.get("/readyz", summary="A verified model is loaded")
+    async def readyz():
+        model = server.model
+        if model is None:
+            return _json({"status": "not_ready", "reason": server.last_error}, 503)
+        return _json({"status": "ready", "model_version": model.label})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        body, content_type = server.metrics.render(server.log)
+        return Response(body, media_type=content_type)
+
+    @app.post("/v1/admin/reload", summary="Load the alias's current version now")
+    async def reload(request: Request):
+        token = os.environ.get(TOKEN_ENV)
+        given = request.headers.get("authorization", "")
+        if not token:
+            raise HTTPProblem(403, "admin_disabled", f"set {TOKEN_ENV} to enable admin routes")
+        if given != f"Bearer {token}":
+            raise HTTPProblem(401, "unauthorized", "a valid bearer token is required")
+        try:
+            return _json(await run_in_threadpool(server.load))
+        except ServingError as exc:
+            raise HTTPProblem(409, "verification_failed", exc.message) from None
+        except MlsdError as exc:
+            raise HTTPProblem(409, "reload_failed", exc.message) from None
+
+    # --- Open Inference Protocol V2 --------------------------------------------------------
+
+    @app.get("/v2/health/live")
+    async def v2_live():
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def v2_ready():
+        return _json({"ready": server.model is not None}, 200 if server.model else 503)
+
+    def v2_model(name: str) -> ServedModel:
+        if name != server.system:
+            raise HTTPProblem(404, "unknown_model", f"this server serves {server.system!r}")
+        return server.served()
+
+    @app.get("/v2/models/{name}")
+    async def v2_metadata(name: str):
+        model = v2_model(name)
+        datatype = {"numeric": "FP64", "boolean": "BOOL"}
+        return _json(
+            {
+                "name": name,
+                "versions": [model.label],
+                "platform": "mlsd",
+                "inputs": [
+                    {"name": i["name"], "datatype": datatype.get(i["type"], "BYTES"), "shape": [-1]}
+                    for i in model.package.signature["inputs"]
+                ],
+                "outputs": [
+                    {"name": o["name"], "datatype": o["datatype"], "shape": [-1]}
+                    for o in _v2_outputs({"predictions": []}, model)
+                ],
+            }
+        )
+
+    @app.get("/v2/models/{name}/ready")
+    async def v2_model_ready(name: str):
+        v2_model(name)
+        return _json({"ready": True})
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer(name: str, request: Request):
+        model = v2_model(name)
+        payload = await body_of(request)
+        rid = str(payload.get("id") or "") if isinstance(payload, dict) else ""
+        rid = rid or request_id(request)
+        result = await score(request, _v2_instances(payload, model), rid)
+        return _json(
+            {
+                "model_name": name,
+                "model_version": result["model_version"],
+                "id": rid,
+                "outputs": _v2_outputs(result, model),
+            }
+        )
+
+    return app

@@ -1,0 +1,125 @@
+"""The model a server or a batch job answers with: a verified package, its validator, and
+one function from columns of request values to JSON-ready outputs."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlsd.errors import MlsdError
+from mlsd.models import aliases
+from mlsd.models import package as packages
+from mlsd.serving.validation import RequestValidator
+from mlsd.spec import ServingSpec
+
+
+class ServingError(MlsdError):
+    """A model cannot be served (not found, fails verification, answers wrongly)."""
+
+    headline = "cannot serve"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """An immutable serving unit; a swap replaces the whole object in one assignment."""
+
+    name: str
+    version: int | None  # None for a package folder served directly
+    package: packages.Package
+    validator: RequestValidator
+    loaded_at: float
+
+    @property
+    def task(self) -> str:
+        """binary, multiclass or regression."""
+        return self.package.manifest["meta"]["task"]
+
+    @property
+    def label(self) -> str:
+        """How responses and logs name this model: its version, else its folder."""
+        return str(self.version) if self.version is not None else self.package.folder.name
+
+    def predict(self, columns: dict[str, list]) -> list[dict[str, Any]]:
+        """One output object per row of ``columns`` (field -> list of values)."""
+        return format_outputs(self.package.predict_matrix(columns), self.package.signature)
+
+    def check_holdout(self) -> None:
+        """Answer the package's holdout through this serving path; refuse on any difference."""
+        inputs, expected = packages.holdout(self.package)
+        got = np.asarray([_numbers(o) for o in self.predict(inputs)], dtype=np.float64)
+        want = expected.reshape(len(expected), -1)
+        if got.shape != want.shape or not np.allclose(
+            got, want, rtol=1e-9, atol=1e-12, equal_nan=True
+        ):
+            raise ServingError(
+                f"the served answers for {self.package.folder.name}'s holdout differ from the "
+                "outputs recorded at build time",
+                hint="rebuild the package with this version of mlsd",
+            )
+
+
+def _numbers(output: dict[str, Any]) -> list[float]:
+    """The numeric part of an output, in the order the package records it."""
+    if "value" in output:
+        return [output["value"]]
+    if "score" in output:
+        return [output["score"]]
+    return list(output["probabilities"].values())
+
+
+def _clean(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def format_outputs(pred: np.ndarray, signature: dict) -> list[dict[str, Any]]:
+    """Model outputs as JSON objects: regression ``value``; binary ``score`` (probability of
+    the positive class) and ``label`` at the package's threshold; multiclass ``label`` and
+    ``probabilities`` by class. Non-finite numbers become null."""
+    output = signature["output"]
+    task = output["task"]
+    if task == "regression":
+        return [{"value": _clean(v)} for v in pred.tolist()]
+    classes = output["classes"]
+    if task == "binary":
+        threshold = output.get("threshold", 0.5)
+        negative, positive = classes[0], classes[1]
+        return [
+            {"score": _clean(p), "label": positive if p >= threshold else negative}
+            for p in pred.tolist()
+        ]
+    names = [str(c) for c in classes]
+    best = pred.argmax(axis=1).tolist()
+    return [
+        {"label": classes[b], "probabilities": dict(zip(names, map(_clean, row), strict=True))}
+        for b, row in zip(best, pred.tolist(), strict=True)
+    ]
+
+
+def load_served(
+    workspace_root: Path, system: str, ref: str | int, serving: ServingSpec
+) -> ServedModel:
+    """Resolve ``ref`` without MLflow, load and verify the package, check its holdout
+    through the serving path, and build the request validator."""
+    version, folder = aliases.resolve(workspace_root, system, ref)
+    try:
+        package = packages.load(folder)
+    except packages.PackageError as exc:
+        raise ServingError(
+            f"version {version} ({folder}) failed verification: {exc.message}", hint=exc.hint
+        ) from exc
+    validator = RequestValidator(
+        package.signature,
+        on_invalid=serving.on_invalid,
+        unknown_fields=serving.unknown_fields,
+        max_instances=serving.max_instances,
+    )
+    served = ServedModel(
+        name=system, version=version, package=package, validator=validator, loaded_at=time.time()
+    )
+    served.check_holdout()
+    return served

@@ -1,0 +1,179 @@
+"""Request validation compiled once from a package's signature.
+
+Each input field gets one small checker function built at start-up, so a request costs a
+dictionary walk and a few comparisons per field. A problem names the instance, the field
+and what is wrong. Values outside the declared range or domain are rejected or accepted
+and flagged, as the spec's ``serving.on_invalid`` says; unknown fields are ignored (and
+counted) or rejected, as ``serving.unknown_fields`` says. Standard library only: this runs
+on the serving path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlsd.features.transforms import category_key
+
+# a checker returns (value to use, problem or None, flag or None)
+Checker = Callable[[Any], tuple[Any, str | None, str | None]]
+
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+@dataclass
+class Validated:
+    """The outcome of validating one request."""
+
+    columns: dict[str, list]  # field -> one value per accepted instance
+    accepted: list[int]  # indices of instances that passed
+    problems: list[dict] = field(default_factory=list)  # {"instance", "field", "problem"}
+    flags: list[list[str]] = field(default_factory=list)  # per accepted instance
+    unknown: Counter = field(default_factory=Counter)  # unknown field name -> count
+
+
+def _numeric(spec: dict, on_invalid: str) -> Checker:
+    low, high = spec.get("min"), spec.get("max")
+
+    def check(value: Any):
+        if value is None:
+            return None, None, None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"expected a number, got {type(value).__name__} {value!r:.40}", None
+        if not math.isfinite(value):
+            return None, f"{value} is not a finite number", None
+        if (low is not None and value < low) or (high is not None and value > high):
+            text = f"{value!r} is outside the training range [{low}, {high}]"
+            return (None, text, None) if on_invalid == "reject" else (value, None, text)
+        return value, None, None
+
+    return check
+
+
+def _categorical(spec: dict, on_invalid: str) -> Checker:
+    domain = spec.get("domain")
+    known = {category_key(v) for v in domain} if domain is not None else None
+    shown = ", ".join(map(str, domain[:10])) + (" …" if domain and len(domain) > 10 else "")
+
+    def check(value: Any):
+        if value is None:
+            return None, None, None
+        if not isinstance(value, str | int | float | bool):
+            return None, f"expected a category, got {type(value).__name__}", None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, f"{value} is not a valid category", None
+        if known is not None and category_key(value) not in known:
+            text = f"{value!r} is not a known category (known: {shown})"
+            return (None, text, None) if on_invalid == "reject" else (value, None, text)
+        return value, None, None
+
+    return check
+
+
+def _boolean(spec: dict, on_invalid: str) -> Checker:
+    def check(value: Any):
+        if value is None or isinstance(value, bool):
+            return value, None, None
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value), None, None
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()], None, None
+        return None, f"expected true or false, got {value!r:.40}", None
+
+    return check
+
+
+def _datetime(spec: dict, on_invalid: str) -> Checker:
+    def check(value: Any):
+        if value is None:
+            return None, None, None
+        if not isinstance(value, str):
+            return None, f"expected an ISO 8601 date-time string, got {type(value).__name__}", None
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return None, f"{value!r:.40} is not an ISO 8601 date-time", None
+        return value, None, None
+
+    return check
+
+
+_CHECKERS = {
+    "numeric": _numeric,
+    "categorical": _categorical,
+    "boolean": _boolean,
+    "datetime": _datetime,
+}
+
+
+class RequestValidator:
+    """Validates the ``instances`` of a request against a signature's inputs."""
+
+    def __init__(
+        self,
+        signature: dict,
+        *,
+        on_invalid: str = "reject",
+        unknown_fields: str = "ignore",
+        max_instances: int = 1000,
+    ):
+        self.fields = [i["name"] for i in signature["inputs"]]
+        self.checkers = {
+            i["name"]: _CHECKERS[i["type"]](i, on_invalid) for i in signature["inputs"]
+        }
+        self.passthrough = set(signature.get("id_columns", []))  # ids: logged, not features
+        self.reject_unknown = unknown_fields == "reject"
+        self.max_instances = max_instances
+
+    def validate(self, instances: Any) -> Validated:
+        """Check every instance; the accepted ones come back as columns of values."""
+        if not isinstance(instances, list):
+            return Validated(
+                {},
+                [],
+                [{"instance": None, "field": "instances", "problem": "expected a list of objects"}],
+            )
+        columns: dict[str, list] = {name: [] for name in self.fields}
+        out = Validated(columns, [])
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                out.problems.append(
+                    {
+                        "instance": index,
+                        "field": None,
+                        "problem": f"expected an object, got {type(instance).__name__}",
+                    }
+                )
+                continue
+            values, flags, bad = {}, [], False
+            for name, check in self.checkers.items():
+                if name not in instance:
+                    out.problems.append(
+                        {"instance": index, "field": name, "problem": "missing required field"}
+                    )
+                    bad = True
+                    continue
+                value, problem, flag = check(instance[name])
+                if problem:
+                    out.problems.append({"instance": index, "field": name, "problem": problem})
+                    bad = True
+                elif flag:
+                    flags.append(f"{name}: {flag}")
+                values[name] = value
+            for name in instance.keys() - self.checkers.keys() - self.passthrough:
+                out.unknown[name] += 1
+                if self.reject_unknown:
+                    out.problems.append(
+                        {"instance": index, "field": name, "problem": "unknown field"}
+                    )
+                    bad = True
+            if not bad:
+                for name in self.fields:
+                    columns[name].append(values[name])
+                out.accepted.append(index)
+                out.flags.append(flags)
+        return out

@@ -1,0 +1,244 @@
+"""`mlsd serve` as clients meet it: a real server on 127.0.0.1, real requests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from server import TOKEN, ServerProcess
+from test_cli_data import mlsd
+
+from conftest import EXAMPLES
+
+
+def rows(folder, n: int = 50) -> list[dict]:
+    """The first n caravan customers as request instances (numbers as numbers)."""
+    with open(folder / "caravan.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        out = []
+        for row in reader:
+            row.pop("Purchase")
+            out.append({k: int(v) for k, v in row.items()})
+            if len(out) == n:
+                return out
+    return out
+
+
+@pytest.fixture(scope="module")
+def caravan(tmp_path_factory):
+    """Caravan with one registered champion; polling every 0.3 s for the swap tests."""
+    folder = tmp_path_factory.mktemp("serve") / "caravan"
+    shutil.copytree(EXAMPLES / "caravan", folder, ignore=shutil.ignore_patterns(".mlsd"))
+    spec = folder / "system.yaml"
+    spec.write_text(spec.read_text() + "\nserving: {poll_s: 0.3, max_instances: 100}\n")
+    run = mlsd("train", cwd=folder)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(caravan):
+    proc = ServerProcess(caravan)
+    yield proc
+    proc.stop()
+
+
+def test_predict_scores_and_labels(server, caravan):
+    status, body, headers = server.client.call(
+        "POST", "/v1/predict", {"instances": rows(caravan, 3)}, {"X-Request-ID": "req-1"}
+    )
+    assert status == 200, body
+    assert body["request_id"] == "req-1" and headers["x-request-id"] == "req-1"
+    assert body["model_version"] == "1"
+    assert len(body["predictions"]) == 3
+    for p in body["predictions"]:
+        assert 0.0 <= p["score"] <= 1.0 and p["label"] in ("Yes", "No")
+    status, body, _ = server.client.call("POST", "/v1/predict", {"instances": rows(caravan, 1)})
+    assert status == 200 and len(body["request_id"]) == 32  # generated when not given
+
+
+def problems_of(server, instances, raw: bytes | None = None):
+    status, body, _ = server.client.call(
+        "POST", "/v1/predict", None if raw else {"instances": instances}, raw=raw
+    )
+    assert 400 <= status < 500, (status, body)
+    assert set(body["error"]) == {"code", "message", "details"}
+    return status, body["error"]
+
+
+def test_every_invalid_input_is_a_4xx_naming_instance_and_field(server, caravan):
+    good = rows(caravan, 2)
+    missing = [dict(good[0]), dict(good[1])]
+    del missing[1]["MAANTHUI"]
+    status, error = problems_of(server, missing)
+    assert status == 422
+    assert {"instance": 1, "field": "MAANTHUI", "problem": "missing required field"} in error[
+        "details"
+    ]
+
+    wrong_type = [dict(good[0], MGEMOMV="three")]
+    status, error = problems_of(server, wrong_type)
+    assert error["details"][0]["field"] == "MGEMOMV"
+    assert "expected a number" in error["details"][0]["problem"]
+
+    out_of_domain = [dict(good[0], MOSTYPE=999)]
+    status, error = problems_of(server, out_of_domain)
+    assert error["details"][0]["field"] == "MOSTYPE"
+    assert "not a known category" in error["details"][0]["problem"]
+
+    out_of_range = [dict(good[0], MAANTHUI=1000)]
+    status, error = problems_of(server, out_of_range)
+    assert "outside the training range" in error["details"][0]["problem"]
+
+    nan = (
+        json.dumps({"instances": [dict(good[0], MGEMLEEF=0)]})
+        .replace('"MGEMLEEF": 0', '"MGEMLEEF": NaN')
+        .encode()
+    )
+    status, error = problems_of(server, None, raw=nan)
+    assert error["details"][0]["field"] == "MGEMLEEF"
+    assert "not a finite number" in error["details"][0]["problem"]
+
+    status, error = problems_of(server, rows(caravan, 101))
+    assert status == 413 and error["code"] == "too_many_instances"
+    status, error = problems_of(server, None, raw=b'{"instances": [')
+    assert status == 400 and error["code"] == "invalid_json"
+    status, error = problems_of(server, None, raw=b'{"rows": []}')
+    assert status == 400
+    status, error = problems_of(server, ["not an object"])
+    assert status == 422 and error["details"][0]["instance"] == 0
+    huge = b'{"instances": [' + b" " * 10_000_001 + b"]}"
+    status, error = problems_of(server, None, raw=huge)
+    assert status == 413 and error["code"] == "body_too_large"
+
+
+def test_unknown_fields_are_ignored_and_counted(server, caravan):
+    status, body, _ = server.client.call(
+        "POST", "/v1/predict", {"instances": [dict(rows(caravan, 1)[0], color="red")]}
+    )
+    assert status == 200
+    _, text, _ = server.client.call("GET", "/metrics")
+    assert 'mlsd_unknown_fields_total{field="color"} 1.0' in text
+
+
+def test_health_models_metrics_and_docs(server):
+    assert server.client.call("GET", "/healthz")[0] == 200
+    status, body, _ = server.client.call("GET", "/readyz")
+    assert status == 200 and body["model_version"] == "1"
+    status, body, _ = server.client.call("GET", "/v1/models")
+    assert body["name"] == "caravan-offers" and body["task"] == "binary"
+    assert len(body["signature"]["inputs"]) == 85
+    _, text, _ = server.client.call("GET", "/metrics")
+    assert 'mlsd_requests_total{route="/v1/predict",status="200"}' in text
+    assert 'mlsd_validation_failures_total{field="MAANTHUI"}' in text
+    assert "mlsd_request_latency_seconds_bucket" in text
+    assert 'mlsd_predictions_total{model_version="1"}' in text
+    status, html, _ = server.client.call("GET", "/docs")
+    assert status == 200 and "swagger" in html.lower()
+    status, spec, _ = server.client.call("GET", "/openapi.json")
+    assert "/v1/predict" in spec["paths"]
+    status, body, _ = server.client.call("GET", "/nowhere")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_open_inference_protocol_v2(server, caravan):
+    instances = rows(caravan, 2)
+    assert server.client.call("GET", "/v2/health/ready")[1] == {"ready": True}
+    status, meta, _ = server.client.call("GET", "/v2/models/caravan-offers")
+    assert status == 200 and len(meta["inputs"]) == 85
+    tensors = [
+        {"name": k, "shape": [2], "datatype": "INT64", "data": [i[k] for i in instances]}
+        for k in instances[0]
+    ]
+    status, body, _ = server.client.call(
+        "POST", "/v2/models/caravan-offers/infer", {"id": "v2-1", "inputs": tensors}
+    )
+    assert status == 200, body
+    assert body["id"] == "v2-1"
+    scores = next(o for o in body["outputs"] if o["name"] == "score")["data"]
+    _, v1, _ = server.client.call("POST", "/v1/predict", {"instances": instances})
+    assert scores == [p["score"] for p in v1["predictions"]]
+    assert server.client.call("GET", "/v2/models/other")[0] == 404
+
+
+def test_feedback_joins_known_ids_and_reports_unknown(server, caravan):
+    server.client.call(
+        "POST", "/v1/predict", {"instances": rows(caravan, 1)}, {"X-Request-ID": "fb-1"}
+    )
+    status, body, _ = server.client.call(
+        "POST",
+        "/v1/feedback",
+        [{"request_id": "fb-1", "label": "Yes"}, {"request_id": "never-seen", "label": "No"}],
+    )
+    assert status == 200
+    assert body == {"recorded": 1, "unknown_request_ids": ["never-seen"]}
+    status, body, _ = server.client.call("POST", "/v1/feedback", {"label": "Yes"})
+    assert status == 422
+
+
+def test_admin_reload_needs_the_token(server):
+    status, body, _ = server.client.call("POST", "/v1/admin/reload")
+    assert status == 401
+    status, body, _ = server.client.call(
+        "POST", "/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 200 and body["swapped"] is False
+
+
+def test_swap_to_a_new_champion_with_zero_failed_requests(server, caravan):
+    run = mlsd("train", cwd=caravan)  # version 2, registered as challenger
+    assert run.returncode == 0, run.stderr
+    failures, versions, stop = [], set(), threading.Event()
+
+    def traffic():
+        from server import Client
+
+        client = Client(server.port)
+        instances = rows(caravan, 2)
+        while not stop.is_set():
+            status, body, _ = client.call("POST", "/v1/predict", {"instances": instances})
+            if status != 200:
+                failures.append((status, body))
+            else:
+                versions.add(body["model_version"])
+        client.close()
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        assert mlsd("promote", "2", cwd=caravan).returncode == 0
+        deadline = time.time() + 20
+        while "2" not in versions and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert versions == {"1", "2"}
+    assert server.client.call("GET", "/readyz")[1]["model_version"] == "2"
+
+
+def test_a_package_failing_verification_never_serves(server, caravan):
+    run = mlsd("train", "--json", cwd=caravan)  # version 3
+    package = json.loads(run.stdout)["package"]
+    coef = next((p for p in (caravan / package).rglob("model.txt")), None) or next(
+        (caravan / package).rglob("coefficients.json")
+    )
+    coef.write_text(coef.read_text().replace("1", "2", 1))  # tampered after registration
+    assert mlsd("promote", "3", cwd=caravan).returncode == 0
+    time.sleep(1.5)  # several polls
+    status, body, _ = server.client.call("GET", "/readyz")
+    assert body["model_version"] == "2"  # the old model keeps serving
+    _, text, _ = server.client.call("GET", "/metrics")
+    assert "mlsd_model_swap_failures_total 1.0" in text
+    status, body, _ = server.client.call(
+        "POST", "/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 409 and body["error"]["code"] == "verification_failed"
+    assert mlsd("rollback", cwd=caravan).returncode == 0  # champion back to 2 for later tests

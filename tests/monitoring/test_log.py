@@ -1,0 +1,369 @@
+"""The prediction/feedback log: round trip, atomic segments, kill -9 durability, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mlsd.monitoring.log import (
+    LogError,
+    LogWriter,
+    PredictionLog,
+    duckdb_view,
+    labelled,
+    read_feedback,
+    read_predictions,
+)
+
+HERE = Path(__file__).resolve().parent
+BASE = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def _lines(path: Path) -> list[dict]:
+    """Every row of a finished segment; fails on a partial or unparseable line."""
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), f"{path.name} ends mid-line"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def _instances(r: int) -> int:
+    return 1 + r % 3
+
+
+def _fill(log: PredictionLog) -> int:
+    """20 requests of 1-3 instances (ts BASE + r, versions 1 then 2) and some feedback."""
+    for r in range(20):
+        n = _instances(r)
+        log.prediction(
+            request_id=f"r{r}",
+            model_version=1 if r < 10 else 2,
+            inputs=[{"age": r, "city": "abc"[i]} for i in range(n)],
+            outputs=[{"prediction": r % 2, "score": r / 20} for _ in range(n)],
+            latency_ms=2.5,
+            ts=BASE + r,
+            flags=[["age out of range"], None] if r == 4 else None,
+        )
+    log.feedback(request_id="r1", label=1, ts=BASE + 100)  # whole request: both instances
+    log.feedback(request_id="r2", label=0, instance=2, ts=BASE + 100)  # one of three
+    log.feedback(request_id="r5", label=0, ts=BASE + 100)
+    log.feedback(request_id="r5", label=1, ts=BASE + 200)  # the latest wins
+    log.feedback(request_id="r7", label=1, ts=BASE + 300)  # newer than the specific one
+    log.feedback(request_id="r7", label=0, instance=0, ts=BASE + 150)
+    log.feedback(request_id="ghost", label=1, ts=BASE + 100)  # never predicted
+    return sum(_instances(r) for r in range(20))
+
+
+def test_round_trip_filters_join_and_known(tmp_path):
+    ws = tmp_path / "ws"
+    with PredictionLog(ws, flush_s=0.2) as log:
+        total = _fill(log)
+        assert log.flush(timeout=10)
+        assert log.known("r3") and not log.known("ghost")
+        assert log.stats["predictions"]["written"] == total
+        assert log.stats["feedback"]["written"] == 7
+
+    table = read_predictions(ws)
+    assert table.num_rows == total
+    assert table.column_names == [
+        "request_id", "instance", "ts", "time", "model_version",
+        "age", "city", "prediction", "score", "latency_ms", "flags",
+    ]  # fmt: skip
+    rows = table.to_pylist()
+    first = rows[0]
+    assert first["request_id"] == "r0" and first["instance"] == 0 and first["ts"] == BASE
+    assert first["time"] == datetime.fromtimestamp(BASE, UTC)
+    assert first["model_version"] == "1" and first["latency_ms"] == 2.5
+    r2 = [row for row in rows if row["request_id"] == "r2"]
+    assert [(row["instance"], row["city"], row["age"]) for row in r2] == [
+        (0, "a", 2),
+        (1, "b", 2),
+        (2, "c", 2),
+    ]
+    assert r2[0]["prediction"] == 0 and r2[0]["score"] == pytest.approx(0.1)
+    flags = {(row["request_id"], row["instance"]): row["flags"] for row in rows}
+    assert flags[("r4", 0)] == ["age out of range"] and flags[("r4", 1)] is None
+
+    # time window [start, end) on ts, as epoch, datetime or ISO text; model version filter
+    window = read_predictions(ws, start=BASE + 5, end=BASE + 10)
+    assert sorted(set(window.column("request_id").to_pylist())) == [f"r{r}" for r in range(5, 10)]
+    iso = read_predictions(
+        ws, start=datetime.fromtimestamp(BASE + 5, UTC), end="2023-11-14T22:13:30+00:00"
+    )
+    assert iso.num_rows == window.num_rows
+    v2 = read_predictions(ws, model_version=2)
+    assert v2.num_rows == sum(_instances(r) for r in range(10, 20))
+    assert read_predictions(ws, model_version="1", start=BASE + 10).num_rows == 0
+    with pytest.raises(LogError, match="start='yesterday'"):
+        read_predictions(ws, start="yesterday")
+
+    feedback = read_feedback(ws)
+    assert feedback.num_rows == 7
+    assert feedback.column_names == ["request_id", "instance", "label", "ts", "time"]
+    assert read_feedback(ws, start=BASE + 150).num_rows == 3
+
+    joined = labelled(ws).to_pylist()
+    got = {(row["request_id"], row["instance"]): row["true_label"] for row in joined}
+    assert got == {
+        ("r1", 0): 1, ("r1", 1): 1,
+        ("r2", 2): 0,
+        ("r5", 0): 1, ("r5", 1): 1, ("r5", 2): 1,
+        ("r7", 0): 1, ("r7", 1): 1,
+    }  # fmt: skip
+    assert joined[0]["age"] == 1 and joined[0]["label_ts"] == BASE + 100
+    assert len(labelled(ws, model_version=1, end=BASE + 5)) == 3  # r1 and r2 only
+
+    # a new process knows old ids from the finished segments, not from memory
+    with PredictionLog(ws) as fresh:
+        assert not fresh.known("r3", scan=False)
+        assert fresh.known("r3") and fresh.known("r19") and not fresh.known("ghost")
+        assert not fresh.known('r3", "x')  # quoting cannot fake a match
+
+    for pinned in (False, True):
+        con = duckdb.connect()
+        duckdb_view(con, ws, pinned=pinned)
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == total
+        assert con.execute("SELECT count(*) FROM feedback").fetchone()[0] == 7
+        assert con.execute("SELECT count(*) FROM labelled").fetchone()[0] == len(joined)
+        assert con.execute("SELECT avg(age) FROM predictions WHERE city = 'c'").fetchone()[0] == 9.5
+
+
+def test_empty_log_reads_as_empty_tables_and_views(tmp_path):
+    assert read_predictions(tmp_path).num_rows == 0
+    assert "request_id" in read_predictions(tmp_path).column_names
+    assert read_feedback(tmp_path).num_rows == 0
+    assert labelled(tmp_path).column_names[-2:] == ["true_label", "label_ts"]
+    con = duckdb.connect()
+    duckdb_view(con, tmp_path)
+    assert con.execute("SELECT count(*) FROM labelled").fetchone()[0] == 0
+
+
+def test_odd_values_are_logged_as_strict_json(tmp_path):
+    class Version:
+        def __str__(self) -> str:
+            return "v1"
+
+    loop: dict = {}
+    loop["self"] = loop
+    with LogWriter(tmp_path, "odd", flush_s=0.1) as writer:
+        writer.log({"nan": float("nan"), "inf": float("-inf"), "keys": {1: 2}, "v": Version()})
+        writer.log({"loop": loop})  # not serialisable: counted, skipped, the thread lives on
+        writer.log({"after": True})
+    assert writer.stats["errors"] == 1 and writer.stats["written"] == 2
+    (segment,) = (tmp_path / "odd").glob("*.jsonl")
+    assert _lines(segment) == [
+        {"nan": None, "inf": None, "keys": {"1": 2}, "v": "v1"},
+        {"after": True},
+    ]
+
+
+def test_segments_appear_whole_by_rename_within_flush_s(tmp_path):
+    folder = tmp_path / "log" / "predictions"
+    with PredictionLog(tmp_path) as log:  # default flush_s = 1.0
+        t0 = time.monotonic()
+        log.prediction(
+            request_id="a", model_version=1, inputs=[{"x": 1}], outputs=[1], latency_ms=1
+        )
+        time.sleep(0.2)
+        assert len(list(folder.glob(".*.jsonl.tmp"))) == 1  # being written, hidden
+        assert not list(folder.glob("*.jsonl"))  # not finished: flush_s has not passed
+        while not list(folder.glob("*.jsonl")):
+            assert time.monotonic() - t0 < 1.5, "the row was not visible within 1.5 s"
+            time.sleep(0.02)
+        assert read_predictions(tmp_path).num_rows == 1
+        assert not list(folder.glob(".*.tmp"))
+
+    # under load, a watcher never sees a finished segment change or end mid-line, and a
+    # reader sees a prefix of what was logged, never a .tmp file's rows
+    seen: dict[str, bytes] = {}
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for path in folder.glob("*.jsonl"):
+                data = path.read_bytes()
+                if seen.setdefault(path.name, data) != data:
+                    problems.append(f"{path.name} changed")
+                if not data.endswith(b"\n"):
+                    problems.append(f"{path.name} ends mid-line")
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    logged = 1
+    try:
+        with PredictionLog(tmp_path, flush_s=0.1) as log:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                for _ in range(50):
+                    log.prediction(
+                        request_id=f"b{logged:06d}",
+                        model_version=1,
+                        inputs=[{"x": logged}],
+                        outputs=[logged],
+                        latency_ms=1,
+                    )
+                    logged += 1
+                ids = read_predictions(tmp_path).column("request_id").to_pylist()
+                assert len(ids) <= logged and ids == ["a"] + [
+                    f"b{i:06d}" for i in range(1, len(ids))
+                ]
+    finally:
+        stop.set()
+        watcher.join()
+    assert not problems, problems[:5]
+    assert len(seen) > 3  # several segments were finished while being watched
+    assert read_predictions(tmp_path).num_rows == logged
+
+
+def test_max_rows_rolls_segments(tmp_path):
+    with LogWriter(tmp_path, "k", flush_s=60, max_rows=10) as writer:
+        for i in range(25):
+            writer.log({"i": i})
+        assert writer.flush(timeout=10)
+        assert writer.stats["segments"] == 3
+    rows = [row for path in sorted((tmp_path / "k").glob("*.jsonl")) for row in _lines(path)]
+    assert rows == [{"i": i} for i in range(25)]
+
+
+def test_close_drains_queue_and_is_idempotent(tmp_path):
+    writer = LogWriter(tmp_path, "k", flush_s=60)  # only close() can finish the segment
+    for i in range(5000):
+        writer.log({"i": i})
+    writer.close()
+    writer.close()
+    assert writer.stats == {
+        "written": 5000,
+        "dropped": 0,
+        "segments": 1,
+        "errors": 0,
+        "queued": 0,
+    }
+    (segment,) = (tmp_path / "k").glob("*.jsonl")
+    assert [row["i"] for row in _lines(segment)] == list(range(5000))
+    assert not list((tmp_path / "k").glob(".*"))
+    writer.log({"late": True})  # after close: dropped, counted, no error
+    assert writer.stats["dropped"] == 1 and writer.flush() is True
+
+
+def test_full_queue_drops_and_counts_never_blocks(tmp_path):
+    class Stall:
+        """Serialising it holds the writer thread until released."""
+
+        def __init__(self) -> None:
+            self.entered = threading.Event()
+            self.release = threading.Event()
+
+        def __str__(self) -> str:
+            self.entered.set()
+            self.release.wait(10)
+            return "stall"
+
+    stall = Stall()
+    writer = LogWriter(tmp_path, "q", flush_s=60, max_queue=5)
+    try:
+        writer.log({"x": stall})
+        assert stall.entered.wait(5)
+        t0 = time.perf_counter()
+        for i in range(20):
+            writer.log({"i": i})
+        assert time.perf_counter() - t0 < 0.5
+        assert writer.stats["dropped"] == 15 and writer.stats["queued"] == 5
+    finally:
+        stall.release.set()
+        writer.close()
+    assert writer.stats["written"] == 6 and writer.stats["dropped"] == 15
+
+
+def test_recover_salvages_complete_lines_of_dead_writers(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    # our own pid but no writer holds it: a previous incarnation (containers reuse pids)
+    mine = folder / f".20240101T000000.000001-{os.getpid()}-000001.jsonl.tmp"
+    mine.write_bytes(b'{"i": 0}\n{"i": 1}\n{"i": 2}\n{"i": 3, "trunc')
+    # a live process (our parent) that touched its file just now: left alone
+    alive = folder / f".20240101T000000.000002-{os.getppid()}-000001.jsonl.tmp"
+    alive.write_bytes(b'{"i": 9}\n')
+    with LogWriter(tmp_path, "p") as writer:
+        assert writer.recovered == {"files": 1, "rows": 3, "dropped_lines": 1}
+    assert _lines(folder / f"20240101T000000.000001-{os.getpid()}-000001.jsonl") == [
+        {"i": 0},
+        {"i": 1},
+        {"i": 2},
+    ]
+    assert not mine.exists() and alive.exists()
+
+
+def test_kill_9_loses_at_most_the_last_second(tmp_path):
+    ws, status = tmp_path / "ws", tmp_path / "status"
+    with open(tmp_path / "child.err", "wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "log_child.py"), str(ws), str(status), "1000"],
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not (status.exists() and status.stat().st_size):
+            assert child.poll() is None, (tmp_path / "child.err").read_text()
+            assert time.monotonic() < deadline, "the child never logged"
+            time.sleep(0.02)
+        time.sleep(2.5)
+        killed_at = time.time()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()  # reaped: a zombie's pid would still look alive to recover()
+
+    text = status.read_text()
+    marks = [line.split() for line in text[: text.rfind("\n") + 1].splitlines()]
+    marks = [(int(n), float(t)) for n, t in marks]
+    logged = marks[-1][0]
+    settled = max((n for n, t in marks if t <= killed_at - 1.5), default=0)
+    assert logged > 1500  # ~1000 rows/s for 2.5 s
+
+    folder = ws / "log" / "predictions"
+    finished = [row for path in sorted(folder.glob("*.jsonl")) for row in _lines(path)]
+    # a kill between log() and its status line may hide one logged row from the count
+    assert settled <= len(finished) <= logged + 1
+    expected = [f"k{i:07d}" for i in range(len(finished))]
+    assert [row["request_id"] for row in finished] == expected  # in order, no gap
+
+    salvageable = 0
+    for tmp in folder.glob(".*.jsonl.tmp"):
+        data = tmp.read_bytes()
+        salvageable += data[: data.rfind(b"\n") + 1].count(b"\n")
+    with PredictionLog(ws) as log:
+        assert log.recovered["predictions"]["rows"] == salvageable
+    assert not list(folder.glob(".*.tmp"))
+    ids = read_predictions(ws).column("request_id").to_pylist()
+    assert len(ids) == len(finished) + salvageable <= logged + 1
+    assert ids == [f"k{i:07d}" for i in range(len(ids))]
+
+
+def test_writer_imports_no_pandas_pyarrow_duckdb(tmp_path):
+    code = f"""
+import sys
+from mlsd.monitoring.log import LogWriter, PredictionLog
+with PredictionLog({str(tmp_path)!r}, flush_s=0.1) as log:
+    log.prediction(request_id="r", model_version=1, inputs=[{{"x": 1}}], outputs=[0.5],
+                   latency_ms=1.0)
+    log.feedback(request_id="r", label=1)
+    assert log.flush(timeout=10) and log.known("r") and not log.known("nope")
+with LogWriter({str(tmp_path)!r}, "other") as writer:
+    writer.log({{"a": 1}})
+heavy = ("pandas", "pyarrow", "duckdb", "sklearn", "mlflow")
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
