@@ -120,7 +120,7 @@ def test_unknown_fields_are_ignored_and_counted(server, caravan):
     status, body, _ = server.client.call(
         "POST", "/v1/predict", {"instances": [dict(rows(caravan, 1)[0], color="red")]}
     )
-    assert status == 200
+    assert status == 200, body
     _, text, _ = server.client.call("GET", "/metrics")
     assert 'mlsd_unknown_fields_total{field="color"} 1.0' in text
 

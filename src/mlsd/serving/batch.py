@@ -206,9 +206,7 @@ class FieldCheck:
 
             return Checked(x, _any(wrong), None, describe_wrong)
 
-        x = numbers.to_numpy(zero_copy_only=False)  # nulls become NaN
-        if x.dtype != np.float64 or not x.flags.writeable:
-            x = np.array(x, dtype=np.float64)
+        x = numbers.to_numpy(zero_copy_only=False)  # nulls become NaN; may be read-only
         finite = np.isfinite(x)
         problem = None
         if not finite.all():
