@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import threading
 import time
 
@@ -242,3 +243,74 @@ def test_a_package_failing_verification_never_serves(server, caravan):
     )
     assert status == 409 and body["error"]["code"] == "verification_failed"
     assert mlsd("rollback", cwd=caravan).returncode == 0  # champion back to 2 for later tests
+
+
+def test_log_rows_are_exported(server):
+    _, text, _ = server.client.call("GET", "/metrics")
+    assert 'mlsd_log_rows{log="predictions",outcome="written"}' in text
+
+
+def _logged_ids(folder, prefix: str) -> set[str]:
+    from mlsd.monitoring.log import read_predictions
+
+    table = read_predictions(folder / ".mlsd")
+    return {r for r in table.column("request_id").to_pylist() if r.startswith(prefix)}
+
+
+def _send(proc, instances, prefix: str, seconds: float) -> list[tuple[str, float]]:
+    sent, end, i = [], time.time() + seconds, 0
+    while time.time() < end:
+        rid = f"{prefix}{i}"
+        status, body, _ = proc.client.call(
+            "POST", "/v1/predict", {"instances": instances}, {"X-Request-ID": rid}
+        )
+        assert status == 200, body
+        sent.append((rid, time.time()))
+        i += 1
+    return sent
+
+
+def test_kill_9_loses_at_most_the_last_second(caravan):
+    proc = ServerProcess(caravan)
+    sent = _send(proc, rows(caravan, 1), "k9-", 2.5)
+    killed_at = time.time()
+    proc.kill()
+    logged = _logged_ids(caravan, "k9-")  # every finished segment parses, or this raises
+    durable = {rid for rid, t in sent if t < killed_at - 1.5}
+    assert len(sent) > 20 and durable
+    assert durable <= logged <= {rid for rid, _ in sent}
+
+
+def test_graceful_shutdown_flushes_the_log(caravan):
+    proc = ServerProcess(caravan)
+    sent = _send(proc, rows(caravan, 2), "term-", 0.5)
+    _, err = proc.stop()
+    # uvicorn finishes in-flight work, runs shutdown, then exits by the signal it caught
+    assert proc.proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    assert _logged_ids(caravan, "term-") == {rid for rid, _ in sent}
+
+
+def test_the_serving_path_imports_no_pandas_sklearn_or_mlflow(caravan):
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, time
+from pathlib import Path
+from mlsd.serving.app import Server
+from mlsd.spec import load_spec
+spec = load_spec({str(caravan / "system.yaml")!r})
+server = Server(Path({str(caravan / ".mlsd")!r}), spec.name, spec.serving)
+server.load()
+out = server.predict({rows(caravan, 2)!r}, "imports", time.perf_counter())
+server.close()
+assert len(out["predictions"]) == 2
+heavy = {{"pandas", "sklearn", "mlflow", "lightgbm", "scipy"}} & set(sys.modules)
+print(sorted(heavy))
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

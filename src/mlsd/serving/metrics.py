@@ -49,7 +49,10 @@ class ServerMetrics:
             "mlsd_model_swap_failures", "Models that failed to load or verify", registry=r
         )
         self.log_rows = Gauge(
-            "mlsd_log_rows", "Prediction log rows by outcome", ["outcome"], registry=r
+            "mlsd_log_rows",
+            "Prediction and feedback log rows by outcome",
+            ["log", "outcome"],
+            registry=r,
         )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
@@ -59,9 +62,8 @@ class ServerMetrics:
 
     def render(self, log: Any = None) -> tuple[bytes, str]:
         """The text exposition format (and its content type)."""
-        stats = getattr(log, "stats", None)
-        if isinstance(stats, dict):
+        for name, counters in (getattr(log, "stats", None) or {}).items():
             for outcome in ("written", "dropped"):
-                if outcome in stats:
-                    self.log_rows.labels(outcome=outcome).set(stats[outcome])
+                if outcome in counters:
+                    self.log_rows.labels(log=name, outcome=outcome).set(counters[outcome])
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
