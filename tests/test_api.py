@@ -14,4 +14,4 @@ def test_load_validate_split(example, tmp_path, monkeypatch):
     labels, summary = system.split()
     assert summary["counts"]["train"] == int((labels == 0).sum())
     assert system.dataset.snapshot_id == report.snapshot
-    assert (tmp_path / "ws" / "reports" / "validation.json").exists()
+    assert (tmp_path / "ws" / "reports" / "bike-demand" / "validation.json").exists()

@@ -24,5 +24,5 @@ def test_demo_tells_the_story(tmp_path):
     assert "leakage" in out and "BLOCKED" in out
     assert out.count("→ passed") == 2
     assert "class_imbalance" in out
-    assert (tmp_path / "ws" / "reports" / "validation-without-exclusions.json").exists()
-    assert (tmp_path / "ws" / "reports" / "featurizer-codes.json").exists()
+    assert (tmp_path / "ws" / "reports" / "bike-demand" / "validation-without-exclusions.json").exists()
+    assert (tmp_path / "ws" / "reports" / "bike-demand" / "featurizer-codes.json").exists()

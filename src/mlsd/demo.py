@@ -127,7 +127,7 @@ def main() -> int:
     caravan()
     _say()
     _say(
-        f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/; "
+        f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/<system>/; "
         "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
         "mlflow.db`. Serving, monitoring and retraining land in later releases."
     )

@@ -45,17 +45,18 @@ def write_json(path: Path, obj: Any) -> Path:
 class Workspace:
     """The folder holding one system's snapshots, reports and (later) runs and packages."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, system: str | None = None):
         self.root = Path(root).resolve()
+        self.system = system  # several systems may share a workspace; reports stay apart
 
     @classmethod
     def for_spec(cls, spec: SystemSpec) -> Workspace:
         """The workspace of ``spec``: MLSD_HOME, else ``spec.workspace``, else ``.mlsd``."""
         if os.environ.get("MLSD_HOME"):
-            return cls(os.environ["MLSD_HOME"])
+            return cls(os.environ["MLSD_HOME"], spec.name)
         if spec.workspace:
-            return cls(spec.resolve(spec.workspace))
-        return cls(spec.base_dir / ".mlsd")
+            return cls(spec.resolve(spec.workspace), spec.name)
+        return cls(spec.base_dir / ".mlsd", spec.name)
 
     def folder(self, name: str) -> Path:
         """A sub-folder of the workspace, created on first use."""
@@ -76,8 +77,8 @@ class Workspace:
 
     @property
     def reports(self) -> Path:
-        """JSON and HTML reports of validation, evaluation and monitoring."""
-        return self.folder("reports")
+        """JSON and HTML reports of validation, evaluation and monitoring, per system."""
+        return self.folder(f"reports/{self.system}" if self.system else "reports")
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

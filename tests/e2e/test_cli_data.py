@@ -51,7 +51,7 @@ def test_bikeshare_story(example):
     ok = mlsd("validate", cwd=folder)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "PASSED" in ok.stdout and "split_drift" in ok.stdout
-    saved = json.loads((folder / ".mlsd" / "reports" / "validation.json").read_text())
+    saved = json.loads((folder / ".mlsd" / "reports" / "bike-demand" / "validation.json").read_text())
     assert saved["passed"] and "casual" not in saved["features"]
     snapshot = folder / ".mlsd" / "snapshots" / saved["snapshot"]
     assert (snapshot / "profile.json").exists() and (snapshot / "schema.json").exists()
@@ -169,5 +169,5 @@ def test_workspace_overrides(example, tmp_path, home):
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert (where / "reports" / "validation.json").exists()
+    assert (where / "reports" / "caravan-offers" / "validation.json").exists()
     assert not (folder / ".mlsd").exists()
