@@ -199,6 +199,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score a CSV or Parquet file in chunks with the served model; rejects go aside."""
+    from mlsd.serving.batch import predict_batch
+    from mlsd.spec import load_spec
+
+    out = predict_batch(
+        load_spec(args.config),
+        Path(args.input),
+        Path(args.output),
+        ref=args.model,
+        rejects_path=Path(args.rejects) if args.rejects else None,
+        progress=False if args.json else None,
+    )
+    if args.json:
+        _emit_json(out)
+        return 0
+    print(
+        f"scored {out['scored']:,} of {out['rows']:,} rows with model {out['model_version']} "
+        f"in {out['seconds']:.1f} s ({out['rows_per_s'] or 0:,.0f} rows/s) → {out['output']}"
+    )
+    if out["flagged"]:
+        print(f"flagged {out['flagged']:,} rows outside the training range or domain (flags)")
+    if out["rejected"]:
+        print(f"rejected {out['rejected']:,} rows, with the reason of each → {out['rejects']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -273,6 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="labelled CSV/Parquet (default: the spec's test split)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict", parents=[common], help="score a CSV/Parquet file in chunks (batch scoring)"
+    )
+    p.add_argument("--input", required=True, help="CSV or Parquet file to score")
+    p.add_argument("--output", required=True, help="where to write scores (.parquet or .csv)")
+    p.add_argument(
+        "--model",
+        default="champion",
+        help="champion, challenger, a version number or a package folder",
+    )
+    p.add_argument(
+        "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
+    )
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -22,8 +22,8 @@ def main(workspace: str, status: str, rate: float) -> None:
     start = time.monotonic()
     n = 0
     while True:
-        # ~250 bytes a row: the file buffer reaches the OS mid-row, so the .tmp file a kill
-        # leaves behind usually ends with a truncated line for recovery to drop
+        # ~250 bytes a row: the writer's 8 KiB file buffer reaches the OS many times a
+        # second, so the .tmp file a kill leaves behind holds rows for recovery to salvage
         log.prediction(
             request_id=f"k{n:07d}",
             model_version=1,

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,8 +147,9 @@ def _pid_alive(pid: int) -> bool:
 def _salvage(tmp: Path, final: Path) -> tuple[int, int]:
     """Turn ``tmp``'s complete, parseable lines into the finished segment ``final``.
 
-    Returns (rows kept, lines dropped). A killed writer may leave a truncated last line (its
-    buffer was flushed mid-row); a power cut may leave garbage. Both are dropped.
+    Returns (rows kept, lines dropped). The writer hands whole rows to the OS, so a kill -9
+    leaves whole lines; a full disk may leave a truncated last line and a power cut garbage:
+    both are dropped.
     """
     data = tmp.read_bytes()
     end = data.rfind(b"\n") + 1
@@ -402,6 +403,7 @@ class LogWriter:
             _ACTIVE.add(str(self._tmp))
         self._rows = 0
         self._deadline = time.monotonic() + self.flush_s
+        self.directory.mkdir(parents=True, exist_ok=True)  # survive a retention job's rm -r
         self._file = open(self._tmp, "xb")  # noqa: SIM115 - held open across many rows
 
     def _finish(self) -> None:
@@ -783,12 +785,23 @@ def _window(
     return f"SELECT * FROM ({sql}){where}"
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+@contextlib.contextmanager
+def _reading(folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private DuckDB connection; its errors become a LogError naming the folder."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # `time` columns come out as UTC timestamps
-    return con
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # `time` columns come out as UTC timestamps
+        yield con
+    except duckdb.Error as exc:
+        raise LogError(
+            f"cannot read the log in {folder}: {exc}",
+            hint="segments are written whole by mlsd; move aside any *.jsonl file that was "
+            "edited or copied in by hand",
+        ) from exc
+    finally:
+        con.close()
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pyarrow.Table:
@@ -811,8 +824,9 @@ def read_predictions(
     outputs, else ``output``), latency_ms, flags. ``start <= ts < end`` and
     ``model_version`` filter the rows. Sorted by ts, request_id, instance.
     """
-    with _connect() as con:
-        sql = _predictions_sql(con, _root(workspace_root) / PREDICTIONS, pinned=True)
+    folder = _root(workspace_root)
+    with _reading(folder) as con:
+        sql = _predictions_sql(con, folder / PREDICTIONS, pinned=True)
         sql = _window(sql, start, end, model_version)
         return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
@@ -825,8 +839,9 @@ def read_feedback(
 ) -> pyarrow.Table:
     """The logged feedback: request_id, instance (null = every instance), label, ts, time;
     ``start <= ts < end`` on the feedback's own time. Sorted by ts."""
-    with _connect() as con:
-        sql = _feedback_sql(con, _root(workspace_root) / FEEDBACK, pinned=True)
+    folder = _root(workspace_root)
+    with _reading(folder) as con:
+        sql = _feedback_sql(con, folder / FEEDBACK, pinned=True)
         sql = _window(sql, start, end, None)
         return _arrow(con, f"{sql} ORDER BY ts, request_id")
 
@@ -843,7 +858,7 @@ def labelled(
     instance labels every instance of its request; feedback for an unknown request id
     matches nothing. The filters apply to the prediction's ts and model_version."""
     folder = _root(workspace_root)
-    with _connect() as con:
+    with _reading(folder) as con:
         predictions = _window(
             _predictions_sql(con, folder / PREDICTIONS, pinned=True), start, end, model_version
         )
