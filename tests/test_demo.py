@@ -24,5 +24,9 @@ def test_demo_tells_the_story(tmp_path):
     assert "leakage" in out and "BLOCKED" in out
     assert out.count("→ passed") == 2
     assert "class_imbalance" in out
-    assert (tmp_path / "ws" / "reports" / "bike-demand" / "validation-without-exclusions.json").exists()
+    assert "identical to the server's answers: True" in out
+    assert "184 requests, 4,395 predictions" in out
+    assert (
+        tmp_path / "ws" / "reports" / "bike-demand" / "validation-without-exclusions.json"
+    ).exists()
     assert (tmp_path / "ws" / "reports" / "bike-demand" / "featurizer-codes.json").exists()
