@@ -226,9 +226,10 @@ class LogWriter:
     """Append JSON records to time-ordered JSON Lines segments, off the caller's thread.
 
     ``log()`` never blocks: it queues the record, or counts it as dropped when ``max_queue``
-    records are already waiting. A writer thread appends to ``<folder>/<kind>/.<segment>.jsonl.tmp``
-    and renames it to ``<segment>.jsonl`` at least every ``flush_s`` seconds while it holds
-    rows (or at ``max_rows``), after flush and fsync. Standard library only.
+    records are already waiting. A writer thread appends to
+    ``<folder>/<kind>/.<segment>.jsonl.tmp`` and renames it to ``<segment>.jsonl`` at least
+    every ``flush_s`` seconds while it holds rows (or at ``max_rows``), after flush and
+    fsync. Standard library only. Create it after any fork: the thread does not survive one.
     """
 
     def __init__(
@@ -473,8 +474,9 @@ class PredictionLog:
         max_queue: int = 100_000,
         known_capacity: int = KNOWN_CAPACITY,
     ):
-        root = workspace_root if isinstance(workspace_root, Workspace) else None
-        self.folder = (root or Workspace(workspace_root)).folder(LOG_FOLDER)
+        if not isinstance(workspace_root, Workspace):
+            workspace_root = Workspace(workspace_root)
+        self.folder = workspace_root.folder(LOG_FOLDER)
         self._predictions = LogWriter(
             self.folder, PREDICTIONS, flush_s=flush_s, max_queue=max_queue
         )
