@@ -51,7 +51,9 @@ def test_bikeshare_story(example):
     ok = mlsd("validate", cwd=folder)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "PASSED" in ok.stdout and "split_drift" in ok.stdout
-    saved = json.loads((folder / ".mlsd" / "reports" / "bike-demand" / "validation.json").read_text())
+    saved = json.loads(
+        (folder / ".mlsd" / "reports" / "bike-demand" / "validation.json").read_text()
+    )
     assert saved["passed"] and "casual" not in saved["features"]
     snapshot = folder / ".mlsd" / "snapshots" / saved["snapshot"]
     assert (snapshot / "profile.json").exists() and (snapshot / "schema.json").exists()
