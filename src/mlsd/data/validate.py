@@ -529,7 +529,7 @@ def check_leakage(
             )
     if task in ("regression", "ranking"):
         found += _exact_combination(
-            spec, frame, rows, y, train, features, types, {a.column for a in found}
+            spec, frame, rows, y, features, types, {a.column for a in found}
         )
     return found
 
@@ -539,7 +539,6 @@ def _exact_combination(
     frame: pd.DataFrame,
     rows: np.ndarray,
     y: np.ndarray,
-    train: np.ndarray,
     features: list[str],
     types: dict[str, str],
     flagged: set[str],

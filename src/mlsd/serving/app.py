@@ -223,7 +223,7 @@ class Server:
         return {"recorded": recorded, "unknown_request_ids": unknown}
 
 
-def _v2_instances(payload: Any, model: ServedModel) -> list[dict]:
+def _v2_instances(payload: Any) -> list[dict]:
     """Open Inference Protocol V2 tensors (one per input column) as instances."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise HTTPProblem(
@@ -498,7 +498,7 @@ def create_app(server: Server) -> FastAPI:
         payload = await body_of(request)
         rid = str(payload.get("id") or "") if isinstance(payload, dict) else ""
         rid = rid or request_id(request)
-        result = await score(request, _v2_instances(payload, model), rid)
+        result = await score(request, _v2_instances(payload), rid)
         return _json(
             {
                 "model_name": name,
