@@ -1,0 +1,887 @@
+"""Serving benchmark: `mlsd serve` against a minimal LightGBM app and `mlflow models serve`.
+
+    python benchmarks/bench_serving.py [--duration 5] [--warmup 1] [--concurrency 1,8,32]
+                                       [--repeat 3] [--batch-rows 1000000] [--profile 0]
+                                       [--no-write]
+
+One LightGBM model (a binary table of 20 numeric features, trained by mlsd with LightGBM
+only and default parameters) is served three ways, each in its own process on a free port
+of 127.0.0.1, one server at a time:
+
+- mlsd: ``mlsd serve -c system.yaml --port P`` (``serving.poll_s: 0``), ``POST /v1/predict``
+  with ``{"instances": [row]}``: validation, featurizer, model, prediction log, metrics.
+- floor: a bare ASGI callable under the same uvicorn (httptools, uvloop) that parses the
+  same body with orjson and calls ``lightgbm.Booster.predict`` on one row (one thread).
+- peer: ``mlflow models serve -m DIR --env-manager local`` on the same booster text saved
+  with ``mlflow.lightgbm.save_model`` (with a signature), ``POST /invocations`` with
+  ``{"dataframe_split": {...}}``.
+
+The load generator is a second process (this script with ``--load``): asyncio on uvloop,
+one keep-alive HTTP/1.1 connection per concurrent client, one request in flight per
+connection; for each concurrency ``--repeat`` runs of a warm-up, then a measured window
+bounded in time (``--duration``) and in count (``--max-requests``); medians are reported.
+Latency is from writing a request to reading its whole response. Client and server share
+the machine's cores.
+
+Batch: the same model scores 1M rows: raw ``lightgbm.Booster.predict`` on a float64 array
+against ``mlsd.serving.batch.predict_batch`` (``mlsd predict``) on a Parquet file of the same
+rows, and ``Package.predict_matrix`` on the same columns in memory.
+
+Goals (from the issue): single-row p50 within 1.5x of the floor, throughput at least 10x
+MLflow's, batch scoring at least 80% of raw LightGBM's rows per second. Results go to
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+N_FEATURES = 20
+TRAIN_ROWS = 50_000
+NOISE = 2.85  # logistic noise scale: mlsd train keeps 199 trees (early stopping)
+SERVERS = ("mlsd", "floor", "mlflow")
+
+
+# --- the model ----------------------------------------------------------------------------
+
+
+def features(rows: int, seed: int):
+    """``rows`` x 20 standard normals and a noisy non-linear binary target."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, N_FEATURES))
+    z = (
+        np.sin(2 * X[:, 0])
+        + X[:, 1] * X[:, 2]
+        + np.abs(X[:, 3])
+        - 0.8
+        + 0.5 * X[:, 4]
+        + np.where(X[:, 5] > 0.5, 1.0, -0.3)
+        + 0.3 * X[:, 6] ** 2
+        + 0.2 * X[:, 7:12].sum(axis=1)
+    )
+    y = z + rng.logistic(scale=NOISE, size=rows) > 0
+    return X, y
+
+
+def names() -> list[str]:
+    return [f"f_{i:02d}" for i in range(N_FEATURES)]
+
+
+def train_model(tmp: Path) -> dict[str, Any]:
+    """Train with mlsd (LightGBM only, default parameters) in a workspace under ``tmp``."""
+    import pandas as pd
+
+    from mlsd.models.train import train
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    X, y = features(TRAIN_ROWS, seed=0)
+    frame = pd.DataFrame(X, columns=names())
+    frame["y"] = pd.Series(y).map({True: "yes", False: "no"})
+    frame.to_parquet(tmp / "train.parquet")
+    config = tmp / "system.yaml"
+    config.write_text(
+        "name: bench-serving\n"
+        "problem: {task: binary, target: y, positive_class: 'yes'}\n"
+        "data: {source: train.parquet}\n"
+        "models: {candidates: [lightgbm], tuning: {budget_s: 0}}\n"
+        "serving: {poll_s: 0}\n"
+    )
+    spec = load_spec(config)
+    started = time.perf_counter()
+    result = train(spec, Workspace.for_spec(spec), progress=False)
+    if not result.registered:
+        raise SystemExit(f"the benchmark model was not registered: {result.reasons}")
+    return {
+        "config": config,
+        "package": Path(result.package),
+        "train_s": time.perf_counter() - started,
+    }
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Served:
+    """One server in its own process group; ``stop`` ends the group (TERM, then KILL)."""
+
+    def __init__(self, name: str, command: list[str], ready_path: str, tmp: Path, **popen):
+        self.name, self.port, self.ready_path = name, free_port(), ready_path
+        command = [c.replace("{port}", str(self.port)) for c in command]
+        self.out = tmp / f"{name}.out"
+        self.proc = subprocess.Popen(
+            command,
+            stdout=self.out.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: mlflow starts uvicorn as a child
+            **popen,
+        )
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        started = time.perf_counter()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited {self.proc.returncode}:\n{self.out.read_text()[-3000:]}"
+                )
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", self.ready_path)
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not ready in {timeout} s:\n{self.out.read_text()}")
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        # the leader is gone; end whatever is left of its group (mlflow's uvicorn)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def venv_env() -> dict[str, str]:
+    """The environment with this interpreter's bin first on PATH (mlflow runs `uvicorn`)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLSD_HOME"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def start(name: str, paths: dict[str, Path], tmp: Path) -> Served:
+    env = venv_env()
+    bin_dir = Path(sys.executable).parent
+    if name == "mlsd":
+        mlsd = bin_dir / "mlsd"
+        command = [str(mlsd)] if mlsd.exists() else [sys.executable, "-m", "mlsd"]
+        command += ["serve", "-c", str(paths["config"]), "--port", "{port}"]
+        return Served(name, command, "/readyz", tmp, cwd=paths["config"].parent, env=env)
+    if name == "floor":
+        command = [sys.executable, __file__, "--floor", str(paths["model_txt"]), "{port}"]
+        return Served(name, command, "/readyz", tmp, env=env)
+    command = [
+        str(bin_dir / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(paths["mlflow_model"]),
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "{port}",
+    ]
+    return Served(name, command, "/ping", tmp, env=env)
+
+
+def floor_server(model_txt: str, port: int) -> None:
+    """The floor: the least an HTTP answer from the raw LightGBM booster needs."""
+    import lightgbm as lgb
+    import numpy as np
+    import orjson
+    import uvicorn
+
+    booster = lgb.Booster(model_file=model_txt)
+    order = names()  # the model's feature order (model.txt calls them Column_i)
+    headers = [(b"content-type", b"application/json")]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/readyz":
+            ready = [*headers, (b"content-length", b"18")]
+            await send({"type": "http.response.start", "status": 200, "headers": ready})
+            await send({"type": "http.response.body", "body": b'{"status":"ready"}'})
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        row = orjson.loads(body)["instances"][0]
+        x = np.array([[row[n] for n in order]], dtype=np.float64)
+        score = float(booster.predict(x, num_threads=1)[0])
+        out = orjson.dumps({"predictions": [{"score": score}]})
+        length = [(b"content-length", str(len(out)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers + length})
+        await send({"type": "http.response.body", "body": out})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def bodies(server: str, rows: list[dict[str, float]]) -> tuple[str, list[bytes]]:
+    """The route and one JSON body per row, in each server's own request format."""
+    if server == "mlflow":
+        cols = names()
+        return "/invocations", [
+            json.dumps(
+                {"dataframe_split": {"columns": cols, "data": [[r[c] for c in cols]]}}
+            ).encode()
+            for r in rows
+        ]
+    return "/v1/predict", [json.dumps({"instances": [r]}).encode() for r in rows]
+
+
+def score_of(server: str, payload: Any) -> float:
+    if server == "mlflow":
+        p = payload["predictions"][0]
+        return float(p if not isinstance(p, list | dict) else next(iter(p.values())))
+    return float(payload["predictions"][0]["score"])
+
+
+def check_answers(server: str, port: int, rows: list[dict], expected) -> None:
+    """Every server must give the raw booster's score for the same rows."""
+    path, payloads = bodies(server, rows)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for body, want in zip(payloads, expected, strict=True):
+            conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            text = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{server} answered {response.status}: {text[:500]!r}")
+            got = score_of(server, json.loads(text))
+            if abs(got - want) > 1e-9:
+                raise RuntimeError(f"{server} scored {got}, the raw booster {want}")
+    finally:
+        conn.close()
+
+
+def run_load(server: str, port: int, rows: list[dict], concurrency: int, args) -> dict:
+    """The load generator, in a second process; its JSON summary."""
+    path, payloads = bodies(server, rows)
+    job = {
+        "port": port,
+        "path": path,
+        "bodies": [b.decode() for b in payloads],
+        "concurrency": concurrency,
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "max_requests": args.max_requests,
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "--load"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=args.warmup + args.duration + 120,
+    )
+    return json.loads(out.stdout)
+
+
+def load_generator(job: dict) -> dict:
+    """Keep-alive HTTP/1.1 clients on asyncio: ``concurrency`` connections, one request in
+    flight on each; latencies of requests sent inside the measured window."""
+    import asyncio
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    requests = [
+        (
+            f"POST {job['path']} HTTP/1.1\r\nHost: 127.0.0.1:{job['port']}\r\n"
+            "Content-Type: application/json\r\nConnection: keep-alive\r\n"
+            f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+        ).encode()
+        for body in job["bodies"]
+    ]
+    latencies: list[int] = []
+    statuses: Counter = Counter()
+    state = {"measure_from": None, "stop_at": None, "last": 0, "sample": None}
+    max_requests = int(job["max_requests"])
+
+    class Client(asyncio.Protocol):
+        def __init__(self, index: int, done: asyncio.Future):
+            self.index, self.done = index, done
+            self.buffer, self.need, self.head_end, self.sent = b"", None, 0, 0
+
+        def connection_made(self, transport):
+            self.transport = transport
+            self.send()
+
+        def send(self):
+            now = time.perf_counter_ns()
+            if now >= state["stop_at"] or len(latencies) >= max_requests:
+                self.transport.close()
+                return
+            self.sent = now
+            request = requests[(self.index + len(latencies)) % len(requests)]
+            self.transport.write(request)
+
+        def data_received(self, data):
+            self.buffer += data
+            if self.need is None:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = self.buffer[:end].lower()
+                at = head.find(b"content-length:")
+                if at < 0:
+                    self.fail("no content-length")
+                    return
+                length = int(
+                    head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else None]
+                )
+                self.head_end, self.need = end + 4, end + 4 + length
+                self.status = int(self.buffer[9:12])
+            if len(self.buffer) < self.need:
+                return
+            finished = time.perf_counter_ns()
+            if state["sample"] is None:
+                state["sample"] = self.buffer[self.head_end : self.need].decode()[:300]
+            self.buffer, self.need = self.buffer[self.need :], None
+            if self.sent >= state["measure_from"] and len(latencies) < max_requests:
+                latencies.append(finished - self.sent)
+                statuses[self.status] += 1
+                state["last"] = finished
+            self.send()
+
+        def fail(self, why: str):
+            statuses[why] += 1
+            self.transport.close()
+
+        def connection_lost(self, exc):
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter_ns()
+        state["measure_from"] = now + int(job["warmup"] * 1e9)
+        state["stop_at"] = state["measure_from"] + int(job["duration"] * 1e9)
+        finished = []
+        for index in range(int(job["concurrency"])):
+            done = loop.create_future()
+            await loop.create_connection(
+                lambda i=index, d=done: Client(i, d), "127.0.0.1", job["port"]
+            )
+            finished.append(done)
+        grace = job["warmup"] + job["duration"] + 30
+        _, pending = await asyncio.wait(finished, timeout=grace)
+        if pending:
+            statuses["timed out"] += len(pending)
+
+    cpu = time.process_time()
+    asyncio.run(main())
+    cpu = time.process_time() - cpu
+    measure_from, last = state["measure_from"], state["last"]
+    window = (last - measure_from) / 1e9 if latencies and last > measure_from else 0.0
+    ordered = sorted(latencies)
+
+    def percentile(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6 if ordered else 0.0
+
+    return {
+        "requests": len(latencies),
+        "window_s": window,
+        "rps": len(latencies) / window if window else 0.0,
+        "p50_ms": percentile(0.50),
+        "p99_ms": percentile(0.99),
+        "mean_ms": sum(latencies) / len(latencies) / 1e6 if latencies else 0.0,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "client_cpu_s": cpu,
+        "sample": state["sample"],
+    }
+
+
+def combine(runs: list[dict]) -> dict:
+    """Repeated runs of one server and concurrency: the median of each figure, the range of
+    p50 and req/s, and the totals."""
+    statuses: Counter = Counter()
+    for r in runs:
+        statuses.update(r["statuses"])
+    out = {k: statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "rps")}
+    out["p50_range"] = (min(r["p50_ms"] for r in runs), max(r["p50_ms"] for r in runs))
+    out["rps_range"] = (min(r["rps"] for r in runs), max(r["rps"] for r in runs))
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["client_cpu_s"] = max(r["client_cpu_s"] for r in runs)
+    out["statuses"] = dict(statuses)
+    return out
+
+
+# --- profile ------------------------------------------------------------------------------
+
+
+def profile_mlsd(pid: int, port: int, rows, args, tmp: Path) -> list[str]:
+    """py-spy on the mlsd server under load at concurrency 8, sampling the thread that holds
+    the GIL (the Python work that limits a one-process server): the top frames."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return ["(py-spy is not installed in this environment: no profile)"]
+    raw = tmp / "mlsd.pyspy.txt"
+    seconds = int(args.profile)
+    command = [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "250", "--gil"]
+    recorder = subprocess.Popen(
+        [*command, "-f", "raw", "-o", str(raw)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        load = argparse.Namespace(**{**vars(args), "warmup": 0.5, "duration": seconds})
+        run_load("mlsd", port, rows, 8, load)
+        _, err = recorder.communicate(timeout=seconds + 60)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+    if not raw.exists() or not raw.stat().st_size:
+        return [f"(py-spy failed: {err.strip()[-300:]})"]
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame(f) for f in stack.split(";") if " (" in f]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if not total:
+        return ["(py-spy recorded no samples)"]
+
+    def share(items) -> str:
+        return "; ".join(f"`{f}` {100 * n / total:.0f}%" for f, n in items)
+
+    def under(*packages: str) -> list[tuple[str, int]]:
+        return [
+            (f, n)
+            for f, n in inclusive.most_common()
+            if f.split(" (")[-1].startswith(packages) and not f.startswith("<module>")
+        ]
+
+    mine = [(f, n) for f, n in under("mlsd/") if "cli.py" not in f]
+    return [
+        f"py-spy `{' '.join(command[1:2] + command[4:])}`, {total} samples of the thread "
+        f"holding the GIL over {seconds} s at concurrency 8",
+        "own time: " + share(own.most_common(10)),
+        "inclusive, mlsd: " + share(mine[:14]),
+        "inclusive, framework: " + share(under("starlette/", "fastapi/", "anyio/")[:8]),
+    ]
+
+
+def _frame(frame: str) -> str:
+    """``function (/…/site-packages/pkg/file.py:123)`` → ``function (pkg/file.py)``."""
+    name, _, where = frame.partition(" (")
+    file = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/src/", "/lib/python"):
+        if marker in file:
+            file = file.split(marker, 1)[1]
+            break
+    return f"{name} ({file})" if where else name
+
+
+# --- batch --------------------------------------------------------------------------------
+
+
+def bench_batch(paths: dict, n_rows: int, tmp: Path, bounds) -> dict[str, Any]:
+    """Raw ``lightgbm.Booster.predict`` on an array against mlsd's batch scoring of the
+    same rows (from Parquet, and in memory)."""
+    import lightgbm as lgb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlsd.models import package as packages
+    from mlsd.serving.batch import predict_batch
+    from mlsd.spec import load_spec
+
+    X, _ = features(n_rows, seed=2)
+    np.clip(X, bounds[0], bounds[1], out=X)  # inside the training range: no row is rejected
+    X = np.ascontiguousarray(X)
+    table = pa.table({n: X[:, i] for i, n in enumerate(names())})
+    data = tmp / "batch.parquet"
+    pq.write_table(table, data)
+    out: dict[str, Any] = {"rows": n_rows, "parquet_mb": data.stat().st_size / 2**20}
+
+    booster = lgb.Booster(model_file=str(paths["model_txt"]))
+    booster.predict(X[:1000])  # warm
+    started = time.perf_counter()
+    raw = booster.predict(X)
+    out["raw_s"] = time.perf_counter() - started
+
+    spec = load_spec(paths["config"])
+    started = time.perf_counter()
+    summary = predict_batch(spec, data, tmp / "scored.parquet", progress=False)
+    out["batch_s"] = time.perf_counter() - started
+    out["batch_summary"] = {k: summary[k] for k in ("rows", "scored", "rejected", "seconds")}
+    scored = pq.read_table(tmp / "scored.parquet")
+    out["batch_max_diff"] = float(np.max(np.abs(scored.column("score").to_numpy() - raw)))
+
+    package = packages.load(paths["package"])
+    columns = {n: X[:, i] for i, n in enumerate(names())}
+    package.predict_matrix({n: c[:1000] for n, c in columns.items()})  # warm
+    started = time.perf_counter()
+    mem = package.predict_matrix(columns)
+    out["matrix_s"] = time.perf_counter() - started
+    out["matrix_max_diff"] = float(np.max(np.abs(mem - raw)))
+    return out
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def fmt_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="per run, at most")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency (median)")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--profile", type=float, default=0, help="seconds of py-spy on mlsd serve (0: none)"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--floor", nargs=2, metavar=("MODEL_TXT", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor:
+        floor_server(args.floor[0], int(args.floor[1]))
+        return
+    if args.load:
+        print(json.dumps(load_generator(json.load(sys.stdin))))
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    # a terminated benchmark still stops its servers (they run in sessions of their own)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, frame: sys.exit(128 + number))
+    levels = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        report(args, levels, Path(tmp))
+
+
+def report(args, levels: list[int], tmp: Path) -> None:
+    import lightgbm as lgb
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    print("training the model with mlsd ...", flush=True)
+    paths = train_model(tmp)
+    paths["model_txt"] = paths["package"] / "model" / "model.txt"
+    signature = json.loads((paths["package"] / "signature.json").read_text())
+    inputs = [i["name"] for i in signature["inputs"]]
+    booster = lgb.Booster(model_file=str(paths["model_txt"]))
+    trees = booster.num_trees()
+    # model.txt names its features Column_i; the package's model.json names them
+    model_names = json.loads((paths["package"] / "model" / "model.json").read_text())
+    if model_names.get("feature_names") != names() or inputs != names():
+        raise SystemExit(f"the model's features are not f_00..f_19: {model_names}")
+    low = np.array([i.get("min", -np.inf) for i in signature["inputs"]])
+    high = np.array([i.get("max", np.inf) for i in signature["inputs"]])
+    print(f"  {trees} trees, {N_FEATURES} features, trained in {paths['train_s']:.1f} s")
+
+    X, _ = features(64, seed=1)
+    X = np.clip(X, low, high)
+    rows = [{n: float(v) for n, v in zip(names(), x, strict=True)} for x in X]
+    expected = booster.predict(X)
+
+    paths["mlflow_model"] = tmp / "mlflow-model"
+    frame = pd.DataFrame(X, columns=names())
+    mlflow.lightgbm.save_model(
+        booster, paths["mlflow_model"], signature=infer_signature(frame, expected)
+    )
+
+    results: dict[str, dict[int, dict]] = {}
+    startup: dict[str, float] = {}
+    profile: list[str] = []
+    for name in SERVERS:
+        served = start(name, paths, tmp)
+        try:
+            startup[name] = served.wait_ready()
+            check_answers(name, served.port, rows[:8], expected[:8])
+            print(f"{name} ready in {startup[name]:.1f} s on port {served.port}", flush=True)
+            results[name] = {}
+            for c in levels:
+                runs = []
+                for _ in range(args.repeat):
+                    r = run_load(name, served.port, rows, c, args)
+                    runs.append(r)
+                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+                    print(
+                        f"  concurrency {c:>3}: {r['requests']:>7,} requests  p50 "
+                        f"{r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
+                        f"req/s  client CPU {r['client_cpu_s'] / (args.warmup + args.duration):.0%}"
+                        + (f"  NON-200: {bad}" if bad else ""),
+                        flush=True,
+                    )
+                results[name][c] = combine(runs)
+            if name == "mlsd" and args.profile > 0:
+                profile = profile_mlsd(served.proc.pid, served.port, rows, args, tmp)
+                print("\n".join(profile))
+        finally:
+            served.stop()
+
+    print(f"batch: {args.batch_rows:,} rows ...", flush=True)
+    batch = bench_batch(paths, args.batch_rows, tmp, (low, high))
+    raw_rps = batch["rows"] / batch["raw_s"]
+    batch_rps = batch["rows"] / batch["batch_s"]
+    matrix_rps = batch["rows"] / batch["matrix_s"]
+    print(
+        f"  raw Booster.predict {raw_rps:,.0f} rows/s; mlsd predict_batch (Parquet in and out) "
+        f"{batch_rps:,.0f} rows/s ({batch_rps / raw_rps:.0%}); Package.predict_matrix "
+        f"{matrix_rps:,.0f} rows/s ({matrix_rps / raw_rps:.0%})"
+    )
+
+    # --- the section ---
+    table = [
+        fmt_row(
+            [
+                "server",
+                "concurrency",
+                "requests",
+                "p50 ms",
+                "p50 range",
+                "p99 ms",
+                "req/s",
+                "req/s range",
+                "non-200",
+            ]
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in SERVERS:
+        for c in levels:
+            r = results[name][c]
+            bad = sum(v for k, v in r["statuses"].items() if k != "200")
+            low, high = r["p50_range"]
+            slow, fast = r["rps_range"]
+            cells = [name, str(c), f"{r['requests']:,}", f"{r['p50_ms']:.2f}"]
+            cells += [f"{low:.2f}–{high:.2f}", f"{r['p99_ms']:.2f}", f"{r['rps']:,.0f}"]
+            cells += [f"{slow:,.0f}–{fast:,.0f}", str(bad)]
+            table.append(fmt_row(cells))
+    ratios = [
+        fmt_row(
+            [
+                "concurrency",
+                "p50 mlsd / floor (goal ≤ 1.5)",
+                "req/s mlsd / floor",
+                "req/s mlsd / MLflow (goal ≥ 10)",
+                "p50 MLflow / mlsd",
+            ]
+        ),
+        "|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for c in levels:
+        m, f, p = results["mlsd"][c], results["floor"][c], results["mlflow"][c]
+        latency, speed = m["p50_ms"] / f["p50_ms"], m["rps"] / p["rps"]
+        ratios.append(
+            fmt_row(
+                [
+                    str(c),
+                    f"{latency:.2f}x",
+                    f"{m['rps'] / f['rps']:.2f}x",
+                    f"{speed:.1f}x",
+                    f"{p['p50_ms'] / m['p50_ms']:.1f}x",
+                ]
+            )
+        )
+        verdicts.append(
+            f"- concurrency {c}: p50 {m['p50_ms']:.2f} ms against the floor's "
+            f"{f['p50_ms']:.2f} ms ({latency:.2f}x): goal {'met' if latency <= 1.5 else 'not met'}"
+            f"; {m['rps']:,.0f} req/s against MLflow's {p['rps']:,.0f} ({speed:.1f}x): goal "
+            f"{'met' if speed >= 10 else 'not met'}."
+        )
+    share = batch_rps / raw_rps
+    verdicts.append(
+        f"- batch: mlsd `predict_batch` {batch_rps:,.0f} rows/s against raw LightGBM's "
+        f"{raw_rps:,.0f} ({share:.0%}): goal (≥ 80%) {'met' if share >= 0.8 else 'not met'}."
+    )
+    run_s = args.warmup + args.duration
+    busiest = {name: max(r["client_cpu_s"] for r in results[name].values()) for name in SERVERS}
+    cpu = ", ".join(f"{name} {seconds / run_s:.0%}" for name, seconds in busiest.items())
+    details = [
+        f"Model: LightGBM, {trees} trees (early stopping on mlsd's validation split, default "
+        f"parameters), {N_FEATURES} numeric features, trained by `mlsd train` on "
+        f"{TRAIN_ROWS:,} generated rows; the same `model.txt` feeds all three servers. "
+        f"Versions: lightgbm {lgb.__version__}, mlflow {mlflow.__version__}, "
+        f"uvicorn {_version('uvicorn')}, fastapi {_version('fastapi')}.",
+        "",
+        "- **mlsd**: `mlsd serve -c system.yaml --port P` (`serving.poll_s: 0`; validation, "
+        "featurizer, LightGBM's single-row C API, prediction log and Prometheus metrics on "
+        'every request), `POST /v1/predict` with `{"instances": [row]}`.',
+        "- **floor**: a bare ASGI function under the same uvicorn (httptools, uvloop): "
+        "orjson parses the body, `lightgbm.Booster.predict(x, num_threads=1)` scores the "
+        'row, orjson writes `{"predictions": [{"score": p}]}`.',
+        "- **MLflow**: `mlflow models serve -m DIR --env-manager local -p P` (1 worker, the "
+        "default) on the booster saved with `mlflow.lightgbm.save_model` and a signature; "
+        '`POST /invocations` with `{"dataframe_split": {"columns": [...], "data": [row]}}`.',
+        "",
+        f"Load: a second process on 127.0.0.1 (asyncio on uvloop, one keep-alive HTTP/1.1 "
+        f"connection per client, one request in flight on each, 64 different rows in "
+        f"turn); per concurrency {args.repeat} run(s) of {args.warmup:g} s of warm-up, then "
+        f"{args.duration:g} s or {args.max_requests:,} requests, whichever ends first; the "
+        f"table gives the median run's figures (p50, p99, req/s each the median over the "
+        f"runs) and the range over the runs, `requests` is the total. Every server gave the raw "
+        f"booster's score (within 1e-9) on 8 rows before the load. One server runs at a "
+        f"time; client and server share the 2 cores (the load generator's own CPU use, at "
+        f"its busiest: {cpu} of one core). Ready after start: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in startup.items())
+        + ".",
+    ]
+    batch_lines = [
+        fmt_row(["batch, same rows", "seconds", "rows/s", "share of raw LightGBM"]),
+        "|---|---|---|---|",
+        fmt_row(
+            [
+                "raw `lightgbm.Booster.predict` (float64 array, OpenMP default)",
+                f"{batch['raw_s']:.2f}",
+                f"{raw_rps:,.0f}",
+                "100%",
+            ]
+        ),
+        fmt_row(
+            [
+                "mlsd `predict_batch` (Parquet in, validate, featurize, Parquet out)",
+                f"{batch['batch_s']:.2f}",
+                f"{batch_rps:,.0f}",
+                f"{share:.0%}",
+            ]
+        ),
+        fmt_row(
+            [
+                "mlsd `Package.predict_matrix` (numpy columns in memory)",
+                f"{batch['matrix_s']:.2f}",
+                f"{matrix_rps:,.0f}",
+                f"{matrix_rps / raw_rps:.0%}",
+            ]
+        ),
+        "",
+        f"{batch['rows']:,} rows x {N_FEATURES} features (clipped to the training range, so "
+        f"none is rejected; Parquet {batch['parquet_mb']:.0f} MB); `predict_batch` summary "
+        f"{batch['batch_summary']}; largest difference from the raw scores: `predict_batch` "
+        f"{batch['batch_max_diff']:.1e}, `predict_matrix` {batch['matrix_max_diff']:.1e}.",
+    ]
+    command = "python benchmarks/bench_serving.py" + "".join(
+        f" --{k} {v}"
+        for k, v in (
+            ("duration", f"{args.duration:g}"),
+            ("warmup", f"{args.warmup:g}"),
+            ("concurrency", args.concurrency),
+            ("repeat", str(args.repeat)),
+            ("batch-rows", str(args.batch_rows)),
+            ("profile", f"{args.profile:g}"),
+        )
+        if not (k == "profile" and not args.profile)
+    )
+    section = "\n".join(
+        [
+            "## Serving (`benchmarks/bench_serving.py`)",
+            "",
+            f"Command: `{command}` on {date.today()}, {platform.machine()}, "
+            f"{platform.python_version()}, {os.cpu_count()} cores.",
+            "",
+            *details,
+            "",
+            *table,
+            "",
+            *ratios,
+            "",
+            *batch_lines,
+            "",
+            *verdicts,
+            *(
+                [
+                    "",
+                    "Profile of `mlsd serve` under load: " + profile[0] + ".",
+                    "",
+                    *[f"- {line}" for line in profile[1:]],
+                ]
+                if profile
+                else []
+            ),
+            "",
+        ]
+    )
+    print()
+    print(section)
+    if args.no_write:
+        return
+    bench = ROOT / "BENCHMARKS.md"
+    text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
+    start_at = text.find("## Serving")
+    if start_at >= 0:
+        end = text.find("\n## ", start_at + 1)
+        text = text[:start_at] + section + (text[end:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    bench.write_text(text)
+    print(f"wrote {bench}")
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import version
+
+    return version(module)
+
+
+if __name__ == "__main__":
+    main()
