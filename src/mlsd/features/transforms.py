@@ -98,7 +98,8 @@ def _densify(values: Any, coerce: Callable[[Any], np.ndarray], missing: Any) -> 
     return table[encoded.codes]  # code -1 picks the appended missing value
 
 
-def _scalar_float(value: Any) -> float:
+def scalar_float(value: Any) -> float:
+    """One value as a float, as :func:`to_float` reads it (missing and unreadable → NaN)."""
     if isinstance(value, str):
         value = value.strip()
     try:
@@ -108,7 +109,7 @@ def _scalar_float(value: Any) -> float:
     return result if math.isfinite(result) else math.nan
 
 
-_float_each = np.frompyfunc(_scalar_float, 1, 1)
+_float_each = np.frompyfunc(scalar_float, 1, 1)
 
 
 def to_float(values: Any) -> np.ndarray:
@@ -134,7 +135,7 @@ def _scalar_bool(value: Any) -> float:
     if isinstance(value, str):
         word = value.strip().lower()
         return 1.0 if word in _TRUE else 0.0 if word in _FALSE else math.nan
-    number = _scalar_float(value)
+    number = scalar_float(value)
     return number if math.isnan(number) else float(number != 0)
 
 
