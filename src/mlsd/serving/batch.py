@@ -7,7 +7,9 @@ categorical, boolean or datetime column is checked once per distinct value with 
 checker itself. The online checker also writes the text of every problem or flag, so a
 reason reads exactly as the server would say it; per-row Python runs only for rows that are
 rejected or flagged. Accepted rows go through the package's featurizer and model
-(``Package.predict_matrix``) and come out with the columns the server answers with.
+(``Package.predict_matrix``) and come out with the columns the server answers with. A
+background thread reads, validates and featurizes the next chunk while the model (C code,
+without the GIL) predicts the current one.
 
 Output (Parquet or CSV, by extension) and rejects are written incrementally under a
 temporary name beside the final one and renamed at the end: a crash never leaves half an
@@ -56,8 +58,10 @@ _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _NONFINITE_TEXT = re.compile(r"[+-]?(inf|infinity|nan)", re.IGNORECASE)
 _NUMBER_PATTERN = rf"^({_FLOAT_TEXT.pattern}|(?i:{_NONFINITE_TEXT.pattern}))$"
 # Arrow's CSV inference reads these as booleans (and "1"/"0" as integers first).
-_CSV_BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False}
-_CSV_BOOLEANS["FALSE"] = False
+_CSV_BOOLEANS = {
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+}
 
 
 def _format(path: Path, what: str) -> str:
@@ -207,27 +211,28 @@ class FieldCheck:
             return Checked(x, _any(wrong), None, describe_wrong)
 
         x = numbers.to_numpy(zero_copy_only=False)  # nulls become NaN; may be read-only
-        finite = np.isfinite(x)
-        problem = None
-        if not finite.all():
-            nonfinite = ~finite
+        problem = wrong
+        flag = None
+        # Two reductions settle the common case (every value finite and inside the range)
+        # without allocating a mask; min and max are NaN when any value is NaN.
+        low, high = (x.min(), x.max()) if len(x) else (0.0, 0.0)
+        if not (np.isfinite(low) and np.isfinite(high)):
+            nonfinite = ~np.isfinite(x)
             valid = _valid_mask(numbers)
             if valid is not None:
                 nonfinite &= valid  # a missing value is fine; a NaN or inf is not
-            problem = nonfinite if wrong is None else nonfinite | wrong
-        elif wrong is not None:
-            problem = wrong
-        outside = None
-        if self.low is not None:
-            outside = x < self.low
-        if self.high is not None:
-            above = x > self.high
-            outside = above if outside is None else outside | above
-        flag = None
-        if outside is not None and outside.any():
-            if self.reject:
+            problem = nonfinite if problem is None else problem | nonfinite
+        below = self.low is not None and low < self.low
+        above = self.high is not None and high > self.high
+        if below or above or np.isnan(low) or np.isnan(high):  # NaN hides the true min/max
+            outside = np.zeros(len(x), dtype=bool)
+            if self.low is not None:
+                outside |= x < self.low
+            if self.high is not None:
+                outside |= x > self.high
+            if outside.any() and self.reject:
                 problem = outside if problem is None else problem | outside
-            else:
+            elif outside.any():
                 flag = outside
 
         def describe(rows: np.ndarray) -> list[str]:
@@ -393,7 +398,7 @@ class Source:
                     table = pa.Table.from_batches(pending)
                     yield from table.slice(0, size).combine_chunks().to_batches()
                     pending, held = table.slice(size).to_batches(), held - size
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise DataError(
                 f"{self.path} is not readable as {self.format.upper()}: {exc}",
                 hint="check the line or part named above (a wrong number of fields, an "
@@ -512,6 +517,7 @@ class Outputs:
         import pyarrow as pa
 
         n = len(pred)
+        pred = pred.astype(np.float64, copy=False)  # as the server compares: Python floats
         if self.task == "regression":
             out = [self._numbers(pred)]
         elif self.task == "binary":
@@ -661,6 +667,10 @@ def read_ahead(items: Iterator[Any], work: Callable[[Any], Any], depth: int = 2)
             put((done, None))
         except BaseException as exc:  # handed to the consumer
             put((None, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # e.g. a generator holding the input file open
 
     thread = threading.Thread(target=produce, name="mlsd-batch-read-ahead", daemon=True)
     thread.start()
@@ -716,6 +726,19 @@ def _check_columns(spec: SystemSpec, served: ServedModel, names: list[str], path
             )
 
 
+def _distinct_paths(input_path: Path, output_path: Path, rejects_path: Path) -> None:
+    named = {"--input": input_path, "--output": output_path, "--rejects": rejects_path}
+    seen: dict[Path, str] = {}
+    for flag, path in named.items():
+        resolved = path.resolve()
+        if resolved in seen:
+            raise DataError(
+                f"{seen[resolved]} and {flag} are the same file ({path})",
+                hint="write the scores and the rejects to new files beside the input",
+            )
+        seen[resolved] = flag
+
+
 def predict_batch(
     spec: SystemSpec,
     input_path: Path,
@@ -740,6 +763,7 @@ def predict_batch(
     _format(output_path, "output")
     _format(rejects_path, "rejects file")
     source = Source(Path(input_path), spec.serving.batch_rows)
+    _distinct_paths(source.path, output_path, rejects_path)
     served = load_served(workspace.root, spec.name, ref, spec.serving)
     _check_columns(spec, served, source.names, source.path)
     signature = served.package.signature
