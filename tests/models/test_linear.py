@@ -117,3 +117,15 @@ def test_loading_and_predicting_imports_no_sklearn(tmp_path):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_rows_prediction_does_not_depend_on_its_batch():
+    """Batch and online answers must be identical: no BLAS blocking in the scores."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 60))
+    y = (X[:, 0] + rng.normal(size=3000) > 0).astype(float)
+    model = LinearModel(TaskInfo("binary", 2)).fit(FitData(X=X, y=y))
+    full = model.predict(X)
+    for start in range(0, 3000, 97):
+        assert np.array_equal(model.predict(X[start : start + 7]), full[start : start + 7])
+    assert all(np.array_equal(model.predict(X[i : i + 1]), full[i : i + 1]) for i in range(50))

@@ -129,7 +129,9 @@ class LinearModel(Model):
                 f"the linear model expects {self.coef_.shape[0]} features, got {X.shape[1]}",
                 hint="transform the inputs with the featurizer saved beside this model",
             )
-        return X @ self.coef_ + self.intercept_
+        # einsum without BLAS sums each row in a fixed order, so a row's score does not depend
+        # on how many rows share the call (BLAS blocks differently): batch equals online
+        return np.einsum("ij,jk->ik", X, self.coef_, optimize=False) + self.intercept_
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, P(positive) for binary, class probabilities for multiclass."""
