@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from report import write_section  # noqa: E402
+
 from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
 from mlsd.data.validate import validate_dataset  # noqa: E402
 from mlsd.features import Featurizer, select_features  # noqa: E402
@@ -209,16 +211,7 @@ def main() -> None:
             "",
         ]
     )
-    bench = ROOT / "BENCHMARKS.md"
-    text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
-    start = text.find("## Data path")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    bench.write_text(text)
-    print(f"wrote {bench}")
+    write_section("## Data path", section)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 20
 TRAIN_ROWS = 50_000
@@ -865,16 +867,7 @@ def report(args, levels: list[int], tmp: Path) -> None:
     print(section)
     if args.no_write:
         return
-    bench = ROOT / "BENCHMARKS.md"
-    text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
-    start_at = text.find("## Serving")
-    if start_at >= 0:
-        end = text.find("\n## ", start_at + 1)
-        text = text[:start_at] + section + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    bench.write_text(text)
-    print(f"wrote {bench}")
+    write_section("## Serving", section)
 
 
 def _version(module: str) -> str:

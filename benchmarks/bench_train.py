@@ -31,6 +31,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from report import write_section as replace_section  # noqa: E402
+
 from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
 from mlsd.data.split import TEST, TRAIN, VALID  # noqa: E402
 from mlsd.data.target import encode_target  # noqa: E402
@@ -316,16 +318,7 @@ def write_section(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
             "",
         ]
     )
-    bench = ROOT / "BENCHMARKS.md"
-    text = bench.read_text() if bench.exists() else "# Benchmarks\n\n"
-    start = text.find("## Training")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    bench.write_text(text)
-    print(f"wrote {bench}")
+    replace_section("## Training", section)
 
 
 def main() -> None:
