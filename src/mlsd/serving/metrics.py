@@ -22,6 +22,7 @@ class ServerMetrics:
     failures and unknown fields by field, feedback, model swaps and the log's health."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -57,8 +58,14 @@ class ServerMetrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
-        self.requests.labels(route=route, status=str(status)).inc()
-        self.latency.labels(route=route).observe(seconds)
+        children = self._children.get((route, status))
+        if children is None:  # label lookups cost more than the counting: keep the children
+            children = self._children[(route, status)] = (
+                self.requests.labels(route=route, status=str(status)),
+                self.latency.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self, log: Any = None) -> tuple[bytes, str]:
         """The text exposition format (and its content type)."""

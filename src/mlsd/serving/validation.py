@@ -164,7 +164,13 @@ class RequestValidator:
                 elif flag:
                     flags.append(f"{name}: {flag}")
                 values[name] = value
-            for name in instance.keys() - self.checkers.keys() - self.passthrough:
+            # keys beyond the known fields present are rare: only then compute which they are
+            unknown = (
+                instance.keys() - self.checkers.keys() - self.passthrough
+                if len(instance) > len(values)
+                else ()
+            )
+            for name in unknown:
                 out.unknown[name] += 1
                 if self.reject_unknown:
                     out.problems.append(
