@@ -82,3 +82,13 @@ def test_schema_json_round_trip():
     again = Schema.from_dict(schema.to_dict())
     assert again.types == schema.types
     assert again.columns["amount"].parse_examples == schema.columns["amount"].parse_examples
+
+
+def test_boolean_words_read_alike_in_schema_and_featurizer():
+    from mlsd.features.transforms import to_bool
+
+    words = ["on", "off", "1", "0", "Yes", "n", "T", "maybe", None]
+    df = pd.DataFrame({"b": pd.Categorical(words)})
+    _, typed = infer_schema(df, {"b": ColumnSpec(type="boolean")})
+    assert np.array_equal(typed["b"].to_numpy(), to_bool(words), equal_nan=True)
+    assert typed["b"].tolist()[:7] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]

@@ -19,14 +19,12 @@ import numpy as np
 import pandas as pd
 
 from mlsd.errors import DataError
-from mlsd.features.transforms import category_key
+from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS, category_key
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 OTHER = "__other__"  # categories outside the top_k
 MISSING = "__missing__"  # missing values, in categorical drift
 TYPES = ("numeric", "boolean", "categorical", "datetime", "text", "identifier")
-_TRUE_WORDS = {"true", "t", "yes", "y", "1"}
-_FALSE_WORDS = {"false", "f", "no", "n", "0"}
 
 
 def _num(value: Any) -> float | None:
@@ -105,8 +103,8 @@ def _to_truth(series: pd.Series) -> np.ndarray:
         return np.where(np.isnan(values), np.nan, (values != 0).astype(np.float64))
     words = series.astype(str).str.strip().str.lower()
     out = np.full(len(series), np.nan)
-    out[words.isin(_TRUE_WORDS).to_numpy()] = 1.0
-    out[words.isin(_FALSE_WORDS).to_numpy()] = 0.0
+    out[words.isin(TRUE_WORDS).to_numpy()] = 1.0
+    out[words.isin(FALSE_WORDS).to_numpy()] = 0.0
     out[series.isna().to_numpy()] = np.nan
     return out
 

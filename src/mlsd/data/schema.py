@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS
 from mlsd.spec import ColumnSpec
 
 PARSE_SHARE = 0.95  # share of values that must parse for a string column to take that type
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|guid|^key$|_key$)", re.IGNORECASE)
-_TRUE = {"true", "t", "yes", "y"}
 _BOOL_WORDS = {"true", "false"}
 
 
@@ -204,8 +204,8 @@ def _to_bool(series: pd.Series) -> pd.Series:
         return series.astype(float)
     words = series.astype(str).str.strip().str.lower()
     out = pd.Series(np.nan, index=series.index)
-    out[words.isin(_TRUE)] = 1.0
-    out[words.isin({"false", "f", "no", "n"})] = 0.0
+    out[words.isin(TRUE_WORDS)] = 1.0
+    out[words.isin(FALSE_WORDS)] = 0.0
     return out.where(series.notna())
 
 

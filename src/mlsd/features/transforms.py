@@ -33,8 +33,9 @@ CROSS_SEPARATOR = "|"
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
 CYCLES = {"month": 12.0, "dayofweek": 7.0, "hour": 24.0}
 _INT_RANGE_LIMIT = 1 << 16  # integer columns spanning fewer values are factorized by offset
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0", "on"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0", "off"})
+# the words read as booleans everywhere (schema coercion, profiles, the featurizer)
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "on"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", "off"})
 
 
 # --- input coercion ---------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def _scalar_bool(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         word = value.strip().lower()
-        return 1.0 if word in _TRUE else 0.0 if word in _FALSE else math.nan
+        return 1.0 if word in TRUE_WORDS else 0.0 if word in FALSE_WORDS else math.nan
     number = scalar_float(value)
     return number if math.isnan(number) else float(number != 0)
 
