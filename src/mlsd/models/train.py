@@ -92,6 +92,9 @@ class TrainResult:
     snapshot: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: dict[str, float] = field(default_factory=dict)
+    # offline evaluation of the chosen model: calibration, threshold, behavioural tests,
+    # ensemble decision, and where the report was written (see mlsd.evaluation)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def entry(self, name: str) -> Entry:
         """The leaderboard row called ``name``."""
