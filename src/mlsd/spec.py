@@ -20,8 +20,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -421,11 +423,100 @@ class DriftSpec(Section):
     alpha: float = Field(0.01, gt=0, lt=1, description="Significance level before correction.")
 
 
+class RowWindow(Section):
+    rows: int = Field(
+        ge=1,
+        description="Predictions per monitoring window, counted back "
+        "from the latest so the latest window is always full.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `window: 1000` means 1000 rows
+        return {"rows": data} if isinstance(data, int) and not isinstance(data, bool) else data
+
+
+class QualitySpec(Section):
+    missing_increase: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Alert when a field's missing rate exceeds its training "
+        "rate by more than this (absolute share of rows).",
+    )
+    out_of_range: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of a numeric field's "
+        "values is outside its training range.",
+    )
+    unseen: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of a categorical "
+        "field's values is a category never seen in training.",
+    )
+    rejected: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Alert when the server rejected more than this share "
+        "of the instances it was sent (validation failures).",
+    )
+
+
 class MonitoringSpec(Section):
-    window: Duration = Field("1d", description="Length of a monitoring window.")
+    window: Annotated[
+        Annotated[str, AfterValidator(_duration), Tag("duration")]
+        | Annotated[RowWindow, Tag("rows")],
+        Discriminator(lambda v: "duration" if isinstance(v, str) else "rows"),
+    ] = Field(
+        "1d",
+        description="A monitoring window: a duration of serving time (1d, 6h) or a number "
+        "of predictions ({rows: 1000}).",
+    )
+    min_rows: int = Field(
+        100,
+        ge=1,
+        description="Windows with fewer predictions (or labels) than this are "
+        "reported but not tested: too few rows for a test to mean anything.",
+    )
     max_age: Duration = Field("30d", description="A model older than this is stale.")
     drift: DriftSpec = Field(default_factory=DriftSpec, description="Drift tests.")
-    webhook: str | None = Field(None, description="URL that receives alerts as JSON.")
+    quality: QualitySpec = Field(
+        default_factory=QualitySpec, description="Data quality thresholds at serving."
+    )
+    max_metric_drop: float = Field(
+        0.1,
+        ge=0,
+        description="Alert when the realised primary metric is worse than the "
+        "package's offline test score by more than this share of it (0.1 = 10%).",
+    )
+    webhook: str | None = Field(
+        None, description="URL that receives each new alert as a JSON POST."
+    )
+    webhook_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How long a webhook POST may take before it is reported as failed.",
+    )
+    log_to_mlflow: bool = Field(
+        True, description="Log each `mlsd monitor` report as a run of the system's experiment."
+    )
+
+    @property
+    def window_rows(self) -> int | None:
+        """Predictions per window when windows are counted in rows, else None."""
+        return self.window.rows if isinstance(self.window, RowWindow) else None
+
+    @property
+    def window_seconds(self) -> float | None:
+        """Window length in seconds when windows are durations, else None."""
+        return None if isinstance(self.window, RowWindow) else parse_duration(self.window)
 
 
 class RetrainingSpec(Section):
