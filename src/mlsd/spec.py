@@ -371,9 +371,90 @@ class ModelsSpec(Section):
     )
 
 
+class BehavioralTestSpec(Section):
+    kind: Literal["perturbation", "invariance", "directional"] = Field(
+        description="perturbation: small noise changes the output by at most `tolerance`; "
+        "invariance: changing `feature` leaves the output unchanged; directional: raising "
+        "`feature` moves the output in `direction`."
+    )
+    name: str | None = Field(None, description="Name in reports (default: kind and feature).")
+    feature: str | None = Field(
+        None,
+        description="The column tested (perturbation: default every numeric feature).",
+    )
+    direction: Literal["up", "down"] | None = Field(
+        None, description="Directional: the way the output must move when `feature` rises."
+    )
+    where: str | None = Field(
+        None, description="Test only rows meeting this condition, e.g. `temp < 0.6`."
+    )
+    delta: float | None = Field(
+        None, description="Directional: how much `feature` is raised (default 0.1 x its std)."
+    )
+    scale: float = Field(
+        0.01, gt=0, le=1, description="Perturbation: noise std as a share of each column's std."
+    )
+    tolerance: float | None = Field(
+        None,
+        ge=0,
+        description="Largest change (perturbation, invariance) or move the wrong way "
+        "(directional) allowed per row; default 0.05 for probabilities, 5% of the outputs' std "
+        "for regression, 0 for directional.",
+    )
+    max_failure_share: float = Field(
+        0.0, ge=0, lt=1, description="Share of tested rows allowed to fail."
+    )
+    rows: int = Field(200, ge=1, le=100_000, description="Validation rows tested (sampled).")
+    blocking: bool = Field(True, description="A failure stops registration.")
+
+    @property
+    def label(self) -> str:
+        """The test's name, or one made from its kind, feature and direction."""
+        if self.name:
+            return self.name
+        parts = [self.kind, self.feature or "numeric features", self.direction or ""]
+        return " ".join(p for p in parts if p) + (f" where {self.where}" if self.where else "")
+
+
+class ThresholdSpec(Section):
+    rule: Literal["cost", "precision", "recall", "fixed"] = Field(
+        "cost",
+        description="Binary decision threshold: least expected cost from problem.costs, the "
+        "lowest meeting a precision target, the highest meeting a recall target, or fixed.",
+    )
+    target: float | None = Field(
+        None, gt=0, le=1, description="precision or recall rule: the target to meet on valid."
+    )
+    value: float | None = Field(None, ge=0, le=1, description="fixed rule: the threshold.")
+
+
+class EnsembleSpec(Section):
+    enabled: bool = Field(False, description="Try an average of the top candidates.")
+    top: int = Field(3, ge=2, le=10, description="How many top candidates are averaged.")
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="Kept only when it beats the best single model on valid by this margin.",
+    )
+
+
 class EvaluationSpec(Section):
     slices: list[str] = Field(
         default_factory=list, description="Slice columns or expressions, e.g. `temp > 0.7`."
+    )
+    tests: list[BehavioralTestSpec] = Field(
+        default_factory=list, description="Behavioural tests run on the validation rows."
+    )
+    calibration: Literal["auto", "platt", "isotonic", "none"] = Field(
+        "auto",
+        description="Binary: calibrate probabilities on valid with the named method (auto: "
+        "try both), kept only when it lowers cross-fitted valid log loss.",
+    )
+    threshold: ThresholdSpec = Field(
+        default_factory=ThresholdSpec, description="Binary: how the decision threshold is chosen."
+    )
+    ensemble: EnsembleSpec = Field(
+        default_factory=EnsembleSpec, description="Blend of the top candidates."
     )
 
 
@@ -837,12 +918,69 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
             )
         )
     found += _metric_problems(spec)
+    found += _evaluation_problems(spec)
     if spec.split_method == "group" and not spec.split_group:
         found.append(
             (
                 (("data", "split", "method")),
                 "a group split needs a group column",
                 "set data.split.group or problem.id",
+            )
+        )
+    return found
+
+
+def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Behavioural tests and the threshold policy, checked against the rest of the spec."""
+    found = []
+    ev = spec.evaluation
+    for i, test in enumerate(ev.tests):
+        path = ("evaluation", "tests", i)
+        if test.kind in ("invariance", "directional") and not test.feature:
+            found.append(
+                (path, f"{test.kind} tests need a feature", "add feature: COLUMN to the test")
+            )
+        if test.kind == "directional" and not test.direction:
+            found.append(
+                (path, "a directional test needs a direction", "add direction: up (or down)")
+            )
+        if test.kind != "directional" and test.direction:
+            found.append((path, f"direction is set on a {test.kind} test", "remove direction"))
+        if test.feature and test.feature == spec.problem.target:
+            found.append(
+                (path, f"the test names the target {test.feature!r}", "test an input feature")
+            )
+        if test.kind != "invariance" and test.feature in spec.features.exclude:
+            found.append(
+                (
+                    path,
+                    f"{test.feature!r} is in features.exclude, so moving it cannot move the output",
+                    "test a feature the model uses, or make it an invariance test",
+                )
+            )
+    rule = ev.threshold.rule
+    if rule != "cost" and spec.problem.task != "binary":
+        found.append(
+            (
+                ("evaluation", "threshold", "rule"),
+                f"a decision threshold is for binary tasks; this one is {spec.problem.task}",
+                "remove evaluation.threshold",
+            )
+        )
+    if rule in ("precision", "recall") and ev.threshold.target is None:
+        found.append(
+            (
+                ("evaluation", "threshold", "target"),
+                f"rule {rule} needs a target",
+                f"add target: 0.8 (the {rule} to reach on valid)",
+            )
+        )
+    if rule == "fixed" and ev.threshold.value is None:
+        found.append(
+            (
+                ("evaluation", "threshold", "value"),
+                "rule fixed needs a value",
+                "add value: 0.5",
             )
         )
     return found

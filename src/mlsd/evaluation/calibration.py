@@ -1,0 +1,279 @@
+"""Calibration: do predicted probabilities mean what they say, and a fix when they do not.
+
+- :func:`reliability` bins the scores and compares each bin's mean score with the share of
+  positives in it (the reliability diagram), and sums the gaps into the expected
+  calibration error (ECE).
+- :func:`confidence` says how many predictions are at least so confident, and how often
+  those are right.
+- :func:`choose` fits Platt scaling and isotonic regression on the validation split and keeps
+  the one that lowers validation log loss, judged honestly by cross-fitting.
+- :class:`Calibrator` is the kept map from raw to calibrated probability. It is plain JSON
+  (two floats, or isotonic breakpoints) applied with numpy only, so a package carries it to
+  the server without scikit-learn.
+
+Binary tasks only: multiclass calibration is not done (the caller says so in its report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlsd.errors import MlsdError
+
+METHODS = ("platt", "isotonic")
+FOLDS = 5  # cross-fitting folds on valid
+_CLIP = 1e-12  # keeps logit finite for scores of exactly 0 or 1
+
+
+class CalibrationError(MlsdError):
+    """A calibrator cannot be fitted, read or applied as asked."""
+
+    headline = "calibration error"
+
+
+def _binary_inputs(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or len(p) != len(y):
+        raise CalibrationError(
+            f"expected one score per label, got scores of shape {p.shape} for {len(y)} labels",
+            hint="pass the probability of the positive class as a vector",
+        )
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise CalibrationError(
+            f"binary labels must be 0 or 1, got {np.unique(y)[:5].tolist()}",
+            hint="encode the target with mlsd's target encoder",
+        )
+    if not np.isfinite(p).all():
+        raise CalibrationError("scores hold NaN or infinity", hint="check the model's outputs")
+    return y, p
+
+
+def _top_label(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, hit, predicted) per row: for a vector, the positive-class score and whether the
+    row is positive; for a matrix, the top probability and whether its class is the label."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if p.ndim == 2:
+        pred = p.argmax(axis=1)
+        return p.max(axis=1), (pred == y).astype(np.float64), pred
+    y, p = _binary_inputs(y, p)
+    return p, y, (p >= 0.5).astype(np.int64)
+
+
+def reliability(y: Any, p: Any, bins: int = 10) -> dict[str, Any]:
+    """The reliability diagram and the expected calibration error (ECE).
+
+    ``p`` is the positive-class probability (binary) or an ``(n, k)`` probability matrix, for
+    which the top-label score is used. Bins are equal-width on [0, 1]; each reports its
+    edges, row count, mean score and the share of positives (top label right) in it, the
+    latter two ``None`` when empty. ECE is the count-weighted mean of |mean score - share|.
+    """
+    score, hit, _ = _top_label(y, p)
+    if bins < 1:
+        raise CalibrationError(f"bins must be at least 1, got {bins}", hint="use bins=10")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, score, side="right") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    sum_score = np.bincount(index, weights=score, minlength=bins)
+    sum_hit = np.bincount(index, weights=hit, minlength=bins)
+    out, ece = [], 0.0
+    for b in range(bins):
+        n = int(count[b])
+        mean = float(sum_score[b] / n) if n else None
+        frac = float(sum_hit[b] / n) if n else None
+        if n:
+            ece += n * abs(mean - frac)
+        out.append(
+            {
+                "lo": float(edges[b]),
+                "hi": float(edges[b + 1]),
+                "count": n,
+                "mean_score": mean,
+                "fraction_positive": frac,
+            }
+        )
+    return {"bins": out, "ece": float(ece / max(len(score), 1))}
+
+
+def confidence(
+    y: Any, p: Any, threshold: float = 0.5, levels: Sequence[float] = (0.6, 0.7, 0.8, 0.9)
+) -> list[dict[str, Any]]:
+    """For each confidence level: the share of predictions at least that confident and their
+    accuracy (``None`` when none are). A binary prediction's confidence is the probability of
+    the label it gives at ``threshold`` (``p`` when positive, ``1 - p`` when negative); a
+    multiclass one's is its top probability."""
+    p_arr = np.asarray(p, dtype=np.float64)
+    y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
+    if p_arr.ndim == 2:
+        conf, hit, _ = _top_label(y_arr, p_arr)
+    else:
+        y_arr, p_arr = _binary_inputs(y_arr, p_arr)
+        label = p_arr >= threshold
+        conf = np.where(label, p_arr, 1.0 - p_arr)
+        hit = (label == (y_arr == 1)).astype(np.float64)
+    out = []
+    for level in levels:
+        sure = conf >= level
+        n = int(sure.sum())
+        out.append(
+            {
+                "level": float(level),
+                "share": float(n / max(len(conf), 1)),
+                "accuracy": float(hit[sure].mean()) if n else None,
+            }
+        )
+    return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _CLIP, 1.0 - _CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+@dataclass
+class Calibrator:
+    """A monotone map from a model's positive-class probability to a calibrated one.
+
+    ``platt``: ``sigmoid(a * logit(p) + b)`` with ``params = {"a", "b"}``. ``isotonic``: the
+    piecewise-linear map through the breakpoints ``params = {"x", "y"}`` (``np.interp``,
+    flat beyond the ends, as scikit-learn's ``out_of_bounds="clip"``).
+    """
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for scores ``p`` (any shape)."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.method == "platt":
+            return _sigmoid(self.params["a"] * _logit(p) + self.params["b"])
+        if self.method == "isotonic":
+            return np.interp(p, self.params["x"], self.params["y"])
+        raise CalibrationError(
+            f"unknown calibration method {self.method!r}", hint=f"use one of {METHODS}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form (``calibration.json`` of a package)."""
+        return {"method": self.method, "params": self.params}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibrator:
+        """Read :meth:`to_json` output back, checking its shape."""
+        try:
+            method, params = data["method"], data["params"]
+            if method == "platt":
+                params = {"a": float(params["a"]), "b": float(params["b"])}
+            elif method == "isotonic":
+                x = [float(v) for v in params["x"]]
+                y = [float(v) for v in params["y"]]
+                if len(x) != len(y) or not x or bool(np.any(np.diff(x) < 0)):
+                    raise ValueError("x and y must be equal-length, non-empty, x ascending")
+                params = {"x": x, "y": y}
+            else:
+                raise ValueError(f"unknown method {method!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(
+                f"not a calibrator: {exc}",
+                hint="calibration.json must hold {method: platt|isotonic, params: ...}",
+            ) from exc
+        return cls(method, params)
+
+
+def fit(y: Any, p: Any, method: str) -> Calibrator:
+    """Fit a ``platt`` or ``isotonic`` calibrator on labels ``y`` (0/1) and scores ``p``."""
+    y, p = _binary_inputs(y, p)
+    if method == "platt":
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000)  # no penalty
+        lr.fit(_logit(p).reshape(-1, 1), y.astype(int))
+        return Calibrator("platt", {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        # never exactly 0 or 1: one surprising row would cost an infinite log loss
+        floor = 0.5 / len(y)
+        iso = IsotonicRegression(y_min=floor, y_max=1.0 - floor, out_of_bounds="clip")
+        iso.fit(p, y)
+        return Calibrator(
+            "isotonic",
+            {"x": iso.X_thresholds_.astype(float).tolist(), "y": iso.y_thresholds_.tolist()},
+        )
+    raise CalibrationError(f"unknown calibration method {method!r}", hint=f"use one of {METHODS}")
+
+
+def _folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A fold id per row, stratified: each fold gets its share of positives."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for cls in (0.0, 1.0):
+        rows = rng.permutation(np.flatnonzero(y == cls))
+        fold[rows] = np.arange(len(rows)) % k
+    return fold
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    from mlsd.evaluation.metrics import score
+
+    return score("log_loss", "binary", y, p)
+
+
+def choose(
+    y_valid: Any, p_valid: Any, method: str = "auto", *, seed: int = 0
+) -> tuple[Calibrator | None, dict[str, Any]]:
+    """Fit calibrators on the validation split; keep the one that lowers its log loss.
+
+    ``method`` is ``auto`` (try Platt and isotonic), ``platt``, ``isotonic`` or ``none``. The
+    comparison is honest: each method's log loss is measured by 5-fold cross-fitting on valid
+    (each row calibrated by a map fitted on the other four folds), so a flexible map such as
+    isotonic cannot win by memorising the rows it is scored on. The kept method is then
+    refitted on all of valid. Returns the calibrator (``None`` when nothing beats the raw
+    scores) and a report: ``log_loss`` per method, ``kept`` and ``reason``.
+    """
+    if method not in ("auto", "none", *METHODS):
+        raise CalibrationError(
+            f"unknown calibration method {method!r}", hint="use auto, platt, isotonic or none"
+        )
+    y, p = _binary_inputs(y_valid, p_valid)
+    report: dict[str, Any] = {"method": method, "rows": len(y), "folds": FOLDS}
+    losses: dict[str, float | None] = {"none": _log_loss(y, p)}
+    report["log_loss"] = losses
+    if method == "none":
+        report.update(kept="none", reason="calibration is off in the spec")
+        return None, report
+    positives = int(y.sum())
+    if min(positives, len(y) - positives) < FOLDS:
+        report.update(
+            kept="none", reason=f"valid has {positives} positives of {len(y)}: too few to fit on"
+        )
+        return None, report
+    tried = list(METHODS) if method == "auto" else [method]
+    fold = _folds(y, FOLDS, seed)
+    for name in tried:
+        out_of_fold = np.empty_like(p)
+        for k in range(FOLDS):
+            held = fold == k
+            out_of_fold[held] = fit(y[~held], p[~held], name).apply(p[held])
+        losses[name] = _log_loss(y, out_of_fold)
+    best = min(tried, key=lambda m: losses[m])
+    if losses[best] >= losses["none"]:
+        report.update(kept="none", reason="no method lowered the cross-fitted valid log loss")
+        return None, report
+    calibrator = fit(y, p, best)
+    report.update(
+        kept=best,
+        reason=f"{best} lowered the cross-fitted valid log loss from "
+        f"{losses['none']:.4g} to {losses[best]:.4g}",
+        calibrator=calibrator.to_json(),
+    )
+    return calibrator, report
