@@ -5,6 +5,7 @@ Layout, under ``<workspace>/log/``::
     predictions/20261123T181500.123456-4242-000001.jsonl   finished segment (JSON Lines)
     predictions/.20261123T181501.130001-4242-000002.jsonl.tmp   the segment being written
     feedback/...                                            the same for true labels
+    rejects/...                                             requests refused by validation
 
 The WRITER (:class:`LogWriter`, :class:`PredictionLog`) runs inside the HTTP server and uses
 the standard library only: no pandas, no pyarrow, no duckdb (pyarrow imports pandas lazily in
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
+REJECTS = "rejects"  # validation failures: what monitoring counts by field
 LOG_FOLDER = "log"  # <workspace>/log/<kind>/
 
 # A segment holds at most this many rows: DuckDB samples 20,480 rows per file to infer its
@@ -456,8 +458,9 @@ def _needle(request_id: str) -> bytes:
 
 
 class PredictionLog:
-    """The two writers a prediction server needs: ``<workspace>/log/predictions`` and
-    ``<workspace>/log/feedback``. Standard library only, like :class:`LogWriter`.
+    """The writers a prediction server needs: ``<workspace>/log/predictions``,
+    ``<workspace>/log/feedback`` and ``<workspace>/log/rejects`` (requests refused by
+    validation). Standard library only, like :class:`LogWriter`.
 
     One prediction row per instance of a request. On disk a row is::
 
@@ -481,6 +484,7 @@ class PredictionLog:
             self.folder, PREDICTIONS, flush_s=flush_s, max_queue=max_queue
         )
         self._feedback = LogWriter(self.folder, FEEDBACK, flush_s=flush_s, max_queue=max_queue)
+        self._rejects = LogWriter(self.folder, REJECTS, flush_s=flush_s, max_queue=max_queue)
         # recent request ids, oldest first; ~120 bytes + the id's length each
         self._known: OrderedDict[str, None] = OrderedDict()
         self._known_capacity = int(known_capacity)
@@ -540,6 +544,31 @@ class PredictionLog:
         row.update(label=label, ts=ts, time=_iso(ts))
         self._feedback.log(row)
 
+    def rejected(
+        self,
+        *,
+        request_id: str,
+        model_version: str | int,
+        problems: list[dict],
+        instances: int,
+        ts: float | None = None,
+    ) -> None:
+        """Log a request refused by validation: one row per problem (``instance``, ``field``,
+        ``problem``), each with the request's number of ``instances`` (all were refused)."""
+        ts = time.time() if ts is None else float(ts)
+        common = {"ts": ts, "time": _iso(ts), "model_version": str(model_version)}
+        for p in problems:
+            self._rejects.log(
+                {
+                    "request_id": request_id,
+                    **common,
+                    "instances": int(instances),
+                    "instance": p.get("instance"),
+                    "field": None if p.get("field") is None else str(p.get("field")),
+                    "problem": str(p.get("problem")),
+                }
+            )
+
     def known(self, request_id: str, *, scan: bool = True) -> bool:
         """Whether predictions for ``request_id`` were logged.
 
@@ -572,22 +601,33 @@ class PredictionLog:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in finished segments."""
         ok = self._predictions.flush(timeout)
+        ok = self._rejects.flush(timeout) and ok
         return self._feedback.flush(timeout) and ok
 
     def close(self) -> None:
-        """Drain both writers and finish their segments. Idempotent."""
+        """Drain the writers and finish their segments. Idempotent."""
         self._predictions.close()
         self._feedback.close()
+        self._rejects.close()
 
     @property
     def recovered(self) -> dict[str, dict[str, int]]:
         """What :func:`recover` salvaged when the writers started, per kind."""
-        return {PREDICTIONS: self._predictions.recovered, FEEDBACK: self._feedback.recovered}
+        return {
+            PREDICTIONS: self._predictions.recovered,
+            FEEDBACK: self._feedback.recovered,
+            REJECTS: self._rejects.recovered,
+        }
 
     @property
     def stats(self) -> dict[str, dict[str, int]]:
-        """The writers' counters: ``{"predictions": {...}, "feedback": {...}}``."""
-        return {PREDICTIONS: self._predictions.stats, FEEDBACK: self._feedback.stats}
+        """The writers' counters: ``{"predictions": {...}, "feedback": {...},
+        "rejects": {...}}``."""
+        return {
+            PREDICTIONS: self._predictions.stats,
+            FEEDBACK: self._feedback.stats,
+            REJECTS: self._rejects.stats,
+        }
 
     def __enter__(self) -> PredictionLog:
         return self
@@ -846,6 +886,49 @@ def read_feedback(
         sql = _feedback_sql(con, folder / FEEDBACK, pinned=True)
         sql = _window(sql, start, end, None)
         return _arrow(con, f"{sql} ORDER BY ts, request_id")
+
+
+_EMPTY_REJECTS = (
+    "SELECT NULL::VARCHAR AS request_id, NULL::DOUBLE AS ts, NULL::TIMESTAMPTZ AS time, "
+    "NULL::VARCHAR AS model_version, NULL::BIGINT AS instances, NULL::BIGINT AS instance, "
+    "NULL::VARCHAR AS field, NULL::VARCHAR AS problem WHERE false"
+)
+
+
+def _rejects_sql(con: duckdb.DuckDBPyConnection, directory: Path) -> str:
+    """A SELECT of reject rows: request_id, ts, time, model_version, instances, instance,
+    field, problem."""
+    scan = _scan(con, directory, pinned=True)
+    if scan is None:
+        return _EMPTY_REJECTS
+    source, columns = scan
+    items = [
+        _meta(columns, "request_id", "VARCHAR"),
+        _meta(columns, "ts", "DOUBLE"),
+        "to_timestamp(CAST(ts AS DOUBLE)) AS time",
+        _meta(columns, "model_version", "VARCHAR"),
+        _meta(columns, "instances", "BIGINT"),
+        _meta(columns, "instance", "BIGINT"),
+        _meta(columns, "field", "VARCHAR"),
+        _meta(columns, "problem", "VARCHAR"),
+    ]
+    return f"SELECT {', '.join(items)} FROM {source}"
+
+
+def read_rejects(
+    workspace_root: str | Path | Workspace,
+    *,
+    start: float | str | datetime | None = None,
+    end: float | str | datetime | None = None,
+    model_version: str | int | None = None,
+) -> pyarrow.Table:
+    """Requests the server refused in validation, one row per problem: request_id, ts,
+    time, model_version, instances (of the request, all refused), instance, field (None
+    when the request itself was malformed), problem. Sorted by ts."""
+    folder = _root(workspace_root)
+    with _reading(folder) as con:
+        sql = _window(_rejects_sql(con, folder / REJECTS), start, end, model_version)
+        return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
 
 def labelled(

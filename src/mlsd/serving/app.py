@@ -173,6 +173,12 @@ class Server:
         if checked.problems:
             for p in checked.problems:
                 self.metrics.validation_failures.labels(field=str(p["field"])).inc()
+            self.log.rejected(  # queued like predictions: monitoring counts them by field
+                request_id=request_id,
+                model_version=model.label,
+                problems=checked.problems,
+                instances=len(instances) if isinstance(instances, list) else 1,
+            )
             raise HTTPProblem(
                 422,
                 "invalid_instances",
