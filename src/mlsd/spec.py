@@ -496,12 +496,52 @@ class RolloutSpec(Section):
     )
 
 
+DriftMethod = Literal["auto", "ks", "wasserstein", "psi", "chi2", "jensen_shannon"]
+
+
 class DriftSpec(Section):
-    numeric: Literal["psi", "ks", "wasserstein"] = Field("psi", description="Numeric test.")
-    categorical: Literal["psi", "chi2", "jensen_shannon"] = Field(
-        "psi", description="Categorical test."
+    """Drift tests of each window against the training data's profile (mlsd.monitoring.drift).
+
+    A column drifts when its corrected p-value < alpha AND its distance >= the method's
+    threshold: the test ignores noise in small windows, the threshold ignores trivial shifts
+    in huge ones.
+    """
+
+    numeric: DriftMethod = Field(
+        "auto",
+        description="Numeric method: auto (ks; chi2 for discrete columns), ks (KS test, "
+        "distance D), wasserstein (KS test, Wasserstein / reference std), psi (chi-square on "
+        "10 quantile bins, distance PSI), chi2 or jensen_shannon (chi-square on percentile "
+        "bins, Jensen-Shannon distance).",
     )
-    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level before correction.")
+    categorical: Literal["auto", "chi2", "jensen_shannon", "psi"] = Field(
+        "auto",
+        description="Categorical and boolean method: auto (chi2), chi2 (chi-square test, "
+        "Jensen-Shannon distance), jensen_shannon (same, customary 0.1 threshold), psi.",
+    )
+    alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Significance level for the whole window: with no drift, at most this "
+        "share of windows alerts.",
+    )
+    correction: Literal["bh", "bonferroni"] = Field(
+        "bh",
+        description="Correction for testing many columns: bh (Benjamini-Hochberg, more power "
+        "when several drift) or bonferroni.",
+    )
+    thresholds: dict[
+        Literal["ks", "wasserstein", "psi", "chi2", "jensen_shannon"], Annotated[float, Field(ge=0)]
+    ] = Field(
+        default_factory=dict,
+        description="Minimum distance per method for an alert; defaults ks 0.05 (about a "
+        "0.125 sd shift), wasserstein 0.1 (sd), psi 0.1, chi2 0.05 (Jensen-Shannon), "
+        "jensen_shannon 0.1.",
+    )
+    columns: dict[str, DriftMethod] = Field(
+        default_factory=dict, description="Method per column, e.g. {temp: wasserstein}."
+    )
 
 
 class RowWindow(Section):

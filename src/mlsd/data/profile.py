@@ -22,6 +22,7 @@ from mlsd.errors import DataError
 from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS, category_key
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+SKETCH_BINS = 100  # percentile bins of the numeric sketch that KS and Wasserstein drift read
 OTHER = "__other__"  # categories outside the top_k
 MISSING = "__missing__"  # missing values, in categorical drift
 TYPES = ("numeric", "boolean", "categorical", "datetime", "text", "identifier")
@@ -78,10 +79,12 @@ def _numeric(series: pd.Series, n: int, bins: int) -> dict:
         return out
     # one selection pass for both the reported quantiles and the histogram edges
     edge_levels = np.linspace(0.0, 1.0, bins + 1)
-    levels = np.unique(np.concatenate([QUANTILES, edge_levels]))
+    sketch_levels = np.linspace(0.0, 1.0, SKETCH_BINS + 1)
+    levels = np.unique(np.concatenate([QUANTILES, edge_levels, sketch_levels]))
     found = np.quantile(finite, levels)
     at = dict(zip(levels.tolist(), found.tolist(), strict=True))
     edges = _bin_edges(np.array([at[q] for q in edge_levels]))
+    sketch_at = np.array([at[q] for q in sketch_levels])
     out.update(
         mean=_num(finite.mean()),
         std=_num(finite.std(ddof=1)) if finite.size > 1 else None,
@@ -92,8 +95,33 @@ def _numeric(series: pd.Series, n: int, bins: int) -> dict:
             "edges": [float(e) for e in edges],
             "counts": _histogram(present, edges).tolist(),
         },
+        sketch=_sketch(present, sketch_at, edges),
     )
     return out
+
+
+def _sketch(present: np.ndarray, quantiles: np.ndarray, coarse_edges: np.ndarray) -> dict:
+    """A fine histogram for drift tests: exact counts and value means on percentile edges.
+
+    Edges are the percentiles, the coarse histogram's edges (so its bins are unions of these)
+    and the float just above the maximum, so values beyond the reference range land in a bin
+    the reference leaves empty: (-inf, e1), [e1, e2), ..., [em, +inf). Exact counts on fixed
+    edges let a binned Kolmogorov-Smirnov statistic be computed later; it can only be smaller
+    than the statistic on raw values, so its p-value errs on the safe side.
+    """
+    top = np.nextafter(quantiles[-1], np.inf)
+    edges = np.unique(np.concatenate([quantiles, coarse_edges, [top]]))
+    edges = edges[np.isfinite(edges)]
+    bins = np.searchsorted(edges, present, side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    sums = np.bincount(bins, weights=present, minlength=len(edges) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return {
+        "edges": [float(e) for e in edges],
+        "counts": counts.tolist(),
+        "means": [_num(m) if c else None for m, c in zip(means.tolist(), counts, strict=True)],
+    }
 
 
 def _to_truth(series: pd.Series) -> np.ndarray:
@@ -182,7 +210,9 @@ def profile(
     - numeric: ``infinite`` (count, left out of the statistics), ``mean``, ``std``, ``min``,
       ``max``, ``quantiles`` (keys "0", "0.01", ..., "1") and ``histogram`` with ``edges``
       (cut points from the ``bins`` + 1 quantiles, outer two dropped, repeats collapsed) and
-      ``counts`` of the bins (-inf, e1), [e1, e2), ..., [em, +inf).
+      ``counts`` of the bins (-inf, e1), [e1, e2), ..., [em, +inf); ``sketch``, the same
+      layout on finer edges (every percentile, the histogram's edges and the float just
+      above the maximum) with ``counts`` and per-bin value ``means``, for drift tests.
     - boolean: ``true_rate``.
     - categorical: ``n_unique`` and ``counts`` of the ``top_k`` most frequent values (keys
       from :func:`category_key`) plus ``"__other__"`` for the rest.
