@@ -168,6 +168,7 @@ def run_one(
         "name": test.label,
         "kind": test.kind,
         "feature": test.feature,
+        "direction": test.direction,
         "where": test.where,
         "blocking": test.blocking,
     }

@@ -26,6 +26,7 @@ from mlsd.errors import MlsdError
 
 METHODS = ("platt", "isotonic")
 FOLDS = 5  # cross-fitting folds on valid
+Z_KEEP = 2.0  # a calibrator's mean per-row gain must exceed this many standard errors
 _CLIP = 1e-12  # keeps logit finite for scores of exactly 0 or 1
 
 
@@ -222,10 +223,10 @@ def _folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    from mlsd.evaluation.metrics import score
-
-    return score("log_loss", "binary", y, p)
+def _row_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's log loss (clipped as mlsd.evaluation.metrics' log_loss clips)."""
+    eps = float(np.finfo(np.float64).eps)
+    return -np.log(np.clip(np.where(y == 1, p, 1.0 - p), eps, 1.0 - eps))
 
 
 def choose(
@@ -237,7 +238,9 @@ def choose(
     comparison is honest: each method's log loss is measured by 5-fold cross-fitting on valid
     (each row calibrated by a map fitted on the other four folds), so a flexible map such as
     isotonic cannot win by memorising the rows it is scored on. The kept method is then
-    refitted on all of valid. Returns the calibrator (``None`` when nothing beats the raw
+    refitted on all of valid. It is kept only when its mean per-row gain in log loss exceeds
+    twice its standard error (the rows are paired, raw and calibrated): a gain within noise
+    is not worth a component in the package. Returns the calibrator (``None`` when nothing beats the raw
     scores) and a report: ``log_loss`` per method, ``kept`` and ``reason``.
     """
     if method not in ("auto", "none", *METHODS):
@@ -246,7 +249,8 @@ def choose(
         )
     y, p = _binary_inputs(y_valid, p_valid)
     report: dict[str, Any] = {"method": method, "rows": len(y), "folds": FOLDS}
-    losses: dict[str, float | None] = {"none": _log_loss(y, p)}
+    raw_rows = _row_losses(y, p)
+    losses: dict[str, float | None] = {"none": float(raw_rows.mean())}
     report["log_loss"] = losses
     if method == "none":
         report.update(kept="none", reason="calibration is off in the spec")
@@ -259,15 +263,26 @@ def choose(
         return None, report
     tried = list(METHODS) if method == "auto" else [method]
     fold = _folds(y, FOLDS, seed)
+    gains: dict[str, np.ndarray] = {}
     for name in tried:
         out_of_fold = np.empty_like(p)
         for k in range(FOLDS):
             held = fold == k
             out_of_fold[held] = fit(y[~held], p[~held], name).apply(p[held])
-        losses[name] = _log_loss(y, out_of_fold)
+        rows = _row_losses(y, out_of_fold)
+        losses[name] = float(rows.mean())
+        gains[name] = raw_rows - rows
     best = min(tried, key=lambda m: losses[m])
-    if losses[best] >= losses["none"]:
-        report.update(kept="none", reason="no method lowered the cross-fitted valid log loss")
+    # paired: the same rows scored raw and calibrated; a gain within noise is not kept
+    gain = float(gains[best].mean())
+    se = float(gains[best].std(ddof=1) / np.sqrt(len(y)))
+    report.update(gain=gain, gain_se=se)
+    if gain <= Z_KEEP * se:
+        report.update(
+            kept="none",
+            reason=f"no method lowered the cross-fitted valid log loss by more than "
+            f"{Z_KEEP:g} standard errors (best: {best}, {gain:.3g} ± {se:.2g})",
+        )
         return None, report
     calibrator = fit(y, p, best)
     report.update(

@@ -7,6 +7,7 @@ Layout written by :func:`build`::
     featurizer.json        the fitted featurizer (plain JSON)
     model/                 the model in its native non-pickle form (model.json + native files)
     metrics.json           offline evaluation figures
+    calibration.json       optional: the probability calibrator applied after the model
     reference/profile.json reference profile that monitoring compares traffic with
     holdout.parquet        holdout input columns plus the outputs recorded at build time
 
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import MlsdError
+from mlsd.evaluation.calibration import CalibrationError, Calibrator
 from mlsd.events import jsonable, utc_now
 from mlsd.features.featurizer import FittedFeaturizer
 from mlsd.models.base import Model
@@ -45,6 +47,7 @@ SIGNATURE = "signature.json"
 FEATURIZER = "featurizer.json"
 MODEL_DIR = "model"
 METRICS = "metrics.json"
+CALIBRATION = "calibration.json"
 PROFILE = "reference/profile.json"
 HOLDOUT = "holdout.parquet"
 EXPECTED = "__expected__"  # regression and binary: one column of recorded outputs
@@ -237,8 +240,12 @@ def build(
     profile: Mapping[str, Any],
     holdout: Mapping[str, Any],
     meta: Mapping[str, Any],
+    calibration: Calibrator | None = None,
 ) -> Path:
     """Write a verified package to ``folder`` (which must not exist) and return its path.
+
+    ``calibration`` (binary tasks) maps the model's probability to a calibrated one; the
+    package applies it after the model everywhere it predicts, holdout replay included.
 
     Everything is written into a temporary sibling folder, checked by loading it back and
     replaying the holdout, and only then renamed into place: a crash or a failed check
@@ -263,6 +270,7 @@ def build(
             profile=profile,
             holdout=holdout,
             meta=meta,
+            calibration=calibration,
         )
         # Refuse to create a package that would not load: the model must read back from its
         # own files and reproduce the recorded outputs (catches lossy save/load at build time).
@@ -291,6 +299,7 @@ def _write(
     profile: Mapping[str, Any],
     holdout: Mapping[str, Any],
     meta: Mapping[str, Any],
+    calibration: Calibrator | None = None,
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -301,9 +310,13 @@ def _write(
     model.save(tmp / MODEL_DIR)
     atomic_write_bytes(tmp / METRICS, _json_bytes(metrics, "the metrics"))
     atomic_write_bytes(tmp / PROFILE, _json_bytes(profile, "the profile"))
+    if calibration is not None:
+        atomic_write_bytes(tmp / CALIBRATION, _json_bytes(calibration.to_json(), "calibration"))
 
     table = _holdout_table(holdout, featurizer)
-    predictions = np.asarray(model.predict(featurizer.transform(_inputs(table, featurizer))))
+    predictions = _calibrated(
+        model.predict(featurizer.transform(_inputs(table, featurizer))), calibration
+    )
     if predictions.ndim not in (1, 2) or len(predictions) != table.num_rows:
         raise PackageError(
             f"the model returned predictions of shape {predictions.shape} for "
@@ -348,6 +361,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _calibrated(raw: Any, calibration: Calibrator | None) -> np.ndarray:
+    """The model's outputs with the calibrator (if any) applied."""
+    raw = np.asarray(raw)
+    return raw if calibration is None else calibration.apply(raw)
+
+
 # --- load -------------------------------------------------------------------------------------
 
 
@@ -361,6 +380,7 @@ class Package:
     featurizer: FittedFeaturizer
     model: Model
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibrator | None = None
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -376,7 +396,12 @@ class Package:
         """Model outputs for input ``columns`` (name → array or list): a vector for
         regression and binary (probability of the positive class), an (n, classes) matrix
         of probabilities for multiclass."""
-        return np.asarray(self.model.predict(self.featurizer.transform(columns)))
+        return self.predict_features(self.featurizer.transform(columns))
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Model outputs for an already featurized matrix ``X``, calibrated when the package
+        holds a calibrator."""
+        return _calibrated(self.model.predict(X), self.calibration)
 
     def __repr__(self) -> str:
         return f"Package({str(self.folder)!r}, family={self.model.family!r})"
@@ -521,7 +546,13 @@ def _open(folder: Path, *, verify: bool, loader: Callable[[Path], Model] | None)
         model = (loader or model_loader)(folder / MODEL_DIR)
     except MlsdError as exc:
         raise PackageError(f"{MODEL_DIR}/ of {folder}: {exc.message}", hint=_MODIFIED) from exc
-    package = Package(folder, manifest, signature, featurizer, model, metrics)
+    calibration = None
+    if (folder / CALIBRATION).exists():
+        try:
+            calibration = Calibrator.from_json(_read_json(folder / CALIBRATION, folder))
+        except CalibrationError as exc:
+            raise PackageError(f"{CALIBRATION} of {folder}: {exc.message}", hint=_MODIFIED) from exc
+    package = Package(folder, manifest, signature, featurizer, model, metrics, calibration)
     if verify:
         _replay(package)
     return package

@@ -297,6 +297,10 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResul
     parts = {name: frame.iloc[r] for name, r in rows.items()}
     ys = {name: y_all[r] for name, r in rows.items()}
     columns = select_features(spec, dataset.schema.types)  # name -> type, in data order
+    if spec.evaluation.tests:  # a misnamed column fails now, not after the fitting
+        from mlsd.evaluation.behavioral import check
+
+        check(spec.evaluation.tests, columns, frame)
     leaderboard: list[Entry] = []
 
     with stages("baselines"):
@@ -307,11 +311,19 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResul
 
     # selection on valid only; then the test split, once, for the chosen model
     best = _select(spec, metric, fitted)
+    with stages("evaluate"):  # calibration, threshold, behavioural tests: on valid only
+        evaluation = _evaluate(spec, task, best, parts, ys, columns)
     best["entry"].chosen = True
     with stages("test"):
         X_test = best["featurizer"].transform(_columns(parts["test"], columns))
-        best["entry"].scores["test"] = _scores(
-            task, ys["test"], best["model"].predict(X_test), X_test.shape[1]
+        pred = _calibrated(best, best["model"].predict(X_test))
+        best["entry"].scores["test"] = compute(
+            task.kind,
+            ys["test"],
+            pred,
+            names=metrics_for(task.kind),
+            n_features=X_test.shape[1],
+            threshold=best.get("threshold", 0.5),
         )
     result = TrainResult(
         system=spec.name,
@@ -324,8 +336,9 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResul
         snapshot=dataset.snapshot_id,
         timings=stages.timings,
         peak_memory_mb=stages.peak_memory_mb,
+        evaluation=evaluation,
     )
-    result.reasons = _gate(spec, metric, result)
+    result.reasons = _gate(spec, metric, result) + _blocking_failures(evaluation)
     write_json(workspace.reports / "leaderboard.json", result.to_dict()["leaderboard"])
 
     package = None
@@ -489,6 +502,76 @@ def _gate(spec: SystemSpec, metric, result: TrainResult) -> list[str]:
     return reasons + _guardrail_failures(spec, chosen, "test")
 
 
+def _calibrated(best: dict, pred: np.ndarray) -> np.ndarray:
+    calibrator = best.get("calibrator")
+    return pred if calibrator is None else calibrator.apply(pred)
+
+
+def _evaluate(spec: SystemSpec, task: TaskInfo, best: dict, parts, ys, columns) -> dict:
+    """Calibrate the chosen model, choose its decision threshold, run the behavioural tests:
+    all on the validation split. Sets ``best["calibrator"]`` and ``best["threshold"]`` (what
+    the package applies) and returns the JSON-ready results for ``TrainResult.evaluation``."""
+    from mlsd.evaluation import behavioral, calibration, thresholds
+
+    out: dict[str, Any] = {}
+    fz, model = best["featurizer"], best["model"]
+    raw = np.asarray(model.predict(fz.transform(_columns(parts["valid"], columns))))
+    y = ys["valid"]
+    if task.kind == "binary":
+        calibrator, report = calibration.choose(y, raw, spec.evaluation.calibration, seed=spec.seed)
+        best["calibrator"] = calibrator
+        p = _calibrated(best, raw)
+        policy = spec.evaluation.threshold
+        chosen = thresholds.choose(
+            y,
+            p,
+            costs=spec.problem.costs,
+            rule=policy.rule,
+            target=policy.target,
+            value=policy.value,
+        )
+        best["threshold"] = chosen["threshold"]
+        out["calibration"] = {
+            **report,
+            "reliability_before": calibration.reliability(y, raw),
+            "reliability": calibration.reliability(y, p),
+            "confidence": calibration.confidence(y, p, chosen["threshold"]),
+        }
+        out["threshold"] = chosen
+    elif task.kind == "multiclass":
+        out["calibration"] = {
+            "kept": "none",
+            "reason": "multiclass probabilities are not calibrated (binary tasks only)",
+            "reliability": calibration.reliability(y, raw),
+            "confidence": calibration.confidence(y, raw),
+        }
+    if spec.evaluation.tests:
+
+        def predict(frame: pd.DataFrame) -> np.ndarray:
+            return _calibrated(best, model.predict(fz.transform(_columns(frame, columns))))
+
+        out["behavioral"] = behavioral.run(
+            spec.evaluation.tests, predict, parts["valid"], columns, task.kind, seed=spec.seed
+        )
+    return out
+
+
+def _blocking_failures(evaluation: dict) -> list[str]:
+    """A reason for each blocking behavioural test that failed."""
+    return [
+        f"blocking behavioural test {t['name']!r} ({t['kind']}) failed on "
+        f"{t.get('n_failed', 0)} of {t['n']} validation rows"
+        + (f" ({t['note']})" if t.get("note") else "")
+        + (
+            f"; mean change {t['mean_change']:.4g} where {t['direction']} was declared"
+            if t["kind"] == "directional" and "mean_change" in t
+            else ""
+        )
+        for t in evaluation.get("behavioral", [])
+        if t["blocking"] and not t["passed"]
+    ]
+
+
 def spec_hash(spec: SystemSpec) -> str:
     """sha256 of the spec's content (stable across key order and formatting)."""
     text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
@@ -498,7 +581,7 @@ def spec_hash(spec: SystemSpec) -> str:
 def _package(spec, workspace, dataset, task, classes, best, parts, columns, result) -> Path:
     from mlsd.models import package
 
-    threshold = 0.5
+    threshold = best.get("threshold", 0.5)  # chosen on valid by the spec's threshold rule
     fz: FittedFeaturizer = best["featurizer"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = workspace.folder("packages") / f"{spec.name}-{stamp}-{spec_hash(spec)[:8]}"
@@ -516,12 +599,14 @@ def _package(spec, workspace, dataset, task, classes, best, parts, columns, resu
         metrics={"primary": result.primary_metric, **{s: chosen.scores[s] for s in SPLITS}},
         profile=profile(parts["train"][list(columns)], columns),
         holdout=_holdout(parts["test"], np.arange(len(parts["test"])), list(columns), spec.seed),
+        calibration=best.get("calibrator"),
         meta={
             "system": spec.name,
             "task": task.kind,
             "target": spec.problem.target,
             "classes": signature["output"].get("classes"),
             "threshold": threshold,
+            "calibration": best["calibrator"].method if best.get("calibrator") else None,
             "family": chosen.family,
             "snapshot": dataset.snapshot_id,
             "spec_hash": spec_hash(spec),

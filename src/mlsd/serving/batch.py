@@ -617,7 +617,7 @@ class Scorer:
         if prepared.features is None:
             return None
         # Package.predict_matrix, in two steps so that featurizing runs ahead in a thread
-        pred = np.asarray(self.served.package.model.predict(prepared.features))
+        pred = self.served.package.predict_features(prepared.features)
         ids = [prepared.batch.column(name) for name in self.ids]
         if prepared.keep is not None:
             mask = pa.array(prepared.keep)
