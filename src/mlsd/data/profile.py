@@ -310,3 +310,31 @@ def psi_categorical(reference_col_profile: dict, values: Any) -> float:
     missing = len(series) - int(counts.sum()) + observed.pop(None, 0)
     actual = [*known, sum(observed.values()), missing]
     return psi(np.asarray(expected), np.asarray(actual))
+
+
+# --- model outputs -----------------------------------------------------------------------------
+
+
+def predictions_profile(
+    pred: np.ndarray, task: str, classes: list | None = None, threshold: float = 0.5
+) -> dict:
+    """The reference profile of a model's outputs, named as the server answers them.
+
+    Regression: ``value`` (numeric). Binary: ``score`` (probability of the positive class,
+    numeric) and ``label`` (categorical, at ``threshold``). Multiclass: ``label`` and one
+    numeric ``probabilities.<class>`` per class. Monitoring tests prediction drift on it with
+    the same machinery as features (``mlsd.monitoring.drift``).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    if task == "regression":
+        return profile(pd.DataFrame({"value": pred.reshape(-1)}), {"value": "numeric"})
+    names = [str(c) for c in (classes or [])]
+    if task == "binary":
+        labels = np.where(pred >= threshold, names[1], names[0]) if names else None
+        frame = pd.DataFrame({"score": pred.reshape(-1), "label": labels})
+        return profile(frame, {"score": "numeric", "label": "categorical"})
+    frame = pd.DataFrame(
+        {f"probabilities.{n}": pred[:, i] for i, n in enumerate(names)}
+        | {"label": np.asarray(names, dtype=object)[pred.argmax(axis=1)]}
+    )
+    return profile(frame, dict.fromkeys(frame.columns, "numeric") | {"label": "categorical"})

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.data.profile import profile
+from mlsd.data.profile import predictions_profile, profile
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN, VALID
 from mlsd.data.target import encode_target
@@ -597,7 +597,18 @@ def _package(spec, workspace, dataset, task, classes, best, parts, columns, resu
         featurizer=fz,
         signature=signature,
         metrics={"primary": result.primary_metric, **{s: chosen.scores[s] for s in SPLITS}},
-        profile=profile(parts["train"][list(columns)], columns),
+        profile={
+            **profile(parts["train"][list(columns)], columns),
+            # outputs on valid (rows the model was not fitted on): prediction drift's reference
+            "predictions": predictions_profile(
+                _calibrated(
+                    best, best["model"].predict(fz.transform(_columns(parts["valid"], columns)))
+                ),
+                task.kind,
+                classes,
+                threshold,
+            ),
+        },
         holdout=_holdout(parts["test"], np.arange(len(parts["test"])), list(columns), spec.seed),
         calibration=best.get("calibrator"),
         meta={
