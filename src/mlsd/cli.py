@@ -166,6 +166,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, value in out["metrics"].items():
         star = " *" if name == out["primary_metric"] else ""
         print(f"  {name:<22}{_fmt(value):>12}{star}")
+    if out.get("report"):
+        print(f"evaluation report: {out['report']['html']} (JSON: {out['report']['json']})")
     return 0
 
 

@@ -442,6 +442,25 @@ class EvaluationSpec(Section):
     slices: list[str] = Field(
         default_factory=list, description="Slice columns or expressions, e.g. `temp > 0.7`."
     )
+    auto_slices: bool = Field(
+        True,
+        description="Search single columns and pairs of the model's inputs for the slices "
+        "where the model is worst.",
+    )
+    min_support: int = Field(
+        30, ge=1, description="Fewest rows a searched slice may hold (also min_support_share)."
+    )
+    min_support_share: float = Field(
+        0.01, ge=0, lt=1, description="Smallest share of the rows a searched slice may hold."
+    )
+    max_slices: int = Field(
+        10, ge=1, le=100, description="How many of the worst searched slices are reported."
+    )
+    learning_curve: bool = Field(
+        True,
+        description="Refit the chosen model on 20/40/70% of train to tell whether more data "
+        "would help.",
+    )
     tests: list[BehavioralTestSpec] = Field(
         default_factory=list, description="Behavioural tests run on the validation rows."
     )
@@ -985,7 +1004,7 @@ def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 (path, "a directional test needs a direction", "add direction: up (or down)")
             )
         if test.kind != "directional" and test.direction:
-            found.append((path, f"direction is set on a {test.kind} test", "remove direction"))
+            found.append((path, f"direction is set on the {test.kind} test", "remove direction"))
         if test.feature and test.feature == spec.problem.target:
             found.append(
                 (path, f"the test names the target {test.feature!r}", "test an input feature")

@@ -17,6 +17,8 @@ from mlsd.evaluation.metrics import compute, metrics_for
 from mlsd.spec import ColumnSpec, SourceSpec, SystemSpec
 from mlsd.workspace import Workspace
 
+REPORT_FOLDER = "evaluate"  # beside the training report, which it must not overwrite
+
 
 def _labels(series: pd.Series, meta: dict) -> np.ndarray:
     """The target as the package's model sees it (class index, or the value)."""
@@ -51,8 +53,12 @@ def evaluate(
     ref: str = "champion",
     data: str | Path | None = None,
     workspace: Workspace | None = None,
+    *,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of the model ``ref`` on ``data`` (default: the spec's test split)."""
+    """Metrics of the model ``ref`` on ``data`` (default: the spec's test split) and, with
+    ``report``, the evaluation report on those rows (``evaluation.json`` and ``.html`` in
+    the workspace's ``reports/<system>/evaluate/``; their paths under ``"report"``)."""
     from mlsd.models import package as packages
     from mlsd.models.registry import Registry
 
@@ -93,7 +99,7 @@ def evaluate(
         threshold=meta.get("threshold", 0.5),
         n_features=len(package.featurizer.feature_names),
     )
-    return {
+    out = {
         "model": str(ref),
         "package": str(folder),
         "data": source,
@@ -102,3 +108,16 @@ def evaluate(
         "primary_metric": meta.get("primary_metric"),
         "metrics": scores,
     }
+    if report:
+        from mlsd.evaluation.report import for_package
+
+        _, out["report"] = for_package(
+            spec,
+            package,
+            frame,
+            y[keep],
+            source=source,
+            ref=str(ref),
+            folder=workspace.reports / REPORT_FOLDER,
+        )
+    return out

@@ -123,6 +123,8 @@ class TrainResult:
             lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
         else:
             lines += ["NOT registered:", *(f"  - {r}" for r in self.reasons)]
+        if self.evaluation.get("report"):
+            lines.append(f"evaluation report: {self.evaluation['report']['html']}")
         lines.append(f"MLflow run {self.run_id}")
         return lines
 
@@ -266,7 +268,7 @@ def train(
 ) -> TrainResult:
     """Validate, split, fit baselines and candidates, select, test once, gate, register."""
     workspace = workspace or Workspace.for_spec(spec)
-    stages = Stages(12, label=f"train {spec.name}", show=progress)
+    stages = Stages(14, label=f"train {spec.name}", show=progress)
     try:
         return _train(spec, workspace, stages)
     finally:
@@ -347,6 +349,10 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResul
             package = _package(
                 spec, workspace, dataset, task, classes, best, parts, columns, result
             )
+    with stages("report"):  # evaluation.json + .html, logged to the run below
+        from mlsd.evaluation.report import for_training
+
+        for_training(spec, workspace, result, best, parts, ys, columns, task, classes)
     with stages("register"):
         _register(spec, workspace, result, package)
     return result
@@ -660,7 +666,10 @@ def _register(spec, workspace, result: TrainResult, package_path: Path | None) -
             "spec_hash": spec_hash(spec),
             "registered": str(not result.reasons),
         },
-        artifacts={"validation.json": workspace.reports / "validation.json"},
+        artifacts={
+            "validation.json": workspace.reports / "validation.json",
+            **{Path(f).name: Path(f) for f in result.evaluation.get("report", {}).values()},
+        },
         text={
             "system.yaml": spec.path.read_text() if spec.path else "",
             "leaderboard.json": leaderboard,

@@ -1,0 +1,503 @@
+"""The evaluation report as a page for people: every figure an inline SVG from matplotlib.
+
+:func:`render` reads the report dict (plus the labels and predictions of the judged rows,
+for the scatter plots) and returns one self-contained HTML page built with
+:mod:`mlsd.reporting`: no JS, no network.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from mlsd.reporting import COLORS, Page, fmt, subplots, svg
+
+SCATTER_POINTS = 3000  # points drawn in a scatter plot (a sample of the rows)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def leaderboard_figure(rows: list[dict], metric: str, splits: list[str]) -> str:
+    """Grouped bars: each model's primary metric on each split."""
+    fig, ax = subplots(6.2, 0.45 * len(rows) + 1.4)
+    y = np.arange(len(rows))
+    height = 0.8 / max(len(splits), 1)
+    palette = {"train": "#9ecae1", "valid": COLORS["model"], "test": "#08306b"}
+    for i, split in enumerate(splits):
+        values = [r.get(split) if r.get(split) is not None else np.nan for r in rows]
+        ax.barh(y + i * height, values, height, label=split, color=palette.get(split, "#d1242f"))
+    ax.set_yticks(y + height * (len(splits) - 1) / 2)
+    ax.set_yticklabels([("* " if r["chosen"] else "") + r["name"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    ax.set_title(f"{metric} by model and split (* chosen)")
+    ax.legend(fontsize=8, loc="best")
+    return svg(fig)
+
+
+def roc_figure(curve: dict) -> str:
+    fig, ax = subplots(3.6, 3.4)
+    ax.plot(curve["fpr"], curve["tpr"], color=COLORS["model"], label=f"AUC {fmt(curve['auc'])}")
+    ax.plot([0, 1], [0, 1], "--", color=COLORS["baseline"], label="random")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    ax.legend(fontsize=8, loc="lower right")
+    return svg(fig)
+
+
+def pr_figure(curve: dict) -> str:
+    fig, ax = subplots(3.6, 3.4)
+    ax.plot(
+        curve["recall"], curve["precision"], color=COLORS["model"], label=f"AP {fmt(curve['auc'])}"
+    )
+    ax.axhline(curve["base_rate"], ls="--", color=COLORS["baseline"], label="base rate")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", ylim=(0, 1.02))
+    ax.legend(fontsize=8, loc="upper right")
+    return svg(fig)
+
+
+def confusion_figure(matrix: list[list[int]], classes: list | None) -> str:
+    m = np.asarray(matrix)
+    k = len(m)
+    fig, ax = subplots(min(1.0 * k + 2.4, 8), min(0.9 * k + 2.0, 7.5))
+    ax.imshow(m, cmap="Blues")
+    names = [str(c) for c in (classes or range(k))]
+    ax.set_xticks(range(k), names, rotation=30 if k > 3 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    top = m.max() or 1
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]:,}",
+                ha="center",
+                va="center",
+                color="white" if m[i, j] > top / 2 else "black",
+            )
+    return svg(fig)
+
+
+def reliability_figure(bins: list[dict], ece: float) -> str:
+    fig, ax = subplots(3.8, 3.4)
+    used = [b for b in bins if b["count"]]
+    ax.plot([0, 1], [0, 1], "--", color=COLORS["baseline"], label="perfect")
+    ax.plot(
+        [b["mean_score"] for b in used],
+        [b["fraction_positive"] for b in used],
+        "o-",
+        color=COLORS["model"],
+        label=f"model (ECE {fmt(ece, 3)})",
+    )
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed frequency",
+        title="Reliability diagram",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    return svg(fig)
+
+
+def cost_figure(decisions: dict) -> str:
+    curve = decisions["cost_curve"]
+    fig, ax = subplots(4.6, 3.4)
+    ax.plot(curve["thresholds"], curve["expected_cost"], color=COLORS["model"])
+    ax.axvline(
+        decisions["threshold"],
+        color=COLORS["threshold"],
+        ls="--",
+        label=f"threshold in use {fmt(decisions['threshold'], 3)}",
+    )
+    ax.axvline(0.5, color=COLORS["baseline"], ls=":", label="0.5")
+    costs = decisions["costs"]
+    ax.set(
+        xlabel="threshold",
+        ylabel="expected cost per row",
+        title=f"Cost curve (FP {fmt(costs['false_positive'])}, FN {fmt(costs['false_negative'])})",
+    )
+    ax.legend(fontsize=8)
+    return svg(fig)
+
+
+def scatter_figure(y: np.ndarray, pred: np.ndarray) -> str:
+    """Predicted against actual, and residuals against predicted (regression)."""
+    rows = _sample(len(y))
+    y, pred = y[rows], pred[rows]
+    fig, (a, b) = subplots(8.4, 3.4, ncols=2)
+    a.scatter(y, pred, s=4, alpha=0.35, color=COLORS["model"], linewidths=0)
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    a.plot([lo, hi], [lo, hi], "--", color=COLORS["baseline"])
+    a.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    b.scatter(pred, y - pred, s=4, alpha=0.35, color=COLORS["model"], linewidths=0)
+    b.axhline(0, color=COLORS["baseline"], ls="--")
+    b.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals")
+    return svg(fig)
+
+
+def error_range_figure(by_range: list[dict]) -> str:
+    fig, ax = subplots(4.6, 3.2)
+    labels = [f"{fmt(r['range'][0], 3)}–{fmt(r['range'][1], 3)}" for r in by_range]
+    x = np.arange(len(by_range))
+    ax.bar(x - 0.2, [r["mae"] for r in by_range], 0.4, color=COLORS["model"], label="MAE")
+    ax.bar(x + 0.2, [r["bias"] for r in by_range], 0.4, color=COLORS["threshold"], label="bias")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set(xlabel="actual value range", title="Error by target range")
+    ax.legend(fontsize=8)
+    return svg(fig)
+
+
+def slices_figure(items: list[dict], overall: float, metric: str) -> str:
+    """Each slice's metric with its 95% bootstrap interval, against the whole."""
+    items = [i for i in items if i["metric"] is not None][:15]
+    if not items:
+        return ""
+    fig, ax = subplots(6.6, 0.32 * len(items) + 1.3)
+    y = np.arange(len(items))
+    values = np.array([i["metric"] for i in items])
+    low = np.array([i["ci_low"] for i in items])
+    high = np.array([i["ci_high"] for i in items])
+    colors = [COLORS["bad"] if i["significant"] else COLORS["model"] for i in items]
+    ax.barh(y, values, color=colors, alpha=0.75)
+    ax.errorbar(values, y, xerr=[values - low, high - values], fmt="none", ecolor="black", lw=0.8)
+    ax.axvline(overall, color=COLORS["baseline"], ls="--", label=f"all rows {fmt(overall, 3)}")
+    ax.set_yticks(y, [_short(i["slice"]) for i in items], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{metric} (95% bootstrap CI); red: worse beyond noise", title="Slices")
+    ax.legend(fontsize=8)
+    return svg(fig)
+
+
+def bars_figure(items: list[dict], key: str, title: str, xlabel: str, err: str = "") -> str:
+    items = items[:15]
+    if not items:
+        return ""
+    fig, ax = subplots(4.8, 0.3 * len(items) + 1.2)
+    y = np.arange(len(items))
+    values = [i[key] for i in items]
+    xerr = [i[err] for i in items] if err else None
+    ax.barh(y, values, xerr=xerr, color=COLORS["model"], alpha=0.85)
+    ax.set_yticks(y, [_short(str(i["feature"]), 28) for i in items], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set(title=title, xlabel=xlabel)
+    return svg(fig)
+
+
+def learning_figure(curve: dict) -> str:
+    points = [p for p in curve["points"] if p.get("valid") is not None]
+    if not points:
+        return ""
+    fig, ax = subplots(4.4, 3.3)
+    rows = [p["rows"] for p in points]
+    ax.plot(rows, [p["train"] for p in points], "o-", color="#9ecae1", label="train")
+    ax.plot(rows, [p["valid"] for p in points], "o-", color=COLORS["model"], label="valid")
+    ax.set(xlabel="training rows", ylabel=curve["metric"], title="Learning curve")
+    ax.legend(fontsize=8)
+    return svg(fig)
+
+
+# --------------------------------------------------------------------------- page
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _sample(n: int) -> np.ndarray:
+    if n <= SCATTER_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, SCATTER_POINTS, replace=False))
+
+
+def render(report: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """The HTML page of an evaluation report."""
+    task, metric = report["task"], report["primary_metric"]
+    model = report["model"]
+    version = f" v{model['version']}" if model.get("version") else ""
+    page = Page(
+        f"Evaluation: {report['system']} — {model['name']}{version}",
+        f"{task}, judged on {report['source']} ({report['rows']:,} rows), {report['created_at']}",
+    )
+    _summary(page, report)
+    _leaderboard(page, report)
+    _performance(page, report, arrays)
+    _slices(page, report)
+    _calibration(page, report)
+    _decisions(page, report, arrays)
+    _behavioral(page, report)
+    _importance(page, report)
+    _errors(page, report)
+    _learning(page, report)
+    page.section("All metrics", f"on {report['split']}; * primary")
+    page.table(
+        [
+            {"metric": k + (" *" if k == metric else ""), "value": v}
+            for k, v in report["metrics"].items()
+        ]
+    )
+    page.section("Machine-readable")
+    page.text(f"The same report as JSON: {report['files'].get('json', 'evaluation.json')}")
+    return page.render()
+
+
+def _summary(page: Page, report: dict) -> None:
+    metric = report["primary_metric"]
+    fit = report["fit"]
+    better = "higher" if report["direction"] == "max" else "lower"
+    page.section("Summary", f"{metric}: {better} is better")
+    items: dict[str, Any] = {
+        f"{metric} on {report['split']}": report["metrics"].get(metric),
+        "rows": report["rows"],
+    }
+    if fit.get("best_baseline"):
+        items[f"lift on valid vs {fit['best_baseline']}"] = fit.get("lift_over_baseline")
+    if report["slices"].get("worst"):
+        items["worst slice gap"] = report["slices"]["worst"][0]["gap"]
+    if report["behavioral"]["declared"]:
+        items["behavioural tests passed"] = (
+            f"{report['behavioral']['passed']}/{report['behavioral']['declared']}"
+        )
+    page.kpis(items)
+    verdict = fit.get("verdict")
+    page.text(fit.get("text", ""), cls="warn" if verdict in ("overfitting", "underfitting") else "")
+    page.text("Learning curve: " + report["learning_curve"]["text"], cls="note")
+
+
+def _leaderboard(page: Page, report: dict) -> None:
+    rows = report["leaderboard"]
+    metric = report["primary_metric"]
+    splits = [s for s in ("train", "valid", "test", report["split"]) if any(r.get(s) for r in rows)]
+    splits = list(dict.fromkeys(splits))
+    page.section(
+        "Leaderboard",
+        f"{metric} of every baseline and candidate; train-valid gap in the metric's better "
+        "direction (large positive: over-fitting)",
+    )
+    columns = ["name", "kind", *splits, "train_valid_gap"]
+    page.table(rows, columns, classes={i: "pass" for i, r in enumerate(rows) if r["chosen"]})
+    page.figures(leaderboard_figure(rows, metric, splits))
+
+
+def _performance(page: Page, report: dict, arrays: dict) -> None:
+    task = report["task"]
+    page.section("Performance", f"on {report['split']}")
+    if task == "binary":
+        curves = report["curves"]
+        figs = []
+        if curves.get("roc"):
+            figs += [roc_figure(curves["roc"]), pr_figure(curves["pr"])]
+        figs.append(
+            confusion_figure(report["decisions"]["confusion_matrix"], report["model"]["classes"])
+        )
+        page.figures(*figs)
+    elif task == "multiclass":
+        page.figures(
+            confusion_figure(report["decisions"]["confusion_matrix"], report["model"]["classes"])
+        )
+    else:
+        page.figures(scatter_figure(arrays["y"], arrays["pred"]))
+
+
+def _slice_rows(items: list[dict], primary: str) -> list[dict]:
+    return [
+        {
+            "slice": i["slice"],
+            "rows": i["support"],
+            "metric": i["metric"],
+            "95% CI": f"{fmt(i['ci_low'], 3)} – {fmt(i['ci_high'], 3)}",
+            "gap": i["gap"],
+            primary: i.get("primary"),
+        }
+        for i in items
+    ]
+
+
+def _slices(page: Page, report: dict) -> None:
+    s = report["slices"]
+    page.section(
+        "Slices",
+        f"{s['metric']} per slice (all rows: {fmt(s['overall'])}); gap = slice − all rows, "
+        f"positive is worse; searched slices hold at least {s['min_support']} rows",
+    )
+    primary = report["primary_metric"]
+    if s["spec"]:
+        page.heading("Slices named in the spec")
+        page.table(
+            _slice_rows(s["spec"], primary),
+            classes={i: "fail" for i, x in enumerate(s["spec"]) if x["significant"]},
+        )
+    if s.get("worst"):
+        page.heading(
+            f"Worst slices found ({s.get('columns_searched', 0)} columns, "
+            f"{s.get('pairs_searched', 0)} pairs, {s.get('candidates', 0):,} candidates)"
+        )
+        page.table(
+            _slice_rows(s["worst"], primary),
+            classes={i: "fail" for i, x in enumerate(s["worst"]) if x["significant"]},
+        )
+    page.figures(slices_figure(s["spec"] + s.get("worst", []), s["overall"], s["metric"]))
+
+
+def _calibration(page: Page, report: dict) -> None:
+    c = report["calibration"]
+    page.section("Calibration", "do predicted probabilities match observed frequencies?")
+    if c is None:
+        page.text("Regression: see the residuals under Performance and Decisions.", cls="note")
+        return
+    method = c.get("method")
+    page.kpis(
+        {
+            "ECE": c["ece"],
+            "calibrator": method or "none",
+            **({"ECE on valid before": c["ece_valid_before"]} if c.get("ece_valid_before") else {}),
+        }
+    )
+    page.figures(reliability_figure(c["bins"], c["ece"]))
+    page.heading("Confidence")
+    page.table(
+        [
+            {"at least": x["level"], "share of rows": x["share"], "accuracy": x["accuracy"]}
+            for x in c["confidence"]
+        ]
+    )
+
+
+def _decisions(page: Page, report: dict, arrays: dict) -> None:
+    d = report["decisions"]
+    page.section("Decisions")
+    if report["task"] == "regression":
+        r = d["residuals"]
+        page.kpis({"mean residual": r["mean"], "residual std": r["std"]})
+        page.figures(error_range_figure(d["error_by_target_range"]))
+        page.table(
+            [
+                {
+                    "actual from": x["range"][0],
+                    "to": x["range"][1],
+                    "rows": x["rows"],
+                    "MAE": x["mae"],
+                    "RMSE": x["rmse"],
+                    "bias (pred − actual)": x["bias"],
+                }
+                for x in d["error_by_target_range"]
+            ]
+        )
+        return
+    if report["task"] != "binary":
+        page.text("Multiclass: the predicted class is the most probable one.", cls="note")
+        return
+    page.kpis(
+        {
+            "threshold in use": d["threshold"],
+            "expected cost / row": d["expected_cost"],
+            "cost / row at 0.5": d["expected_cost_at_0.5"],
+            "precision": d["precision"],
+            "recall": d["recall"],
+        }
+    )
+    page.text(
+        f"Rule {d.get('rule') or 'fixed at packaging'}; on this data the cheapest threshold "
+        f"would be {fmt(d['best_threshold_here'], 3)} (cost {fmt(d['best_expected_cost_here'])}).",
+        cls="note",
+    )
+    page.figures(cost_figure(d))
+
+
+def _behavioral(page: Page, report: dict) -> None:
+    b = report["behavioral"]
+    page.section("Behavioural tests", f"declared in evaluation.tests; run on {b['split'] or '-'}")
+    if not b["declared"]:
+        page.text("No behavioural tests declared (evaluation.tests in system.yaml).", cls="note")
+        return
+    rows = [
+        {
+            "test": t["name"],
+            "kind": t["kind"],
+            "blocking": t["blocking"],
+            "rows": t["n"],
+            "failed rows": t.get("n_failed", 0),
+            "result": "pass" if t["passed"] else "FAIL",
+        }
+        for t in b["tests"]
+    ]
+    page.table(
+        rows, classes={i: "pass" if t["passed"] else "fail" for i, t in enumerate(b["tests"])}
+    )
+    for t in b["tests"]:
+        if not t["passed"] and t.get("failures"):
+            page.heading(f"Failing examples: {t['name']}")
+            page.table(
+                [
+                    {
+                        "changed": json.dumps(x.get("changed"), default=str),
+                        "before": x["before"],
+                        "after": x["after"],
+                    }
+                    for x in t["failures"]
+                ]
+            )
+        elif t.get("note"):
+            page.text(f"{t['name']}: {t['note']}", cls="fail")
+
+
+def _importance(page: Page, report: dict) -> None:
+    imp = report["importance"]
+    page.section(
+        "Importance", f"per input column; permutation on {imp.get('split')}, share = of the total"
+    )
+    figs = []
+    if imp.get("permutation"):
+        p = imp["permutation"]
+        figs.append(
+            bars_figure(
+                p["drop"],
+                "drop",
+                f"Permutation: {p['metric']} lost when shuffled",
+                f"drop in {p['metric']} ({p['repeats']} shuffles)",
+                err="std",
+            )
+        )
+    if imp.get("shap"):
+        figs.append(
+            bars_figure(imp["shap"]["mean_abs"], "mean_abs", "SHAP: mean |contribution|", "raw")
+        )
+    if imp.get("gain"):
+        figs.append(bars_figure(imp["gain"], "gain", "LightGBM gain", "total split gain"))
+    if imp.get("coefficients"):
+        figs.append(
+            bars_figure(imp["coefficients"], "coefficient", "Linear coefficients", "weight")
+        )
+    page.figures(*figs)
+
+
+def _errors(page: Page, report: dict) -> None:
+    e = report["errors"]
+    page.section("Most confident errors", f"{e['what']}; {e['n_wrong']:,} rows wrong in all")
+    shown = e["shown_columns"]
+    page.table(
+        [
+            {
+                "row": r["row"],
+                "actual": r["label"],
+                "predicted": r["prediction"]["class"]
+                if isinstance(r["prediction"], dict)
+                else r["prediction"],
+                **{c: r["inputs"].get(c) for c in shown},
+            }
+            for r in e["rows"]
+        ]
+    )
+
+
+def _learning(page: Page, report: dict) -> None:
+    lc = report["learning_curve"]
+    page.section("Learning curve", "would more data help?")
+    page.text(lc["text"], cls="pass" if lc["verdict"] == "more_data_helps" else "")
+    if lc.get("points"):
+        page.figures(learning_figure(lc))
