@@ -49,3 +49,37 @@ def test_grouped_path_is_bit_identical_to_the_column_path(encoding, rows):
     assert online.shape == (rows, len(fitted.feature_names))
     assert np.array_equal(online, offline, equal_nan=True)
     assert not np.isnan(online).any()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 64])
+def test_grouped_path_reads_odd_values_as_the_column_path_does(rows):
+    """Booleans join the group; text, ±inf, huge ints and bools in numeric columns take
+    the exact per-value fallback and still match the column path bit for bit."""
+    from mlsd.spec import FeaturesSpec
+
+    rng = np.random.default_rng(rows)
+    n = 300
+    train = {
+        "x": rng.normal(size=n),
+        "y": rng.normal(size=n) * 1e3,
+        "flag": rng.choice([True, False], n).astype(object),
+    }
+    train["flag"][::7] = None  # missing -> a missing indicator
+    columns = {"x": "numeric", "y": "numeric", "flag": "boolean"}
+    fitted = Featurizer(columns, FeaturesSpec(), encoding="codes").fit(train)
+    odd_x = [1.5, None, float("inf"), "2.5", True, 10**400, -3]
+    odd_flag = [True, False, None, "yes", "no", 1, 0.0, 7, "maybe"]
+    plain = {
+        "x": [float(v) for v in rng.normal(size=rows)],
+        "y": [int(v) for v in rng.integers(-5, 5, rows)],
+        "flag": [bool(v) for v in rng.integers(0, 2, rows)],
+    }
+    odd = {
+        "x": [odd_x[j % len(odd_x)] for j in range(rows)],
+        "y": plain["y"],
+        "flag": [odd_flag[j % len(odd_flag)] for j in range(rows)],
+    }
+    for request in (plain, odd):
+        as_objects = {k: np.array(v, dtype=object) for k, v in request.items()}
+        online, offline = fitted.transform(request), fitted.transform(as_objects)
+        assert np.array_equal(online, offline, equal_nan=True), request

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlsd.features.transforms import (
     Inputs,
     NumericTransform,
     Transform,
+    _scalar_bool,
     scalar_float,
     transform_from_json,
 )
@@ -243,35 +245,74 @@ class Featurizer:
 
 
 _SMALL_ROWS = 64  # requests up to this size take the grouped numeric path
+_PLAIN = {float, int, bool, type(None)}
 
 
 class _NumericGroup:
-    """The plain numeric columns (no sin/cos), transformed together for small requests.
+    """The plain numeric (no sin/cos) and boolean columns, transformed together for small
+    requests.
 
     One conversion of all their values and a handful of array operations replace several
     numpy calls per column, which dominate the cost of featurizing one row. The arithmetic
     is the per-column path's, element by element, so the results are bit-identical.
     """
 
-    def __init__(self, members: list[tuple[int, NumericTransform]], spans: list[tuple[int, int]]):
+    def __init__(
+        self,
+        members: list[tuple[int, NumericTransform | BooleanTransform]],
+        spans: list[tuple[int, int]],
+    ):
         self.indices = {i for i, _ in members}
         self.names = [t.column for _, t in members]
         self.fill = np.array([[t.fill] for _, t in members])
-        # unscaled columns go through (x - 0) / 1, which leaves every float unchanged
-        self.mean = np.array([[t.scale["mean"] if t.scale else 0.0] for _, t in members])
-        self.scale = np.array([[t.scale["scale"] if t.scale else 1.0] for _, t in members])
+        # booleans and unscaled numbers go through (x - 0) / 1, which changes no float
+        scales = [getattr(t, "scale", None) or {"mean": 0.0, "scale": 1.0} for _, t in members]
+        self.mean = np.array([[s["mean"]] for s in scales])
+        self.scale = np.array([[s["scale"]] for s in scales])
+        self.boolean = np.array([isinstance(t, BooleanTransform) for _, t in members])
+        self.readers = [_scalar_bool if b else scalar_float for b in self.boolean]
         self.value_rows = [spans[i][0] for i, _ in members]
         self.flagged = np.array([t.indicator for _, t in members], dtype=bool)
         self.flag_rows = [spans[i][0] + 1 for i, t in members if t.indicator]
+        getter = operator.itemgetter(*self.names)
+        self._get = getter if len(self.names) > 1 else lambda data: (getter(data),)
 
-    def applies(self, data: Mapping[str, Any], rows: int) -> bool:
-        """True for small requests whose numeric columns are Python lists (online input)."""
-        return rows <= _SMALL_ROWS and all(isinstance(data.get(n), list) for n in self.names)
+    def rows(self, data: Mapping[str, Any]) -> int | None:
+        """The common length of the group's columns when all are short Python lists (online
+        input), else None: the general path then handles them, and any error."""
+        try:
+            columns = self._get(data)
+        except KeyError:
+            return None
+        if set(map(type, columns)) != {list}:
+            return None
+        lengths = set(map(len, columns))
+        rows = lengths.pop() if len(lengths) == 1 else None
+        return rows if rows is not None and rows <= _SMALL_ROWS else None
 
     def write(self, data: Mapping[str, Any], rows: int, block: np.ndarray) -> None:
         """Fill this group's output rows of ``block`` (features × rows)."""
-        flat = [scalar_float(v) for name in self.names for v in data[name]]
-        x = np.array(flat, dtype=np.float64).reshape(len(self.names), rows)
+        columns = self._get(data)
+        flat = [v for column in columns for v in column]
+        # Validated online values are numbers, booleans or None, which numpy reads as the
+        # per-column path does (None -> NaN); anything else (text, ±inf, huge ints) takes
+        # the exact per-value path.
+        try:
+            if not set(map(type, flat)) <= _PLAIN:
+                raise TypeError
+            x = np.array(flat, dtype=np.float64).reshape(len(self.names), rows)
+            x[np.isinf(x)] = np.nan
+            if self.boolean.any():
+                b = x[self.boolean]
+                x[self.boolean] = np.where(np.isnan(b), np.nan, b != 0)
+        except (TypeError, OverflowError):
+            x = np.array(
+                [
+                    [read(v) for v in column]
+                    for read, column in zip(self.readers, columns, strict=True)
+                ],
+                dtype=np.float64,
+            ).reshape(len(self.names), rows)
         missing = np.isnan(x)
         x = np.where(missing, self.fill, x)
         block[self.value_rows] = (x - self.mean) / self.scale
@@ -305,9 +346,25 @@ class FittedFeaturizer:
         plain = [
             (i, t)
             for i, t in enumerate(self.transforms)
-            if isinstance(t, NumericTransform) and not t.cyclical and t.column not in self._shared
+            if (
+                isinstance(t, BooleanTransform)
+                or (isinstance(t, NumericTransform) and not t.cyclical)
+            )
+            and t.column not in self._shared
         ]
         self._group = _NumericGroup(plain, self._spans) if plain else None
+        grouped = self._group.indices if self._group else set()
+        self._all_transforms = [
+            (t, first, last) for t, (first, last) in zip(self.transforms, self._spans, strict=True)
+        ]
+        self._ungrouped_transforms = [
+            w for i, w in enumerate(self._all_transforms) if i not in grouped
+        ]
+        self._ungrouped = list(
+            dict.fromkeys(
+                name for i, t in enumerate(self.transforms) if i not in grouped for name in t.inputs
+            )
+        )
         duplicates = sorted(n for n, k in Counter(self.feature_names).items() if k > 1)
         if duplicates:
             raise FeatureError(
@@ -324,11 +381,22 @@ class FittedFeaturizer:
     def transform(self, data: Mapping[str, Any]) -> np.ndarray:
         """Features of ``data`` (column name → array or list): float64, (rows, features),
         C-contiguous. Missing input columns raise FeatureError; extra columns are ignored."""
-        inputs = Inputs(data, list(self.input_columns), shared=self._shared)
-        rows, width = inputs.rows, len(self.feature_names)
-        group = self._group if self._group and self._group.applies(data, rows) else None
-        skip = group.indices if group else ()
-        prepared = [None if i in skip else t.prepare(inputs) for i, t in enumerate(self.transforms)]
+        group = self._group
+        rows = group.rows(data) if group else None
+        if rows is None:  # the general path, column by column
+            group = None
+            inputs = Inputs(data, list(self.input_columns), shared=self._shared)
+            rows = inputs.rows
+        else:  # a short online request: plain numeric columns go together, the rest as usual
+            inputs = Inputs(data, self._ungrouped, shared=self._shared)
+            if self._ungrouped and inputs.rows != rows:
+                raise FeatureError(
+                    f"input columns differ in length: {rows} and {inputs.rows} values",
+                    hint="pass columns of equal length, one value per row",
+                )
+        work = self._ungrouped_transforms if group else self._all_transforms
+        prepared = [(t, t.prepare(inputs), first, last) for t, first, last in work]
+        width = len(self.feature_names)
         out = np.empty((rows, width), dtype=np.float64)
         # Outputs are built in a (features × rows) block per chunk of rows and copied in
         # transposed: writing one strided column at a time into `out` is ~10x slower.
@@ -338,11 +406,8 @@ class FittedFeaturizer:
             for start in range(0, rows, chunk):
                 stop = min(rows, start + chunk)
                 view = block[:, : stop - start]
-                for transform, state, (first, last) in zip(
-                    self.transforms, prepared, self._spans, strict=True
-                ):
-                    if state is not None:
-                        transform.write(state, start, stop, view[first:last])
+                for transform, state, first, last in prepared:
+                    transform.write(state, start, stop, view[first:last])
                 if group:  # small requests are a single chunk
                     group.write(data, rows, view)
                 out[start:stop] = view.T

@@ -110,6 +110,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 
 _lib: ctypes.CDLL | None = None
 _lib_lock = threading.Lock()
+# LGBM_BoosterPredictForMatSingleRowFast called through PyDLL, which keeps the GIL: one row
+# takes a few microseconds, while releasing and re-taking the GIL around it lets another
+# thread (the prediction log's writer) hold it for up to the 5 ms switch interval.
+_predict_row_holding_gil: Any = None
 
 
 def library_name() -> str:
@@ -180,6 +184,11 @@ def load_library() -> ctypes.CDLL:
                     ) from exc
                 function.restype = restype
                 function.argtypes = argtypes
+            global _predict_row_holding_gil
+            name = "LGBM_BoosterPredictForMatSingleRowFast"
+            row = getattr(ctypes.PyDLL(str(path), handle=lib._handle), name)
+            row.restype, row.argtypes = _SIGNATURES[name]
+            _predict_row_holding_gil = row
             _lib = lib
     return _lib
 
@@ -302,7 +311,7 @@ class Booster:
             # copying into the predictor's own buffers is cheaper than asking numpy for
             # the addresses of two new arrays
             np.copyto(row.inputs, X[0])
-            ret = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+            ret = _predict_row_holding_gil(
                 row.handle, row.inputs_address, row.out_len_ref, row.outputs_address
             )
             _check(self._lib, ret, "predict", _PREDICT_HINT)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -570,7 +570,13 @@ class Edge:
 def _request_id(headers: dict[bytes, bytes]) -> str:
     """The client's X-Request-ID (trimmed to 200 characters), else a new random one."""
     given = headers.get(b"x-request-id", b"").decode("latin-1").strip()[:200]
-    return given or uuid.uuid4().hex
+    return given or f"{_ids.getrandbits(128):032x}"
+
+
+# Request ids need to be unique, not secret: a PRNG seeded from the OS once (and again in a
+# forked child) instead of uuid4's os.urandom system call per request.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
 async def _read_body(headers: dict, receive: Any, limit: int) -> bytes:
