@@ -95,22 +95,37 @@ def _numeric(series: pd.Series, n: int, bins: int) -> dict:
             "edges": [float(e) for e in edges],
             "counts": _histogram(present, edges).tolist(),
         },
-        sketch=_sketch(present, sketch_at, edges),
+        sketch=_sketch(present, finite, sketch_at, edges),
     )
     return out
 
 
-def _sketch(present: np.ndarray, quantiles: np.ndarray, coarse_edges: np.ndarray) -> dict:
+def _distinct(finite: np.ndarray, limit: int) -> np.ndarray | None:
+    """The sorted distinct values when there are at most ``limit`` of them, else None."""
+    probe = finite[:: max(1, finite.size // 2000)]  # cheap no for continuous columns
+    if pd.unique(probe).size > limit:
+        return None
+    values = pd.unique(finite)
+    return np.sort(values) if values.size <= limit else None
+
+
+def _sketch(
+    present: np.ndarray, finite: np.ndarray, quantiles: np.ndarray, coarse_edges: np.ndarray
+) -> dict:
     """A fine histogram for drift tests: exact counts and value means on percentile edges.
 
-    Edges are the percentiles, the coarse histogram's edges (so its bins are unions of these)
-    and the float just above the maximum, so values beyond the reference range land in a bin
-    the reference leaves empty: (-inf, e1), [e1, e2), ..., [em, +inf). Exact counts on fixed
-    edges let a binned Kolmogorov-Smirnov statistic be computed later; it can only be smaller
-    than the statistic on raw values, so its p-value errs on the safe side.
+    Edges are the percentiles (or every value, when a column has at most ``SKETCH_BINS``
+    distinct ones: ``distinct`` is then true), the coarse histogram's edges (so its bins are
+    unions of these) and the float just above the maximum, so values beyond the reference
+    range land in a bin the reference leaves empty: (-inf, e1), [e1, e2), ..., [em, +inf).
+    Exact counts on fixed edges let a binned Kolmogorov-Smirnov statistic be computed later;
+    it can only be smaller than the statistic on raw values, so its p-value errs on the safe
+    side.
     """
+    distinct = _distinct(finite, SKETCH_BINS)
     top = np.nextafter(quantiles[-1], np.inf)
-    edges = np.unique(np.concatenate([quantiles, coarse_edges, [top]]))
+    cuts = quantiles if distinct is None else distinct
+    edges = np.unique(np.concatenate([cuts, coarse_edges, [top]]))
     edges = edges[np.isfinite(edges)]
     bins = np.searchsorted(edges, present, side="right")
     counts = np.bincount(bins, minlength=len(edges) + 1)
@@ -121,6 +136,7 @@ def _sketch(present: np.ndarray, quantiles: np.ndarray, coarse_edges: np.ndarray
         "edges": [float(e) for e in edges],
         "counts": counts.tolist(),
         "means": [_num(m) if c else None for m, c in zip(means.tolist(), counts, strict=True)],
+        "distinct": distinct is not None,
     }
 
 
@@ -211,8 +227,9 @@ def profile(
       ``max``, ``quantiles`` (keys "0", "0.01", ..., "1") and ``histogram`` with ``edges``
       (cut points from the ``bins`` + 1 quantiles, outer two dropped, repeats collapsed) and
       ``counts`` of the bins (-inf, e1), [e1, e2), ..., [em, +inf); ``sketch``, the same
-      layout on finer edges (every percentile, the histogram's edges and the float just
-      above the maximum) with ``counts`` and per-bin value ``means``, for drift tests.
+      layout on finer edges (every percentile, or every value when there are at most 100
+      distinct ones (``distinct``), the histogram's edges and the float just above the
+      maximum) with ``counts`` and per-bin value ``means``, for drift tests.
     - boolean: ``true_rate``.
     - categorical: ``n_unique`` and ``counts`` of the ``top_k`` most frequent values (keys
       from :func:`category_key`) plus ``"__other__"`` for the rest.
