@@ -1,0 +1,95 @@
+"""The evaluation report of `mlsd train` on the caravan example: stable keys, every section
+filled, spec slices counted right, figures in a self-contained page, files on the MLflow run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mlsd.api import System
+from mlsd.data.split import TEST
+from mlsd.evaluation.report import TOP_KEYS
+from mlsd.models.train import train
+from mlsd.spec import load_spec
+
+SLICES = '\nevaluation:\n  slices: [MOSHOOFD, "PPERSAUT > 5", "MKOOPKLA >= 7 and MOSHOOFD == 8"]\n'
+
+
+def test_caravan_training_writes_a_complete_report(example):
+    folder = example("caravan")
+    spec_path = folder / "system.yaml"
+    spec_path.write_text(spec_path.read_text() + SLICES)
+    spec = load_spec(spec_path)
+    result = train(spec, progress=False)
+    files = result.evaluation["report"]
+    assert Path(files["json"]).name == "evaluation.json"
+    report = json.loads(Path(files["json"]).read_text())
+    assert set(report) == set(TOP_KEYS)
+    assert report["task"] == "binary" and report["split"] == "test"
+    assert report["primary_metric"] == "pr_auc"
+    assert report["metrics"]["pr_auc"] == result.entry(result.chosen).scores["test"]["pr_auc"]
+
+    # leaderboard against the baselines, with the train-valid gap
+    names = {r["name"] for r in report["leaderboard"]}
+    assert {e.name for e in result.leaderboard} == names
+    assert all(r["train_valid_gap"] is not None for r in report["leaderboard"])
+    assert report["fit"]["verdict"] in {"overfitting", "underfitting", "ok"}
+    assert report["fit"]["best_baseline"].startswith("baseline:")
+
+    # spec slices, checked against a hand count on the test split
+    system = System(spec)
+    labels, _ = system.split()
+    test = system.dataset.frame[labels == TEST]
+    spec_slices = {s["slice"]: s for s in report["slices"]["spec"]}
+    assert spec_slices["PPERSAUT > 5"]["support"] == int((test["PPERSAUT"] > 5).sum())
+    both = (test["MKOOPKLA"] >= 7) & (test["MOSHOOFD"].astype(int) == 8)
+    assert spec_slices["MKOOPKLA >= 7 and MOSHOOFD == 8"]["support"] == int(both.sum())
+    levels = [s for s in report["slices"]["spec"] if s["columns"] == ["MOSHOOFD"]]
+    assert sum(s["support"] for s in levels) == len(test)
+    worst = report["slices"]["worst"]
+    assert len(worst) == 10 and worst[0]["support"] >= report["slices"]["min_support"]
+    assert all(s["ci_low"] <= s["metric"] <= s["ci_high"] for s in worst)
+
+    # calibration and decisions
+    assert 0 <= report["calibration"]["ece"] <= 1 and len(report["calibration"]["bins"]) == 10
+    decisions = report["decisions"]
+    assert decisions["threshold"] == result.evaluation["threshold"]["threshold"]
+    assert decisions["costs"] == {"false_positive": 1.0, "false_negative": 10.0}
+    assert len(decisions["cost_curve"]["thresholds"]) == len(
+        decisions["cost_curve"]["expected_cost"]
+    )
+    assert np.asarray(decisions["confusion_matrix"]).sum() == report["rows"]
+
+    # importance, errors, learning curve
+    imp = report["importance"]
+    assert imp["permutation"]["drop"] and imp["split"] == "valid"
+    if result.entry(result.chosen).family == "lightgbm":
+        assert imp["gain"] and imp["shap"]["mean_abs"]
+    assert len(report["errors"]["rows"]) == 10
+    assert all(
+        set(r["inputs"]) == set(report["errors"]["rows"][0]["inputs"])
+        for r in report["errors"]["rows"]
+    )
+    lc = report["learning_curve"]
+    assert [p["fraction"] for p in lc["points"]] == [0.2, 0.4, 0.7, 1.0]
+    assert lc["verdict"] in {"more_data_helps", "flat", "unclear"} and lc["text"]
+    assert report["curves"]["roc"]["auc"] == report["metrics"]["roc_auc"]
+
+    # the page: self-contained, every figure inline
+    page = Path(files["html"]).read_text()
+    assert len(re.findall(r"<svg", page)) >= 10
+    assert "<script" not in page and "<link" not in page and "src=" not in page
+    for title in ("Leaderboard", "Slices", "Calibration", "Decisions", "Behavioural tests"):
+        assert f"<h2>{title}</h2>" in page
+    assert "PPERSAUT &gt; 5" in page
+
+    # both files are artifacts of the training run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{system.workspace.root / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"evaluation.json", "evaluation.html"} <= logged
+    assert f"evaluation report: {files['html']}" in result.summary_lines()
