@@ -121,9 +121,11 @@ def choose(
         ties = np.flatnonzero(np.isclose(cost, cost.min(), rtol=1e-12, atol=1e-15))
         i = int(ties[len(ties) // 2])  # the middle of a flat optimum, not its edge
     elif rule == "precision":
-        ok = np.flatnonzero(precision >= target)
+        # a threshold that flags no positive has precision 1 by convention, not by merit
+        useful = recall > 0
+        ok = np.flatnonzero((precision >= target) & useful)
         met = bool(len(ok))
-        i = int(ok[0]) if met else int(np.argmax(precision))
+        i = int(ok[0]) if met else int(np.argmax(np.where(useful, precision, -1.0)))
     elif rule == "recall":
         ok = np.flatnonzero(recall >= target)
         met = bool(len(ok))
