@@ -74,6 +74,7 @@ def test_train_and_evaluate_write_reports_that_render(example):
     assert report["metrics"]["mae"] == pytest.approx(out["metrics"]["mae"], rel=1e-12)
     assert report["fit"]["recorded_test"] == pytest.approx(trained["metrics"]["mae"])
     assert Path(out["report"]["html"]).parent != html.parent  # the training report stays
+    assert len(out["run_id"]) == 32  # logged to MLflow as a run of its own
 
     require_chromium()
     for page in (html, Path(out["report"]["html"])):

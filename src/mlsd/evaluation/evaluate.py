@@ -58,12 +58,14 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of the model ``ref`` on ``data`` (default: the spec's test split) and, with
     ``report``, the evaluation report on those rows (``evaluation.json`` and ``.html`` in
-    the workspace's ``reports/<system>/evaluate/``; their paths under ``"report"``)."""
+    the workspace's ``reports/<system>/evaluate/``; their paths under ``"report"``), logged
+    with the metrics as an MLflow run (``"run_id"``)."""
     from mlsd.models import package as packages
     from mlsd.models.registry import Registry
 
     workspace = workspace or Workspace.for_spec(spec)
-    folder = Registry(workspace, spec.name, spec.models.tracking_uri).resolve(ref)
+    registry = Registry(workspace, spec.name, spec.models.tracking_uri)
+    folder = registry.resolve(ref)
     package = packages.load(folder)
     meta = package.manifest["meta"]
     target = meta["target"]
@@ -119,5 +121,13 @@ def evaluate(
             source=source,
             ref=str(ref),
             folder=workspace.reports / REPORT_FOLDER,
+        )
+        # one MLflow run per evaluation, so the UI lists it beside the training runs
+        out["run_id"] = registry.log_run(
+            params={"model": str(ref), "package": str(folder), "data": source},
+            metrics={"data": scores},
+            tags={"kind": "evaluate", "rows": str(out["rows"])},
+            artifacts={Path(f).name: Path(f) for f in out["report"].values()},
+            run_name=f"evaluate {ref}",
         )
     return out
