@@ -555,8 +555,8 @@ class DriftSpec(Section):
     ] = Field(
         default_factory=dict,
         description="Minimum distance per method for an alert; defaults ks 0.05 (about a "
-        "0.125 sd shift), wasserstein 0.1 (sd), psi 0.1, chi2 0.05 (Jensen-Shannon), "
-        "jensen_shannon 0.1.",
+        "0.125 sd shift; ks also alerts at the wasserstein threshold), wasserstein 0.1 (sd), "
+        "psi 0.1, chi2 0.05 (Jensen-Shannon), jensen_shannon 0.1.",
     )
     columns: dict[str, DriftMethod] = Field(
         default_factory=dict, description="Method per column, e.g. {temp: wasserstein}."

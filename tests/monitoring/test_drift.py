@@ -180,6 +180,21 @@ def test_huge_windows_do_not_alert_on_trivial_shifts():
     assert detect(prof, {"x": rng.normal(0.05, 1.0, 500_000)}, spec=strict).drifted == ["x"]
 
 
+def test_ks_also_counts_a_few_values_moving_far_and_a_heavy_tail_moving():
+    rng = np.random.default_rng(13)
+    ref = pd.DataFrame({"x": rng.normal(size=50_000), "tail": rng.lognormal(0, 2, 50_000)})
+    prof = profile(ref, {"x": "numeric", "tail": "numeric"})
+    x = rng.normal(size=20_000)
+    x[:600] = -999.0  # 3% of rows turned into a sentinel
+    tail = rng.lognormal(0, 2, 20_000) / 2  # every value halved
+    result = detect(prof, {"x": x, "tail": tail})
+    sentinel, halved = result.column("x"), result.column("tail")
+    assert sentinel["distance"] < 0.05 and sentinel["distances"]["wasserstein"] > 10
+    assert halved["distance"] > 0.1 and halved["distances"]["wasserstein"] < 0.1
+    assert result.drifted == ["x", "tail"]
+    assert sentinel["material"] == {"ks": 0.05, "wasserstein": 0.1}
+
+
 # --- the statistics ----------------------------------------------------------------------------
 
 

@@ -11,12 +11,16 @@ noise; the distance keeps huge windows from alerting on shifts too small to matt
 ===============  ========================================  =====================  =========
 method           test (p-value)                            distance               threshold
 ===============  ========================================  =====================  =========
-ks               two-sample Kolmogorov-Smirnov, binned     KS statistic D         0.05
+ks               two-sample Kolmogorov-Smirnov, binned     KS statistic D         0.05 [*]
 wasserstein      same KS test                              Wasserstein / ref std  0.1
 psi              chi-square on the 10 reference bins       PSI                    0.1
 chi2             chi-square homogeneity on the bins        Jensen-Shannon         0.05
 jensen_shannon   same chi-square test                      Jensen-Shannon         0.1
 ===============  ========================================  =====================  =========
+
+[*] or Wasserstein / std >= the wasserstein threshold: D misses a few values moving far (3%
+of rows turned into a -999 sentinel: D = 0.03), Wasserstein / std misses the bulk of a
+heavy-tailed column moving (lognormal values halved: 0.07 sd, D = 0.14).
 
 Methods chosen by type (``auto``): numeric -> ``ks``, or ``chi2`` when every reference value
 sits on a sketch edge (a discrete column such as an hour or a count: KS is needlessly
@@ -495,14 +499,15 @@ def column_drift(
     *,
     kind: str | None = None,
     method: str | None = None,
-    threshold: float | None = None,
+    thresholds: Mapping[str, float] | None = None,
     column: str | None = None,
 ) -> dict[str, Any]:
     """Drift of one column's current ``values`` against its reference column profile.
 
     ``values`` may be a numpy array, an Arrow (chunked) array or a list; missing values are
     allowed and left out. ``kind`` defaults to the profile's ``type``; ``method`` to the
-    type's default (``auto``); ``threshold`` to the method's default minimum distance.
+    type's default (``auto``); ``thresholds`` (minimum distance per method) override
+    :data:`DEFAULT_THRESHOLDS`.
 
     Returns ``{column, kind, method, statistic, p_value, distance, threshold, distances,
     n_reference, n_current, missing_reference, missing_current, reference_hist,
@@ -510,7 +515,10 @@ def column_drift(
     10 quantile bins (``edges_or_categories`` holds their cut points, outer bins open),
     categorical ones are counts per reference category plus ``__other__``, with ``unseen``
     listing the most frequent values outside the reference's categories. ``note`` says why
-    a column could not be tested (then ``p_value`` is 1).
+    a column could not be tested (then ``p_value`` is 1). ``material`` holds the distances
+    that count as a material change and their thresholds: the method's own, and for ``ks``
+    also the Wasserstein distance, since D misses a few values moving far (a 3% sentinel
+    of -999) and Wasserstein / std misses the bulk of a heavy-tailed column moving.
     """
     kind = kind or reference.get("type")
     if kind not in TESTED_TYPES:
@@ -524,8 +532,11 @@ def column_drift(
         result = _numeric_drift(reference, values, method)
     else:
         result = _categorical_drift(reference, values, kind, method)
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     distance_key = {"ks": "ks", "chi2": "jensen_shannon"}.get(method, method)
-    threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+    material = {distance_key: float(limits[method])}
+    if method == "ks":
+        material["wasserstein"] = float(limits["wasserstein"])
     return {
         "column": column,
         "kind": kind,
@@ -533,7 +544,8 @@ def column_drift(
         "statistic": result.pop("statistic"),
         "p_value": result.pop("p_value"),
         "distance": result["distances"].get(distance_key),
-        "threshold": threshold,
+        "threshold": material[distance_key],
+        "material": material,
         "n_reference": int(reference.get("count") or 0),
         "missing_reference": reference.get("missing_rate"),
         **result,
@@ -546,7 +558,7 @@ def scores_drift(
     *,
     method: str | None = None,
     alpha: float = DEFAULT_ALPHA,
-    threshold: float | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Drift of the model's outputs (prediction drift), with the same tests as a feature.
 
@@ -554,19 +566,23 @@ def scores_drift(
     [name]`` in packages that record them); ``scores`` the current outputs. One test, so
     ``p_adjusted`` is the p-value; ``drifted`` follows the same rule as features.
     """
-    out = column_drift(reference, scores, method=method, threshold=threshold, column="prediction")
+    out = column_drift(reference, scores, method=method, thresholds=thresholds, column="prediction")
     out["p_adjusted"] = out["p_value"]
     out["drifted"] = _drifted(out, alpha)
     return out
 
 
 def _drifted(col: Mapping[str, Any], alpha: float) -> bool:
-    distance = col.get("distance")
+    """Significant after correction, and at least one material distance reaches its limit."""
+    p = col.get("p_adjusted")
+    distances = col.get("distances") or {}
     return bool(
-        col.get("p_adjusted") is not None
-        and col["p_adjusted"] < alpha
-        and distance is not None
-        and distance >= col["threshold"]
+        p is not None
+        and p < alpha
+        and any(
+            distances.get(name) is not None and distances[name] >= limit
+            for name, limit in col["material"].items()
+        )
     )
 
 
@@ -676,7 +692,6 @@ def detect(
                 raise _unknown(name, list(ref_columns), "in the reference profile")
             if name not in available:
                 raise _unknown(name, sorted(available), "in the current data")
-    thresholds = {**DEFAULT_THRESHOLDS, **spec.thresholds}
     results = []
     for name in names:
         ref = ref_columns[name]
@@ -689,7 +704,7 @@ def detect(
                 current[name],
                 kind=kind,
                 method=method,
-                threshold=thresholds[method],
+                thresholds=spec.thresholds,
                 column=name,
             )
         )
