@@ -228,6 +228,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Drift, quality, performance, latency and staleness of the served traffic, per window
+    and model version; exit 1 when the latest window alerts."""
+    from mlsd.monitoring.monitor import monitor
+    from mlsd.spec import load_spec
+
+    result = monitor(load_spec(args.config), model=args.model, window=args.window)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        print("\n".join(result.summary_lines()))
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -317,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
     )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "monitor",
+        parents=[common],
+        help="drift, data quality, performance and latency of the served traffic",
+    )
+    p.add_argument(
+        "--model", help="one model: champion, a version number or a package (default: all)"
+    )
+    p.add_argument(
+        "--window",
+        help="window of serving time (1d, 6h) or of rows (1000, rows:1000); "
+        "default: monitoring.window",
+    )
+    p.set_defaults(func=cmd_monitor)
     return parser
 
 

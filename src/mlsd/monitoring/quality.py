@@ -1,0 +1,228 @@
+"""Data quality at serving, per monitoring window.
+
+What the model is sent is compared with what it was trained on (the package's reference
+profile and signature): the missing rate of each field against its training rate, numbers
+outside the training range, categories never seen in training, requests the server refused
+in validation (the log's ``rejects`` stream) and non-finite model outputs (logged as null).
+Each check that crosses its threshold (``monitoring.quality``) becomes a problem with the
+figures behind it; the caller turns problems into alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlsd.data.profile import OTHER
+from mlsd.features.transforms import category_key
+from mlsd.spec import QualitySpec
+
+EXAMPLES = 5  # unseen categories shown per column
+
+
+def _as_float(values: Any) -> np.ndarray:
+    """Numbers as float64 with NaN for missing (None) and for anything unreadable."""
+    if hasattr(values, "to_numpy") and hasattr(values, "type"):  # a pyarrow array
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        values = values.to_pylist()
+    array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64)
+    out = np.full(len(array), np.nan)
+    for i, v in enumerate(array):
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[i] = float(v)
+    return out
+
+
+def _as_list(values: Any) -> list:
+    if hasattr(values, "to_pylist"):
+        return values.to_pylist()
+    return list(values)
+
+
+def _known_categories(name: str, profile_col: dict, signature: Mapping[str, dict]) -> set | None:
+    """Categories seen in training: the signature's domain, else the profile's counts when
+    they list every category (no ``__other__``); None when the domain is not known."""
+    domain = signature.get(name, {}).get("domain")
+    if domain is not None:
+        return {category_key(v) for v in domain}
+    counts = profile_col.get("counts") or {}
+    if counts and not counts.get(OTHER):
+        return {k for k in counts if k != OTHER}
+    return None
+
+
+def _missing_values(kind: str, values: Any) -> np.ndarray:
+    """A boolean mask of missing values for a column of ``kind``."""
+    if kind == "numeric":
+        return np.isnan(_as_float(values))
+    return np.array([category_key(v) is None for v in _as_list(values)], dtype=bool)
+
+
+def check(
+    current: Mapping[str, Any],
+    n: int,
+    *,
+    profile: Mapping[str, Any],
+    signature: Mapping[str, Any],
+    spec: QualitySpec,
+    outputs: Sequence[float] | np.ndarray | None = None,
+    rejects: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """Quality figures of one window of ``n`` served instances.
+
+    ``current`` maps a field to its values in the window (numpy, pyarrow or a list; a field
+    absent from ``current`` was never sent, so it counts as missing). ``profile`` is the
+    package's reference profile, ``signature`` its signature, ``outputs`` the model's numeric
+    outputs (null/NaN = non-finite), ``rejects`` the window's rows of the log's ``rejects``
+    stream. Returns ``{n, columns, rejected, outputs, problems}``; each problem is
+    ``{check, column, value, threshold, message, evidence}``.
+    """
+    fields = {i["name"]: i for i in signature.get("inputs", [])}
+    columns: dict[str, dict[str, Any]] = {}
+    problems: list[dict[str, Any]] = []
+    for name, ref in profile.get("columns", {}).items():
+        kind = ref.get("type")
+        if kind not in ("numeric", "categorical", "boolean"):
+            continue
+        values = current.get(name)
+        missing = np.ones(n, dtype=bool) if values is None else _missing_values(kind, values)
+        rate = float(missing.mean()) if n else 0.0
+        ref_rate = float(ref.get("missing_rate") or 0.0)
+        col: dict[str, Any] = {
+            "type": kind,
+            "missing_rate": rate,
+            "reference_missing_rate": ref_rate,
+            "missing_increase": rate - ref_rate,
+        }
+        if n and rate - ref_rate > spec.missing_increase:
+            problems.append(
+                {
+                    "check": "missing_rate",
+                    "column": name,
+                    "value": rate - ref_rate,
+                    "threshold": spec.missing_increase,
+                    "message": f"{name} is missing in {rate:.1%} of rows against "
+                    f"{ref_rate:.1%} in training",
+                    "evidence": {"missing_rate": rate, "reference_missing_rate": ref_rate, "n": n},
+                }
+            )
+        if values is not None and kind == "numeric" and ref.get("min") is not None:
+            numbers = _as_float(values)
+            low, high = float(ref["min"]), float(ref["max"])
+            present = numbers[~np.isnan(numbers)]
+            outside = int(((present < low) | (present > high)).sum())
+            share = outside / len(present) if len(present) else 0.0
+            col.update(
+                out_of_range=outside,
+                out_of_range_rate=share,
+                training_range=[low, high],
+                min=float(present.min()) if len(present) else None,
+                max=float(present.max()) if len(present) else None,
+            )
+            if share > spec.out_of_range:
+                problems.append(
+                    {
+                        "check": "out_of_range",
+                        "column": name,
+                        "value": share,
+                        "threshold": spec.out_of_range,
+                        "message": f"{share:.1%} of {name} values lie outside the training "
+                        f"range [{low:.4g}, {high:.4g}] (seen {col['min']:.4g} to "
+                        f"{col['max']:.4g})",
+                        "evidence": {
+                            "out_of_range": outside,
+                            "n_present": len(present),
+                            "training_range": [low, high],
+                            "min": col["min"],
+                            "max": col["max"],
+                        },
+                    }
+                )
+        if values is not None and kind == "categorical":
+            known = _known_categories(name, ref, fields)
+            if known is not None:
+                keys = [category_key(v) for v in _as_list(values)]
+                present = [k for k in keys if k is not None]
+                unseen = [k for k in present if k not in known]
+                share = len(unseen) / len(present) if present else 0.0
+                examples = sorted(set(unseen))[:EXAMPLES]
+                col.update(unseen=len(unseen), unseen_rate=share, unseen_examples=examples)
+                if share > spec.unseen:
+                    problems.append(
+                        {
+                            "check": "unseen_category",
+                            "column": name,
+                            "value": share,
+                            "threshold": spec.unseen,
+                            "message": f"{share:.1%} of {name} values are categories never "
+                            f"seen in training (e.g. {', '.join(map(repr, examples))})",
+                            "evidence": {
+                                "unseen": len(unseen),
+                                "n_present": len(present),
+                                "examples": examples,
+                            },
+                        }
+                    )
+        columns[name] = col
+
+    rejected = _rejected(rejects, n)
+    if rejected["rate"] > spec.rejected:
+        top = ", ".join(f"{f} ({c})" for f, c in list(rejected["by_field"].items())[:5])
+        problems.append(
+            {
+                "check": "rejected",
+                "column": None,
+                "value": rejected["rate"],
+                "threshold": spec.rejected,
+                "message": f"the server refused {rejected['instances']:,} of "
+                f"{rejected['instances'] + n:,} instances ({rejected['rate']:.1%}) in "
+                f"validation; by field: {top}",
+                "evidence": rejected,
+            }
+        )
+
+    out: dict[str, Any] = {"non_finite": 0, "rate": 0.0}
+    if outputs is not None:
+        numbers = _as_float(outputs)
+        bad = int((~np.isfinite(numbers)).sum())
+        out = {"non_finite": bad, "rate": bad / len(numbers) if len(numbers) else 0.0}
+        if bad:
+            problems.append(
+                {
+                    "check": "non_finite_output",
+                    "column": None,
+                    "value": bad,
+                    "threshold": 0,
+                    "message": f"the model answered NaN or infinity for {bad:,} of "
+                    f"{len(numbers):,} instances (numerical instability)",
+                    "evidence": {**out, "n": len(numbers)},
+                }
+            )
+    return {"n": n, "columns": columns, "rejected": rejected, "outputs": out, "problems": problems}
+
+
+def _rejected(rejects: Sequence[Mapping[str, Any]], n_served: int) -> dict[str, Any]:
+    """Refused requests and instances, and validation problems counted by field."""
+    requests: dict[str, int] = {}
+    by_field: dict[str, int] = {}
+    for row in rejects:
+        requests[str(row.get("request_id"))] = int(row.get("instances") or 0)
+        field = row.get("field")
+        field = "(request)" if field is None else str(field)
+        by_field[field] = by_field.get(field, 0) + 1
+    instances = sum(requests.values())
+    total = instances + n_served
+    return {
+        "requests": len(requests),
+        "instances": instances,
+        "rate": instances / total if total else 0.0,
+        "by_field": dict(sorted(by_field.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
