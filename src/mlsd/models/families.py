@@ -42,6 +42,10 @@ def load_model(folder: Path) -> Model:
     """Load a saved model of any family (read from its ``model.json``)."""
     header = read_header(Path(folder))
     family = header.get("family")
+    if family == "ensemble":  # an average of saved members of the families below
+        from mlsd.models.ensemble import EnsembleModel
+
+        return EnsembleModel.load(Path(folder))
     if family not in FAMILIES:
         raise ModelError(
             f"{Path(folder)} holds a model of unknown family {family!r}",

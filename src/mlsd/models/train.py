@@ -313,8 +313,16 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResul
 
     # selection on valid only; then the test split, once, for the chosen model
     best = _select(spec, metric, fitted)
+    blend = None
+    if spec.evaluation.ensemble.enabled:
+        with stages("ensemble"):
+            best, blend = _try_ensemble(spec, task, metric, fitted, best, parts, ys, columns)
+        if blend.get("entry"):
+            leaderboard.append(blend.pop("entry"))
     with stages("evaluate"):  # calibration, threshold, behavioural tests: on valid only
         evaluation = _evaluate(spec, task, best, parts, ys, columns)
+    if blend is not None:
+        evaluation["ensemble"] = blend
     best["entry"].chosen = True
     with stages("test"):
         X_test = best["featurizer"].transform(_columns(parts["test"], columns))
@@ -490,6 +498,72 @@ def _select(spec: SystemSpec, metric, fitted: list[dict]) -> dict:
     return max(
         allowed or fitted, key=lambda f: _sort_key(metric, f["entry"].scores["valid"][metric.name])
     )
+
+
+def _try_ensemble(spec, task, metric, fitted, best, parts, ys, columns) -> tuple[dict, dict]:
+    """Average the top candidates that share the chosen model's featurizer; the average
+    replaces the chosen model only when it beats it on valid by ``evaluation.ensemble.margin``
+    (and stays within the guardrails on valid). Returns the chosen model and the decision."""
+    from mlsd.models.ensemble import average, members_for
+
+    policy = spec.evaluation.ensemble
+    members = members_for(
+        fitted,
+        best,
+        policy.top,
+        key=lambda f: _sort_key(metric, f["entry"].scores["valid"][metric.name]),
+    )
+    names = [f["entry"].name for f in members]
+    best_valid = best["entry"].scores["valid"][metric.name]
+    report: dict[str, Any] = {
+        "method": "average",
+        "members": names,
+        "margin": policy.margin,
+        "best_single": best["entry"].name,
+        "best_single_valid": best_valid,
+    }
+    if len(members) < 2:
+        report.update(
+            kept=False,
+            reason=f"no other candidate shares {best['entry'].name}'s featurizer (a package has "
+            "one; linear and LightGBM encode features differently)",
+        )
+        return best, report
+    model = average([f["model"] for f in members], names, task)
+    fz = best["featurizer"]
+    scores: dict[str, Any] = {}
+    per_row = 0.0
+    for split in ("train", "valid"):
+        X = fz.transform(_columns(parts[split], columns))
+        pred, per_row = _timed_predict(model.predict, X)
+        scores[split] = _scores(task, ys[split], pred, X.shape[1])
+    scores["test"] = None
+    entry = Entry(
+        name="ensemble",
+        kind="candidate",
+        family="ensemble",
+        details={"family": "ensemble", "params": model.params},
+        scores=scores,
+        fit_s=0.0,
+        predict_us_per_row=per_row,
+        size_bytes=_size(model),
+    )
+    valid = scores["valid"][metric.name]
+    breaks = _guardrail_failures(spec, scores["valid"], "valid")
+    kept = _beats(metric, valid, best_valid, policy.margin) and not breaks
+    if kept:
+        reason = f"{metric.name} {valid:.4g} on valid beats {best['entry'].name}'s {best_valid:.4g}"
+    elif breaks:
+        reason = "; ".join(breaks)
+    else:
+        reason = (
+            f"{metric.name} {valid:.4g} on valid does not beat {best['entry'].name}'s "
+            f"{best_valid:.4g} by the margin {policy.margin:g}"
+        )
+    report.update(valid=valid, kept=kept, reason=reason, entry=entry)
+    if kept:
+        return {"entry": entry, "model": model, "featurizer": fz}, report
+    return best, report
 
 
 def _gate(spec: SystemSpec, metric, result: TrainResult) -> list[str]:
