@@ -93,3 +93,61 @@ def test_caravan_training_writes_a_complete_report(example):
     logged = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"evaluation.json", "evaluation.html"} <= logged
     assert f"evaluation report: {files['html']}" in result.summary_lines()
+
+
+def test_multiclass_linear_report_from_a_predict_function(tmp_path):
+    """The builder needs only a predict function and labelled frames: a multiclass linear
+    model on synthetic rows, with no spec at all."""
+    import pandas as pd
+
+    from mlsd.evaluation import report as reports
+    from mlsd.features import Featurizer
+    from mlsd.models.base import FitData, TaskInfo
+    from mlsd.models.linear import LinearModel
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "kind": pd.Categorical(rng.choice(["a", "b", "c"], size=n)),
+            "noise": rng.normal(size=n),
+        }
+    )
+    y = np.digitize(frame["x"] + (frame["kind"] == "a") + rng.normal(0, 0.5, n), [-0.5, 0.8])
+    columns = {"x": "numeric", "kind": "categorical", "noise": "numeric"}
+    cols = {c: frame[c].array for c in columns}
+    fz = Featurizer(columns, encoding="onehot").fit(cols)
+    X = fz.transform(cols)
+    task = TaskInfo("multiclass", 3)
+    model = LinearModel(task, {}).fit(FitData(X=X[:800], y=y[:800], feature_names=fz.feature_names))
+    subject = reports.Subject(
+        name="linear",
+        family="linear",
+        task="multiclass",
+        predict=lambda c: model.predict(fz.transform(c)),
+        model=model,
+        featurizer=fz,
+        classes=["low", "mid", "high"],
+    )
+    inputs = reports.ReportInputs(
+        system="synthetic",
+        subject=subject,
+        primary="log_loss",
+        data=reports.Labelled(frame.iloc[800:].reset_index(drop=True), y[800:].astype(float)),
+        split="test",
+        source="synthetic rows",
+        columns=columns,
+    )
+    report, arrays = reports.build(inputs)
+    files = reports.write(report, arrays, tmp_path)
+    saved = json.loads(Path(files["json"]).read_text())
+    assert set(saved) == set(TOP_KEYS)
+    assert np.asarray(saved["decisions"]["confusion_matrix"]).shape == (3, 3)
+    assert np.asarray(saved["decisions"]["confusion_matrix"]).sum() == 400
+    assert saved["calibration"]["bins"] and saved["slices"]["metric"] == "log_loss"
+    assert saved["importance"]["coefficients"][0]["feature"].startswith(("x", "kind"))
+    assert saved["importance"]["permutation"]["drop"][0]["feature"] == "x"
+    assert saved["errors"]["rows"][0]["prediction"]["class"] in {"low", "mid", "high"}
+    assert saved["learning_curve"]["verdict"] == "not_run"
+    assert Path(files["html"]).read_text().count("<svg") >= 4

@@ -281,7 +281,8 @@ def _leaderboard(page: Page, report: dict) -> None:
     )
     columns = ["name", "kind", *splits, "train_valid_gap"]
     page.table(rows, columns, classes={i: "pass" for i, r in enumerate(rows) if r["chosen"]})
-    page.figures(leaderboard_figure(rows, metric, splits))
+    if splits:
+        page.figures(leaderboard_figure(rows, metric, splits))
 
 
 def _performance(page: Page, report: dict, arrays: dict) -> None:
@@ -478,7 +479,8 @@ def _importance(page: Page, report: dict) -> None:
 
 def _errors(page: Page, report: dict) -> None:
     e = report["errors"]
-    page.section("Most confident errors", f"{e['what']}; {e['n_wrong']:,} rows wrong in all")
+    wrong = "" if report["task"] == "regression" else f"; {e['n_wrong']:,} rows wrong in all"
+    page.section("Most confident errors", f"{e['what']}{wrong}")
     shown = e["shown_columns"]
     page.table(
         [

@@ -464,7 +464,7 @@ def _errors(inputs: ReportInputs, pred: np.ndarray, imp: dict) -> dict[str, Any]
     if task == "regression":
         wrong = np.arange(len(y))
         badness = np.abs(y - pred)
-        what = "largest absolute errors"
+        what = f"largest absolute errors among {len(y):,} rows"
     elif task == "binary":
         label = pred >= s.threshold
         wrong = np.flatnonzero(label != (y == 1))
