@@ -15,13 +15,23 @@ from mlsd.evaluation.report import TOP_KEYS
 from mlsd.models.train import train
 from mlsd.spec import load_spec
 
-SLICES = '\nevaluation:\n  slices: [MOSHOOFD, "PPERSAUT > 5", "MKOOPKLA >= 7 and MOSHOOFD == 8"]\n'
+SLICES = '[MOSHOOFD, "PPERSAUT > 5", "MKOOPKLA >= 7 and MOSHOOFD == 8"]'
+
+
+def _with_slices(text: str, slices: str) -> str:
+    """The spec text with ``evaluation.slices`` set (in its evaluation section, if any)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("evaluation:"):
+            lines.insert(i + 1, f"  slices: {slices}")
+            return "\n".join(lines) + "\n"
+    return text + f"\nevaluation:\n  slices: {slices}\n"
 
 
 def test_caravan_training_writes_a_complete_report(example):
     folder = example("caravan")
     spec_path = folder / "system.yaml"
-    spec_path.write_text(spec_path.read_text() + SLICES)
+    spec_path.write_text(_with_slices(spec_path.read_text(), SLICES))
     spec = load_spec(spec_path)
     result = train(spec, progress=False)
     files = result.evaluation["report"]
