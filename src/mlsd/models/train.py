@@ -119,6 +119,7 @@ class TrainResult:
                 f"{e.predict_us_per_row:>9.1f}{size:>10}"
             )
         lines.append("  (* chosen on valid; test is scored once, for it and the baselines)")
+        lines += self._evaluation_lines()
         if self.registered:
             lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
         else:
@@ -126,6 +127,33 @@ class TrainResult:
         if self.evaluation.get("report"):
             lines.append(f"evaluation report: {self.evaluation['report']['html']}")
         lines.append(f"MLflow run {self.run_id}")
+        return lines
+
+    def _evaluation_lines(self) -> list[str]:
+        """Ensemble, calibration, threshold and behavioural tests, one line each."""
+        ev, lines = self.evaluation, []
+        if ev.get("ensemble"):
+            kept = "kept" if ev["ensemble"]["kept"] else "not kept"
+            lines.append(f"ensemble: {kept} ({ev['ensemble']['reason']})")
+        if ev.get("calibration", {}).get("kept"):
+            lines.append(
+                f"calibration: {ev['calibration']['kept']} ({ev['calibration']['reason']})"
+            )
+        if ev.get("threshold"):
+            t = ev["threshold"]
+            lines.append(
+                f"decision threshold {t['threshold']:g} ({t['rule']} rule): expected cost "
+                f"{t['expected_cost']:.4g} per row on valid, {t['cost_at_0_5']:.4g} at 0.5"
+            )
+        tests = ev.get("behavioral") or []
+        if tests:
+            failed = [t for t in tests if not t["passed"]]
+            lines.append(f"behavioural tests: {len(tests) - len(failed)} of {len(tests)} passed")
+            lines += [
+                f"  - failed{' (blocking)' if t['blocking'] else ''}: {t['name']}, "
+                f"{t.get('n_failed', 0)} of {t['n']} rows"
+                for t in failed
+            ]
         return lines
 
     def to_dict(self) -> dict:
