@@ -102,6 +102,14 @@ def test_caravan_threshold_is_below_half_and_costs_less_than_half(caravan):
     # the package labels at the chosen threshold (the server and batch read it from here)
     assert loaded.meta["threshold"] == chosen["threshold"]
     assert loaded.signature["output"]["threshold"] == chosen["threshold"]
+    # and the MLflow run records the decision
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{loaded.folder.parents[1] / 'mlflow.db'}"
+    params = MlflowClient(tracking_uri=uri).get_run(result.run_id).data.params
+    assert float(params["decision.threshold"]) == chosen["threshold"]
+    assert params["decision.rule"] == "cost"
+    assert params["calibration"] == result.evaluation["calibration"]["kept"]
 
 
 def test_caravan_threshold_also_costs_less_on_test(caravan):

@@ -734,6 +734,23 @@ def _package(spec, workspace, dataset, task, classes, best, parts, columns, resu
     )
 
 
+def _decision_params(evaluation: dict) -> dict[str, Any]:
+    """The decisions taken on valid, as MLflow run parameters."""
+    params: dict[str, Any] = {}
+    if "threshold" in evaluation:
+        params["decision.threshold"] = evaluation["threshold"]["threshold"]
+        params["decision.rule"] = evaluation["threshold"]["rule"]
+    if "calibration" in evaluation:
+        params["calibration"] = evaluation["calibration"]["kept"]
+    if "ensemble" in evaluation:
+        params["ensemble.kept"] = evaluation["ensemble"]["kept"]
+    if evaluation.get("behavioral"):
+        params["behavioral.failed"] = (
+            ",".join(t["name"] for t in evaluation["behavioral"] if not t["passed"]) or "none"
+        )
+    return params
+
+
 def _register(spec, workspace, result: TrainResult, package_path: Path | None) -> None:
     """Log the run to MLflow; register the package as a version when the gate passed."""
     from mlsd.events import EventLog
@@ -761,6 +778,7 @@ def _register(spec, workspace, result: TrainResult, package_path: Path | None) -
             "chosen": result.chosen,
             "primary_metric": result.primary_metric,
             **{f"model.{k}": v for k, v in chosen.details.get("params", {}).items()},
+            **_decision_params(result.evaluation),
         },
         metrics=metrics,
         tags={
