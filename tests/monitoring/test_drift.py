@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from mlsd.data.profile import predictions_profile, profile, psi_numeric
+from mlsd.monitoring import drift as drift_module
 from mlsd.monitoring.drift import DriftError, adjust, column_drift, detect, scores_drift
 from mlsd.spec import DriftSpec
 
@@ -254,9 +255,12 @@ def test_missing_values_constant_and_empty_columns():
     json.dumps(moved.to_dict(), allow_nan=False)
 
 
-def test_inputs_numpy_arrow_lists_and_old_profiles(reference):
+def test_inputs_numpy_arrow_lists_and_old_profiles(reference, monkeypatch):
     window = mixed(800, np.random.default_rng(10))
     as_numpy = detect(reference, {c: window[c].to_numpy() for c in MIXED_TYPES}).to_dict()
+    monkeypatch.setattr(drift_module, "PARALLEL_VALUES", 1)  # columns in threads: same answer
+    assert detect(reference, {c: window[c].to_numpy() for c in MIXED_TYPES}).to_dict() == as_numpy
+    monkeypatch.undo()
     table = pa.Table.from_pandas(window).combine_chunks()
     chunked = pa.concat_tables([table.slice(0, 300), table.slice(300)])
     as_arrow = detect(reference, chunked).to_dict()
@@ -264,6 +268,15 @@ def test_inputs_numpy_arrow_lists_and_old_profiles(reference):
     as_dict = detect(
         reference, {**dict(table.to_pydict()), "city": pa.array(window["city"]).dictionary_encode()}
     ).to_dict()
+    # Parquet read with read_dictionary: one dictionary per chunk
+    chunked_dicts = pa.chunked_array(
+        [
+            pa.array(window["city"][:300]).dictionary_encode(),
+            pa.array(window["city"][300:]).dictionary_encode(),
+        ]
+    )
+    city = reference["columns"]["city"]
+    assert column_drift(city, chunked_dicts) == column_drift(city, window["city"].to_numpy())
     assert as_numpy == as_arrow == as_lists == as_dict
     assert as_numpy["n_rows"] == 800
     # a profile written before the sketch existed: the 10-bin histogram serves instead
