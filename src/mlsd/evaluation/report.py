@@ -602,9 +602,22 @@ def for_training(
         pred = np.asarray(model.predict(fz.transform(cols)))
         return pred if calibrator is None else calibrator.apply(pred)
 
+    from mlsd.models.families import FAMILIES
+
     entry = best["entry"]
-    learning = None
-    if spec.evaluation.learning_curve:
+    learning: dict[str, Any] = {
+        "points": [],
+        "verdict": "not_run",
+        "text": "not drawn (evaluation.learning_curve is false)",
+    }
+    if spec.evaluation.learning_curve and entry.family not in FAMILIES:
+        learning = {
+            "points": [],
+            "verdict": "not_run",
+            "text": f"the chosen model is a {entry.family}: read the learning curve of its "
+            "members by training them alone",
+        }
+    elif spec.evaluation.learning_curve:
         matrices = {s: fz.transform(_inputs_of(parts[s], columns)) for s in ("train", "valid")}
         data = FitData(
             X=matrices["train"],
