@@ -124,7 +124,10 @@ def publish(
                 status = post_json(webhook, {"system": system, **alert.to_dict()}, timeout=timeout)
                 if not 200 <= status < 300:
                     raise OSError(f"HTTP {status}")
-            except (OSError, urllib.error.URLError, ValueError) as exc:
+            except urllib.error.HTTPError as exc:  # the receiver answered, with an error
+                error = f"HTTP {exc.code} {exc.reason}"
+                break
+            except (OSError, ValueError) as exc:  # refused, unreachable, timed out, bad URL
                 error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
                 break
             sent += 1

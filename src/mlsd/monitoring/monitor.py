@@ -635,6 +635,7 @@ class _Monitor:
             threshold=ref.threshold,
             offline=ref.offline(primary),
             max_drop=m.max_metric_drop,
+            extra=performance.ESTIMATED if task == "binary" else (),
         )
         result["realised"] = real
         if len(y) >= m.min_rows:

@@ -59,6 +59,7 @@ def realised(
     threshold: float = 0.5,
     offline: float | None = None,
     max_drop: float = 0.1,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Metrics on labelled rows: ``{n, metrics, primary, guardrails}``.
 
@@ -66,8 +67,10 @@ def realised(
     worse than the package's offline test score ``offline`` the value is, as a share of it
     (positive = worse), and ``passed`` is ``drop <= max_drop``. ``guardrails`` maps a metric
     to a bound (``min``/``max``); each gives ``{metric, value, min, max, passed}``.
+    ``extra`` names more metrics to report (e.g. those CBPE estimates, to set them side by
+    side).
     """
-    names = [primary, *(g for g in guardrails if g != primary)]
+    names = list(dict.fromkeys([primary, *guardrails, *extra]))
     values = compute(task, y_true, pred, names=names, threshold=threshold)
     metric = get_metric(primary, task)
     value = values.get(metric.name)

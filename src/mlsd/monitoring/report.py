@@ -17,6 +17,8 @@ from typing import Any
 
 from mlsd.reporting import COLORS, Page, fmt, subplots, svg
 
+MAX_FEATURE_CHARTS = 12  # a wide table would make a page of hundreds of figures (0.1 s each)
+
 
 def _bin_labels(edges: Sequence[Any], n_bins: int, numeric: bool) -> list[str]:
     if not numeric:
@@ -262,7 +264,14 @@ def _model_section(page: Page, report: Mapping[str, Any], model: Mapping[str, An
             ],
             classes={i: "fail" for i, c in enumerate(cols) if c.get("drifted")},
         )
-        for c in sorted(cols, key=lambda c: (not c.get("drifted"), c["column"])):
+        ranked = sorted(cols, key=lambda c: (not c.get("drifted"), -(c.get("distance") or 0)))
+        if len(ranked) > MAX_FEATURE_CHARTS:
+            page.text(
+                f"Charts for {MAX_FEATURE_CHARTS} of {len(ranked)} features: the drifted ones, "
+                "then the largest distances; the table above lists every feature.",
+                cls="note",
+            )
+        for c in ranked[:MAX_FEATURE_CHARTS]:
             per_window = []
             for w in windows:
                 found = [
