@@ -26,6 +26,11 @@ def test_demo_tells_the_story(tmp_path):
     assert "class_imbalance" in out
     assert "identical to the server's answers: True" in out
     assert "184 requests, 4,395 predictions" in out
+    # step 9: the served second half drifts on temperature, and so do the predictions
+    drifted = out.split("the latest window drifted on ")[1].split(";")[0].split(", ")
+    assert {"temp", "atemp"} <= set(drifted)
+    assert "the predictions drifted; exit code 1" in out
+    assert (tmp_path / "ws" / "reports" / "bike-demand-h1" / "monitoring.html").exists()
     assert (
         tmp_path / "ws" / "reports" / "bike-demand" / "validation-without-exclusions.json"
     ).exists()

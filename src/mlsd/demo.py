@@ -231,6 +231,30 @@ def serve_story() -> None:
         f"answers: {same}"
     )
     _say(f"   log     every prediction and label is in {ws.root / 'log'} (JSON Lines segments)")
+    _monitor(spec, ws)
+
+
+def _monitor(spec, ws: Workspace) -> None:
+    """Step 9: the served second half against the model's reference, window by window."""
+    from mlsd.monitoring.monitor import monitor
+
+    _say(
+        f"   step 9  `mlsd monitor`: the log against the model's training profile, in windows "
+        f"of {spec.monitoring.window_rows:,} predictions (about a month):"
+    )
+    result = monitor(spec, ws)
+    latest = result.report["models"][0]["windows"][-1]
+    for line in result.summary_lines()[1:]:
+        if line.startswith(("report:", "html:", "MLflow")):
+            continue
+        _say(f"      {line}")
+    drifted = latest["drift"]["drifted"]
+    prediction = "drifted" if (latest.get("prediction_drift") or {}).get("drifted") else "held"
+    _say(
+        f"      → the latest window drifted on {', '.join(drifted) or 'nothing'}; the "
+        f"predictions {prediction}; exit code {result.exit_code}"
+    )
+    _say(f"   drift report: {result.paths['html']} (and monitoring.json beside it)")
 
 
 def _number(text: str):
@@ -291,7 +315,7 @@ def main() -> int:
     _say(
         f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/<system>/; "
         "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
-        "mlflow.db`. Monitoring and retraining land in later releases."
+        "mlflow.db`. Retraining lands in a later release."
     )
     return 0
 
