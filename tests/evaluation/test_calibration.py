@@ -197,3 +197,15 @@ def test_server_and_batch_answer_with_the_calibrated_score(calibrated_system, tm
     out = pd.read_csv(tmp_path / "out.csv")
     assert np.allclose(out["score"], [a["score"] for a in answers], rtol=1e-15, atol=0)
     assert out["label"].tolist() == [a["label"] for a in answers]
+
+
+def test_multiclass_reliability_and_confidence_use_the_top_label():
+    y = [0, 1, 2, 2]
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.9, 0.05, 0.05]])
+    out = calibration.reliability(y, p, bins=2)
+    # top scores 0.7, 0.5, 0.4, 0.9; right on rows 0, 1, 2
+    low, high = out["bins"]
+    assert (low["count"], high["count"]) == (1, 3)
+    assert low["fraction_positive"] == 1.0 and high["fraction_positive"] == pytest.approx(2 / 3)
+    levels = calibration.confidence(y, p, levels=(0.6,))
+    assert levels == [{"level": 0.6, "share": 0.5, "accuracy": 0.5}]

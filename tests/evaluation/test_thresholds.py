@@ -110,6 +110,16 @@ def test_caravan_threshold_is_below_half_and_costs_less_than_half(caravan):
     assert float(params["decision.threshold"]) == chosen["threshold"]
     assert params["decision.rule"] == "cost"
     assert params["calibration"] == result.evaluation["calibration"]["kept"]
+    # `mlsd train --json` carries the decision (without the curve)
+    import json
+
+    summary = json.loads(json.dumps(result.to_dict()))["evaluation"]
+    assert summary["threshold"]["threshold"] == chosen["threshold"]
+    assert "curve" not in summary["threshold"] and summary["calibration"]["kept"] in (
+        "none",
+        "platt",
+        "isotonic",
+    )
 
 
 def test_caravan_threshold_also_costs_less_on_test(caravan):

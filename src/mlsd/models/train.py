@@ -156,6 +156,24 @@ class TrainResult:
             ]
         return lines
 
+    def _evaluation_summary(self) -> dict[str, Any]:
+        """The decisions taken on valid, without curves and bins (those are in the report)."""
+        ev = self.evaluation
+        out: dict[str, Any] = {}
+        if ev.get("threshold"):
+            out["threshold"] = {k: v for k, v in ev["threshold"].items() if k != "curve"}
+        if ev.get("calibration"):
+            out["calibration"] = {
+                k: ev["calibration"].get(k) for k in ("kept", "reason", "log_loss")
+            }
+        if ev.get("ensemble"):
+            out["ensemble"] = ev["ensemble"]
+        if ev.get("behavioral"):
+            out["behavioral"] = ev["behavioral"]
+        if ev.get("report"):
+            out["report"] = ev["report"]
+        return out
+
     def to_dict(self) -> dict:
         """The ``--json`` object of ``mlsd train``."""
         chosen = self.entry(self.chosen)
@@ -177,6 +195,7 @@ class TrainResult:
                 e.name: e.scores.get("test") for e in self.leaderboard if e.kind == "baseline"
             },
             "leaderboard": [e.to_dict() for e in self.leaderboard],
+            "evaluation": self._evaluation_summary(),
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
         }
