@@ -359,3 +359,19 @@ def test_prediction_drift_with_the_same_machinery():
         "label",
     }
     assert set(predictions_profile(scores, "regression")["columns"]) == {"value"}
+
+
+def test_profile_sketch_by_hand():
+    rng = np.random.default_rng(14)
+    df = pd.DataFrame({"x": rng.normal(size=1000), "k": [0.0, 1.0, 1.0, 2.0] * 250})
+    cols = profile(df, {"x": "numeric", "k": "numeric"})["columns"]
+    x = cols["x"]["sketch"]
+    assert x["distinct"] is False and sum(x["counts"]) == 1000
+    assert x["edges"][0] == cols["x"]["min"]
+    assert x["edges"][-1] == np.nextafter(cols["x"]["max"], np.inf)  # nothing above the max
+    assert x["counts"][0] == 0 and x["counts"][-1] == 0
+    assert set(cols["x"]["histogram"]["edges"]) <= set(x["edges"])  # coarse bins nest
+    k = cols["k"]["sketch"]
+    assert k["distinct"] is True
+    assert k["edges"] == [0.0, 1.0, 2.0, np.nextafter(2.0, np.inf)]
+    assert k["counts"] == [0, 250, 500, 250, 0] and k["means"][1:4] == [0.0, 1.0, 2.0]
