@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 NUMERIC_METHODS = ("ks", "wasserstein", "psi", "chi2", "jensen_shannon")
 CATEGORICAL_METHODS = ("chi2", "jensen_shannon", "psi")
-METHODS = NUMERIC_METHODS
+METHODS = NUMERIC_METHODS  # every method (numeric columns accept them all)
 DEFAULT_THRESHOLDS = {
     "ks": 0.05,
     "wasserstein": 0.1,
