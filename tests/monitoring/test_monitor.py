@@ -1,6 +1,9 @@
 """The monitor over a real package and a real prediction log (written as the server writes
 it, without a server): windows, no false alarm on training-like traffic, drift and quality
-alerts on shifted traffic, late labels, CBPE, staleness and the exit code."""
+alerts on shifted traffic, late labels, CBPE, staleness and the exit code.
+
+The tests share one trained package and one log, and each adds traffic to it: they run in
+file order (days 0-2 calm, day 3 shifted, day 5 from a second "version")."""
 
 from __future__ import annotations
 
@@ -174,3 +177,23 @@ def test_an_empty_log_says_what_to_do(tmp_path, example):
         monitor(spec, write=False, publish=False)
     assert "no predictions" in caught.value.message
     assert "mlsd serve" in caught.value.hint
+
+
+def test_each_model_version_has_its_own_windows_and_the_newest_decides(caravan):
+    # the same package served from its folder: the server logs the folder's name as version
+    folder = caravan["package"].folder
+    frame = caravan["frame"]
+    ctx = {**caravan, "version": folder.name}
+    send(ctx, frame.sample(300, random_state=11), day=5, tag="folder-")
+    result = monitor(caravan["spec"], now=START + 6 * DAY, write=False, publish=False)
+    by_version = {m["model_version"]: m for m in result.report["models"]}
+    assert set(by_version) == {caravan["version"], folder.name}
+    assert by_version[folder.name]["n"] == 300
+    assert [w["n"] for w in by_version[folder.name]["windows"]] == [300]
+    # version 1's last window (day 3, shifted) is not the latest any more
+    assert result.report["latest"]["model_versions"] == [folder.name]
+    assert result.exit_code == 0 and all(
+        a.model_version == caravan["version"] for a in result.alerts
+    )
+    only = monitor(caravan["spec"], model=str(folder), write=False, publish=False)
+    assert [m["model_version"] for m in only.report["models"]] == [folder.name]

@@ -324,11 +324,12 @@ def _numbers(column: Any) -> np.ndarray:
     return quality._as_float(column.to_pylist())
 
 
-def _values(column: Any, kind: str) -> np.ndarray:
-    """A pyarrow column as the drift tests take it: float64 for numbers, objects else."""
+def _values(column: Any, kind: str) -> Any:
+    """A pyarrow column as the drift tests take it: float64 for numbers, else the Arrow
+    column itself (categories are counted on its distinct values)."""
     if kind == "numeric":
         return _numbers(column)
-    return np.asarray(column.to_pylist(), dtype=object)
+    return column
 
 
 # --------------------------------------------------------------------------- the monitor
@@ -526,7 +527,7 @@ class _Monitor:
         pred = None
         if pred_col is not None:
             pred = (
-                _values(part.column(pred_col), "categorical")
+                np.asarray(part.column(pred_col).to_pylist(), dtype=object)
                 if task == "multiclass"
                 else _numbers(part.column(pred_col))
             )
@@ -846,7 +847,11 @@ def monitor(
         try:
             version, folder = aliases.resolve(ws.root, spec.name, model)
         except MlsdError as exc:
-            raise MonitorError(exc.message, hint=exc.hint) from None
+            raise MonitorError(
+                exc.message,
+                hint="pass champion, challenger, a registered version number or "
+                "a package folder (`mlsd models` lists them)",
+            ) from None
         wanted = str(version) if version is not None else folder.name
 
     con = duckdb.connect()
@@ -891,9 +896,9 @@ def monitor(
         )
 
     # the latest window: every model whose last window reaches into the newest one
-    newest = max(models, key=lambda m: m["windows"][-1]["end"])["windows"][-1]
+    newest = max(models, key=lambda m: m["windows"][-1]["end_ts"])["windows"][-1]
     latest_versions = [
-        m["model_version"] for m in models if m["windows"][-1]["end"] >= newest["start"]
+        m["model_version"] for m in models if m["windows"][-1]["end_ts"] >= newest["start_ts"]
     ]
     for m in models:
         if m["model_version"] in latest_versions:
