@@ -666,8 +666,12 @@ class _Monitor:
                         {**rail, "n_labelled": len(y), "window": where},
                     )
             if ref.target is not None:
-                raw = np.array([labels[i] for i in rows], dtype=object)
-                values = raw.astype(np.float64) if ref.target["type"] == "numeric" else raw
+                # numbers as read by truth(); categories as sent (keys match the profile's)
+                values = (
+                    y
+                    if ref.target["type"] == "numeric"
+                    else np.array([labels[i] for i in rows], dtype=object)
+                )
                 col = self.one_column_drift(ref.target, values)
                 result["label_drift"] = col
                 if col and col.get("drifted"):
