@@ -546,13 +546,17 @@ class _Monitor:
 
         # data quality
         current = {c: part.column(c) for c in columns if c in part.column_names}
+        numeric_out = pred
+        if task == "multiclass":  # a row is non-finite when any class probability is
+            probs = self._probabilities(part, ref)
+            numeric_out = None if probs is None else probs.sum(axis=1)
         q = quality.check(
             current,
             w.n,
             profile=ref.profile,
             signature={"inputs": ref.signature.get("inputs", [])},
             spec=m.quality,
-            outputs=pred if task != "multiclass" else None,
+            outputs=numeric_out,
             rejects=rejects,
         )
         out["quality"] = q
@@ -596,7 +600,13 @@ class _Monitor:
         task, m = ref.task, self.mspec
         result: dict[str, Any] = {"realised": None, "estimated": None, "label_drift": None}
         if task == "binary" and pred is not None:
-            result["estimated"] = performance.cbpe(pred, ref.threshold)
+            result["estimated"] = {
+                **performance.cbpe(pred, ref.threshold),
+                "threshold": ref.threshold,
+                "note": "expected values with each score taken as the probability of the "
+                "positive class: as good as the scores are calibrated (see the evaluation "
+                "report's reliability curve)",
+            }
         elif task == "regression":
             result["estimated"] = {
                 "n": 0,
