@@ -231,18 +231,19 @@ def serve_story() -> None:
         f"answers: {same}"
     )
     _say(f"   log     every prediction and label is in {ws.root / 'log'} (JSON Lines segments)")
-    _monitor(spec, ws)
+    _monitor(spec, ws, str(result.model_version))
 
 
-def _monitor(spec, ws: Workspace) -> None:
-    """Step 9: the served second half against the model's reference, window by window."""
+def _monitor(spec, ws: Workspace, version: str) -> None:
+    """Step 9: the served second half against the model's reference, window by window (the
+    version just served: a workspace kept from earlier demos holds older versions' traffic)."""
     from mlsd.monitoring.monitor import monitor
 
     _say(
         f"   step 9  `mlsd monitor`: the log against the model's training profile, in windows "
         f"of {spec.monitoring.window_rows:,} predictions (about a month):"
     )
-    result = monitor(spec, ws)
+    result = monitor(spec, ws, model=version)
     latest = result.report["models"][0]["windows"][-1]
     for line in result.summary_lines()[1:]:
         if line.startswith(("report:", "html:", "MLflow")):
