@@ -36,21 +36,24 @@ class CalibrationError(MlsdError):
     headline = "calibration error"
 
 
-def _binary_inputs(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
+def binary_inputs(
+    y: Any, p: Any, error: type[MlsdError] = CalibrationError
+) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels and finite positive-class scores as float vectors, else ``error``."""
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1 or len(p) != len(y):
-        raise CalibrationError(
+        raise error(
             f"expected one score per label, got scores of shape {p.shape} for {len(y)} labels",
             hint="pass the probability of the positive class as a vector",
         )
     if not np.isin(y, (0.0, 1.0)).all():
-        raise CalibrationError(
+        raise error(
             f"binary labels must be 0 or 1, got {np.unique(y)[:5].tolist()}",
-            hint="encode the target with mlsd's target encoder",
+            hint="encode the target with mlsd's target encoder (binary tasks only)",
         )
     if not np.isfinite(p).all():
-        raise CalibrationError("scores hold NaN or infinity", hint="check the model's outputs")
+        raise error("scores hold NaN or infinity", hint="check the model's outputs")
     return y, p
 
 
@@ -62,7 +65,7 @@ def _top_label(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if p.ndim == 2:
         pred = p.argmax(axis=1)
         return p.max(axis=1), (pred == y).astype(np.float64), pred
-    y, p = _binary_inputs(y, p)
+    y, p = binary_inputs(y, p)
     return p, y, (p >= 0.5).astype(np.int64)
 
 
@@ -113,7 +116,7 @@ def confidence(
     if p_arr.ndim == 2:
         conf, hit, _ = _top_label(y_arr, p_arr)
     else:
-        y_arr, p_arr = _binary_inputs(y_arr, p_arr)
+        y_arr, p_arr = binary_inputs(y_arr, p_arr)
         label = p_arr >= threshold
         conf = np.where(label, p_arr, 1.0 - p_arr)
         hit = (label == (y_arr == 1)).astype(np.float64)
@@ -192,7 +195,7 @@ class Calibrator:
 
 def fit(y: Any, p: Any, method: str) -> Calibrator:
     """Fit a ``platt`` or ``isotonic`` calibrator on labels ``y`` (0/1) and scores ``p``."""
-    y, p = _binary_inputs(y, p)
+    y, p = binary_inputs(y, p)
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
 
@@ -247,7 +250,7 @@ def choose(
         raise CalibrationError(
             f"unknown calibration method {method!r}", hint="use auto, platt, isotonic or none"
         )
-    y, p = _binary_inputs(y_valid, p_valid)
+    y, p = binary_inputs(y_valid, p_valid)
     report: dict[str, Any] = {"method": method, "rows": len(y), "folds": FOLDS}
     raw_rows = _row_losses(y, p)
     losses: dict[str, float | None] = {"none": float(raw_rows.mean())}

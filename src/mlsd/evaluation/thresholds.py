@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import MlsdError
+from mlsd.evaluation.calibration import binary_inputs
 
 RULES = ("cost", "precision", "recall", "fixed")
 GRID = np.round(np.linspace(0.01, 0.99, 99), 2)  # the thresholds tried by default
@@ -23,17 +24,11 @@ class ThresholdError(MlsdError):
 
 
 def _inputs(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    p = np.asarray(p, dtype=np.float64).reshape(-1)
-    if len(y) != len(p) or not len(y):
+    y, p = binary_inputs(y, np.asarray(p, dtype=np.float64).reshape(-1), ThresholdError)
+    if not len(y):
         raise ThresholdError(
-            f"need one score per label, got {len(p)} scores for {len(y)} labels",
-            hint="pass the positive-class probability of every labelled row",
-        )
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ThresholdError(
-            f"binary labels must be 0 or 1, got {np.unique(y)[:5].tolist()}",
-            hint="thresholds are for binary tasks",
+            "no labelled rows to choose a threshold on",
+            hint="choose thresholds on a non-empty validation split",
         )
     return y, p
 

@@ -120,6 +120,28 @@ def series_figure(
     return svg(fig)
 
 
+def _drift_figures(
+    page: Page,
+    xs: Sequence[Any],
+    shown: Mapping[str, Any],
+    per_window: Sequence[Mapping[str, Any] | None],
+    what: str,
+    where: str,
+) -> None:
+    """Reference vs ``where`` histogram of ``shown``, beside its distance over the windows."""
+    page.figures(
+        histogram_figure(shown, f"{what}: reference vs {where}"),
+        series_figure(
+            xs,
+            [c.get("distance") if c else None for c in per_window],
+            title=f"{what}: {shown['method']} distance per window",
+            ylabel="distance",
+            threshold=shown.get("threshold"),
+            flagged=[bool(c and c.get("drifted")) for c in per_window],
+        ),
+    )
+
+
 def _latest_tested(windows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     for w in reversed(windows):
         if w.get("tested"):
@@ -233,17 +255,7 @@ def _model_section(page: Page, report: Mapping[str, Any], model: Mapping[str, An
         if not last:
             continue
         page.heading(f"Drift of the {what}")
-        page.figures(
-            histogram_figure(last, f"{what}: reference vs latest tested window"),
-            series_figure(
-                xs,
-                [c.get("distance") if c else None for c in per_window],
-                title=f"{what}: {last['method']} distance per window",
-                ylabel="distance",
-                threshold=last.get("threshold"),
-                flagged=[bool(c and c.get("drifted")) for c in per_window],
-            ),
-        )
+        _drift_figures(page, xs, last, per_window, what, "latest tested window")
 
     # features
     if latest is not None:
@@ -280,17 +292,7 @@ def _model_section(page: Page, report: Mapping[str, Any], model: Mapping[str, An
                     if x["column"] == c["column"]
                 ]
                 per_window.append(found[0] if found else None)
-            page.figures(
-                histogram_figure(c, f"{c['column']}: reference vs window {latest['index']}"),
-                series_figure(
-                    xs,
-                    [x.get("distance") if x else None for x in per_window],
-                    title=f"{c['column']}: {c['method']} distance per window",
-                    ylabel="distance",
-                    threshold=c.get("threshold"),
-                    flagged=[bool(x and x.get("drifted")) for x in per_window],
-                ),
-            )
+            _drift_figures(page, xs, c, per_window, c["column"], f"window {latest['index']}")
 
     # data quality of the latest window
     last = windows[-1]
