@@ -242,6 +242,22 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Retrain on fresh data and promote the challenger only if it beats the champion;
+    exit 0 promoted (or not needed), 1 the gate refused it."""
+    from mlsd.loop.retrain import retrain
+    from mlsd.spec import load_spec
+
+    result = retrain(
+        load_spec(args.config), if_needed=args.if_needed, progress=False if args.json else None
+    )
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        print("\n".join(result.summary_lines()))
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -346,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: monitoring.window",
     )
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "retrain",
+        parents=[common],
+        help="retrain on fresh data; promote the challenger if it beats the champion",
+    )
+    p.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="only when a retraining trigger fires (says which and why)",
+    )
+    p.set_defaults(func=cmd_retrain)
     return parser
 
 

@@ -659,12 +659,99 @@ class MonitoringSpec(Section):
         return None if isinstance(self.window, RowWindow) else parse_duration(self.window)
 
 
+TRIGGERS = ("drift", "performance", "schedule", "new_labels")  # retraining.triggers names
+
+
+def _trigger(entry: Any) -> Any:
+    """A trigger is a name (drift, performance) or a one-key mapping ({schedule: 7d},
+    {new_labels: 2000}); misspelt names get a did-you-mean."""
+    if isinstance(entry, str):
+        name, value = entry, None
+    elif isinstance(entry, dict) and len(entry) == 1:
+        name, value = next(iter(entry.items()))
+    else:
+        raise ValueError(
+            f"a trigger is a name or a one-key mapping such as {{schedule: 7d}}, not {entry!r}"
+        )
+    if name not in TRIGGERS:
+        close = difflib.get_close_matches(str(name), TRIGGERS, n=1, cutoff=0.5)
+        guess = f" — did you mean '{close[0]}'?" if close else ""
+        raise ValueError(
+            f"unknown trigger {name!r}{guess} (triggers: drift, performance, "
+            "{schedule: 7d}, {new_labels: 2000})"
+        )
+    if name in ("drift", "performance"):
+        if value not in (None, True):
+            raise ValueError(f"trigger {name!r} takes no value; write `- {name}`")
+        return name
+    if name == "schedule":
+        if value is None:
+            raise ValueError("trigger 'schedule' needs a model age, e.g. {schedule: 7d}")
+        parse_duration(value)
+        return {"schedule": str(value)}
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"trigger 'new_labels' needs a positive number of rows, e.g. {{new_labels: 2000}} "
+            f"(given {value!r})"
+        )
+    return {"new_labels": value}
+
+
+class RetrainWindow(Section):
+    """Which rows a retrain learns from: all of them, the most recent span of time, or the
+    most recent number of rows."""
+
+    expanding: bool | None = Field(None, description="true: every row (the default).")
+    sliding: Duration | None = Field(
+        None, description="Only rows from the last span of time, e.g. 90d."
+    )
+    rows: int | None = Field(None, ge=1, description="Only the most recent N rows.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RetrainWindow:
+        chosen = [k for k in ("sliding", "rows") if getattr(self, k) is not None]
+        if len(chosen) > 1 or (chosen and self.expanding):
+            raise ValueError(
+                "a retraining window is one of {expanding: true}, {sliding: 90d}, {rows: N}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """expanding, sliding or rows."""
+        return "sliding" if self.sliding else "rows" if self.rows else "expanding"
+
+
+class RetrainHoldout(Section):
+    """The fresh holdout: the most recent labelled log rows, kept out of the challenger's
+    training, on which champion and challenger are compared."""
+
+    share: float = Field(
+        0.2, gt=0, lt=1, description="Share of the fresh labelled log rows held out."
+    )
+    rows: int | None = Field(None, ge=1, description="At most this many rows (default: no cap).")
+
+
 class RetrainingSpec(Section):
-    triggers: list[str | dict[str, Any]] = Field(
+    triggers: list[Annotated[Any, AfterValidator(_trigger)]] = Field(
         default_factory=list, description="drift, performance, {schedule: 7d}, {new_labels: 2000}."
     )
     beat_champion_by: float = Field(
         0.0, ge=0, description="Margin a challenger needs over the champion."
+    )
+    window: RetrainWindow = Field(
+        default_factory=RetrainWindow,
+        description="Rows to learn from: {expanding: true} (default), {sliding: 90d}, {rows: N}.",
+    )
+    holdout: RetrainHoldout = Field(
+        default_factory=RetrainHoldout,
+        description="The fresh holdout champion and challenger are compared on.",
+    )
+    min_new_labels: int = Field(
+        50,
+        ge=1,
+        description="Labelled log rows newer than the champion a retrain needs (the fresh "
+        "holdout is cut from them).",
     )
 
 

@@ -83,16 +83,24 @@ def _write_snapshot(
 
 
 def load_dataset(
-    spec: SystemSpec, workspace: Workspace | None = None, stages: Stages | None = None
+    spec: SystemSpec,
+    workspace: Workspace | None = None,
+    stages: Stages | None = None,
+    *,
+    table: pa.Table | None = None,
 ) -> Dataset:
     """Read the spec's source, type it, and freeze it as a snapshot in the workspace.
 
     ``stages`` (optional) records the time and memory of reading, typing and snapshotting.
+    ``table`` replaces the spec's source (a retrain's assembled rows); it is typed and
+    snapshotted the same way.
     """
     workspace = workspace or Workspace.for_spec(spec)
     stages = stages or Stages(show=False)
+    given = table
     with stages("read"):
-        table = read_source(spec.data.source, spec.base_dir)
+        if table is None:
+            table = read_source(spec.data.source, spec.base_dir)
     with stages("schema"):
         raw = table.to_pandas(strings_to_categorical=True)
         digest, row_hashes = content_hash(raw, table.schema.types)
@@ -102,7 +110,9 @@ def load_dataset(
         folder = workspace.snapshots / snapshot_id
         if not (folder / "source.json").exists():
             source = {
-                "source": spec.data.source.model_dump(exclude_none=True),
+                "source": spec.data.source.model_dump(exclude_none=True)
+                if given is None
+                else {"table": "assembled by mlsd retrain"},
                 "n_rows": table.num_rows,
                 "n_columns": table.num_columns,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlsd.data.profile import predictions_profile, profile
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
@@ -311,21 +312,31 @@ def _holdout(frame: pd.DataFrame, rows: np.ndarray, columns: list[str], seed: in
 
 
 def train(
-    spec: SystemSpec, workspace: Workspace | None = None, *, progress: bool | None = None
+    spec: SystemSpec,
+    workspace: Workspace | None = None,
+    *,
+    progress: bool | None = None,
+    data: pa.Table | None = None,
 ) -> TrainResult:
-    """Validate, split, fit baselines and candidates, select, test once, gate, register."""
+    """Validate, split, fit baselines and candidates, select, test once, gate, register.
+
+    ``data`` (an Arrow table with the source's columns) replaces the spec's source: what
+    ``mlsd retrain`` passes after assembling fresh rows; everything else is the same.
+    """
     workspace = workspace or Workspace.for_spec(spec)
     stages = Stages(14, label=f"train {spec.name}", show=progress)
     try:
-        return _train(spec, workspace, stages)
+        return _train(spec, workspace, stages, data)
     finally:
         stages.close()
 
 
-def _train(spec: SystemSpec, workspace: Workspace, stages: Stages) -> TrainResult:
+def _train(
+    spec: SystemSpec, workspace: Workspace, stages: Stages, data: pa.Table | None = None
+) -> TrainResult:
     primary = primary_metric(spec)
     metric = get_metric(primary)
-    dataset = load_dataset(spec, workspace, stages)
+    dataset = load_dataset(spec, workspace, stages, table=data)
     report = validate_dataset(spec, dataset, stages)
     write_json(workspace.reports / "validation.json", report.to_dict())
     _require_valid(report)

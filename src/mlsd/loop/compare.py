@@ -1,0 +1,151 @@
+"""Champion against challenger on the same fresh holdout, with the uncertainty of the gap.
+
+Both packages score exactly the same rows through their own featurizer, model, calibration
+and decision threshold (``Package.predict_matrix``, as they would serve). The difference of
+the primary metric gets a paired bootstrap interval: each resample draws the same rows for
+both models, so the interval measures the gap between them, not the noise of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mlsd.evaluation.metrics import MetricError, compute, get_metric, metrics_for
+from mlsd.spec import SystemSpec
+
+BOOTSTRAP = 1000  # paired resamples behind the interval of the difference
+LEVEL = 0.95
+
+
+def _frame_for(package: Any, table: pa.Table) -> Any:
+    """``table`` typed as ``package``'s signature says (as ``mlsd evaluate`` reads data)."""
+    from mlsd.data.schema import coerce, infer_schema
+    from mlsd.spec import ColumnSpec
+
+    raw = table.to_pandas(strings_to_categorical=True)
+    overrides = {
+        i["name"]: ColumnSpec(type=i["type"])
+        for i in package.signature["inputs"]
+        if i["name"] in raw.columns
+    }
+    schema, _ = infer_schema(raw, overrides)
+    return coerce(raw, schema)
+
+
+def score_package(folder: str | Path, table: pa.Table, target: str) -> dict[str, Any]:
+    """Load and verify the package in ``folder``; its outputs and labels on ``table``:
+    ``{y, pred, threshold, task, metrics}`` (rows without a label dropped)."""
+    from mlsd.evaluation.evaluate import _labels
+    from mlsd.models import package as packages
+
+    package = packages.load(folder)
+    meta = package.meta
+    frame = _frame_for(package, table)
+    y = _labels(frame[target], meta)
+    keep = ~np.isnan(y)
+    frame = frame[keep]
+    pred = package.predict_matrix({c: frame[c].array for c in package.featurizer.input_columns})
+    threshold = float(meta.get("threshold", 0.5))
+    return {
+        "y": y[keep],
+        "pred": pred,
+        "keep": keep,
+        "threshold": threshold,
+        "task": meta["task"],
+        "n_features": len(package.featurizer.feature_names),
+    }
+
+
+def _metric(scored: dict, rows: np.ndarray | None, name: str) -> float | None:
+    y, pred = scored["y"], scored["pred"]
+    if rows is not None:
+        y, pred = y[rows], pred[rows]
+    try:
+        return compute(scored["task"], y, pred, names=[name], threshold=scored["threshold"])[name]
+    except MetricError:
+        return None
+
+
+def paired_bootstrap(
+    champion: dict, challenger: dict, metric: str, *, seed: int, n: int = BOOTSTRAP
+) -> tuple[float | None, float | None, int]:
+    """Percentile interval of (challenger − champion) on ``metric`` over paired resamples
+    of the rows; returns (low, high, resamples where the metric was defined for both)."""
+    rng = np.random.default_rng(seed)
+    rows = len(champion["y"])
+    diffs = []
+    for _ in range(n):
+        pick = rng.integers(0, rows, size=rows)
+        a, b = _metric(champion, pick, metric), _metric(challenger, pick, metric)
+        if a is not None and b is not None:
+            diffs.append(b - a)
+    if len(diffs) < n // 2:  # e.g. ROC AUC on resamples with one class: no honest interval
+        return None, None, len(diffs)
+    low, high = np.quantile(diffs, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(low), float(high), len(diffs)
+
+
+def compare(
+    spec: SystemSpec,
+    champion_package: str | Path,
+    challenger_package: str | Path,
+    holdout: pa.Table,
+    *,
+    n_bootstrap: int = BOOTSTRAP,
+) -> dict[str, Any]:
+    """Score both packages on ``holdout`` and compare them on the spec's primary metric.
+
+    Returns ``{metric, direction, champion, challenger, difference, gain, ci_low, ci_high,
+    level, n_holdout, margin, beats, champion_metrics, challenger_metrics}``: ``difference``
+    is challenger − champion, ``gain`` the same in the metric's better direction (positive:
+    the challenger is better), ``beats`` whether the gain clears ``beat_champion_by``.
+    """
+    from mlsd.models.train import _beats, primary_metric
+
+    target = spec.problem.target
+    name = primary_metric(spec)
+    metric = get_metric(name)
+    champ = score_package(champion_package, holdout, target)
+    chall = score_package(challenger_package, holdout, target)
+    if not np.array_equal(champ["keep"], chall["keep"]):  # same rows, or no comparison
+        raise MetricError("champion and challenger read different labelled rows")
+    everything = metrics_for(champ["task"])
+    scores = {
+        who: compute(
+            s["task"],
+            s["y"],
+            s["pred"],
+            names=everything,
+            threshold=s["threshold"],
+            n_features=s["n_features"],
+        )
+        for who, s in (("champion", champ), ("challenger", chall))
+    }
+    a, b = scores["champion"][name], scores["challenger"][name]
+    difference = None if a is None or b is None else b - a
+    gain = (
+        None if difference is None else (difference if metric.direction == "max" else -difference)
+    )
+    low, high, used = paired_bootstrap(champ, chall, name, seed=spec.seed, n=n_bootstrap)
+    margin = spec.retraining.beat_champion_by
+    return {
+        "metric": name,
+        "direction": metric.direction,
+        "champion": a,
+        "challenger": b,
+        "difference": difference,
+        "gain": gain,
+        "ci_low": low,
+        "ci_high": high,
+        "level": LEVEL,
+        "bootstrap": used,
+        "n_holdout": len(champ["y"]),
+        "margin": margin,
+        "beats": bool(_beats(metric, b, a, margin)),
+        "champion_metrics": scores["champion"],
+        "challenger_metrics": scores["challenger"],
+    }

@@ -1,0 +1,215 @@
+"""``mlsd loop``: monitor, then retrain if needed, on an interval or once.
+
+Each iteration runs :func:`mlsd.monitoring.monitor.monitor` on the served traffic (new
+alerts go to the event log and the webhook, the report to the workspace), then
+:func:`mlsd.loop.retrain.retrain` with ``if_needed=True``: the spec's triggers decide
+whether to train a challenger, the gate decides whether it is promoted, and the
+workspace's retrain lock keeps two retrains (of this loop, of another loop, of a manual
+``mlsd retrain``) from running at once. A server that follows the ``champion`` alias picks
+the promoted version up by itself.
+
+The loop is made for cron (``--once``) and for a container (an interval): SIGINT and
+SIGTERM end it between iterations, never inside a retrain; an iteration that fails is
+reported, with the error, and the loop goes on to the next one.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlsd.errors import MlsdError
+from mlsd.spec import SystemSpec
+from mlsd.workspace import Workspace
+
+
+@dataclass
+class Iteration:
+    """One pass of the loop: what monitoring found, what retraining did, or the error."""
+
+    index: int
+    started_at: str
+    seconds: float = 0.0
+    monitor: dict[str, Any] | None = None
+    retrain: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    exit_code: int = 0
+    summary: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON object per iteration (``mlsd loop --json`` prints one per line)."""
+        return {
+            "iteration": self.index,
+            "started_at": self.started_at,
+            "seconds": round(self.seconds, 3),
+            "monitor": self.monitor,
+            "retrain": self.retrain,
+            "error": self.error,
+            "exit_code": self.exit_code,
+        }
+
+    def line(self) -> str:
+        """The iteration in one line of text."""
+        head = f"{self.started_at} #{self.index}"
+        return " · ".join([head, *self.summary, f"{self.seconds:.1f} s"])
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any], str]:
+    """Monitor the log; nothing logged yet is a state to report, not a failure."""
+    from mlsd.monitoring.monitor import MonitorError, monitor
+
+    try:
+        result = monitor(spec, workspace)
+    except MonitorError as exc:
+        return {"ran": False, "reason": exc.message}, "monitor: nothing to monitor yet"
+    latest = result.latest_alerts
+    found = {
+        "ran": True,
+        "exit_code": result.exit_code,
+        "n_predictions": result.report["n_predictions"],
+        "n_labelled": result.report["n_labelled"],
+        "latest_alerts": [
+            {"kind": a.kind, "check": a.check, "subject": a.subject, "message": a.message}
+            for a in latest
+        ],
+        "report": result.paths.get("report"),
+    }
+    if not latest:
+        return found, f"monitor: {found['n_predictions']:,} predictions, no alert"
+    kinds: dict[str, list[str]] = {}
+    for a in latest:
+        kinds.setdefault(a.kind.removesuffix("_alert"), []).append(a.subject or a.check)
+    shown = "; ".join(f"{k} {', '.join(dict.fromkeys(v))}" for k, v in kinds.items())
+    return found, f"monitor: {len(latest)} alert(s) ({shown})"
+
+
+def _retrain_line(result: Any) -> str:
+    """What retraining did, in a few words with the figures that decided it."""
+    fired = [t for t in (result.triggers or []) if _fired(t)]
+    if not result.trained:
+        why = "; ".join(result.reasons) if result.reasons else "no trigger fired"
+        return f"retrain: not needed ({why})"
+    names = ", ".join(_trigger_name(t) for t in fired) or "forced"
+    text = f"retrain ({names}): challenger v{result.challenger_version}"
+    comparison = result.comparison or {}
+    if comparison.get("challenger") is not None and comparison.get("champion") is not None:
+        text += (
+            f" {comparison['metric']} {comparison['challenger']:.4g} vs champion "
+            f"v{result.champion_version} {comparison['champion']:.4g}"
+        )
+        if comparison.get("ci_low") is not None:
+            text += f" (diff CI [{comparison['ci_low']:.3g}, {comparison['ci_high']:.3g}])"
+    if result.promoted:
+        return text + " → PROMOTED"
+    why = "; ".join(result.reasons) if result.reasons else "the gate refused it"
+    return text + f" → kept champion ({why})"
+
+
+def _fired(trigger: Any) -> bool:
+    if isinstance(trigger, dict):
+        return bool(trigger.get("fired"))
+    return bool(getattr(trigger, "fired", False))
+
+
+def _trigger_name(trigger: Any) -> str:
+    if isinstance(trigger, dict):
+        return str(trigger.get("name") or trigger.get("trigger") or trigger)
+    return str(getattr(trigger, "name", trigger))
+
+
+def run_iteration(spec: SystemSpec, workspace: Workspace, index: int = 1) -> Iteration:
+    """Monitor, then retrain if needed: one iteration, never raising (a failure is in
+    ``error`` with a non-zero ``exit_code``)."""
+    from mlsd.loop.retrain import retrain
+
+    started = time.perf_counter()
+    it = Iteration(index=index, started_at=_now_iso())
+    try:
+        it.monitor, text = _monitor_step(spec, workspace)
+        it.summary.append(text)
+        result = retrain(spec, workspace, if_needed=True, progress=False)
+        it.retrain = result.to_dict()
+        it.exit_code = int(result.exit_code)
+        it.summary.append(_retrain_line(result))
+    except MlsdError as exc:
+        it.error = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        it.exit_code = exc.exit_code
+        it.summary.append(f"FAILED: {exc.headline}: {exc.message}")
+    except Exception as exc:  # the loop outlives one bad iteration; the error is reported
+        it.error = {"type": type(exc).__name__, "message": str(exc), "hint": None}
+        it.exit_code = 1
+        it.summary.append(f"FAILED: {type(exc).__name__}: {exc}")
+    it.seconds = time.perf_counter() - started
+    return it
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set ``stop`` so the loop ends between iterations; a second signal
+    interrupts at once. Installed only from the main thread (Python's rule)."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_loop(
+    spec: SystemSpec,
+    workspace: Workspace | None = None,
+    *,
+    interval_s: float = 3600.0,
+    once: bool = False,
+    max_iterations: int | None = None,
+    on_iteration: Callable[[Iteration], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[Iteration]:
+    """Run :func:`run_iteration` every ``interval_s`` seconds (measured start to start)
+    until ``once``, ``max_iterations``, SIGINT/SIGTERM or ``stop`` ends it.
+
+    ``on_iteration`` receives each iteration as soon as it ends (the CLI prints it).
+    Returns every iteration run.
+    """
+    if interval_s <= 0 and not once and max_iterations is None:
+        raise MlsdError(
+            f"a loop interval must be positive (given {interval_s:g} s)",
+            hint="pass --interval 1h (or 15m, 30s), or --once for a single iteration",
+            headline="bad loop interval",
+        )
+    ws = workspace or Workspace.for_spec(spec)
+    stop = stop or threading.Event()
+    limit = 1 if once else max_iterations
+    done: list[Iteration] = []
+    with _StopOnSignal(stop):
+        while not stop.is_set():
+            began = time.monotonic()
+            it = run_iteration(spec, ws, index=len(done) + 1)
+            done.append(it)
+            if on_iteration is not None:
+                on_iteration(it)
+            if limit is not None and len(done) >= limit:
+                break
+            stop.wait(max(0.0, interval_s - (time.monotonic() - began)))
+    return done

@@ -1,0 +1,80 @@
+"""A small regression system for the loop tests: a source, a champion, served traffic."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlsd.models.train import train
+from mlsd.monitoring.log import PredictionLog
+from mlsd.spec import load_spec
+from mlsd.workspace import Workspace
+
+SPEC = """name: loop
+problem: {{task: regression, target: y}}
+metrics: {{primary: mae}}
+data:
+  source: d.csv
+  columns:
+    a: {{type: numeric, min: -10, max: 10}}
+models: {{candidates: [linear]}}
+{extra}"""
+
+
+def frame(n: int, seed: int, coef=(3.0, -2.0, 0.5, 0.0), noise: float = 0.5) -> pd.DataFrame:
+    """y = coef · (a, b, c, d) + noise: a concept the tests can change."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = x @ np.asarray(coef) + rng.normal(scale=noise, size=n)
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "y": y})
+
+
+def system(folder: Path, source: pd.DataFrame, extra: str = ""):
+    """Write the source and system.yaml in ``folder``; return (spec, workspace)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source.to_csv(folder / "d.csv", index=False)
+    (folder / "system.yaml").write_text(SPEC.format(extra=extra))
+    spec = load_spec(folder / "system.yaml")
+    return spec, Workspace.for_spec(spec)
+
+
+def champion(folder: Path, source: pd.DataFrame, extra: str = ""):
+    """A system with a trained, registered champion (version 1)."""
+    spec, ws = system(folder, source, extra)
+    result = train(spec, ws, progress=False)
+    assert result.registered and result.model_version == 1
+    return spec, ws
+
+
+def serve(
+    ws: Workspace,
+    rows: pd.DataFrame,
+    *,
+    start: float | None = None,
+    step: float = 0.001,
+    version: str = "1",
+    labelled: bool = True,
+) -> float:
+    """Log ``rows`` as served predictions ``step`` seconds apart from ``start`` (default:
+    now), each labelled half a step later; waits until the last label's time has passed (a
+    label stamped in the future has not arrived). Returns the ts of the first row."""
+    start = time.time() if start is None else start
+    with PredictionLog(ws.root) as log:
+        for i, row in enumerate(rows.to_dict("records")):
+            label = row.pop("y")
+            ts = start + i * step
+            log.prediction(
+                request_id=f"r{start:.3f}-{i}",
+                model_version=version,
+                inputs=[row],
+                outputs=[{"value": 0.0}],
+                latency_ms=1.0,
+                ts=ts,
+            )
+            if labelled:
+                log.feedback(request_id=f"r{start:.3f}-{i}", label=label, ts=ts + step / 2)
+    time.sleep(max(0.0, start + len(rows) * step - time.time()))
+    return start
