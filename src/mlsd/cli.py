@@ -258,6 +258,36 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_loop(args: argparse.Namespace) -> int:
+    """Monitor, then retrain if needed, every --interval (or once); one line (or one JSON
+    object) per iteration. Exit code: --once, that iteration's; otherwise 0 when stopped."""
+    from mlsd.loop.run import run_loop
+    from mlsd.spec import load_spec, parse_duration
+
+    try:
+        interval_s = parse_duration(args.interval)
+    except ValueError as exc:
+        raise MlsdError(
+            str(exc), hint="e.g. --interval 1h, 15m or 30s", headline="bad loop interval"
+        ) from None
+
+    def show(iteration) -> None:
+        if args.json:
+            print(json.dumps(iteration.to_dict(), default=str), flush=True)
+        else:
+            print(iteration.line(), flush=True)
+
+    spec = load_spec(args.config)
+    if not args.json and not args.once:
+        print(
+            f"mlsd loop {spec.name}: monitor, then retrain if needed, every {args.interval} "
+            "(Ctrl-C or SIGTERM stops after the current iteration)",
+            flush=True,
+        )
+    done = run_loop(spec, interval_s=interval_s, once=args.once, on_iteration=show)
+    return done[-1].exit_code if args.once and done else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -374,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="only when a retraining trigger fires (says which and why)",
     )
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser(
+        "loop",
+        parents=[common],
+        help="monitor, then retrain if needed, on an interval (or --once, for cron)",
+    )
+    p.add_argument("--interval", default="1h", help="time between iteration starts (default: 1h)")
+    p.add_argument("--once", action="store_true", help="one iteration, then exit")
+    p.set_defaults(func=cmd_loop)
     return parser
 
 

@@ -63,14 +63,16 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any], str]:
-    """Monitor the log; nothing logged yet is a state to report, not a failure."""
+def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any], str, Any]:
+    """Monitor the champion's traffic (alerts published, the report written). Nothing to
+    monitor yet is a state to report, not a failure: the error goes to the triggers, which
+    say "not monitored" with its reason."""
     from mlsd.monitoring.monitor import MonitorError, monitor
 
     try:
-        result = monitor(spec, workspace)
+        result = monitor(spec, workspace, model="champion")
     except MonitorError as exc:
-        return {"ran": False, "reason": exc.message}, "monitor: nothing to monitor yet"
+        return {"ran": False, "reason": exc.message}, "monitor: nothing to monitor yet", exc
     latest = result.latest_alerts
     found = {
         "ran": True,
@@ -83,47 +85,33 @@ def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any
         ],
         "report": result.paths.get("report"),
     }
+    head = f"monitor: {found['n_predictions']:,} predictions"
     if not latest:
-        return found, f"monitor: {found['n_predictions']:,} predictions, no alert"
+        return found, f"{head}, no alert", result
     kinds: dict[str, list[str]] = {}
     for a in latest:
         kinds.setdefault(a.kind.removesuffix("_alert"), []).append(a.subject or a.check)
     shown = "; ".join(f"{k} {', '.join(dict.fromkeys(v))}" for k, v in kinds.items())
-    return found, f"monitor: {len(latest)} alert(s) ({shown})"
+    return found, f"{head}, {len(latest)} alert(s) ({shown})", result
 
 
 def _retrain_line(result: Any) -> str:
     """What retraining did, in a few words with the figures that decided it."""
-    fired = [t for t in (result.triggers or []) if _fired(t)]
-    if not result.trained:
-        why = "; ".join(result.reasons) if result.reasons else "no trigger fired"
-        return f"retrain: not needed ({why})"
-    names = ", ".join(_trigger_name(t) for t in fired) or "forced"
+    if not result.needed:
+        return "retrain: not needed (no trigger fired)"
+    names = ", ".join(t["name"] for t in result.fired) or "asked for"
+    if result.challenger_version is None:
+        return f"retrain ({names}): no challenger ({'; '.join(result.reasons)})"
     text = f"retrain ({names}): challenger v{result.challenger_version}"
-    comparison = result.comparison or {}
-    if comparison.get("challenger") is not None and comparison.get("champion") is not None:
+    cmp = result.comparison or {}
+    if cmp.get("challenger") is not None and cmp.get("champion") is not None:
         text += (
-            f" {comparison['metric']} {comparison['challenger']:.4g} vs champion "
-            f"v{result.champion_version} {comparison['champion']:.4g}"
+            f" {cmp['metric']} {cmp['challenger']:.4g} vs champion v{result.champion_version} "
+            f"{cmp['champion']:.4g} on {cmp['n_holdout']:,} fresh rows"
         )
-        if comparison.get("ci_low") is not None:
-            text += f" (diff CI [{comparison['ci_low']:.3g}, {comparison['ci_high']:.3g}])"
     if result.promoted:
         return text + " → PROMOTED"
-    why = "; ".join(result.reasons) if result.reasons else "the gate refused it"
-    return text + f" → kept champion ({why})"
-
-
-def _fired(trigger: Any) -> bool:
-    if isinstance(trigger, dict):
-        return bool(trigger.get("fired"))
-    return bool(getattr(trigger, "fired", False))
-
-
-def _trigger_name(trigger: Any) -> str:
-    if isinstance(trigger, dict):
-        return str(trigger.get("name") or trigger.get("trigger") or trigger)
-    return str(getattr(trigger, "name", trigger))
+    return text + f" → REFUSED ({'; '.join(result.reasons)})"
 
 
 def run_iteration(spec: SystemSpec, workspace: Workspace, index: int = 1) -> Iteration:
@@ -134,9 +122,9 @@ def run_iteration(spec: SystemSpec, workspace: Workspace, index: int = 1) -> Ite
     started = time.perf_counter()
     it = Iteration(index=index, started_at=_now_iso())
     try:
-        it.monitor, text = _monitor_step(spec, workspace)
+        it.monitor, text, monitored = _monitor_step(spec, workspace)
         it.summary.append(text)
-        result = retrain(spec, workspace, if_needed=True, progress=False)
+        result = retrain(spec, workspace, if_needed=True, progress=False, monitor_result=monitored)
         it.retrain = result.to_dict()
         it.exit_code = int(result.exit_code)
         it.summary.append(_retrain_line(result))
