@@ -159,7 +159,7 @@ def _time_order(spec: SystemSpec, table: pa.Table) -> np.ndarray:
     import pyarrow.compute as pc
 
     keys = [(c, "ascending") for c in time_cols] + [(LOG_TS, "ascending")]
-    return pc.sort_indices(table, sort_keys=keys, null_placement="at_start").to_numpy()
+    return pc.sort_indices(table, sort_keys=keys).to_numpy()
 
 
 def _source_times(spec: SystemSpec, table: pa.Table, default: float) -> np.ndarray:
