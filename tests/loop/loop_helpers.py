@@ -57,11 +57,20 @@ def serve(
     step: float = 0.001,
     version: str = "1",
     labelled: bool = True,
+    predict: bool = False,
 ) -> float:
     """Log ``rows`` as served predictions ``step`` seconds apart from ``start`` (default:
     now), each labelled half a step later; waits until the last label's time has passed (a
-    label stamped in the future has not arrived). Returns the ts of the first row."""
+    label stamped in the future has not arrived); ``predict`` logs the champion's outputs
+    (else 0). Returns the ts of the first row."""
     start = time.time() if start is None else start
+    outputs = np.zeros(len(rows))
+    if predict:  # what the champion answers, as a server would log it
+        from mlsd.models import aliases, package
+
+        folder = aliases.resolve(ws.root, ws.system, "champion")[1]
+        champ = package.load(folder)
+        outputs = champ.predict_matrix({c: rows[c].to_numpy() for c in "abcd"})
     with PredictionLog(ws.root) as log:
         for i, row in enumerate(rows.to_dict("records")):
             label = row.pop("y")
@@ -70,7 +79,7 @@ def serve(
                 request_id=f"r{start:.3f}-{i}",
                 model_version=version,
                 inputs=[row],
-                outputs=[{"value": 0.0}],
+                outputs=[{"value": float(outputs[i])}],
                 latency_ms=1.0,
                 ts=ts,
             )
