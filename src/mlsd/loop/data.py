@@ -61,9 +61,16 @@ def champion(spec: SystemSpec, workspace: Workspace) -> Champion:
             f"{spec.name!r} has no champion in {workspace.root}",
             hint="train and register a first model with `mlsd train`",
         )
-    folder = Path(published["versions"][str(version)])
-    manifest = json.loads((folder / "manifest.json").read_text())
-    return Champion(int(version), folder, to_epoch(manifest["created_at"]))
+    folder = Path(published["versions"].get(str(version), ""))
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        created = to_epoch(manifest["created_at"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RetrainDataError(
+            f"the champion (version {version}) has no readable package at {folder}: {exc}",
+            hint="restore the package folder, or promote another version (`mlsd promote`)",
+        ) from exc
+    return Champion(int(version), folder, created)
 
 
 def to_epoch(value: float | int | str | datetime | None) -> float:
