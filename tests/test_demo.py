@@ -1,8 +1,11 @@
-"""make demo's story holds: leakage blocked then excluded, both examples validated."""
+"""make demo's story holds: leakage blocked then excluded, both examples validated, and the
+closed loop on bikeshare: drift flagged, a retrain promoted, the server following it, and
+the error on October-December lower for the new champion than for the old."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,14 +27,30 @@ def test_demo_tells_the_story(tmp_path):
     assert "leakage" in out and "BLOCKED" in out
     assert out.count("→ passed") == 2
     assert "class_imbalance" in out
-    assert "identical to the server's answers: True" in out
-    assert "184 requests, 4,395 predictions" in out
-    # step 9: the served second half drifts on temperature, and so do the predictions
+    # step 7: July-September through the real server, nothing failed
+    assert "92 requests, 2,192 predictions" in out and "0 failed;" in out
+    # step 9: the served summer drifts on temperature; the drift trigger fires
     drifted = out.split("the latest window drifted on ")[1].split(";")[0].split(", ")
     assert {"temp", "atemp"} <= set(drifted)
-    assert "the predictions drifted; exit code 1" in out
-    assert (tmp_path / "ws" / "reports" / "bike-demand-h1" / "monitoring.html").exists()
-    assert (
-        tmp_path / "ws" / "reports" / "bike-demand" / "validation-without-exclusions.json"
-    ).exists()
-    assert (tmp_path / "ws" / "reports" / "bike-demand" / "featurizer-codes.json").exists()
+    assert "trigger drift: FIRED" in out
+    # the gate: the challenger beats the champion on the fresh holdout, with a CI below 0
+    gate = re.search(r"MAE champion \(version (\d+)\) ([\d.]+), challenger \(version (\d+)", out)
+    assert gate, out
+    old, new = gate.group(1), gate.group(3)
+    assert re.search(r"difference -[\d.]+, 95% CI \[-[\d.]+, -[\d.]+\]", out)
+    assert f"PROMOTED: version {new} is the champion" in out
+    # the server followed the alias; October-December answered by the new version only
+    assert f"followed the champion alias to version {new}" in out
+    assert f"2,203 predictions, answered by version {new}; 0 failed (0 in the whole replay)" in out
+    # the error drops on the following months, measured on the same rows for both versions
+    before, after = map(
+        float, re.search(r"MAE ([\d.]+), the new \(version \d+\) ([\d.]+)", out).groups()
+    )
+    assert after < before * 0.9, (before, after)
+    assert f"old champion (version {old})" in out
+    assert f"batch scores of version {new} are identical to the server's answers: True" in out
+    reports = tmp_path / "ws" / "reports"
+    assert (reports / "bike-demand-h1" / "monitoring.html").exists()
+    assert (reports / "bike-demand-h1" / "retrain.html").exists()
+    assert (reports / "bike-demand" / "validation-without-exclusions.json").exists()
+    assert (reports / "bike-demand" / "featurizer-codes.json").exists()

@@ -1,14 +1,19 @@
 """``make demo``: mlsd end to end on the bundled real data, telling what it does.
 
-Today that is steps 1, 2, 4, 5 and 6 of the design: load each example's spec, snapshot and
-validate its data (bikeshare shows leakage caught, then excluded), split it, fit the
-featurizer on the training split, then train baselines and candidates, pick one on
-validation, score it once on test and register it if it beats the baselines. Later steps
-(serving, monitoring, retraining) extend this story.
+Steps 1-6 on both examples: load each spec, snapshot and validate its data (bikeshare shows
+leakage caught, then excluded), split it, fit the featurizer on the training split, train
+baselines and candidates, pick one on validation, score it once on test and register it if
+it beats the baselines. Then steps 7 and 9 as a closed loop on bikeshare: the model trained
+on January-June serves July-September through the real server with each day's counts
+arriving the next day, monitoring flags the drift, ``retrain --if-needed`` trains a
+challenger on the rows now available, the gate compares both on the freshest labels and
+promotes it, the server follows the champion alias, and October-December measures the
+error of both champions on the same rows.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -119,124 +124,268 @@ def _train(spec, ws: Workspace) -> None:
         _say(f"      {line}")
 
 
+_LABELS = ("bikers", "casual", "registered")  # what a client does not know when it asks
+
+
+class _Replay:
+    """The second half of 2011 sent through a real server in time order, one request per
+    day; each day's counts are fed back the next day (``data.label_delay: 24h``). Keeps
+    every answer with the version that gave it, and counts failed requests."""
+
+    def __init__(self, conn, rows: list[dict]):
+        self.conn, self.rows = conn, rows  # conn: keep-alive, reopened when the server closed it
+        self.inputs = [{k: _number(v) for k, v in r.items() if k not in _LABELS} for r in rows]
+        self.outputs: dict[int, float] = {}
+        self.versions: dict[int, str] = {}
+        self.latencies: list[float] = []
+        self.failed = 0
+        self._pending: list[dict] = []
+
+    def send(self, first_day: int, last_day: int) -> list[int]:
+        """Serve days ``first_day``..``last_day``; return the indices of their rows."""
+        by_day: dict[int, list[int]] = {}
+        for i, row in enumerate(self.inputs):
+            if first_day <= int(row["day"]) <= last_day:
+                by_day.setdefault(int(row["day"]), []).append(i)
+        for day, rows in sorted(by_day.items()):
+            rid = f"day-{day}"
+            start = time.perf_counter()
+            status, reply = self._call(
+                "/v1/predict",
+                {"instances": [self.inputs[i] for i in rows]},
+                {"X-Request-ID": rid},
+            )
+            self.latencies.append((time.perf_counter() - start) * 1000)
+            if self._pending:  # yesterday's counts are known today
+                fed, _ = self._call("/v1/feedback", self._pending)
+                self.failed += fed != 200
+                self._pending = []
+            if status != 200:
+                self.failed += 1
+                continue
+            for i, answer in zip(rows, reply["predictions"], strict=True):
+                self.outputs[i] = answer["value"]
+                self.versions[i] = str(reply["model_version"])
+            self._pending = [
+                {"request_id": rid, "instance": k, "label": float(self.rows[i]["bikers"])}
+                for k, i in enumerate(rows)
+            ]
+        return [i for rows in by_day.values() for i in rows]
+
+    def _call(self, path: str, body=None, headers: dict | None = None) -> tuple[int, dict]:
+        import http.client
+
+        try:
+            return _call(self.conn, path, body, headers)
+        except (ConnectionError, http.client.HTTPException):  # idle keep-alive closed
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.conn.host, self.conn.port, timeout=30)
+            return _call(self.conn, path, body, headers)
+
+    def wait_version(self, version: str, timeout: float = 30) -> float:
+        """Seconds until the server answers with ``version`` (it polls the alias)."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            _, payload = self._call("/readyz")
+            if str(payload.get("model_version")) == version:
+                return time.perf_counter() - start
+            time.sleep(0.01)
+        raise RuntimeError(f"the server did not load version {version} in {timeout:g} s")
+
+    def wait_logged(self, ws: Workspace, timeout: float = 30) -> None:
+        """Until every answer and every label sent so far is in the log's finished segments."""
+        from mlsd.monitoring.log import FEEDBACK, LOG_FOLDER, PREDICTIONS, _segment_files
+
+        def lines(kind: str) -> int:
+            files = _segment_files(ws.root / LOG_FOLDER / kind)
+            return sum(f.read_bytes().count(b"\n") for f in files)
+
+        labels = len(self.outputs) - len(self._pending)
+        deadline = time.time() + timeout
+        while lines(PREDICTIONS) < len(self.outputs) or lines(FEEDBACK) < labels:
+            if time.time() > deadline:
+                raise RuntimeError(f"the prediction log did not catch up in {timeout:g} s")
+            time.sleep(0.1)
+
+    def mae(self, rows: list[int], outputs: dict[int, float] | None = None) -> float:
+        import numpy as np
+
+        got = outputs if outputs is not None else self.outputs
+        return float(
+            np.mean([abs(got[i] - float(self.rows[i]["bikers"])) for i in rows if i in got])
+        )
+
+
 def serve_story() -> None:
-    """Train on January-June, serve, send July-December through the real server in time
-    order with each day's counts arriving the next day as feedback, then batch-score the
-    same rows and check both paths agree."""
+    """The closed loop on the second half of 2011: the model trained on January-June is
+    served July-September through the real server, monitoring flags the drift, a retrain on
+    the rows now available is judged on the freshest labels and promoted, the server
+    follows the champion alias, and October-December measures whether the error dropped."""
     import csv
+    import shutil
     import signal
     import socket
     import subprocess
-    import tempfile
 
     import numpy as np
-    import pyarrow.parquet as pq
 
-    from mlsd.serving.batch import predict_batch
+    from mlsd.events import EventLog
+    from mlsd.models.registry import Registry
 
     folder = EXAMPLES / "bikeshare"
     spec = load_spec(folder / "first-half.yaml")
     ws = Workspace.for_spec(spec)
     _say(f"== {spec.name}: the model as of 1 July, served to the rest of the year")
+    if (ws.root / "log").exists():  # a replay starts on 1 July: no earlier demo's traffic
+        shutil.rmtree(ws.root / "log")
     result = train(spec, ws, progress=False)
     chosen = result.entry(result.chosen).scores["test"]
+    if not result.registered:
+        _say(f"   step 6  not registered: {'; '.join(result.reasons)}")
+        return
+    old = int(result.model_version)
+    registry = Registry(
+        ws, spec.name, spec.models.tracking_uri, events=EventLog(ws.root / "events.sqlite")
+    )
+    registry.promote(old, reason="make demo: the model as of 1 July")  # a kept workspace
     _say(
         f"   step 6  trained on Jan-Jun ({spec.data.source.sql}): {result.chosen}, test MAE "
-        f"{chosen['mae']:.1f} (June); registered version {result.model_version} as "
-        f"{result.alias}"
+        f"{chosen['mae']:.1f} (June); version {old} is the champion"
     )
-    if not result.registered:
-        return
 
     with open(folder / "bikeshare.csv", newline="") as handle:
         later = [r for r in csv.DictReader(handle) if int(r["day"]) > 181]
-    inputs = [
-        {k: _number(v) for k, v in r.items() if k not in ("bikers", "casual", "registered")}
-        for r in later
-    ]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlsd",
-            "serve",
-            "-c",
-            str(spec.path),
-            "--model",
-            str(result.model_version),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    served: list[dict] = []
-    latencies: list[float] = []
+    command = [sys.executable, "-m", "mlsd", "serve", "-c", str(spec.path), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        conn = _wait_ready(server, port)
+        replay = _Replay(_wait_ready(server, port), later)
         _say(
-            f"   step 7  `mlsd serve` on http://127.0.0.1:{port}: sending Jul-Dec, one request "
-            "per day, in time order; each day's counts are fed back the next day"
+            f"   step 7  `mlsd serve --model champion` on http://127.0.0.1:{port} follows the "
+            f"champion alias (checked every {spec.serving.poll_s:g} s). Jul-Sep, one request "
+            "per day in time order; each day's counts are fed back the next day:"
         )
-        by_day: dict[int, list[int]] = {}
-        for i, row in enumerate(inputs):
-            by_day.setdefault(int(row["day"]), []).append(i)
-        pending: list[tuple[str, float]] = []
-        for day, rows in sorted(by_day.items()):
-            start = time.perf_counter()
-            reply = _post(
-                conn,
-                "/v1/predict",
-                {"instances": [inputs[i] for i in rows]},
-                {"X-Request-ID": f"day-{day}"},
+        summer = replay.send(182, 273)
+        _say(
+            f"      {len(replay.latencies)} requests, {len(summer):,} predictions, median "
+            f"request {np.median(replay.latencies):.1f} ms, {replay.failed} failed; MAE on "
+            f"Jul-Sep {replay.mae(summer):.1f} against {chosen['mae']:.1f} on June"
+        )
+        replay.wait_logged(ws)  # the server makes rows durable every serving.log_flush_s
+        monitored = _monitor(spec, ws, str(old))
+        retrained = _retrain(spec, ws, monitored)
+        new = retrained.challenger_version if retrained.promoted else old
+
+        if retrained.promoted:
+            waited = replay.wait_version(str(new))
+            _say(
+                f"   step 7  the server followed the champion alias to version {new} by "
+                f"itself, without a restart (answering with it {waited:.2f} s after the "
+                "retrain returned)"
             )
-            latencies.append((time.perf_counter() - start) * 1000)
-            served += reply["predictions"]
-            feedback = [
-                {"request_id": f"day-{day - 1}", "instance": k, "label": label}
-                for k, label in pending
-            ]
-            if feedback:
-                _post(conn, "/v1/feedback", feedback)
-            pending = [(k, float(later[i]["bikers"])) for k, i in enumerate(rows)]
-        conn.close()
+        sent_before, failed_before = len(replay.latencies), replay.failed
+        autumn = replay.send(274, 366)
+        versions = sorted({replay.versions[i] for i in autumn if i in replay.versions})
+        _say(
+            f"   step 7  Oct-Dec through the same server: {len(replay.latencies) - sent_before} "
+            f"requests, {len(autumn):,} predictions, answered by version "
+            f"{', '.join(versions)}; {replay.failed - failed_before} failed "
+            f"({replay.failed} in the whole replay)"
+        )
+        replay.conn.close()
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
-    truth = np.array([float(r["bikers"]) for r in later])
-    online = np.array([p["value"] for p in served])
-    _say(
-        f"      {len(by_day)} requests, {len(served):,} predictions, median request "
-        f"{np.median(latencies):.1f} ms; MAE on Jul-Dec {np.abs(online - truth).mean():.1f} "
-        f"against {chosen['mae']:.1f} on June: the world moved (monitoring will say why)"
-    )
+    _compare_after(spec, ws, replay, autumn, old, new)
 
+
+def _retrain(spec, ws: Workspace, monitored):
+    """Step 9: `mlsd retrain --if-needed`, told in a few lines with its figures."""
+    from mlsd.loop.retrain import retrain
+
+    _say("   step 9  `mlsd retrain --if-needed`: the triggers, then the champion/challenger gate:")
+    result = retrain(spec, ws, if_needed=True, progress=False, monitor_result=monitored)
+    for t in result.triggers:
+        alerts = len(t.get("evidence", {}).get("alerts", []))
+        if t["fired"]:
+            _say(f"      trigger {t['name']}: FIRED ({alerts} alert(s) in the latest window)")
+        else:
+            _say(f"      trigger {t['name']}: quiet ({t['reason'].split(' (')[0]})")
+    if not result.needed:
+        _say("      → no trigger fired: the champion stays")
+        return result
+    c = result.data.get("counts", {})
+    if c:
+        _say(
+            f"      data: {c['train_rows']:,} rows to learn from ({result.data['window']}: "
+            f"{c['train_rows'] - c['train_rows_from_log']:,} of Jan-Jun, "
+            f"{c['train_rows_from_log']:,} served and labelled); the freshest "
+            f"{c['holdout_rows']:,} labelled rows held out"
+        )
+    cmp = result.comparison or {}
+    if cmp.get("champion") is not None:
+        _say(
+            f"      on that fresh holdout: MAE champion (version {result.champion_version}) "
+            f"{cmp['champion']:.1f}, challenger (version {result.challenger_version}, "
+            f"{result.training.get('chosen')}) {cmp['challenger']:.1f}; difference "
+            f"{cmp['difference']:+.1f}, {cmp['level']:.0%} CI [{cmp['ci_low']:+.1f}, "
+            f"{cmp['ci_high']:+.1f}]"
+        )
+    verdict = (
+        f"PROMOTED: version {result.challenger_version} is the champion"
+        if result.promoted
+        else "REFUSED: " + "; ".join(result.reasons)
+    )
+    _say(f"      → {verdict} ({result.seconds:.1f} s)")
+    _say(f"   retrain report: {result.report.get('html')}")
+    return result
+
+
+def _compare_after(spec, ws: Workspace, replay: _Replay, rows: list[int], old: int, new) -> None:
+    """Step 9, the proof: both champions batch-scored on the same Oct-Dec rows."""
+    import csv
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from mlsd.serving.batch import predict_batch
+
+    scored: dict[int, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "jul-dec.csv"
+        source = Path(tmp) / "oct-dec.csv"
         with open(source, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(later[0]))
+            writer = csv.DictWriter(handle, fieldnames=list(replay.rows[0]))
             writer.writeheader()
-            writer.writerows(later)
-        out = ws.reports / "jul-dec-scored.parquet"
-        summary = predict_batch(spec, source, out, ref=str(result.model_version), progress=False)
-    batch = pq.read_table(out).column("value").to_numpy()
-    same = np.array_equal(batch, online)
+            writer.writerows(replay.rows[i] for i in rows)
+        for version in dict.fromkeys((old, new)):
+            out = ws.reports / f"oct-dec-v{version}.parquet"
+            predict_batch(spec, source, out, ref=str(version), progress=False)
+            values = pq.read_table(out).column("value").to_numpy()
+            scored[version] = dict(zip(rows, values.tolist(), strict=True))
+    before, after = replay.mae(rows, scored[old]), replay.mae(rows, scored[new])
     _say(
-        f"   step 7  `mlsd predict` batch-scored the same {summary['scored']:,} rows "
-        f"({summary['rows_per_s']:,.0f} rows/s) into {out}; identical to the server's "
-        f"answers: {same}"
+        f"   step 9  the error on Oct-Dec ({len(rows):,} rows, `mlsd predict` with each "
+        f"version): the old champion (version {old}) MAE {before:.1f}, the new (version "
+        f"{new}) {after:.1f}: "
+        + (f"{(before - after) / before:.0%} lower" if after < before else "HIGHER")
     )
-    _say(f"   log     every prediction and label is in {ws.root / 'log'} (JSON Lines segments)")
-    _monitor(spec, ws, str(result.model_version))
+    served = [i for i in rows if replay.versions.get(i) == str(new)]
+    same = bool(served) and all(replay.outputs[i] == scored[new][i] for i in served)
+    _say(
+        f"      the batch scores of version {new} are identical to the server's answers: "
+        f"{same} ({len(served):,} rows)"
+    )
+    _say(
+        f"   log     every prediction and label is in {ws.root / 'log'}; every decision in "
+        f"`mlsd models --history -c {spec.path}`"
+    )
 
 
-def _monitor(spec, ws: Workspace, version: str) -> None:
-    """Step 9: the served second half against the model's reference, window by window (the
-    version just served: a workspace kept from earlier demos holds older versions' traffic)."""
+def _monitor(spec, ws: Workspace, version: str):
+    """Step 9: the served traffic against the model's reference, window by window (the
+    version just served); returns the result (the retrain's triggers reuse it)."""
     from mlsd.monitoring.monitor import monitor
 
     _say(
@@ -256,6 +405,7 @@ def _monitor(spec, ws: Workspace, version: str) -> None:
         f"predictions {prediction}; exit code {result.exit_code}"
     )
     _say(f"   drift report: {result.paths['html']} (and monitoring.json beside it)")
+    return result
 
 
 def _number(text: str):
@@ -288,20 +438,16 @@ def _wait_ready(server, port: int):
     raise RuntimeError("mlsd serve did not become ready in 60 s")
 
 
-def _post(conn, path: str, body, headers: dict | None = None) -> dict:
-    import json
-
+def _call(conn, path: str, body=None, headers: dict | None = None) -> tuple[int, dict]:
+    """POST ``body`` as JSON (GET when None) on a keep-alive connection: (status, payload)."""
     conn.request(
-        "POST",
+        "GET" if body is None else "POST",
         path,
-        body=json.dumps(body),
+        body=None if body is None else json.dumps(body),
         headers={"content-type": "application/json", **(headers or {})},
     )
     response = conn.getresponse()
-    payload = json.loads(response.read())
-    if response.status != 200:
-        raise RuntimeError(f"{path} answered {response.status}: {payload}")
-    return payload
+    return response.status, json.loads(response.read())
 
 
 def main() -> int:
@@ -316,7 +462,7 @@ def main() -> int:
     _say(
         f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/<system>/; "
         "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
-        "mlflow.db`. Retraining lands in a later release."
+        "mlflow.db`."
     )
     return 0
 
