@@ -15,7 +15,7 @@ from mlsd.workspace import Workspace
 
 SPEC = """name: loop
 problem: {{task: regression, target: y}}
-metrics: {{primary: mae}}
+metrics: {metrics}
 data:
   source: d.csv
   columns:
@@ -32,18 +32,18 @@ def frame(n: int, seed: int, coef=(3.0, -2.0, 0.5, 0.0), noise: float = 0.5) -> 
     return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "y": y})
 
 
-def system(folder: Path, source: pd.DataFrame, extra: str = ""):
+def system(folder: Path, source: pd.DataFrame, extra: str = "", metrics: str = "{primary: mae}"):
     """Write the source and system.yaml in ``folder``; return (spec, workspace)."""
     folder.mkdir(parents=True, exist_ok=True)
     source.to_csv(folder / "d.csv", index=False)
-    (folder / "system.yaml").write_text(SPEC.format(extra=extra))
+    (folder / "system.yaml").write_text(SPEC.format(extra=extra, metrics=metrics))
     spec = load_spec(folder / "system.yaml")
     return spec, Workspace.for_spec(spec)
 
 
-def champion(folder: Path, source: pd.DataFrame, extra: str = ""):
+def champion(folder: Path, source: pd.DataFrame, extra: str = "", metrics: str = "{primary: mae}"):
     """A system with a trained, registered champion (version 1)."""
-    spec, ws = system(folder, source, extra)
+    spec, ws = system(folder, source, extra, metrics)
     result = train(spec, ws, progress=False)
     assert result.registered and result.model_version == 1
     return spec, ws

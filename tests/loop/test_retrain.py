@@ -153,3 +153,17 @@ def test_a_second_retrain_waits_for_the_first(drifted):
         pytest.raises(lock.LockedError, match="another retrain is running"),
     ):
         retrain(spec, ws, progress=False)
+
+
+def test_a_challenger_that_wins_but_breaks_a_guardrail_on_fresh_rows_is_refused(tmp_path):
+    # the freshest rows are noisier than those trained on: the challenger beats the champion
+    # there, yet its R² falls under the guardrail it passed on its own test split
+    extra = "retraining: {window: {rows: 500}, holdout: {share: 0.5, rows: 150}}\n"
+    metrics = "{primary: mae, guardrails: {r2: {min: 0.8}}}"
+    spec, ws = champion(tmp_path, frame(1500, 0), extra, metrics)
+    serve(ws, pd.concat([frame(500, 1, coef=NEW), frame(150, 2, coef=NEW, noise=4.0)]))
+    result = retrain(spec, ws, progress=False)
+    assert result.training["registered"] and result.comparison["beats"]
+    assert not result.promoted and _champion_alias(spec, ws) == 1
+    (reason,) = result.reasons
+    assert reason.startswith("guardrail r2 >= 0.8 failed") and "on the fresh holdout" in reason

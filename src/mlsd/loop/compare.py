@@ -113,7 +113,8 @@ def compare(
     chall = score_package(challenger_package, holdout, target)
     if not np.array_equal(champ["keep"], chall["keep"]):  # same rows, or no comparison
         raise MetricError("champion and challenger read different labelled rows")
-    everything = metrics_for(champ["task"])
+    wanted = [name, *(get_metric(g).name for g in spec.metrics.guardrails)]
+    everything = list(dict.fromkeys([*metrics_for(champ["task"]), *wanted]))
     scores = {
         who: compute(
             s["task"],
