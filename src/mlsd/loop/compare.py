@@ -18,6 +18,8 @@ from mlsd.evaluation.metrics import MetricError, compute, get_metric, metrics_fo
 from mlsd.spec import SystemSpec
 
 BOOTSTRAP = 1000  # paired resamples behind the interval of the difference
+MIN_BOOTSTRAP = 200  # large holdouts: fewer resamples (a sorted metric on 100k rows: 14 ms)
+ROW_BUDGET = 20_000_000  # resamples x rows scored per model
 LEVEL = 0.95
 
 
@@ -73,10 +75,12 @@ def _metric(scored: dict, rows: np.ndarray | None, name: str) -> float | None:
 def paired_bootstrap(
     champion: dict, challenger: dict, metric: str, *, seed: int, n: int = BOOTSTRAP
 ) -> tuple[float | None, float | None, int]:
-    """Percentile interval of (challenger − champion) on ``metric`` over paired resamples
-    of the rows; returns (low, high, resamples where the metric was defined for both)."""
+    """Percentile interval of (challenger − champion) on ``metric`` over ``n`` paired
+    resamples of the rows (fewer, down to 200, when the rows are many); returns (low, high,
+    resamples where the metric was defined for both)."""
     rng = np.random.default_rng(seed)
     rows = len(champion["y"])
+    n = min(n, max(MIN_BOOTSTRAP, ROW_BUDGET // max(rows, 1)))
     diffs = []
     for _ in range(n):
         pick = rng.integers(0, rows, size=rows)
