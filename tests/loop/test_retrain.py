@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from loop_helpers import champion, frame, serve
+from loop_helpers import champion, frame, serve, system
 
 from mlsd.cli import main
 from mlsd.events import EventLog
@@ -167,3 +167,10 @@ def test_a_challenger_that_wins_but_breaks_a_guardrail_on_fresh_rows_is_refused(
     assert not result.promoted and _champion_alias(spec, ws) == 1
     (reason,) = result.reasons
     assert reason.startswith("guardrail r2 >= 0.8 failed") and "on the fresh holdout" in reason
+
+
+def test_retrain_without_a_champion_is_bad_input(tmp_path, capsys):
+    spec, _ = system(tmp_path, frame(50, 0))
+    assert main(["retrain", "-c", str(spec.path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot retrain: 'loop' has no champion" in err and "mlsd train" in err
