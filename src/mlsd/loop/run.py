@@ -15,6 +15,7 @@ reported, with the error, and the loop goes on to the next one.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -26,6 +27,8 @@ from typing import Any
 from mlsd.errors import MlsdError
 from mlsd.spec import SystemSpec
 from mlsd.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,7 +75,9 @@ def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any
     try:
         result = monitor(spec, workspace, model="champion")
     except MonitorError as exc:
-        return {"ran": False, "reason": exc.message}, "monitor: nothing to monitor yet", exc
+        quiet = exc.message.startswith("no predictions")  # the champion served nothing yet
+        text = "monitor: nothing to monitor yet" if quiet else f"monitor: not run ({exc.message})"
+        return {"ran": False, "reason": exc.message}, text, exc
     latest = result.latest_alerts
     found = {
         "ran": True,
@@ -133,6 +138,7 @@ def run_iteration(spec: SystemSpec, workspace: Workspace, index: int = 1) -> Ite
         it.exit_code = exc.exit_code
         it.summary.append(f"FAILED: {exc.headline}: {exc.message}")
     except Exception as exc:  # the loop outlives one bad iteration; the error is reported
+        logger.exception("loop iteration %d failed", index)  # a bug: keep its traceback
         it.error = {"type": type(exc).__name__, "message": str(exc), "hint": None}
         it.exit_code = 1
         it.summary.append(f"FAILED: {type(exc).__name__}: {exc}")
