@@ -386,3 +386,22 @@ print(sorted(m for m in heavy if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_iso_times_match_datetime_to_the_microsecond():
+    """The log's cached-second formatter rounds exactly as datetime.fromtimestamp does."""
+    import random
+
+    from mlsd.monitoring.log import _iso
+
+    rng = random.Random(7)
+    edges = (0.0, 0.5, 0.4999995, 0.9999995, 0.0000005)
+    for _ in range(20_000):
+        ts = rng.choice(
+            [
+                rng.uniform(0, 2e9),
+                rng.randint(0, 2_000_000_000) + rng.choice(edges),
+                -rng.uniform(0, 1e6),
+            ]
+        )
+        assert _iso(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), ts

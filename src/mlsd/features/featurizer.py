@@ -269,9 +269,17 @@ class _NumericGroup:
         scales = [getattr(t, "scale", None) or {"mean": 0.0, "scale": 1.0} for _, t in members]
         self.mean = np.array([[s["mean"]] for s in scales])
         self.scale = np.array([[s["scale"]] for s in scales])
+        self.scaled = any(getattr(t, "scale", None) for _, t in members)
         self.boolean = np.array([isinstance(t, BooleanTransform) for _, t in members])
+        self.has_boolean = bool(self.boolean.any())
         self.readers = [_scalar_bool if b else scalar_float for b in self.boolean]
-        self.value_rows = [spans[i][0] for i, _ in members]
+        rows = [spans[i][0] for i, _ in members]
+        # consecutive output rows (no indicator between them) are written through a slice
+        self.value_rows: slice | np.ndarray = (
+            slice(rows[0], rows[-1] + 1)
+            if rows == list(range(rows[0], rows[-1] + 1))
+            else np.array(rows)
+        )
         self.flagged = np.array([t.indicator for _, t in members], dtype=bool)
         self.flag_rows = [spans[i][0] + 1 for i, t in members if t.indicator]
         getter = operator.itemgetter(*self.names)
@@ -301,10 +309,9 @@ class _NumericGroup:
             if not set(map(type, flat)) <= _PLAIN:
                 raise TypeError
             x = np.array(flat, dtype=np.float64).reshape(len(self.names), rows)
-            x[np.isinf(x)] = np.nan
-            if self.boolean.any():
+            if self.has_boolean:
                 b = x[self.boolean]
-                x[self.boolean] = np.where(np.isnan(b), np.nan, b != 0)
+                x[self.boolean] = np.where(np.isfinite(b), b != 0, np.nan)
         except (TypeError, OverflowError):
             x = np.array(
                 [
@@ -313,9 +320,9 @@ class _NumericGroup:
                 ],
                 dtype=np.float64,
             ).reshape(len(self.names), rows)
-        missing = np.isnan(x)
+        missing = ~np.isfinite(x)  # ±inf reads as missing, as on the column path
         x = np.where(missing, self.fill, x)
-        block[self.value_rows] = (x - self.mean) / self.scale
+        block[self.value_rows] = (x - self.mean) / self.scale if self.scaled else x
         if self.flag_rows:
             block[self.flag_rows] = missing[self.flagged]
 

@@ -461,8 +461,24 @@ class LogWriter:
         self._rows = 0
 
 
+_SECOND: list = [None, ""]  # the last whole second formatted, and its text
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC ISO 8601 to the microsecond, rounded as ``datetime.fromtimestamp`` rounds.
+
+    It runs for every request: strftime once per second, not once per call."""
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:  # before 1970
+        whole, us = whole - 1, us + 1_000_000
+    second, text = _SECOND
+    if whole != second:
+        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[:] = [whole, text]  # one assignment: other threads see old or new, whole
+    return f"{text}.{us:06d}Z"
 
 
 def _needle(request_id: str) -> bytes:

@@ -144,6 +144,7 @@ class RequestValidator:
         self._get_numeric = operator.itemgetter(*self._numeric) if len(numeric) > 1 else None
         self._low = np.array([_bound(i.get("min"), -math.inf) for i in numeric])
         self._high = np.array([_bound(i.get("max"), math.inf) for i in numeric])
+        self._bounded = bool(np.isfinite(self._low).all() and np.isfinite(self._high).all())
         self._others = {n: c for n, c in self.checkers.items() if n not in set(self._numeric)}
         self.reject_unknown = unknown_fields == "reject"
         self.max_instances = max_instances
@@ -157,7 +158,10 @@ class RequestValidator:
         if not set(map(type, values)) <= _NUMBERS:
             return None
         x = np.array(values, dtype=np.float64)  # NaN fails both comparisons
-        if not ((x >= self._low) & (x <= self._high) & np.isfinite(x)).all():
+        ok = (x >= self._low) & (x <= self._high)
+        if not self._bounded:  # an open bound lets ±inf through the comparisons
+            ok &= np.isfinite(x)
+        if np.count_nonzero(ok) != len(values):  # C-level; ndarray.all() goes through Python
             return None
         return values
 
