@@ -32,6 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -421,7 +422,11 @@ class Source:
 
 class Sink:
     """One output file, written batch by batch under a temporary name beside ``path`` and
-    renamed to ``path`` by ``commit``; ``abort`` removes the temporary file."""
+    renamed to ``path`` by ``commit``; ``abort`` removes the temporary file.
+
+    Writes happen behind the caller, one batch at a time, in a thread of their own: encoding
+    and compressing a chunk overlaps with scoring the next (pyarrow releases the GIL).
+    """
 
     def __init__(self, path: Path, schema: pa.Schema):
         import pyarrow.csv as pcsv
@@ -437,14 +442,27 @@ class Sink:
             options = pcsv.WriteOptions(delimiter=_delimiter(self.path))
             self._writer = pcsv.CSVWriter(self.tmp, schema, write_options=options)
         self.rows = 0
+        self._behind = ThreadPoolExecutor(1, thread_name_prefix="mlsd-batch-write")
+        self._pending: Future | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Append one batch."""
-        self._writer.write_batch(batch)
+        """Append one batch (after the previous one is written: at most one in flight)."""
+        self._wait()
+        self._pending = self._behind.submit(self._writer.write_batch, batch)
         self.rows += batch.num_rows
+
+    def _wait(self) -> None:
+        """Let the batch in flight finish; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def commit(self) -> Path:
         """Close the file, make it durable and give it its final name."""
+        try:
+            self._wait()
+        finally:
+            self._behind.shutdown()
         self._writer.close()
         with open(self.tmp, "rb") as handle:
             os.fsync(handle.fileno())
@@ -454,6 +472,9 @@ class Sink:
     def abort(self) -> None:
         """Drop the temporary file."""
         with contextlib.suppress(Exception):  # already failing; the file goes anyway
+            self._wait()
+        self._behind.shutdown()
+        with contextlib.suppress(Exception):
             self._writer.close()
         self.tmp.unlink(missing_ok=True)
 
