@@ -37,7 +37,11 @@ def _labels(series: pd.Series, meta: dict) -> np.ndarray:
 
 def _read_labelled(path: Path, package) -> pd.DataFrame:
     """Read a data file and type its columns as the package's signature says."""
-    table = read_source(SourceSpec(path=str(path)), Path.cwd())
+    return typed_like(package, read_source(SourceSpec(path=str(path)), Path.cwd()))
+
+
+def typed_like(package, table) -> pd.DataFrame:
+    """An Arrow ``table`` as a frame whose columns are typed as ``package``'s signature says."""
     raw = table.to_pandas(strings_to_categorical=True)
     overrides = {
         i["name"]: ColumnSpec(type=i["type"])

@@ -23,30 +23,15 @@ ROW_BUDGET = 20_000_000  # resamples x rows scored per model
 LEVEL = 0.95
 
 
-def _frame_for(package: Any, table: pa.Table) -> Any:
-    """``table`` typed as ``package``'s signature says (as ``mlsd evaluate`` reads data)."""
-    from mlsd.data.schema import coerce, infer_schema
-    from mlsd.spec import ColumnSpec
-
-    raw = table.to_pandas(strings_to_categorical=True)
-    overrides = {
-        i["name"]: ColumnSpec(type=i["type"])
-        for i in package.signature["inputs"]
-        if i["name"] in raw.columns
-    }
-    schema, _ = infer_schema(raw, overrides)
-    return coerce(raw, schema)
-
-
 def score_package(folder: str | Path, table: pa.Table, target: str) -> dict[str, Any]:
     """Load and verify the package in ``folder``; its outputs and labels on ``table``:
     ``{y, pred, threshold, task, metrics}`` (rows without a label dropped)."""
-    from mlsd.evaluation.evaluate import _labels
+    from mlsd.evaluation.evaluate import _labels, typed_like
     from mlsd.models import package as packages
 
     package = packages.load(folder)
     meta = package.meta
-    frame = _frame_for(package, table)
+    frame = typed_like(package, table)
     y = _labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
