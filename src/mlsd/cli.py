@@ -228,6 +228,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show(result, as_json: bool) -> int:
+    """Print a result (its ``to_dict`` with --json, else its summary lines); its exit code."""
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        print("\n".join(result.summary_lines()))
+    return result.exit_code
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift, quality, performance, latency and staleness of the served traffic, per window
     and model version; exit 1 when the latest window alerts."""
@@ -235,11 +244,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from mlsd.spec import load_spec
 
     result = monitor(load_spec(args.config), model=args.model, window=args.window)
-    if args.json:
-        _emit_json(result.to_dict())
-    else:
-        print("\n".join(result.summary_lines()))
-    return result.exit_code
+    return _show(result, args.json)
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -251,11 +256,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     result = retrain(
         load_spec(args.config), if_needed=args.if_needed, progress=False if args.json else None
     )
-    if args.json:
-        _emit_json(result.to_dict())
-    else:
-        print("\n".join(result.summary_lines()))
-    return result.exit_code
+    return _show(result, args.json)
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
