@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlsd.data import load_dataset, split_dataset, validate
 from mlsd.data.validate import validate_dataset
-from mlsd.features import Featurizer, save, select_features
+from mlsd.features import Featurizer, frame_inputs, save, select_features
 from mlsd.models.train import train
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace, write_json
@@ -106,9 +106,9 @@ def _fit_features(spec, ws: Workspace) -> None:
     start = time.perf_counter()
     for encoding in ("codes", "onehot"):
         fitted = Featurizer(columns, spec.features, encoding=encoding).fit(
-            {c: rows[c].array for c in columns}
+            frame_inputs(rows, columns)
         )
-        matrix = fitted.transform({c: dataset.frame[c].array for c in columns})
+        matrix = fitted.transform(frame_inputs(dataset.frame, columns))
         path = save(fitted, ws.reports / f"featurizer-{encoding}.json")
         _say(
             f"   step 5  {encoding:<6} featurizer fitted on {len(rows):,} train rows: "

@@ -14,6 +14,7 @@ from mlsd.data.sources import read_source
 from mlsd.data.split import TEST
 from mlsd.errors import DataError
 from mlsd.evaluation.metrics import compute, metrics_for
+from mlsd.features import frame_inputs
 from mlsd.spec import ColumnSpec, SourceSpec, SystemSpec
 from mlsd.workspace import Workspace
 
@@ -95,7 +96,7 @@ def evaluate(
     y = _labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
-    columns = {c: frame[c].array for c in package.featurizer.input_columns}
+    columns = frame_inputs(frame, package.featurizer.input_columns)
     pred = package.predict_matrix(columns)
     scores = compute(
         meta["task"],

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.evaluation.metrics import MetricError, _curve, compute, confusion_matrix, get_metric
+from mlsd.features import frame_inputs
 from mlsd.workspace import atomic_write_bytes, write_json
 
 SCHEMA_VERSION = 1
@@ -107,10 +108,6 @@ class ReportInputs:
     seed: int = 0
 
 
-def _inputs_of(frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, Any]:
-    return {c: frame[c].array for c in columns}
-
-
 def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The report dict (every key of ``TOP_KEYS``) and the arrays its figures need."""
     from mlsd.evaluation import importance, slices
@@ -128,7 +125,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     metric = get_metric(inputs.primary)
     spec = inputs.spec
     data = inputs.data
-    pred = np.asarray(s.predict(_inputs_of(data.frame, inputs.columns)))
+    pred = np.asarray(s.predict(frame_inputs(data.frame, inputs.columns)))
     n_features = len(s.featurizer.feature_names)
     scores = compute(task, data.y, pred, threshold=s.threshold, n_features=n_features)
     lap("predict_s")
@@ -178,7 +175,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     report["behavioral"] = _behavioral(inputs)
     lap("behavioral_s")
     imp_rows = inputs.valid or data
-    X_imp = s.featurizer.transform(_inputs_of(imp_rows.frame, inputs.columns))
+    X_imp = s.featurizer.transform(frame_inputs(imp_rows.frame, inputs.columns))
     report["importance"] = importance.analyse(
         s.model,
         s.featurizer,
@@ -430,7 +427,7 @@ def _behavioral(inputs: ReportInputs) -> dict[str, Any]:
         s = inputs.subject
 
         def predict(frame: pd.DataFrame) -> np.ndarray:
-            return np.asarray(s.predict(_inputs_of(frame, inputs.columns)))
+            return np.asarray(s.predict(frame_inputs(frame, inputs.columns)))
 
         results = behavioral.run(
             tests, predict, inputs.data.frame, inputs.columns, s.task, seed=inputs.seed
@@ -593,7 +590,6 @@ def for_training(
     """Build and write the report of a training run (judged on the test split); returns the
     two file paths and records them in ``result.evaluation["report"]``."""
     from mlsd.evaluation.learning import learning_curve
-    from mlsd.models.base import FitData
 
     fz, model = best["featurizer"], best["model"]
     calibrator = best.get("calibrator")
@@ -618,15 +614,6 @@ def for_training(
             "members by training them alone",
         }
     elif spec.evaluation.learning_curve:
-        matrices = {s: fz.transform(_inputs_of(parts[s], columns)) for s in ("train", "valid")}
-        data = FitData(
-            X=matrices["train"],
-            y=ys["train"],
-            X_valid=matrices["valid"],
-            y_valid=ys["valid"],
-            feature_names=fz.feature_names,
-            categorical=fz.categorical_indices,
-        )
         scores = {
             s: (entry.scores.get(s) or {}).get(result.primary_metric) for s in ("train", "valid")
         }
@@ -634,7 +621,7 @@ def for_training(
             entry.family,
             model.params,
             task,
-            data,
+            best["data"],  # the matrices the chosen candidate was fitted on
             metric=result.primary_metric,
             full=scores,
             seed=spec.seed,

@@ -8,9 +8,18 @@ from mlsd.features.featurizer import (
     Featurizer,
     FittedFeaturizer,
     cross_name,
+    frame_inputs,
     load,
     save,
     select_features,
 )
 
-__all__ = ["Featurizer", "FittedFeaturizer", "cross_name", "load", "save", "select_features"]
+__all__ = [
+    "Featurizer",
+    "FittedFeaturizer",
+    "cross_name",
+    "frame_inputs",
+    "load",
+    "save",
+    "select_features",
+]

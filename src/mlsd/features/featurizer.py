@@ -461,6 +461,12 @@ class FittedFeaturizer:
         return fitted
 
 
+def frame_inputs(frame: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The ``names`` columns of a pandas frame as ``transform`` reads them: their arrays
+    (categoricals and nullable types kept as they are, no copy)."""
+    return {c: frame[c].array for c in names}
+
+
 def save(featurizer: FittedFeaturizer, path: str | Path) -> Path:
     """Write the fitted featurizer to a JSON file (byte-identical for identical state),
     atomically: a crash leaves the old file or none, never half of one."""

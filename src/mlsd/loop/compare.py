@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlsd.evaluation.metrics import MetricError, compute, get_metric, metrics_for
+from mlsd.features import frame_inputs
 from mlsd.spec import SystemSpec
 
 BOOTSTRAP = 1000  # paired resamples behind the interval of the difference
@@ -35,7 +36,7 @@ def score_package(folder: str | Path, table: pa.Table, target: str) -> dict[str,
     y = _labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
-    pred = package.predict_matrix({c: frame[c].array for c in package.featurizer.input_columns})
+    pred = package.predict_matrix(frame_inputs(frame, package.featurizer.input_columns))
     threshold = float(meta.get("threshold", 0.5))
     return {
         "y": y[keep],

@@ -28,7 +28,7 @@ from mlsd.data.target import encode_target
 from mlsd.data.validate import ValidationReport, validate_dataset
 from mlsd.errors import MlsdError
 from mlsd.evaluation.metrics import compute, default_primary, get_metric, metrics_for
-from mlsd.features import Featurizer, FittedFeaturizer, select_features
+from mlsd.features import Featurizer, FittedFeaturizer, frame_inputs, select_features
 from mlsd.models.base import FitData, Model, TaskInfo
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
@@ -224,10 +224,6 @@ def primary_metric(spec: SystemSpec) -> str:
     ).name
 
 
-def _columns(frame: pd.DataFrame, names) -> dict[str, Any]:
-    return {c: frame[c].array for c in names}
-
-
 def _scores(task: TaskInfo, y: np.ndarray, pred: np.ndarray, n_features: int) -> dict:
     return compute(task.kind, y, pred, names=metrics_for(task.kind), n_features=n_features)
 
@@ -383,7 +379,7 @@ def _train(
         evaluation["ensemble"] = blend
     best["entry"].chosen = True
     with stages("test"):
-        X_test = best["featurizer"].transform(_columns(parts["test"], columns))
+        X_test = best["featurizer"].transform(frame_inputs(parts["test"], columns))
         pred = _calibrated(best, best["model"].predict(X_test))
         best["entry"].scores["test"] = compute(
             task.kind,
@@ -485,10 +481,10 @@ def _fit_candidates(spec, task, metric, parts, ys, columns) -> list[dict]:
         encoding = FAMILIES[family].encoding
         if encoding not in featurizers:  # fitted on the training split only
             featurizers[encoding] = Featurizer(columns, spec.features, encoding=encoding).fit(
-                _columns(parts["train"], columns)
+                frame_inputs(parts["train"], columns)
             )
             matrices[encoding] = {
-                s: featurizers[encoding].transform(_columns(parts[s], columns))
+                s: featurizers[encoding].transform(frame_inputs(parts[s], columns))
                 for s in ("train", "valid")
             }
         fz, X = featurizers[encoding], matrices[encoding]
@@ -530,7 +526,7 @@ def _fit_candidates(spec, task, metric, parts, ys, columns) -> list[dict]:
                 predict_us_per_row=per_row,
                 size_bytes=_size(model),
             )
-            fitted.append({"entry": entry, "model": model, "featurizer": fz})
+            fitted.append({"entry": entry, "model": model, "featurizer": fz, "data": data})
     return fitted
 
 
@@ -592,7 +588,7 @@ def _try_ensemble(spec, task, metric, fitted, best, parts, ys, columns) -> tuple
     scores: dict[str, Any] = {}
     per_row = 0.0
     for split in ("train", "valid"):
-        X = fz.transform(_columns(parts[split], columns))
+        X = fz.transform(frame_inputs(parts[split], columns))
         pred, per_row = _timed_predict(model.predict, X)
         scores[split] = _scores(task, ys[split], pred, X.shape[1])
     scores["test"] = None
@@ -653,7 +649,7 @@ def _evaluate(spec: SystemSpec, task: TaskInfo, best: dict, parts, ys, columns) 
 
     out: dict[str, Any] = {}
     fz, model = best["featurizer"], best["model"]
-    raw = np.asarray(model.predict(fz.transform(_columns(parts["valid"], columns))))
+    raw = np.asarray(model.predict(fz.transform(frame_inputs(parts["valid"], columns))))
     y = ys["valid"]
     if task.kind == "binary":
         calibrator, report = calibration.choose(y, raw, spec.evaluation.calibration, seed=spec.seed)
@@ -686,7 +682,7 @@ def _evaluate(spec: SystemSpec, task: TaskInfo, best: dict, parts, ys, columns) 
     if spec.evaluation.tests:
 
         def predict(frame: pd.DataFrame) -> np.ndarray:
-            return _calibrated(best, model.predict(fz.transform(_columns(frame, columns))))
+            return _calibrated(best, model.predict(fz.transform(frame_inputs(frame, columns))))
 
         out["behavioral"] = behavioral.run(
             spec.evaluation.tests, predict, parts["valid"], columns, task.kind, seed=spec.seed
@@ -740,7 +736,7 @@ def _package(spec, workspace, dataset, task, classes, best, parts, columns, resu
             # outputs on valid (rows the model was not fitted on): prediction drift's reference
             "predictions": predictions_profile(
                 _calibrated(
-                    best, best["model"].predict(fz.transform(_columns(parts["valid"], columns)))
+                    best, best["model"].predict(fz.transform(frame_inputs(parts["valid"], columns)))
                 ),
                 task.kind,
                 classes,
