@@ -104,6 +104,11 @@ def test_every_invalid_input_is_a_4xx_naming_instance_and_field(server, caravan)
     assert error["details"][0]["field"] == "MGEMLEEF"
     assert "not a finite number" in error["details"][0]["problem"]
 
+    beyond_float = [dict(good[0], MGEMLEEF=10**400)]  # JSON allows it; float() does not
+    status, error = problems_of(server, beyond_float)
+    assert status == 422 and error["details"][0]["field"] == "MGEMLEEF"
+    assert "too large" in error["details"][0]["problem"]
+
     status, error = problems_of(server, rows(caravan, 101))
     assert status == 413 and error["code"] == "too_many_instances"
     status, error = problems_of(server, None, raw=b'{"instances": [')

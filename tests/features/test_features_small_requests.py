@@ -83,3 +83,31 @@ def test_grouped_path_reads_odd_values_as_the_column_path_does(rows):
         as_objects = {k: np.array(v, dtype=object) for k, v in request.items()}
         online, offline = fitted.transform(request), fitted.transform(as_objects)
         assert np.array_equal(online, offline, equal_nan=True), request
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_one_row_path_of_an_all_numeric_featurizer_is_bit_identical(standardize):
+    """A featurizer of plain numbers only scores a one-row request without the block; any
+    value it cannot prove finite (None, NaN, inf, text, bools, huge ints) goes the block way.
+    Either way the features equal the column path's bit for bit."""
+    from mlsd.spec import FeaturesSpec
+
+    rng = np.random.default_rng(7)
+    n = 400
+    train = {f"x{i}": rng.normal(size=n) * 10**i for i in range(5)}
+    train["x2"][::5] = np.nan  # a missing indicator between the value rows
+    columns = {name: "numeric" for name in train}
+    options = FeaturesSpec.model_validate(
+        {"columns": {name: {"standardize": standardize} for name in train}}
+    )
+    fitted = Featurizer(columns, options, encoding="codes").fit(train)
+    assert fitted._one_row
+    odd = [None, float("nan"), float("inf"), "2.5", True, 10**400, -3, 7]
+    for trial in range(40):
+        row = {name: [float(rng.normal() * 10**i)] for i, name in enumerate(train)}
+        if trial % 2:
+            row[f"x{trial % 5}"] = [odd[trial % len(odd)]]
+        as_objects = {k: np.array(v, dtype=object) for k, v in row.items()}
+        online, offline = fitted.transform(row), fitted.transform(as_objects)
+        assert online.shape == (1, len(fitted.feature_names))
+        assert np.array_equal(online, offline, equal_nan=True), row

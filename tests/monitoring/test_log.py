@@ -275,31 +275,39 @@ def test_close_drains_queue_and_is_idempotent(tmp_path):
     assert writer.stats["dropped"] == 1 and writer.flush() is True
 
 
+def test_known_ids_in_memory_are_bounded_and_older_ones_found_on_disk(tmp_path):
+    with PredictionLog(tmp_path, known_capacity=32) as small:
+        for i in range(200):
+            small.prediction(
+                request_id=f"m{i}", model_version=1, inputs=[{}], outputs=[0], latency_ms=1
+            )
+        remembered = [i for i in range(200) if small.known(f"m{i}", scan=False)]
+        assert 32 <= len(remembered) <= 34 and remembered == list(range(200 - len(remembered), 200))
+        assert small.flush(timeout=10) and small.known("m0")
+
+
 def test_full_queue_drops_and_counts_never_blocks(tmp_path):
-    class Stall:
-        """Serialising it holds the writer thread until released."""
-
-        def __init__(self) -> None:
-            self.entered = threading.Event()
-            self.release = threading.Event()
-
-        def __str__(self) -> str:
-            self.entered.set()
-            self.release.wait(10)
-            return "stall"
-
-    stall = Stall()
     writer = LogWriter(tmp_path, "q", flush_s=60, max_queue=5)
+    entered, release = threading.Event(), threading.Event()
+    write = writer._write
+
+    def stalled_write(lines):  # a disk that hangs: the writer thread waits here
+        if lines:
+            entered.set()
+            release.wait(10)
+        write(lines)
+
+    writer._write = stalled_write
     try:
-        writer.log({"x": stall})
-        assert stall.entered.wait(5)
+        writer.log({"first": True})
+        assert entered.wait(5)
         t0 = time.perf_counter()
         for i in range(20):
             writer.log({"i": i})
         assert time.perf_counter() - t0 < 0.5
         assert writer.stats["dropped"] == 15 and writer.stats["queued"] == 5
     finally:
-        stall.release.set()
+        release.set()
         writer.close()
     assert writer.stats["written"] == 6 and writer.stats["dropped"] == 15
 

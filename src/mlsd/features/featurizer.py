@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -246,6 +247,7 @@ class Featurizer:
 
 _SMALL_ROWS = 64  # requests up to this size take the grouped numeric path
 _PLAIN = {float, int, bool, type(None)}
+_NUMBERS = {float, int}
 
 
 class _NumericGroup:
@@ -284,6 +286,25 @@ class _NumericGroup:
         self.flag_rows = [spans[i][0] + 1 for i, t in members if t.indicator]
         getter = operator.itemgetter(*self.names)
         self._get = getter if len(self.names) > 1 else lambda data: (getter(data),)
+        self._mean_row, self._scale_row = self.mean[:, 0].copy(), self.scale[:, 0].copy()
+
+    def one_row(self, data: Mapping[str, Any], width: int) -> np.ndarray | None:
+        """The (1, width) features of one row of finite ints and floats, when the group is
+        all the featurizer has and holds no boolean; else None (the block path handles it).
+
+        The single-instance request is the commonest online call: this is write() for it,
+        without the block, the missing-value fill (there is none) and their numpy calls.
+        """
+        try:
+            values = [v for (v,) in self._get(data)]  # each column a one-value list
+            if not set(map(type, values)) <= _NUMBERS or not all(map(math.isfinite, values)):
+                return None
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: huge ints
+            return None
+        x = np.array(values, dtype=np.float64)
+        out = np.zeros((1, width), dtype=np.float64)  # indicators: 0, nothing is missing
+        out[0, self.value_rows] = (x - self._mean_row) / self._scale_row if self.scaled else x
+        return out
 
     def rows(self, data: Mapping[str, Any]) -> int | None:
         """The common length of the group's columns when all are short Python lists (online
@@ -367,6 +388,8 @@ class FittedFeaturizer:
         self._ungrouped_transforms = [
             w for i, w in enumerate(self._all_transforms) if i not in grouped
         ]
+        whole = self._group is not None and not self._ungrouped_transforms
+        self._one_row = whole and not self._group.has_boolean
         self._ungrouped = list(
             dict.fromkeys(
                 name for i, t in enumerate(self.transforms) if i not in grouped for name in t.inputs
@@ -389,6 +412,10 @@ class FittedFeaturizer:
         """Features of ``data`` (column name → array or list): float64, (rows, features),
         C-contiguous. Missing input columns raise FeatureError; extra columns are ignored."""
         group = self._group
+        if self._one_row:
+            out = group.one_row(data, len(self.feature_names))
+            if out is not None:
+                return out
         rows = group.rows(data) if group else None
         if rows is None:  # the general path, column by column
             group = None

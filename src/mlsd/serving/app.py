@@ -188,7 +188,7 @@ class Server:
         if not checked.accepted:
             raise HTTPProblem(422, "no_instances", "the request holds no instances")
         outputs = model.predict(checked.columns)
-        self.metrics.predictions.labels(model_version=model.label).inc(len(outputs))
+        self.metrics.predicted(model.label, len(outputs))
         latency_ms = (time.perf_counter() - started) * 1000
         inputs = [instances[i] for i in checked.accepted]
         self.log.prediction(

@@ -22,7 +22,9 @@ class ServerMetrics:
     failures and unknown fields by field, feedback, model swaps and the log's health."""
 
     def __init__(self) -> None:
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # label lookups cost more than the counting: the children, by route and status, and
+        # by model version
+        self._children: dict[Any, Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -59,13 +61,22 @@ class ServerMetrics:
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
         children = self._children.get((route, status))
-        if children is None:  # label lookups cost more than the counting: keep the children
+        if children is None:
             children = self._children[(route, status)] = (
                 self.requests.labels(route=route, status=str(status)),
                 self.latency.labels(route=route),
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def predicted(self, model_version: str, n: int) -> None:
+        """Count ``n`` predictions of ``model_version``."""
+        child = self._children.get(model_version)
+        if child is None:
+            child = self._children[model_version] = self.predictions.labels(
+                model_version=model_version
+            )
+        child.inc(n)
 
     def render(self, log: Any = None) -> tuple[bytes, str]:
         """The text exposition format (and its content type)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ class ServedModel:
         """binary, multiclass or regression."""
         return self.package.manifest["meta"]["task"]
 
-    @property
+    @cached_property  # read several times per request
     def label(self) -> str:
         """How responses and logs name this model: its version, else its folder."""
         return str(self.version) if self.version is not None else self.package.folder.name

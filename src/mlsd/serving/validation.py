@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 
 from mlsd.features.transforms import category_key
 
@@ -54,7 +53,11 @@ def _numeric(spec: dict, on_invalid: str) -> Checker:
             return None, None, None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, f"expected a number, got {type(value).__name__} {value!r:.40}", None
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int beyond float's range
+            return None, f"an integer of {len(str(abs(value)))} digits is too large", None
+        if not finite:
             return None, f"{value} is not a finite number", None
         if (low is not None and value < low) or (high is not None and value > high):
             text = f"{value!r} is outside the training range [{low}, {high}]"
@@ -142,9 +145,9 @@ class RequestValidator:
         numeric = [i for i in signature["inputs"] if i["type"] == "numeric"]
         self._numeric = [i["name"] for i in numeric]
         self._get_numeric = operator.itemgetter(*self._numeric) if len(numeric) > 1 else None
-        self._low = np.array([_bound(i.get("min"), -math.inf) for i in numeric])
-        self._high = np.array([_bound(i.get("max"), math.inf) for i in numeric])
-        self._bounded = bool(np.isfinite(self._low).all() and np.isfinite(self._high).all())
+        self._low = [_bound(i.get("min"), -math.inf) for i in numeric]
+        self._high = [_bound(i.get("max"), math.inf) for i in numeric]
+        self._bounded = all(map(math.isfinite, self._low + self._high))
         self._others = {n: c for n, c in self.checkers.items() if n not in set(self._numeric)}
         self.reject_unknown = unknown_fields == "reject"
         self.max_instances = max_instances
@@ -155,14 +158,20 @@ class RequestValidator:
             values = self._get_numeric(instance)
         except KeyError:
             return None
-        if not set(map(type, values)) <= _NUMBERS:
+        # C-level maps over a few dozen Python numbers beat numpy's per-call cost here;
+        # NaN fails every comparison, and huge ints compare exactly
+        if (
+            not set(map(type, values)) <= _NUMBERS
+            or not all(map(operator.le, self._low, values))
+            or not all(map(operator.le, values, self._high))
+        ):
             return None
-        x = np.array(values, dtype=np.float64)  # NaN fails both comparisons
-        ok = (x >= self._low) & (x <= self._high)
         if not self._bounded:  # an open bound lets ±inf through the comparisons
-            ok &= np.isfinite(x)
-        if np.count_nonzero(ok) != len(values):  # C-level; ndarray.all() goes through Python
-            return None
+            try:
+                if not all(map(math.isfinite, values)):
+                    return None
+            except OverflowError:  # an int beyond float: the checker says so
+                return None
         return values
 
     def validate(self, instances: Any) -> Validated:
