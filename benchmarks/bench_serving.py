@@ -596,7 +596,6 @@ def batch_job(job: dict) -> dict[str, Any]:
         times["matrix_s"].append(time.perf_counter() - started)
     scored = pq.read_table(job["out"]).column("score").to_numpy()
     out: dict[str, Any] = {k: statistics.median(v) for k, v in times.items()}
-    out["rounds"] = times
     out["rows"] = len(X)
     out["batch_summary"] = {k: summary[k] for k in ("rows", "scored", "rejected", "seconds")}
     out["batch_max_diff"] = float(np.max(np.abs(scored - raw)))

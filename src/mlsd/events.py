@@ -19,6 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from mlsd.errors import MlsdError
+from mlsd.timestamps import utc
 
 FILE_NAME = "events.sqlite"  # beside mlflow.db in the workspace
 
@@ -87,15 +88,12 @@ def utc_now() -> str:
 def _normalize_ts(value: str | datetime) -> str:
     """``value`` in the log's own timestamp form, so text comparison is time comparison."""
     try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
+        return utc(value).isoformat(timespec="microseconds")
+    except ValueError as exc:
         raise EventLogError(
             f"since={value!r} is not an ISO-8601 time",
             hint="pass e.g. '2024-05-01' or '2024-05-01T12:00:00+00:00'",
         ) from exc
-    if moment.tzinfo is None:  # naive times are taken as UTC, like every time in the log
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class EventLog:

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from mlsd.errors import DataError, MlsdError
 from mlsd.spec import SystemSpec, parse_duration
+from mlsd.timestamps import epoch
 from mlsd.workspace import Workspace
 
 LOG_TS = "__mlsd_ts"  # epoch seconds of the prediction (source rows: their own time, or NaN)
@@ -76,14 +77,7 @@ def champion(spec: SystemSpec, workspace: Workspace) -> Champion:
 def to_epoch(value: float | int | str | datetime | None) -> float:
     """Epoch seconds from a number, a datetime or an ISO string (naive means UTC); None is
     now."""
-    if value is None:
-        return time.time()
-    if isinstance(value, int | float):
-        return float(value)
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return time.time() if value is None else epoch(value)
 
 
 def read_log(workspace: Workspace, now: float | None = None) -> pa.Table:

@@ -441,28 +441,39 @@ class Registry:
                 "package": str(package),
                 "changed": False,
             }
-        self._move_champion(number)
         message = f"version {number} promoted to champion (was {previous})"
-        self.events.append(
-            PROMOTED,
-            message + (f": {reason}" if reason else ""),
-            system=self.name,
-            model_version=number,
-            evidence={
-                "version": number,
-                "previous": previous,
-                "package": str(package),
-                "reason": reason,
-            },
-        )
+        self._move_champion(PROMOTED, message, number, previous, package, reason)
         return {"version": number, "previous": previous, "package": str(package), "changed": True}
 
-    def _move_champion(self, version: int) -> None:
+    def _move_champion(
+        self,
+        kind: str,
+        message: str,
+        version: int,
+        previous: int | None,
+        package: Path,
+        reason: str,
+        **evidence: Any,
+    ) -> None:
+        """Point the champion alias at ``version``, publish it, and record the event."""
         with self._errors(f"moving {CHAMPION} to version {version}"):
             self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             if self._aliases().get(CHALLENGER) == version:  # no longer a challenger
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
             self._publish()
+        self.events.append(
+            kind,
+            message + (f": {reason}" if reason else ""),
+            system=self.name,
+            model_version=version,
+            evidence={
+                "version": version,
+                "previous": previous,
+                **evidence,
+                "package": str(package),
+                "reason": reason,
+            },
+        )
 
     def _publish(self) -> None:
         """Write aliases and package folders where the server reads them without MLflow."""
@@ -502,20 +513,15 @@ class Registry:
         target = int(target)
         package = self._package_of(target)
         current = self._aliases().get(CHAMPION)
-        self._move_champion(target)
         message = f"champion rolled back to version {target} (was {current})"
-        self.events.append(
+        self._move_champion(
             ROLLED_BACK,
-            message + (f": {reason}" if reason else ""),
-            system=self.name,
-            model_version=target,
-            evidence={
-                "version": target,
-                "previous": current,
-                "undoes_event": promotions[-1]["id"],
-                "package": str(package),
-                "reason": reason,
-            },
+            message,
+            target,
+            current,
+            package,
+            reason,
+            undoes_event=promotions[-1]["id"],
         )
         return {"version": target, "previous": current, "package": str(package)}
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mlsd.errors import MlsdError
+from mlsd.timestamps import epoch
 from mlsd.workspace import Workspace, atomic_write_bytes
 
 if TYPE_CHECKING:  # the writer side must not import these, even indirectly
@@ -108,8 +109,7 @@ def _encode(record: Any) -> bytes | None:
     """One JSON line (UTF-8; JSON escapes newlines inside strings), or None if not encodable.
 
     orjson first: several times faster than ``json``, and this runs for every prediction on
-    the server's writer thread, which shares the GIL with the request path. It writes NaN/inf
-    as null, as the ``_finite`` fallback does.
+    the request path. It writes NaN/inf as null, as the ``_finite`` fallback does.
     """
     try:
         return orjson.dumps(record, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
@@ -523,7 +523,7 @@ class PredictionLog:
         self._feedback = LogWriter(self.folder, FEEDBACK, flush_s=flush_s, max_queue=max_queue)
         self._rejects = LogWriter(self.folder, REJECTS, flush_s=flush_s, max_queue=max_queue)
         # recent request ids, oldest first; ~120 bytes + the id's length each
-        self._known: dict[str, None] = {}  # insertion order: oldest first
+        self._known: dict[str, None] = {}
         self._known_capacity = int(known_capacity)
         self._known_lock = threading.Lock()
 
@@ -834,18 +834,15 @@ def _labelled_sql(predictions: str, feedback: str) -> str:
 
 def _epoch(value: float | int | str | datetime | None, name: str) -> float | None:
     """Epoch seconds from a number, a datetime or an ISO string (naive means UTC)."""
-    if value is None or isinstance(value, int | float):
-        return value
+    if value is None:
+        return None
     try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
+        return epoch(value)
+    except ValueError as exc:
         raise LogError(
             f"{name}={value!r} is not a time",
             hint="pass epoch seconds, a datetime or an ISO string such as '2026-05-01T12:00'",
         ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _window(
