@@ -313,15 +313,20 @@ def run_load(server: str, port: int, rows: list[dict], concurrency: int, args) -
         "duration": args.duration,
         "max_requests": args.max_requests,
     }
-    out = subprocess.run(
-        [sys.executable, __file__, "--load"],
+    return run_self("--load", job, timeout=args.warmup + args.duration + 120)
+
+
+def run_self(flag: str, job: dict, **options) -> dict:
+    """This script in a second process with ``flag``: ``job`` in as JSON, its JSON out."""
+    done = subprocess.run(
+        [sys.executable, __file__, flag],
         input=json.dumps(job),
         capture_output=True,
         text=True,
         check=True,
-        timeout=args.warmup + args.duration + 120,
+        **options,
     )
-    return json.loads(out.stdout)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def load_generator(job: dict) -> dict:
@@ -552,15 +557,7 @@ def bench_batch(paths: dict, n_rows: int, repeat: int, tmp: Path, bounds) -> dic
     pq.write_table(pa.table({n: X[:, i] for i, n in enumerate(names())}), data)
     job = {k: str(paths[k]) for k in ("config", "package", "model_txt")}
     job.update(data=str(data), out=str(tmp / "scored.parquet"), repeat=repeat)
-    done = subprocess.run(
-        [sys.executable, __file__, "--batch-job"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**venv_env(), "PYTHONPATH": str(ROOT / "src")},
-    )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_self("--batch-job", job, env={**venv_env(), "PYTHONPATH": str(ROOT / "src")})
     out["parquet_mb"] = data.stat().st_size / 2**20
     return out
 

@@ -22,9 +22,9 @@ class ServerMetrics:
     failures and unknown fields by field, feedback, model swaps and the log's health."""
 
     def __init__(self) -> None:
-        # label lookups cost more than the counting: the children, by route and status, and
-        # by model version
-        self._children: dict[Any, Any] = {}
+        # label lookups cost more than the counting: keep the children
+        self._by_route: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._by_version: dict[str, Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -60,9 +60,9 @@ class ServerMetrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
-        children = self._children.get((route, status))
+        children = self._by_route.get((route, status))
         if children is None:
-            children = self._children[(route, status)] = (
+            children = self._by_route[(route, status)] = (
                 self.requests.labels(route=route, status=str(status)),
                 self.latency.labels(route=route),
             )
@@ -71,9 +71,9 @@ class ServerMetrics:
 
     def predicted(self, model_version: str, n: int) -> None:
         """Count ``n`` predictions of ``model_version``."""
-        child = self._children.get(model_version)
+        child = self._by_version.get(model_version)
         if child is None:
-            child = self._children[model_version] = self.predictions.labels(
+            child = self._by_version[model_version] = self.predictions.labels(
                 model_version=model_version
             )
         child.inc(n)

@@ -55,7 +55,7 @@ def _numeric(spec: dict, on_invalid: str) -> Checker:
         try:
             finite = math.isfinite(value)
         except OverflowError:  # an int beyond float's range
-            return None, f"an integer of {len(str(abs(value)))} digits is too large", None
+            return None, f"an integer of {value.bit_length()} bits is too large for a number", None
         if not finite:
             return None, f"{value} is not a finite number", None
         if (low is not None and value < low) or (high is not None and value > high):
