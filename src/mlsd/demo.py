@@ -194,10 +194,10 @@ class _Replay:
 
     def wait_logged(self, ws: Workspace, timeout: float = 30) -> None:
         """Until every answer and every label sent so far is in the log's finished segments."""
-        from mlsd.monitoring.log import FEEDBACK, LOG_FOLDER, PREDICTIONS, _segment_files
+        from mlsd.monitoring.log import FEEDBACK, PREDICTIONS, _segment_files
 
         def lines(kind: str) -> int:
-            files = _segment_files(ws.root / LOG_FOLDER / kind)
+            files = _segment_files(ws.log / kind)
             return sum(f.read_bytes().count(b"\n") for f in files)
 
         labels = len(self.outputs) - len(self._pending)
@@ -236,8 +236,8 @@ def serve_story() -> None:
     spec = load_spec(folder / "first-half.yaml")
     ws = Workspace.for_spec(spec)
     _say(f"== {spec.name}: the model as of 1 July, served to the rest of the year")
-    if (ws.root / "log").exists():  # a replay starts on 1 July: no earlier demo's traffic
-        shutil.rmtree(ws.root / "log")
+    if ws.log.exists():  # a replay starts on 1 July: no earlier demo's traffic
+        shutil.rmtree(ws.log)
     result = train(spec, ws, progress=False)
     chosen = result.entry(result.chosen).scores["test"]
     if not result.registered:

@@ -80,5 +80,10 @@ class Workspace:
         """JSON and HTML reports of validation, evaluation and monitoring, per system."""
         return self.folder(f"reports/{self.system}" if self.system else "reports")
 
+    @property
+    def log(self) -> Path:
+        """The prediction log (``mlsd.monitoring.log``), per system; made by its writer."""
+        return self.root / (f"log/{self.system}" if self.system else "log")
+
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

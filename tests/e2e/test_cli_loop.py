@@ -60,7 +60,8 @@ def rows(n: int, start: int, seed: int, z: tuple[float, float] = (0.0, 0.5)) -> 
 
 
 def _lines(folder: Path, kind: str) -> int:
-    return sum(f.read_bytes().count(b"\n") for f in (folder / ".mlsd/log" / kind).glob("*.jsonl"))
+    logged = (folder / ".mlsd/log" / NAME / kind).glob("*.jsonl")
+    return sum(f.read_bytes().count(b"\n") for f in logged)
 
 
 def send(server: ServerProcess, frame: pd.DataFrame, tag: str, per_request: int = 50) -> None:

@@ -257,8 +257,10 @@ def test_log_rows_are_exported(server):
 
 def _logged_ids(folder, prefix: str) -> set[str]:
     from mlsd.monitoring.log import read_predictions
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
 
-    table = read_predictions(folder / ".mlsd")
+    table = read_predictions(Workspace.for_spec(load_spec(folder / "system.yaml")))
     return {r for r in table.column("request_id").to_pylist() if r.startswith(prefix)}
 
 

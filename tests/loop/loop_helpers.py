@@ -71,7 +71,7 @@ def serve(
         folder = aliases.resolve(ws.root, ws.system, "champion")[1]
         champ = package.load(folder)
         outputs = champ.predict_matrix({c: rows[c].to_numpy() for c in "abcd"})
-    with PredictionLog(ws.root) as log:
+    with PredictionLog(ws) as log:
         for i, row in enumerate(rows.to_dict("records")):
             label = row.pop("y")
             ts = start + i * step

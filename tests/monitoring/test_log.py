@@ -286,6 +286,21 @@ def test_known_ids_in_memory_are_bounded_and_older_ones_found_on_disk(tmp_path):
         assert small.flush(timeout=10) and small.known("m0")
 
 
+def test_systems_sharing_a_workspace_keep_their_own_logs(tmp_path):
+    from mlsd.workspace import Workspace
+
+    for system, n in (("a", 3), ("b", 5)):
+        with PredictionLog(Workspace(tmp_path, system)) as log:
+            for i in range(n):
+                log.prediction(
+                    request_id=f"{system}{i}", model_version=1, inputs=[{}], outputs=[0],
+                    latency_ms=1,
+                )  # fmt: skip
+    for system, n in (("a", 3), ("b", 5)):
+        ids = read_predictions(Workspace(tmp_path, system)).column("request_id").to_pylist()
+        assert sorted(ids) == [f"{system}{i}" for i in range(n)]
+
+
 def test_full_queue_drops_and_counts_never_blocks(tmp_path):
     writer = LogWriter(tmp_path, "q", flush_s=60, max_queue=5)
     entered, release = threading.Event(), threading.Event()

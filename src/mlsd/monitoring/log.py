@@ -1,6 +1,7 @@
 """The durable prediction and feedback log: what the server answered, and what was true.
 
-Layout, under ``<workspace>/log/``::
+Layout, under ``<workspace>/log/<system>/`` (several systems may share a workspace; each
+has its own log), or ``<folder>/log/`` when the functions are given a plain folder::
 
     predictions/20261123T181500.123456-4242-000001.jsonl   finished segment (JSON Lines)
     predictions/.20261123T181501.130001-4242-000002.jsonl.tmp   the segment being written
@@ -9,8 +10,9 @@ Layout, under ``<workspace>/log/``::
 
 The WRITER (:class:`LogWriter`, :class:`PredictionLog`) runs inside the HTTP server and uses
 the standard library and orjson only: no pandas, no pyarrow, no duckdb (pyarrow imports pandas lazily in
-many calls). ``log()`` only puts the record on a bounded queue, so the request path never
-waits for a disk; when the queue is full the row is counted in ``stats["dropped"]``. A writer
+many calls). ``log()`` only encodes the record and puts it on a bounded queue, so the request
+path never waits for a disk; when the queue is full the row is counted in
+``stats["dropped"]``. A writer
 thread appends rows to a hidden ``.tmp`` segment and, at least every ``flush_s`` seconds
 while it holds rows, flushes, fsyncs and renames it to its final name, then fsyncs the
 folder. A finished segment therefore only ever appears whole, by rename; ``kill -9`` loses
@@ -495,9 +497,9 @@ def _needle(request_id: str) -> bytes:
 
 
 class PredictionLog:
-    """The writers a prediction server needs: ``<workspace>/log/predictions``,
-    ``<workspace>/log/feedback`` and ``<workspace>/log/rejects`` (requests refused by
-    validation). Standard library only, like :class:`LogWriter`.
+    """The writers a prediction server needs: ``predictions``, ``feedback`` and ``rejects``
+    (requests refused by validation) in the workspace's :func:`log_folder`. Standard library
+    only, like :class:`LogWriter`.
 
     One prediction row per instance of a request. On disk a row is::
 
@@ -514,9 +516,7 @@ class PredictionLog:
         max_queue: int = 100_000,
         known_capacity: int = KNOWN_CAPACITY,
     ):
-        if not isinstance(workspace_root, Workspace):
-            workspace_root = Workspace(workspace_root)
-        self.folder = workspace_root.folder(LOG_FOLDER)
+        self.folder = log_folder(workspace_root)
         self._predictions = LogWriter(
             self.folder, PREDICTIONS, flush_s=flush_s, max_queue=max_queue
         )
@@ -703,9 +703,11 @@ _EMPTY_FEEDBACK = (
 )
 
 
-def _root(workspace_root: str | Path | Workspace) -> Path:
+def log_folder(workspace_root: str | Path | Workspace) -> Path:
+    """Where the log lives: the workspace's own (per system) for a :class:`Workspace`,
+    ``<folder>/log`` for a plain folder."""
     if isinstance(workspace_root, Workspace):
-        return workspace_root.root / LOG_FOLDER
+        return workspace_root.log
     return Path(workspace_root) / LOG_FOLDER
 
 
@@ -903,7 +905,7 @@ def read_predictions(
     outputs, else ``output``), latency_ms, flags. ``start <= ts < end`` and
     ``model_version`` filter the rows. Sorted by ts, request_id, instance.
     """
-    folder = _root(workspace_root)
+    folder = log_folder(workspace_root)
     with _reading(folder) as con:
         sql = _predictions_sql(con, folder / PREDICTIONS, pinned=True)
         sql = _window(sql, start, end, model_version)
@@ -918,7 +920,7 @@ def read_feedback(
 ) -> pyarrow.Table:
     """The logged feedback: request_id, instance (null = every instance), label, ts, time;
     ``start <= ts < end`` on the feedback's own time. Sorted by ts."""
-    folder = _root(workspace_root)
+    folder = log_folder(workspace_root)
     with _reading(folder) as con:
         sql = _feedback_sql(con, folder / FEEDBACK, pinned=True)
         sql = _window(sql, start, end, None)
@@ -962,7 +964,7 @@ def read_rejects(
     """Requests the server refused in validation, one row per problem: request_id, ts,
     time, model_version, instances (of the request, all refused), instance, field (None
     when the request itself was malformed), problem. Sorted by ts."""
-    folder = _root(workspace_root)
+    folder = log_folder(workspace_root)
     with _reading(folder) as con:
         sql = _window(_rejects_sql(con, folder / REJECTS), start, end, model_version)
         return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
@@ -979,7 +981,7 @@ def labelled(
     :func:`read_predictions` plus ``true_label`` and ``label_ts``. Feedback without an
     instance labels every instance of its request; feedback for an unknown request id
     matches nothing. The filters apply to the prediction's ts and model_version."""
-    folder = _root(workspace_root)
+    folder = log_folder(workspace_root)
     with _reading(folder) as con:
         predictions = _window(
             _predictions_sql(con, folder / PREDICTIONS, pinned=True), start, end, model_version
@@ -1007,7 +1009,7 @@ def duckdb_view(
     segments that exist now, with the types inferred now; queries are several times faster
     and call again to see later rows.
     """
-    folder = _root(workspace_root)
+    folder = log_folder(workspace_root)
     predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=pinned)
     feedback_sql = _feedback_sql(con, folder / FEEDBACK, pinned=pinned)
     con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {predictions}")

@@ -848,7 +848,7 @@ def monitor(
     """
     import duckdb
 
-    from mlsd.monitoring.log import LOG_FOLDER, duckdb_view, read_rejects
+    from mlsd.monitoring.log import duckdb_view, log_folder, read_rejects
 
     started = time.perf_counter()
     ws = workspace or Workspace.for_spec(spec)
@@ -883,7 +883,7 @@ def monitor(
         if wanted is not None:
             versions = [(v, n) for v, n in versions if v == wanted]
         if not versions:
-            where = ws.root / LOG_FOLDER / "predictions"
+            where = log_folder(ws) / "predictions"
             raise MonitorError(
                 f"no predictions of {spec.name!r}"
                 + (f" model {model!r}" if model is not None else "")

@@ -33,6 +33,7 @@ from mlsd.monitoring.log import PredictionLog
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServedModel, ServingError, load_served
 from mlsd.spec import ServingSpec
+from mlsd.workspace import Workspace
 
 TOKEN_ENV = "MLSD_ADMIN_TOKEN"
 INLINE_INSTANCES = 64  # larger requests are scored in a worker thread, off the event loop
@@ -87,7 +88,7 @@ class Server:
     ):
         self.root, self.system, self.serving, self.ref = Path(workspace_root), system, serving, ref
         self.metrics = ServerMetrics()
-        self.log = log or PredictionLog(self.root, flush_s=serving.log_flush_s)
+        self.log = log or PredictionLog(Workspace(self.root, system), flush_s=serving.log_flush_s)
         self.model: ServedModel | None = None
         self.last_error: str | None = None
         self._swap_lock = threading.Lock()
