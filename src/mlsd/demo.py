@@ -378,7 +378,7 @@ def _compare_after(spec, ws: Workspace, replay: _Replay, rows: list[int], old: i
         f"{same} ({len(served):,} rows)"
     )
     _say(
-        f"   log     every prediction and label is in {ws.root / 'log'}; every decision in "
+        f"   log     every prediction and label is in {ws.log}; every decision in "
         f"`mlsd models --history -c {spec.path}`"
     )
 

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 REJECTS = "rejects"  # validation failures: what monitoring counts by field
-LOG_FOLDER = "log"  # <workspace>/log/<kind>/
+LOG_FOLDER = "log"  # <folder>/log/<kind>/ for a plain folder; a Workspace says its own
 
 # A segment holds at most this many rows: DuckDB samples 20,480 rows per file to infer its
 # schema, so a whole segment is always inspected and a late new field is never missed.
