@@ -197,3 +197,23 @@ def test_each_model_version_has_its_own_windows_and_the_newest_decides(caravan):
     )
     only = monitor(caravan["spec"], model=str(folder), write=False, publish=False)
     assert [m["model_version"] for m in only.report["models"]] == [folder.name]
+
+
+def test_prediction_drift_follows_the_spec_thresholds(caravan):
+    """The spec's drift thresholds apply to the model's outputs as to its features."""
+    from mlsd.data.profile import predictions_profile
+    from mlsd.monitoring.monitor import _Monitor
+
+    rng = np.random.default_rng(3)
+    reference = predictions_profile(rng.beta(2, 5, 3000), "binary", ["no", "yes"])["columns"]
+    moved = rng.beta(3, 4, 1000)
+    spec = caravan["spec"]
+    default = _Monitor(spec, caravan["ws"], "1d", START)
+    assert default.one_column_drift(reference["score"], moved)["drifted"]
+    drift = spec.monitoring.drift.model_copy(update={"thresholds": {"ks": 0.9, "wasserstein": 10}})
+    monitoring = spec.monitoring.model_copy(update={"drift": drift})
+    lenient = spec.model_copy(update={"monitoring": monitoring})
+    quiet = _Monitor(lenient, caravan["ws"], "1d", START).one_column_drift(
+        reference["score"], moved
+    )
+    assert quiet["p_value"] < 0.01 and not quiet["drifted"]

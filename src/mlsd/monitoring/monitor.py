@@ -484,7 +484,8 @@ class _Monitor:
         """Prediction or label drift: one column, tested as a feature is (no correction)."""
         from mlsd.monitoring import drift
 
-        return drift.scores_drift(reference, values, alpha=self.mspec.drift.alpha)
+        spec = self.mspec.drift
+        return drift.scores_drift(reference, values, alpha=spec.alpha, thresholds=spec.thresholds)
 
     def window(
         self,
