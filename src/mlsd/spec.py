@@ -325,7 +325,11 @@ class FeaturesSpec(Section):
 
 class TuningSpec(Section):
     budget_s: float = Field(
-        0.0, ge=0, le=86400, description="Tuning time budget in seconds; 0 = default parameters."
+        0.0,
+        ge=0,
+        le=86400,
+        description="Tuning time budget in seconds for all candidates together (each gets an "
+        "equal share of what is left); 0 = default parameters.",
     )
     max_trials: int = Field(
         1000,

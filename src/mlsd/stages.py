@@ -30,7 +30,15 @@ class Stages:
         if show and total:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=label, unit="stage", leave=False, file=sys.stderr)
+            # a handful of long stages: draw every one (tqdm skips updates within 0.1 s)
+            self._bar = tqdm(
+                total=total,
+                desc=label,
+                unit="stage",
+                leave=False,
+                file=sys.stderr,
+                mininterval=0,
+            )
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:

@@ -466,13 +466,19 @@ def _fit_baselines(spec, task, primary, parts, ys, columns) -> list[Entry]:
 
 
 def _fit_candidates(spec, task, metric, parts, ys, columns) -> list[dict]:
-    """Every family x class-weight variant, tuned on valid; each is one leaderboard row."""
+    """Every family x class-weight variant, tuned on valid; each is one leaderboard row.
+
+    ``models.tuning.budget_s`` is the whole search's: each variant gets an equal share of
+    what is left, so time a quick variant does not use goes to the ones after it."""
     from mlsd.models.families import FAMILIES
     from mlsd.models.tuning import tune
 
     featurizers: dict[str, FittedFeaturizer] = {}
     matrices: dict[str, dict[str, np.ndarray]] = {}
     fitted = []
+    weights = _class_weight_choices(spec, task, ys["train"])
+    left = len(spec.models.candidates) * len(weights)  # variants still to tune
+    budget, started = spec.models.tuning.budget_s, time.perf_counter()
 
     def score(pred):
         return compute(task.kind, ys["valid"], pred, names=[metric.name])[metric.name]
@@ -496,14 +502,17 @@ def _fit_candidates(spec, task, metric, parts, ys, columns) -> list[dict]:
             feature_names=fz.feature_names,
             categorical=fz.categorical_indices,
         )
-        for weight in _class_weight_choices(spec, task, ys["train"]):
+        for weight in weights:
+            # nothing left (or budget 0): the defaults only
+            share = max(budget - (time.perf_counter() - started), 0.0) / left
+            left -= 1
             result = tune(
                 family,
                 task,
                 data,
                 score=score,
                 direction=metric.direction,
-                budget_s=spec.models.tuning.budget_s,
+                budget_s=share,
                 max_trials=spec.models.tuning.max_trials,
                 seed=spec.seed,
                 param_choices={"class_weight": [weight]},
