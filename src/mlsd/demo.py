@@ -134,7 +134,9 @@ class _Replay:
 
     def __init__(self, conn, rows: list[dict]):
         self.conn, self.rows = conn, rows  # conn: keep-alive, reopened when the server closed it
-        self.inputs = [{k: _number(v) for k, v in r.items() if k not in _LABELS} for r in rows]
+        from mlsd.serving.batch import csv_value  # a CSV cell as `mlsd predict` reads it
+
+        self.inputs = [{k: csv_value(v) for k, v in r.items() if k not in _LABELS} for r in rows]
         self.outputs: dict[int, float] = {}
         self.versions: dict[int, str] = {}
         self.latencies: list[float] = []
@@ -406,14 +408,6 @@ def _monitor(spec, ws: Workspace, version: str):
     )
     _say(f"   drift report: {result.paths['html']} (and monitoring.json beside it)")
     return result
-
-
-def _number(text: str):
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() else value
 
 
 def _wait_ready(server, port: int):

@@ -15,18 +15,11 @@ from server import ServerProcess
 from test_cli_data import mlsd
 
 from conftest import EXAMPLES
+from mlsd.serving.batch import csv_value
 
 REQUEST_ROWS = 250
 WINDOW_ROWS = 1100
 SPEC = "first-half.yaml"
-
-
-def _number(text: str):
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() else value
 
 
 class Receiver:
@@ -76,7 +69,7 @@ def served(tmp_path_factory):
     with open(folder / "bikeshare.csv", newline="") as handle:
         later = [r for r in csv.DictReader(handle) if int(r["day"]) > 181]
     inputs = [
-        {k: _number(v) for k, v in r.items() if k not in ("bikers", "casual", "registered")}
+        {k: csv_value(v) for k, v in r.items() if k not in ("bikers", "casual", "registered")}
         for r in later
     ]
     truth = np.array([float(r["bikers"]) for r in later])

@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 REJECTS = "rejects"  # validation failures: what monitoring counts by field
-LOG_FOLDER = "log"  # <folder>/log/<kind>/ for a plain folder; a Workspace says its own
 
 # A segment holds at most this many rows: DuckDB samples 20,480 rows per file to infer its
 # schema, so a whole segment is always inspected and a late new field is never missed.
@@ -706,9 +705,9 @@ _EMPTY_FEEDBACK = (
 def log_folder(workspace_root: str | Path | Workspace) -> Path:
     """Where the log lives: the workspace's own (per system) for a :class:`Workspace`,
     ``<folder>/log`` for a plain folder."""
-    if isinstance(workspace_root, Workspace):
-        return workspace_root.log
-    return Path(workspace_root) / LOG_FOLDER
+    if not isinstance(workspace_root, Workspace):
+        workspace_root = Workspace(workspace_root)
+    return workspace_root.log
 
 
 def _ident(name: str) -> str:
