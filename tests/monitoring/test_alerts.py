@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mlsd.events import EventLog
 from mlsd.monitoring.alerts import DRIFT_ALERT, KINDS, QUALITY_ALERT, Alert, publish
+from webhook import Receiver
 
 
 def alert(check: str = "feature_drift", subject: str = "temp", start: float = 0.0) -> Alert:
@@ -24,29 +22,6 @@ def alert(check: str = "feature_drift", subject: str = "temp", start: float = 0.
         window={"index": 0, "start_ts": start, "end_ts": start + 86400, "n": 500},
         evidence={"statistic": 0.3, "p_adjusted": 1e-9, "distance": 0.3, "n_current": 500},
     )
-
-
-class Receiver:
-    def __init__(self, status: int = 204):
-        bodies = self.bodies = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("content-length", 0))
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/alerts"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
