@@ -485,9 +485,15 @@ class ServingSpec(Section):
     host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
     on_invalid: Literal["reject", "flag"] = Field(
-        "reject",
-        description="Values outside the training range or domain: reject the request "
-        "(422) or accept the instance and flag it in the prediction log.",
+        "flag",
+        description="Numbers outside the training range and unseen categories: flag the "
+        "instance in the prediction log and answer it (monitoring counts the flags), or "
+        "reject it as invalid.",
+    )
+    partial: bool = Field(
+        False,
+        description="A request mixing valid and invalid instances: false refuses it whole "
+        "(422); true answers the valid ones and gives each invalid one its problems.",
     )
     unknown_fields: Literal["ignore", "reject"] = Field(
         "ignore", description="Fields the model does not know: ignore (and count) or reject."

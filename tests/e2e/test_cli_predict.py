@@ -26,12 +26,13 @@ def test_caravan_train_then_predict(example):
     assert summary["unknown_columns"] == []  # Purchase is the target: known
     assert summary["rows_per_s"] > 0 and summary["seconds"] > 0
     scored = pq.read_table(folder / "scored.parquet")
-    assert scored.column_names == ["score", "label", "model_version"]
+    assert scored.column_names == ["score", "label", "model_version", "flags"]
     assert scored.num_rows == 5822
     assert set(scored.column("label").to_pylist()) <= {"No", "Yes"}
     assert all(0 <= s <= 1 for s in scored.column("score").to_pylist())
 
-    # a CSV with a few bad rows: they go to the rejects file, each with its reason
+    # a CSV with a few bad rows: a wrong type goes to the rejects file with its reason;
+    # out-of-range and unseen values are scored and flagged (serving.on_invalid: flag)
     lines = (folder / "caravan.csv").read_text().splitlines()
     header = lines[0].split(",")
     rows = [line.split(",") for line in lines[1:21]]
@@ -41,13 +42,26 @@ def test_caravan_train_then_predict(example):
     (folder / "new.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     human = mlsd("predict", "--input", "new.csv", "--output", "new_scored.csv", cwd=folder)
     assert human.returncode == 0, human.stderr
-    assert "scored 17 of 20 rows" in human.stdout and "rejected 3 rows" in human.stdout
+    assert "scored 19 of 20 rows" in human.stdout and "rejected 1 rows" in human.stdout
+    assert "flagged 2 rows" in human.stdout
     rejects = (folder / "new_scored.rejects.csv").read_text().splitlines()
-    assert len(rejects) == 4 and rejects[0].endswith('"reason"')
+    assert len(rejects) == 2 and rejects[0].endswith('"reason"')
+    assert "MGEMOMV: expected a number, got str 'abc'" in rejects[1]
+    scored = (folder / "new_scored.csv").read_text().splitlines()
+    assert len(scored) == 20 and scored[0].endswith(',"flags"')
+    assert "MAANTHUI: 1000 is outside the training range [1" in scored[3]
+    assert "MOSTYPE: 999 is not a known category" in scored[6]
+
+    # under on_invalid: reject they are refused too, each with its reason
+    strict = (folder / "system.yaml").read_text() + "\nserving: {on_invalid: reject}\n"
+    (folder / "strict.yaml").write_text(strict)
+    run = mlsd(
+        "predict", "-c", "strict.yaml", "--input", "new.csv", "--output", "s.csv", cwd=folder
+    )
+    assert run.returncode == 0 and "rejected 3 rows" in run.stdout, run.stdout + run.stderr
+    rejects = (folder / "s.rejects.csv").read_text().splitlines()
     assert "MAANTHUI: 1000 is outside the training range [1" in rejects[1]
     assert "MOSTYPE: 999 is not a known category" in rejects[2]
-    assert "MGEMOMV: expected a number, got str 'abc'" in rejects[3]
-    assert len((folder / "new_scored.csv").read_text().splitlines()) == 18
 
     # a model that does not exist, and a file without a needed column: exit 2, no traceback
     bad = mlsd(

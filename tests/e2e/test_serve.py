@@ -86,15 +86,6 @@ def test_every_invalid_input_is_a_4xx_naming_instance_and_field(server, caravan)
     assert error["details"][0]["field"] == "MGEMOMV"
     assert "expected a number" in error["details"][0]["problem"]
 
-    out_of_domain = [dict(good[0], MOSTYPE=999)]
-    status, error = problems_of(server, out_of_domain)
-    assert error["details"][0]["field"] == "MOSTYPE"
-    assert "not a known category" in error["details"][0]["problem"]
-
-    out_of_range = [dict(good[0], MAANTHUI=1000)]
-    status, error = problems_of(server, out_of_range)
-    assert "outside the training range" in error["details"][0]["problem"]
-
     nan = (
         json.dumps({"instances": [dict(good[0], MGEMLEEF=0)]})
         .replace('"MGEMLEEF": 0', '"MGEMLEEF": NaN')
@@ -120,6 +111,69 @@ def test_every_invalid_input_is_a_4xx_naming_instance_and_field(server, caravan)
     huge = b'{"instances": [' + b" " * 10_000_001 + b"]}"
     status, error = problems_of(server, None, raw=huge)
     assert status == 413 and error["code"] == "body_too_large"
+
+
+def test_out_of_range_and_unseen_values_are_answered_and_flagged(server, caravan):
+    """Regression (#12): one value a few units outside the training range refused all
+    100 answers of a request. By default such values are scored, flagged and logged."""
+    instances = rows(caravan, 100)
+    instances[7] = dict(instances[7], MAANTHUI=1000)
+    instances[9] = dict(instances[9], MOSTYPE=999)
+    status, body, _ = server.client.call(
+        "POST", "/v1/predict", {"instances": instances}, {"X-Request-ID": "flagged-1"}
+    )
+    assert status == 200, body
+    assert len(body["predictions"]) == 100 and "errors" not in body
+    logged = wait_for_log(caravan, "flagged-1", 100)
+    flags = {r["instance"]: r["flags"] for r in logged if r["flags"]}
+    assert flags == {
+        7: ["MAANTHUI: 1000 is outside the training range [1.0, 10.0]"],
+        9: [flags[9][0]],
+    }
+    assert flags[9][0].startswith("MOSTYPE: 999 is not a known category")
+
+
+def wait_for_log(folder, request_id: str, n: int, timeout: float = 10.0) -> list[dict]:
+    """The logged rows of one request, once the server's writer has flushed them."""
+    from mlsd.monitoring.log import read_predictions
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    workspace = Workspace.for_spec(load_spec(folder / "system.yaml"))
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            r for r in read_predictions(workspace).to_pylist() if r["request_id"] == request_id
+        ]
+        if len(found) >= n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_reject_policy_and_partial_answers(caravan):
+    """`on_invalid: reject` refuses out-of-range values; `partial: true` answers the valid
+    instances of a request and names the problems of the others."""
+    text = (caravan / "system.yaml").read_text()
+    strict = text.replace("serving: {", "serving: {on_invalid: reject, partial: true, ")
+    (caravan / "strict.yaml").write_text(strict)
+    proc = ServerProcess(caravan, "-c", "strict.yaml")
+    try:
+        good = rows(caravan, 3)
+        status, error = problems_of(proc, [dict(good[0], MAANTHUI=1000)])
+        assert status == 422 and "outside the training range" in error["details"][0]["problem"]
+        mixed = [good[0], dict(good[1], MOSTYPE=999), good[2]]
+        status, body, _ = proc.client.call(
+            "POST", "/v1/predict", {"instances": mixed}, {"X-Request-ID": "partial-1"}
+        )
+        assert status == 200, body
+        _, alone, _ = proc.client.call("POST", "/v1/predict", {"instances": [good[0], good[2]]})
+        assert body["predictions"][1] is None
+        assert [body["predictions"][0], body["predictions"][2]] == alone["predictions"]
+        assert [(e["instance"], e["field"]) for e in body["errors"]] == [(1, "MOSTYPE")]
+        # the valid instances are logged under their places in the request
+        assert [r["instance"] for r in wait_for_log(caravan, "partial-1", 2)] == [0, 2]
+    finally:
+        proc.stop()
 
 
 def test_unknown_fields_are_ignored_and_counted(server, caravan):

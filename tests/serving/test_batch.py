@@ -131,7 +131,7 @@ def test_batch_equals_the_online_answers_row_for_row_in_any_chunking(systems, ta
         "binary": ["score", "label"],
         "multiclass": ["label", "probability_high", "probability_low", "probability_mid"],
     }[task]
-    assert out.column_names == ["cust", *expected, "model_version"]
+    assert out.column_names == ["cust", *expected, "model_version", "flags"]
     source = read_csv(system.data)
     assert out.column("cust").to_pylist() == source.column("cust").to_pylist()
     assert_same_as_online(out, online(served, source), task, served.label)
@@ -160,7 +160,7 @@ def test_parquet_in_csv_out_and_csv_in_parquet_out_agree(systems, tmp_path):
     system.predict(system.data, tmp_path / "scored.parquet")
     from_csv = read_csv(tmp_path / "scored.csv")
     from_parquet = pq.read_table(tmp_path / "scored.parquet")
-    assert from_csv.column_names == ["cust", "score", "label", "model_version"]
+    assert from_csv.column_names == ["cust", "score", "label", "model_version", "flags"]
     # the CSV writer prints floats so that they read back as the same numbers
     assert from_csv.column("score").to_pylist() == from_parquet.column("score").to_pylist()
     assert from_csv.column("label").equals(from_parquet.column("label"))
@@ -198,11 +198,12 @@ def expected_reason(served, instance: dict) -> str:
 def test_rejected_rows_go_to_the_rejects_file_with_the_online_reasons(systems, tmp_path):
     system = systems("binary")
     (tmp_path / "in.csv").write_text(BAD_ROWS + "\n")
-    summary = system.predict(tmp_path / "in.csv", tmp_path / "scored.parquet")
+    strict = {"on_invalid": "reject"}
+    summary = system.predict(tmp_path / "in.csv", tmp_path / "scored.parquet", serving=strict)
     assert (summary["rows"], summary["scored"], summary["rejected"]) == (8, 3, 5)
     assert summary["rejects"] == str(tmp_path / "scored.rejects.parquet")
     rejects = pq.read_table(tmp_path / "scored.rejects.parquet").to_pylist()
-    served = system.served()
+    served = system.served(**strict)
     assert [r["cust"] for r in rejects] == list(BAD_VALUES)
     for row in rejects:
         assert row["reason"] == expected_reason(served, BAD_VALUES[row["cust"]])
@@ -315,14 +316,15 @@ def test_types_arrow_reads_from_parquet(systems, tmp_path):
         }
     )
     pq.write_table(table, tmp_path / "in.parquet")
-    summary = system.predict(tmp_path / "in.parquet", tmp_path / "scored.parquet")
+    strict = {"on_invalid": "reject"}
+    summary = system.predict(tmp_path / "in.parquet", tmp_path / "scored.parquet", serving=strict)
     assert (summary["scored"], summary["rejected"]) == (3, 2)
     rejects = pq.read_table(tmp_path / "scored.rejects.parquet")
     assert rejects.column("reason").to_pylist() == [
         "b: nan is not a finite number",
         "c: '' is not a known category (known: blue, green, red)",
     ]
-    served = system.served()
+    served = system.served(**strict)
     good = table.filter(pa.array([True, False, True, False, True]))
     out = pq.read_table(tmp_path / "scored.parquet")
     assert_same_as_online(out, online(served, good), "binary", "1")
@@ -334,7 +336,8 @@ def test_empty_input_gives_an_empty_output_with_the_columns(systems, tmp_path):
     summary = system.predict(tmp_path / "in.csv", tmp_path / "scored.parquet")
     assert summary["rows"] == 0
     out = pq.read_table(tmp_path / "scored.parquet")
-    assert out.num_rows == 0 and out.column_names == ["cust", "score", "label", "model_version"]
+    assert out.num_rows == 0
+    assert out.column_names == ["cust", "score", "label", "model_version", "flags"]
 
 
 def test_csv_values_read_as_arrow_infers_them():

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.data import leakage
 from mlsd.data.profile import profile, psi, psi_categorical, psi_numeric
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN
@@ -26,8 +27,6 @@ from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
 
 ERROR, WARNING, INFO = "error", "warning", "info"
-LEAKAGE_SAMPLE = 200_000  # rows the leakage checks look at; plenty to see near-perfect fits
-EXACT_FIT = 0.9999  # R² at which a few columns "determine" the target
 
 
 @dataclass
@@ -416,6 +415,7 @@ def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     if shares.empty or shares.min() >= spec.data.checks.min_class_share:
         return []
     rare = shares.idxmin()
+    rare = rare.item() if isinstance(rare, np.generic) else rare  # 1.0, not np.float64(1.0)
     return [
         Anomaly(
             "class_imbalance",
@@ -430,159 +430,100 @@ def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     ]
 
 
-def _bin_codes(series: pd.Series, train: np.ndarray, bins: int = 32) -> np.ndarray | None:
-    """Integer bins of a column fitted on the training rows (missing is its own bin)."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy().astype(np.int64)
-        return np.where(codes < 0, codes.max() + 1, codes)
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):  # seconds since epoch, NaT → NaN
-        series = (series - pd.Timestamp(0, tz=series.dt.tz)).dt.total_seconds()
-    values = series.to_numpy(dtype=float, na_value=np.nan)
-    fit = values[train & np.isfinite(values)]
-    if fit.size == 0:
-        return None
-    edges = np.unique(np.quantile(fit, np.linspace(0, 1, bins + 1)[1:-1]))
-    codes = np.searchsorted(edges, values, side="right")
-    return np.where(np.isfinite(values), codes, len(edges) + 1)
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula, ties averaged."""
-    ranks = pd.Series(score).rank().to_numpy()
-    pos = y == 1
-    n1, n0 = pos.sum(), (~pos).sum()
-    if not n1 or not n0:
-        return float("nan")
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _single_feature_score(
-    codes: np.ndarray, y: np.ndarray, train: np.ndarray, task: str, n_classes: int
-) -> float:
-    """How well a lookup table from this column's bins alone predicts held-out targets.
-
-    Regression: R²; binary: ROC AUC; multiclass: accuracy. Fitted on train, scored on the
-    other rows, so a high-cardinality column cannot score by memorising.
-    """
-    held = ~train
-    size = int(codes.max()) + 1
-    count = np.bincount(codes[train], minlength=size).astype(float)
-    if task == "multiclass":
-        table = np.zeros((size, n_classes))
-        np.add.at(table, (codes[train], y[train].astype(int)), 1)
-        prior = np.bincount(y[train].astype(int), minlength=n_classes).argmax()
-        pred = np.where(count > 0, table.argmax(axis=1), prior)[codes[held]]
-        return float((pred == y[held]).mean())
-    mean = np.bincount(codes[train], weights=y[train], minlength=size)
-    pred = np.where(count > 0, mean / np.maximum(count, 1), y[train].mean())[codes[held]]
-    if task == "binary":
-        return _auc(y[held], pred)
-    total = ((y[held] - y[held].mean()) ** 2).sum()
-    return float(1 - ((y[held] - pred) ** 2).sum() / total) if total else float("nan")
-
-
-def _r2_linear(x: np.ndarray, y: np.ndarray) -> float:
-    design = np.column_stack([x, np.ones(len(y))])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    total = ((y - y.mean()) ** 2).sum()
-    return float(1 - ((y - design @ coef) ** 2).sum() / total) if total else 0.0
-
-
 def check_leakage(
     spec: SystemSpec,
     frame: pd.DataFrame,
-    labels: np.ndarray,
     features: list[str],
     types: dict[str, str],
 ) -> list[Anomaly]:
-    """Features that give the target away: alone almost perfectly, or a few exactly together."""
+    """Features that are the target in another form (errors), and features that merely
+    predict it strongly (warnings); see :mod:`mlsd.data.leakage` for the tests."""
     y_all, classes = encode_target(frame, spec)
     keep = ~np.isnan(y_all)
-    if keep.sum() > LEAKAGE_SAMPLE:  # a seeded sample keeps this check fast on big tables
+    if keep.sum() > leakage.SAMPLE:  # a seeded sample keeps this check fast on big tables
         rng = np.random.default_rng(spec.seed)
-        keep &= rng.random(len(keep)) < LEAKAGE_SAMPLE / keep.sum()
+        keep &= rng.random(len(keep)) < leakage.SAMPLE / keep.sum()
     rows = np.flatnonzero(keep)
-    y, train = y_all[rows], labels[rows] == TRAIN
-    if train.all() or not train.any():
+    if len(rows) < 2:
         return []
-    task, limit = spec.problem.task, spec.data.checks.leakage
-    metric = {"regression": "r2", "ranking": "r2", "binary": "roc_auc"}.get(task, "accuracy")
-    found, scores = [], {}
-    for name in features:
-        codes = _bin_codes(frame[name].iloc[rows], train)
-        if codes is None:
-            continue
-        score = _single_feature_score(codes, y, train, task, len(classes))
-        scores[name] = score
-        if score >= limit:
-            found.append(
-                Anomaly(
-                    "leakage",
-                    ERROR,
-                    name,
-                    f"'{name}' alone predicts '{spec.problem.target}' almost perfectly "
-                    f"({metric} {score:.4f} on held-out rows): it likely leaks the target",
-                    f"if '{name}' is not known at prediction time, add it to features.exclude; "
-                    f"if it is, acknowledge it: data.checks.acknowledge: ['leakage:{name}']",
-                    {"metric": metric, "score": _round(score), "threshold": limit},
-                )
-            )
-    if task in ("regression", "ranking"):
-        found += _exact_combination(
-            spec, frame, rows, y, features, types, {a.column for a in found}
+    y, sample = y_all[rows], frame.iloc[rows]
+    task, target = spec.problem.task, spec.problem.target
+    found = [
+        _leakage_anomaly(f, target, len(classes))
+        for f in leakage.column_findings(
+            sample, y, features, task, len(classes), spec.data.checks.leakage, spec.seed
         )
+    ]
+    flagged = {a.column for a in found if a.severity == ERROR}
+    numeric = [n for n in features if types[n] == "numeric" and n not in flagged]
+    parts = leakage.exact_sum(sample[numeric].to_numpy(dtype=float, na_value=np.nan), y, numeric)
+    if parts is not None:
+        found = [a for a in found if a.column not in parts["columns"]]
+        coef = parts["coefficients"]
+        formula = " + ".join(f"{c:g}·{n}" for c, n in zip(coef[:-1], parts["columns"], strict=True))
+        names = ", ".join(parts["columns"])
+        found += [
+            Anomaly(
+                "leakage",
+                ERROR,
+                name,
+                f"'{target}' = {formula} + {coef[-1]:g} (R² {parts['r2']:.5f}): together "
+                f"{names} determine the target exactly; they are parts of it",
+                f"add {names} to features.exclude (or acknowledge 'leakage:{name}' if they "
+                "are really known at prediction time)",
+                {"kind": "sum", **parts},
+            )
+            for name in parts["columns"]
+        ]
     return found
 
 
-def _exact_combination(
-    spec: SystemSpec,
-    frame: pd.DataFrame,
-    rows: np.ndarray,
-    y: np.ndarray,
-    features: list[str],
-    types: dict[str, str],
-    flagged: set[str],
-) -> list[Anomaly]:
-    """Up to three numeric columns whose linear combination equals the target (a + b = y)."""
-    numeric = [n for n in features if types[n] == "numeric"]
-    if not numeric:
-        return []
-    x = frame[numeric].iloc[rows].to_numpy(dtype=float)
-    x = np.where(np.isfinite(x), x, np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0))
-    x = np.nan_to_num(x)
-    chosen: list[int] = []
-    best = 0.0
-    for _ in range(min(3, len(numeric))):
-        trials = {
-            j: _r2_linear(x[:, [*chosen, j]], y) for j in range(len(numeric)) if j not in chosen
-        }
-        j, r2 = max(trials.items(), key=lambda kv: kv[1])
-        if r2 <= best + 1e-9:
-            break
-        chosen.append(j)
-        best = r2
-        if best >= EXACT_FIT:
-            break
-    if best < EXACT_FIT:
-        return []
-    names = [numeric[j] for j in chosen]
-    coef, *_ = np.linalg.lstsq(np.column_stack([x[:, chosen], np.ones(len(y))]), y, rcond=None)
-    coef = np.round(coef, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
-    formula = " + ".join(f"{c:g}·{n}" for c, n in zip(coef[:-1], names, strict=True))
-    return [
-        Anomaly(
-            "leakage",
-            ERROR,
-            name,
-            f"'{spec.problem.target}' = {formula} + {coef[-1]:g} (R² {best:.5f}): together "
-            f"{', '.join(names)} determine the target exactly; they are parts of it",
-            f"add {', '.join(names)} to features.exclude (or acknowledge 'leakage:{name}' if "
-            "they are really known at prediction time)",
-            {"columns": names, "r2": _round(best, 6), "coefficients": [_round(c) for c in coef]},
+_DETERMINES_FIX = (
+    "if '{name}' is only known once the outcome is, add it to features.exclude; if it is "
+    "really known at prediction time, acknowledge it: data.checks.acknowledge: "
+    "['leakage:{name}']"
+)
+
+
+def _leakage_anomaly(f: leakage.Finding, target: str, n_classes: int) -> Anomaly:
+    """The anomaly for one column's leakage finding, its message saying which kind and why."""
+    e, name = f.evidence, f.column
+    if f.kind == "monotone":
+        why = (
+            f"the ranks of '{name}' and '{target}' agree exactly (Spearman {e['spearman']:.4f}):"
+            " it is a monotone function of the target, such as a copy, a unit conversion or a log"
         )
-        for name in names
-        if name not in flagged
-    ]
+    elif f.kind == "lookup" and n_classes:
+        why = (
+            f"the class of the row with the nearest '{name}' is the class of held-out rows with "
+            f"{e['errors']} errors in {e['rows']} (always guessing the majority class makes "
+            f"{e['majority_errors']}): '{name}' determines '{target}'"
+        )
+    elif f.kind == "lookup":
+        why = (
+            f"the target of the row with the nearest '{name}' predicts held-out targets with "
+            f"R² {e['r2']:.5f}: '{name}' determines '{target}'"
+        )
+    else:
+        return Anomaly(
+            "leakage",
+            WARNING,
+            name,
+            f"'{name}' alone predicts '{target}' strongly ({e['metric']} {e['score']:.4f} on "
+            "held-out rows) but does not determine it: a strong feature is not a leak, as long "
+            "as its value is known when the prediction is made",
+            f"check that '{name}' is recorded before the outcome; acknowledge it to silence "
+            f"this: data.checks.acknowledge: ['leakage:{name}']",
+            {"kind": "strong", **e},
+        )
+    return Anomaly(
+        "leakage",
+        ERROR,
+        name,
+        f"'{name}' is the target in another form: {why}",
+        _DETERMINES_FIX.format(name=name),
+        {"kind": f.kind, **e},
+    )
 
 
 def check_split_drift(
@@ -685,7 +626,7 @@ def validate_dataset(
         with stages("split"):
             labels, split = split_dataset(dataset, spec)
         with stages("leakage"):
-            anomalies += check_leakage(spec, frame, labels, features, schema.types)
+            anomalies += check_leakage(spec, frame, features, schema.types)
         with stages("split_drift"):
             anomalies += check_split_drift(spec, frame, labels, features, schema.types)
     _acknowledge(spec, anomalies)

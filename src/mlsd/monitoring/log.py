@@ -536,12 +536,16 @@ class PredictionLog:
         latency_ms: float,
         ts: float | None = None,
         flags: list | None = None,
+        positions: list[int] | None = None,
     ) -> None:
         """Log one request: one row per instance, ``inputs[i]`` with ``outputs[i]``.
 
         ``ts`` is UTC epoch seconds (default: now). ``flags`` is either one list per instance
         (``len(flags) == len(inputs)`` and every item a list or None) or one list that applies
         to every instance, e.g. out-of-range fields accepted under the "flag" policy.
+        ``positions`` are the instances' places in the request (default 0, 1, ...): a request
+        answered in part logs its valid instances under their own numbers, which feedback
+        refers to.
         """
         if len(outputs) != len(inputs):
             raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
@@ -554,7 +558,8 @@ class PredictionLog:
             and all(f is None or isinstance(f, list | tuple) for f in flags)
         )
         for i, (fields, output) in enumerate(zip(inputs, outputs, strict=True)):
-            row = {"request_id": request_id, "instance": i, **common}
+            row = {"request_id": request_id, "instance": positions[i] if positions else i}
+            row.update(common)
             row["latency_ms"] = latency
             row["inputs"] = fields
             row["output"] = output

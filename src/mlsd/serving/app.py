@@ -180,12 +180,13 @@ class Server:
                 problems=checked.problems,
                 instances=len(instances) if isinstance(instances, list) else 1,
             )
-            raise HTTPProblem(
-                422,
-                "invalid_instances",
-                f"{len(checked.problems)} problem(s) in the instances",
-                checked.problems,
-            )
+            if not (self.serving.partial and checked.accepted):
+                raise HTTPProblem(
+                    422,
+                    "invalid_instances",
+                    f"{len(checked.problems)} problem(s) in the instances",
+                    checked.problems,
+                )
         if not checked.accepted:
             raise HTTPProblem(422, "no_instances", "the request holds no instances")
         outputs = model.predict(checked.columns)
@@ -199,7 +200,18 @@ class Server:
             outputs=outputs,
             latency_ms=latency_ms,
             flags=checked.flags if any(checked.flags) else None,
+            positions=checked.accepted if checked.problems else None,
         )
+        if checked.problems:  # partial: a null in the place of each refused instance
+            answers: list[Any] = [None] * len(instances)
+            for index, output in zip(checked.accepted, outputs, strict=True):
+                answers[index] = output
+            return {
+                "model_version": model.label,
+                "request_id": request_id,
+                "predictions": answers,
+                "errors": checked.problems,
+            }
         return {"model_version": model.label, "request_id": request_id, "predictions": outputs}
 
     def feedback(self, payload: Any) -> dict[str, Any]:

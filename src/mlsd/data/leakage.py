@@ -1,0 +1,284 @@
+"""Target leakage: features that are the target in another form, told apart from strong ones.
+
+A feature *leaks* when it determines the target: a copy, a recoding of the labels, a unit
+conversion or a log of a number, a set of columns that add up to it. Such a value is only
+known once the outcome is, so a model trained on it is useless in production. A feature that
+merely predicts well is what a model is for; it is worth a warning (is it recorded before the
+outcome?) but must not block training. Three tests find determination, each on the rows a
+fit did not see or on a statistic that cannot be reached by chance:
+
+- **monotone** (numeric targets): the ranks of the column and the target agree, |Spearman|
+  at least :data:`MONOTONE_RHO`. Copies, unit conversions and logs land at 1.0.
+- **lookup**: every row's target predicted from the training-fold row with the nearest value
+  of the column (same category, or nearest number), cross-fitted over two folds. A column
+  the target is a function of makes next to no error there: held-out R² at least
+  :data:`EXACT_FIT` for numbers; for classes, no more errors than the class boundaries
+  themselves cost (one per boundary per fold) plus 1% of what always guessing the majority
+  class gets wrong.
+- **sum**: a few numeric columns whose linear combination equals the target (R² at least
+  :data:`EXACT_FIT` with far more rows than columns): parts of a total.
+
+A **strong** feature is one whose coarse lookup (32 quantile bins, cross-fitted) scores at
+least ``data.checks.leakage`` (R², ROC AUC or accuracy) without determining the target: a
+warning with its score and its error count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SAMPLE = 50_000  # rows the checks look at: determination shows on any sample this size
+MONOTONE_RHO = 0.999  # |Spearman| of a monotone function of the target, short of ties
+EXACT_FIT = 0.999  # held-out R² (lookup) or in-sample R² (sums) of a determined target
+SUM_FIT = 0.9999  # R² of a linear combination that "is" the target
+MIN_ROWS = 20  # below this no claim of determination is made
+COARSE_BINS = 32
+FOLDS = 5  # for the strength score: every row is scored once
+
+
+@dataclass
+class Finding:
+    """One column's verdict: how it relates to the target and the evidence."""
+
+    column: str
+    kind: str  # "monotone" | "lookup" | "sum" | "strong"
+    evidence: dict[str, Any]
+
+    @property
+    def determines(self) -> bool:
+        """True for the kinds that mean the column is the target in another form."""
+        return self.kind != "strong"
+
+
+def as_numbers(series: pd.Series) -> np.ndarray | None:
+    """A column as float64 (datetimes as epoch seconds, booleans as 0/1); None for
+    categories and text."""
+    if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        series = (series - pd.Timestamp(0, tz=series.dt.tz)).dt.total_seconds()
+    try:
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        return None
+
+
+def _codes(series: pd.Series) -> np.ndarray:
+    """Category codes with missing as a code of its own."""
+    codes = pd.Series(series).astype("category").cat.codes.to_numpy().astype(np.int64)
+    return np.where(codes < 0, codes.max() + 1, codes)
+
+
+def _folds(n: int, k: int, seed: int) -> np.ndarray:
+    """A balanced fold number per row, in a seeded random order."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % k)
+
+
+def _nearest(
+    x: np.ndarray | None, codes: np.ndarray | None, y: np.ndarray, fit: np.ndarray, classes: int
+) -> np.ndarray:
+    """Each row not in ``fit`` predicted by the fit rows with the nearest value of the column
+    (their mean, or majority class); rows whose value the fit rows never had (an unseen
+    category, a missing number) get the fit rows' overall mean or majority."""
+    held = ~fit
+    frame = pd.DataFrame({"g": codes if x is None else x, "y": y})[fit]
+    frame = frame[frame["g"].notna()]
+    if classes:
+        fallback = float(np.bincount(y[fit].astype(int), minlength=classes).argmax())
+        table = frame.groupby(["g", "y"]).size().reset_index(name="n")
+        table = table.sort_values(["g", "n"], ascending=[True, False]).drop_duplicates("g")
+        keys, values = table["g"].to_numpy(), table["y"].to_numpy(dtype=float)
+    else:
+        fallback = float(y[fit].mean())
+        means = frame.groupby("g")["y"].mean()
+        keys, values = means.index.to_numpy(), means.to_numpy(dtype=float)
+    query = (codes if x is None else x)[held]
+    out = np.full(int(held.sum()), fallback)
+    if not len(keys):
+        return out
+    if x is None:  # categories: exact match only
+        lookup = pd.Series(values, index=keys)
+        return pd.Series(query).map(lookup).fillna(fallback).to_numpy(dtype=float)
+    keys = keys.astype(float)
+    finite = np.isfinite(query)
+    pos = np.clip(np.searchsorted(keys, query[finite]), 1, max(len(keys) - 1, 1))
+    left, right = keys[pos - 1], keys[np.minimum(pos, len(keys) - 1)]
+    q = query[finite]
+    pick = np.where(np.abs(q - left) <= np.abs(right - q), pos - 1, np.minimum(pos, len(keys) - 1))
+    out[finite] = values[pick]
+    return out
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1 - float(((y - pred) ** 2).sum()) / total if total else float("nan")
+
+
+def _lookup(
+    x: np.ndarray | None, codes: np.ndarray | None, y: np.ndarray, classes: int, seed: int
+) -> dict[str, Any]:
+    """Cross-fitted nearest-value predictions of the target over two folds, scored."""
+    fold = _folds(len(y), 2, seed)
+    pred = np.empty(len(y))
+    for f in (0, 1):
+        pred[fold == f] = _nearest(x, codes, y, fold != f, classes)
+    if not classes:
+        return {"r2": _r2(y, pred)}
+    errors = int((pred != y).sum())
+    majority = int(len(y) - np.bincount(y.astype(int), minlength=classes).max())
+    return {"errors": errors, "majority_errors": majority, "rows": len(y)}
+
+
+def _coarse_codes(x: np.ndarray | None, codes: np.ndarray | None, fit: np.ndarray) -> np.ndarray:
+    """Quantile bins of a number fitted on the ``fit`` rows (missing its own bin), or the
+    category codes."""
+    if x is None:
+        return codes
+    finite = np.isfinite(x)
+    values = x[fit & finite]
+    if values.size == 0:
+        return np.zeros(len(x), dtype=np.int64)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, COARSE_BINS + 1)[1:-1]))
+    binned = np.searchsorted(edges, x, side="right")
+    return np.where(finite, binned, len(edges) + 1)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by the rank-sum formula, ties averaged."""
+    ranks = pd.Series(score).rank().to_numpy()
+    pos = y == 1
+    n1, n0 = pos.sum(), (~pos).sum()
+    if not n1 or not n0:
+        return float("nan")
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def strength(
+    x: np.ndarray | None, codes: np.ndarray | None, y: np.ndarray, task: str, classes: int, seed
+) -> float:
+    """How well the column's coarse bins alone predict held-out targets (cross-fitted):
+    R² for numbers, ROC AUC for two classes, accuracy for more."""
+    fold = _folds(len(y), FOLDS, seed)
+    pred = np.empty(len(y))
+    for f in range(FOLDS):
+        fit, held = fold != f, fold == f
+        binned = _coarse_codes(x, codes, fit)
+        size = int(binned.max()) + 1
+        count = np.bincount(binned[fit], minlength=size).astype(float)
+        if task == "multiclass":
+            table = np.zeros((size, classes))
+            np.add.at(table, (binned[fit], y[fit].astype(int)), 1)
+            prior = np.bincount(y[fit].astype(int), minlength=classes).argmax()
+            pred[held] = np.where(count > 0, table.argmax(axis=1), prior)[binned[held]]
+        else:
+            total = np.bincount(binned[fit], weights=y[fit], minlength=size)
+            mean = np.where(count > 0, total / np.maximum(count, 1), y[fit].mean())
+            pred[held] = mean[binned[held]]
+    if task == "multiclass":
+        return float((pred == y).mean())
+    if task == "binary":
+        return _auc(y, pred)
+    return _r2(y, pred)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    finite = np.isfinite(x)
+    if finite.sum() < MIN_ROWS:
+        return float("nan")
+    rx = pd.Series(x[finite]).rank().to_numpy()
+    ry = pd.Series(y[finite]).rank().to_numpy()
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def column_findings(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    features: list[str],
+    task: str,
+    classes: int,
+    limit: float,
+    seed: int,
+) -> list[Finding]:
+    """Per feature: ``monotone`` or ``lookup`` when it determines the target, ``strong`` when
+    it merely scores at least ``limit`` alone; columns that are neither are left out.
+    ``y`` is the encoded target (floats, or class indices with ``classes`` > 0)."""
+    found = []
+    numeric_target = task in ("regression", "ranking")
+    for name in features:
+        x = as_numbers(frame[name])
+        codes = _codes(frame[name]) if x is None else None
+        if x is not None and not np.isfinite(x).any():
+            continue
+        if len(y) >= MIN_ROWS:
+            if numeric_target and x is not None:
+                rho = _spearman(x, y)
+                if abs(rho) >= MONOTONE_RHO:
+                    found.append(Finding(name, "monotone", {"spearman": round(rho, 6)}))
+                    continue
+            fit = _lookup(x, codes, y, classes, seed)
+            if numeric_target:
+                if fit["r2"] >= EXACT_FIT:
+                    found.append(Finding(name, "lookup", {"r2": round(fit["r2"], 6)}))
+                    continue
+            elif fit["errors"] <= 2 * (classes - 1) + 0.01 * fit["majority_errors"]:
+                found.append(Finding(name, "lookup", fit))
+                continue
+        score = strength(x, codes, y, task, classes, seed)
+        if score >= limit:
+            metric = {"binary": "roc_auc", "multiclass": "accuracy"}.get(task, "r2")
+            found.append(Finding(name, "strong", {"metric": metric, "score": round(score, 4)}))
+    return found
+
+
+def _r2_linear(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    design = np.column_stack([x, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return _r2(y, design @ coef), coef
+
+
+def exact_sum(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, Any] | None:
+    """The smallest set of numeric columns (found greedily) whose linear combination is the
+    target, with its coefficients; None when no combination is exact.
+
+    All columns are fitted at once (with many more rows than columns an R² of
+    :data:`SUM_FIT` is no accident), then columns are dropped one by one, least useful first,
+    while the fit stays exact, so a strong but innocent column is not named with the parts.
+    """
+    n, p = x.shape
+    if p == 0 or n < 5 * p + MIN_ROWS:
+        return None
+    x = np.where(np.isfinite(x), x, np.nan)
+    x = np.where(np.isnan(x), np.nanmedian(x, axis=0), x)
+    x = np.nan_to_num(x)
+    r2, _ = _r2_linear(x, y)
+    if not r2 >= SUM_FIT:
+        return None
+    # the pruning refits many times: a few rows per column are plenty to tell exact from not
+    rows = np.random.default_rng(0).permutation(n)[: max(2000, 10 * p)]
+    xs, ys = x[rows], y[rows]
+    keep = list(range(p))
+    scale = xs.std(axis=0)
+    while len(keep) > 1:
+        _, coef = _r2_linear(xs[:, keep], ys)
+        order = np.argsort(np.abs(coef[:-1]) * scale[keep])  # least weight first
+        for i in order:
+            trial = [k for j, k in enumerate(keep) if j != i]
+            if _r2_linear(xs[:, trial], ys)[0] >= SUM_FIT:
+                keep = trial
+                break
+        else:
+            break
+    r2, coef = _r2_linear(x[:, keep], y)
+    if not r2 >= SUM_FIT:
+        return None
+    return {
+        "columns": [names[k] for k in keep],
+        "r2": round(r2, 6),
+        "coefficients": [round(float(c), 4) + 0.0 for c in coef],  # + 0.0: no -0.0
+    }
