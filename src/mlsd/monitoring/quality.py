@@ -6,6 +6,16 @@ outside the training range, categories never seen in training, requests the serv
 in validation (the log's ``rejects`` stream) and non-finite model outputs (logged as null).
 Each check that crosses its threshold (``monitoring.quality``) becomes a problem with the
 figures behind it; the caller turns problems into alerts.
+
+A threshold alone false-alarms on small training sets: a new row drawn from the training
+distribution falls outside the range of ``n`` training values with probability 2/(n+1)
+(1.6% for 120 rows, above the default 1% threshold), and shows a category seen once in
+training about as often as such categories were seen (Good-Turing). So the missing-rate,
+out-of-range and unseen-category checks alert only when the share crosses its threshold
+AND is more than training data would give by chance, p < :data:`CHANCE_ALPHA`: for the
+range, the exact distribution-free chance that ``k`` of ``m`` exchangeable new values fall
+outside the range of ``n`` old ones; for missing values and categories, a one-sided
+binomial test against the training rate.
 """
 
 from __future__ import annotations
@@ -20,6 +30,49 @@ from mlsd.features.transforms import category_key
 from mlsd.spec import QualitySpec
 
 EXAMPLES = 5  # unseen categories shown per column
+CHANCE_ALPHA = 0.001  # per column and window: with dozens of columns, rare false alarms
+
+
+def beyond_chance(count: int, n: int, expected_rate: float) -> float:
+    """P-value of seeing ``count`` or more of ``n`` when each happens with
+    ``expected_rate`` (one-sided binomial)."""
+    from scipy.stats import binom
+
+    if count <= 0:
+        return 1.0
+    return float(binom.sf(count - 1, n, min(max(expected_rate, 0.0), 1.0)))
+
+
+def outside_range_p_value(k: int, m: int, n: int) -> float:
+    """Chance that ``k`` or more of ``m`` new values fall outside the range of ``n`` old
+    ones when all ``n + m`` are exchangeable (drawn alike; no ties).
+
+    In a random order of the ``n + m`` values, ``j`` new ones outside the range means ``a``
+    new values first and ``j - a`` last, the middle starting and ending with an old one:
+    ``P(j) = (j + 1) C(n + m - j - 2, n - 2) / C(n + m, n)``.
+    """
+    from scipy.special import gammaln
+
+    if k <= 0:
+        return 1.0
+    if n < 2 or k > m:
+        return 1.0 if n < 2 else 0.0
+    j = np.arange(k, m + 1, dtype=np.float64)
+
+    def log_choose(a, b):
+        return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
+
+    logs = np.log(j + 1) + log_choose(n + m - j - 2, n - 2) - log_choose(n + m, n)
+    return float(min(1.0, np.exp(logs).sum()))
+
+
+def _unseen_rate(profile_col: Mapping[str, Any]) -> float:
+    """How often training-like data shows a category training never saw: the share of
+    training values whose category was seen once (Good-Turing), at least 1/(count+1)."""
+    count = int(profile_col.get("count") or 0)
+    counts = profile_col.get("counts") or {}
+    singletons = sum(1 for k, c in counts.items() if k != OTHER and c == 1)
+    return max(singletons, 1) / (count + 1)
 
 
 def _as_float(values: Any) -> np.ndarray:
@@ -109,7 +162,8 @@ def check(
             "reference_missing_rate": ref_rate,
             "missing_increase": rate - ref_rate,
         }
-        if n and rate - ref_rate > spec.missing_increase:
+        p_missing = beyond_chance(n_missing, n, ref_rate)
+        if n and rate - ref_rate > spec.missing_increase and p_missing < CHANCE_ALPHA:
             problems.append(
                 {
                     "check": "missing_rate",
@@ -118,7 +172,12 @@ def check(
                     "threshold": spec.missing_increase,
                     "message": f"{name} is missing in {rate:.1%} of rows against "
                     f"{ref_rate:.1%} in training",
-                    "evidence": {"missing_rate": rate, "reference_missing_rate": ref_rate, "n": n},
+                    "evidence": {
+                        "missing_rate": rate,
+                        "reference_missing_rate": ref_rate,
+                        "n": n,
+                        "p_value": p_missing,
+                    },
                 }
             )
         if values is not None and kind == "numeric" and ref.get("min") is not None:
@@ -134,7 +193,10 @@ def check(
                 min=float(present.min()) if len(present) else None,
                 max=float(present.max()) if len(present) else None,
             )
-            if share > spec.out_of_range:
+            n_ref = int(ref.get("count") or 0)
+            expected = 2 / (n_ref + 1)
+            p_value = outside_range_p_value(outside, len(present), n_ref)
+            if share > spec.out_of_range and p_value < CHANCE_ALPHA:
                 problems.append(
                     {
                         "check": "out_of_range",
@@ -150,6 +212,8 @@ def check(
                             "training_range": [low, high],
                             "min": col["min"],
                             "max": col["max"],
+                            "expected_rate": expected,
+                            "p_value": p_value,
                         },
                     }
                 )
@@ -162,7 +226,9 @@ def check(
                 share = unseen / present if present else 0.0
                 examples = sorted(new, key=lambda k: (-new[k], k))[:EXAMPLES]
                 col.update(unseen=unseen, unseen_rate=share, unseen_examples=examples)
-                if share > spec.unseen:
+                expected = _unseen_rate(ref)
+                p_value = beyond_chance(unseen, present, expected)
+                if share > spec.unseen and p_value < CHANCE_ALPHA:
                     problems.append(
                         {
                             "check": "unseen_category",
@@ -175,6 +241,8 @@ def check(
                                 "unseen": unseen,
                                 "n_present": present,
                                 "examples": examples,
+                                "expected_rate": expected,
+                                "p_value": p_value,
                             },
                         }
                     )
