@@ -35,7 +35,7 @@ def test_types_are_inferred():
     assert schema.types == {
         "price": "numeric",
         "count": "numeric",
-        "flag": "boolean",
+        "flag": "numeric",  # 0/1 numbers stay numbers (a 2 later must not be refused)
         "yes": "boolean",
         "color": "categorical",
         "when": "datetime",

@@ -67,8 +67,9 @@ def served(tmp_path_factory):
                 status, body, _ = server.client.call("POST", "/v1/feedback", feedback)
                 assert status == 200 and body["recorded"] == len(feedback), body
                 labelled[[start + k for k in range(len(chunk)) if k % 3 != 0]] = True
-        # two requests the server refuses: a temperature outside [0, 1], a missing humidity
-        hot = {**inputs[-1], "temp": 5.0}
+        # two requests the server refuses: a temperature that is not a number, a missing
+        # humidity (a number outside the training range would be answered and flagged)
+        hot = {**inputs[-1], "temp": "hot"}
         dry = {k: v for k, v in inputs[-1].items() if k != "hum"}
         for bad in ([hot, inputs[-2]], [dry]):
             status, _, _ = server.client.call("POST", "/v1/predict", {"instances": bad})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -114,3 +115,27 @@ def test_labels_stamped_in_the_future_have_not_arrived(tmp_path):
     start = serve(ws, _served(10, 100))
     assert read_log(ws, now=start + 0.0045).num_rows == 5  # labels at ts + 0.0005
     assert read_log(ws).num_rows == 10
+
+
+def test_the_log_is_read_with_the_champion_signature_types(tmp_path):
+    """Integers of both signs are read as the numbers the champion's signature declares
+    (JSON inference alone reads them as decimals), categories as their keys."""
+    spec, ws = _system(tmp_path, _source())
+    served = _served(10, 100)
+    served["x"] = [-3, 4] * 5
+    served["kind"] = [1, 1.0] * 5  # one category, sent as an int and as a float
+    start = serve(ws, served)
+    package = tmp_path / "package"
+    package.mkdir()
+    inputs = [{"name": "x", "type": "numeric"}, {"name": "kind", "type": "categorical"}]
+    (package / "signature.json").write_text(json.dumps({"inputs": inputs}))
+    champ = Champion(1, package, created_at=start - 1)
+    assert champ.inputs == {"x": "numeric", "kind": "categorical"}
+    assert Champion(1, tmp_path / "nowhere", created_at=start).inputs is None
+
+    log = read_log(ws, inputs=champ.inputs)
+    assert log.column("x").type == pa.float64() and log.column("x").to_pylist() == [-3.0, 4.0] * 5
+    assert log.column("kind").to_pylist() == ["1"] * 10
+    data = assemble(spec, ws, champ)  # typed like the source: x float64, kind text
+    served_rows = pa.concat_tables([data.train.slice(50), data.holdout]).to_pydict()
+    assert served_rows["x"] == [-3.0, 4.0] * 5 and served_rows["kind"] == ["1"] * 10

@@ -13,13 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
+from mlsd.features.transforms import category_key, to_bool
 from mlsd.monitoring.log import (
     LogError,
     LogWriter,
     PredictionLog,
     duckdb_view,
+    input_types,
     labelled,
     read_feedback,
     read_predictions,
@@ -428,3 +431,95 @@ def test_iso_times_match_datetime_to_the_microsecond():
             ]
         )
         assert _iso(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), ts
+
+
+# What clients send, per input field of a signature, one value per instance (ABSENT: the
+# field is left out). JSON inference would read the integers of both signs as HUGEINT
+# (Decimal in Python), the mixes as DOUBLE or JSON and the ISO strings as timestamps.
+ABSENT = object()
+SENT = {
+    "neg": ("numeric", [-3, 5, -(2**31), 0, None, ABSENT]),
+    "big": ("numeric", [2**53 - 1, 2**53 + 1, -(2**53) - 3, 2**63 - 1, -(2**63), 2**64 - 1]),
+    "huge": ("numeric", [1e300, -1e300, 5e-324, 0.1, -1.5e-7, 1.7976931348623157e308]),
+    "mixed": ("numeric", [1, 2.5, -3, 4.0, -0.5, 7]),
+    "junk": ("numeric", ["3.5", [1], {"a": 1}, True, None, 2]),  # only 2 is a number
+    "flag": ("boolean", [True, False, None, "yes", 0, 1]),
+    "code": ("categorical", [1, -2, 1.0, "1", 2.5, None]),
+    "word": ("categorical", ["a", "", True, 2**70 + 1, [1], -0.0]),
+    "when": ("datetime", ["2024-01-01T10:00:00Z", "2024-01-02T10:00:00+01:00", None] * 2),
+}
+TYPES = {name: kind for name, (kind, _) in SENT.items()}
+
+
+def _read_as(kind: str, value) -> object:
+    """What the model reads for ``value`` sent to a field of type ``kind`` (the server
+    accepts only JSON numbers for a number)."""
+    if value is None or value is ABSENT:
+        return None
+    if kind == "numeric":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if number else None
+    if kind == "boolean":
+        return bool(to_bool(np.array([value], dtype=object))[0])
+    if kind == "categorical":
+        return category_key(value) if not isinstance(value, list) else None
+    return value
+
+
+EXPECTED = {name: [_read_as(kind, v) for v in values] for name, (kind, values) in SENT.items()}
+
+
+@pytest.fixture
+def odd_inputs(tmp_path):
+    """A log of one request whose instances send the values of SENT, with a label."""
+    instances = [
+        {name: values[i] for name, (_, values) in SENT.items() if values[i] is not ABSENT}
+        for i in range(6)
+    ]
+    with PredictionLog(tmp_path, flush_s=0.05) as log:
+        log.prediction(
+            request_id="r", model_version=1, inputs=instances, outputs=[0.5] * 6, latency_ms=1
+        )
+        log.feedback(request_id="r", label=1)
+    return tmp_path
+
+
+def _assert_read_as_the_model_reads(table, names=tuple(SENT)) -> None:
+    import pyarrow as pa
+
+    kinds = {"numeric": pa.float64(), "boolean": pa.bool_()}
+    for name in names:
+        assert table.column(name).type == kinds.get(TYPES[name], pa.string()), name
+        assert table.column(name).to_pylist() == EXPECTED[name], name
+
+
+def test_inputs_come_back_with_their_signature_types_exactly(odd_inputs):
+    _assert_read_as_the_model_reads(read_predictions(odd_inputs, inputs=TYPES))
+    _assert_read_as_the_model_reads(labelled(odd_inputs, inputs=TYPES))
+    for pinned in (True, False):
+        con = duckdb.connect()
+        duckdb_view(con, odd_inputs, pinned=pinned, inputs=TYPES)
+        for view in ("predictions", "labelled"):
+            table = con.sql(f"SELECT * FROM {view} ORDER BY instance").to_arrow_table()
+            # a live view infers the types first: a date-time may come back in DuckDB's text
+            _assert_read_as_the_model_reads(table, SENT if pinned else SENT.keys() - {"when"})
+    with pytest.raises(LogError, match="unknown input types"):
+        read_predictions(odd_inputs, inputs={"neg": "integer"})
+    assert input_types({"inputs": [{"name": "a", "type": "numeric", "min": 0}]}) == {"a": "numeric"}
+
+
+def test_inferred_types_are_remembered_per_list_of_segments(odd_inputs, monkeypatch):
+    from mlsd.monitoring import log as module
+
+    calls = []
+    columns = module._columns
+    monkeypatch.setattr(module, "_columns", lambda *a: calls.append(1) or columns(*a))
+    read_predictions(odd_inputs)
+    read_predictions(odd_inputs, inputs=TYPES)  # the same segments: inferred once
+    assert len(calls) == 1
+    with PredictionLog(odd_inputs, flush_s=0.05) as log:  # a new segment: inferred again
+        log.prediction(request_id="s", model_version=1, inputs=[{"neg": -1}], outputs=[0],
+                       latency_ms=1)  # fmt: skip
+    calls.clear()
+    assert read_predictions(odd_inputs, inputs=TYPES).column("neg").to_pylist()[-1] == -1.0
+    assert len(calls) == 1

@@ -24,6 +24,27 @@ from mlsd.workspace import Workspace
 
 DAY = 86400.0
 START = 1_750_000_000.0 - 1_750_000_000.0 % DAY  # a UTC midnight
+MONITORING = "\nmonitoring: {window: 1d, min_rows: 200, max_age: 30d, log_to_mlflow: false}\n"
+
+
+def trained(folder, target: str, frame: pd.DataFrame) -> dict:
+    """Train and register the system in ``folder`` (system.yaml and its data); the
+    context the tests and :func:`send` share."""
+    from mlsd.models.train import train
+
+    spec = load_spec(folder / "system.yaml")
+    result = train(spec, progress=False)
+    assert result.registered
+    ws = Workspace.for_spec(spec)
+    _, folder_of = aliases.resolve(ws.root, spec.name, "champion")
+    return {
+        "spec": spec,
+        "ws": ws,
+        "package": packages.load(folder_of),
+        "frame": frame,
+        "target": target,
+        "version": str(result.model_version),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -32,36 +53,46 @@ def caravan(tmp_path_factory):
     import shutil
 
     from conftest import EXAMPLES
-    from mlsd.models.train import train
 
     folder = tmp_path_factory.mktemp("monitor-unit") / "caravan"
     shutil.copytree(EXAMPLES / "caravan", folder, ignore=shutil.ignore_patterns(".mlsd"))
     spec_path = folder / "system.yaml"
-    spec_path.write_text(
-        spec_path.read_text()
-        + "\nmonitoring: {window: 1d, min_rows: 200, max_age: 30d, log_to_mlflow: false}\n"
-    )
-    spec = load_spec(spec_path)
-    result = train(spec, progress=False)
-    assert result.registered
-    ws = Workspace.for_spec(spec)
-    _, folder_of = aliases.resolve(ws.root, spec.name, "champion")
-    frame = pd.read_csv(folder / "caravan.csv")
-    return {
-        "spec": spec,
-        "ws": ws,
-        "package": packages.load(folder_of),
-        "frame": frame,
-        "version": str(result.model_version),
-    }
+    spec_path.write_text(spec_path.read_text() + MONITORING)
+    return trained(folder, "Purchase", pd.read_csv(folder / "caravan.csv"))
+
+
+NEGATIVES = """name: negatives
+problem: {task: regression, target: y}
+data:
+  source: d.csv
+  columns: {code: {type: categorical}, flag: {type: boolean}}
+models: {candidates: [linear]}
+"""
+
+
+@pytest.fixture(scope="module")
+def negatives(tmp_path_factory):
+    """A model of seven integer columns holding negative values, an integer category and a
+    flag: JSON inference types such columns HUGEINT, which came back as Decimal."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({f"f{k}": rng.integers(-50, 50, n) for k in range(1, 8)})
+    frame["code"] = rng.integers(-3, 4, n)
+    frame["flag"] = rng.random(n) < 0.4
+    numbers = frame[[f"f{k}" for k in range(1, 8)]].to_numpy()
+    frame["y"] = numbers @ rng.normal(size=7) + frame["code"] + rng.normal(size=n)
+    folder = tmp_path_factory.mktemp("monitor-negatives")
+    frame.to_csv(folder / "d.csv", index=False)
+    (folder / "system.yaml").write_text(NEGATIVES + MONITORING)
+    return trained(folder, "y", frame)
 
 
 def send(ctx, rows: pd.DataFrame, day: int, *, labels: bool | np.ndarray = False, tag: str = ""):
     """Log ``rows`` as the server would on ``day`` (requests of 100), with true labels for
     the rows where ``labels`` is True."""
-    package, version = ctx["package"], ctx["version"]
-    inputs = rows.drop(columns=["Purchase"]).to_dict("records")
-    columns = {c: rows[c].tolist() for c in rows.columns if c != "Purchase"}
+    package, version, target = ctx["package"], ctx["version"], ctx["target"]
+    inputs = rows.drop(columns=[target]).to_dict("records")
+    columns = {c: rows[c].tolist() for c in rows.columns if c != target}
     outputs = format_outputs(package.predict_matrix(columns), package.signature)
     mask = np.broadcast_to(np.asarray(labels, dtype=bool), (len(rows),))
     with PredictionLog(ctx["ws"], flush_s=0.05) as log:
@@ -78,7 +109,7 @@ def send(ctx, rows: pd.DataFrame, day: int, *, labels: bool | np.ndarray = False
             )
             for k in range(len(inputs[start : start + 100])):
                 if mask[start + k]:
-                    label = rows["Purchase"].iloc[start + k]
+                    label = rows[target].iloc[start + k]
                     log.feedback(request_id=rid, instance=k, label=label, ts=ts + DAY)
     return outputs
 
@@ -217,3 +248,41 @@ def test_prediction_drift_follows_the_spec_thresholds(caravan):
         reference["score"], moved
     )
     assert quiet["p_value"] < 0.01 and not quiet["drifted"]
+
+
+def test_negative_integer_inputs_are_numbers_to_the_monitor(negatives):
+    """Integer columns with negative values are read as numbers: no false missing-rate
+    alert on traffic like training, and a shifted column is seen drifting (the issue: seven
+    columns 'missing in 100.0% of rows' and 'drift: none')."""
+    frame = negatives["frame"]
+    calm = frame.sample(800, random_state=1).reset_index(drop=True)
+    calm["f7"] = [v if i % 2 else float(v) for i, v in enumerate(calm["f7"])]  # ints and floats
+    send(negatives, calm, 0)
+    quiet = monitor(negatives["spec"], now=START + DAY, write=False, publish=False)
+    (window,) = quiet.report["models"][0]["windows"]
+    assert window["tested"] and window["drift"]["drifted"] == []
+    assert all(window["quality"]["columns"][f"f{k}"]["missing_rate"] == 0 for k in range(1, 8))
+    assert quiet.alerts == [], [a.message for a in quiet.alerts]
+
+    shifted = frame.sample(800, random_state=2).reset_index(drop=True)
+    shifted["f3"] = shifted["f3"] * 3 - 10  # still integers with negative values
+    send(negatives, shifted, 1)
+    stormy = monitor(negatives["spec"], now=START + 2 * DAY, write=False, publish=False)
+    latest = stormy.report["models"][0]["windows"][-1]
+    assert "f3" in latest["drift"]["drifted"]
+    checks = {(a.check, a.subject) for a in stormy.latest_alerts}
+    assert ("feature_drift", "f3") in checks
+    assert not [a for a in stormy.alerts if a.check == "missing_rate"]
+
+
+def test_numbers_reads_decimals():
+    """A log read without the signature's types holds integers of both signs as decimals."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from mlsd.monitoring.monitor import _numbers
+
+    for kind in (pa.decimal128(38, 0), pa.decimal256(50, 2)):
+        column = pa.chunked_array([pa.array([Decimal(-3), None, Decimal(2**40)], kind)])
+        np.testing.assert_array_equal(_numbers(column), [-3.0, np.nan, 2.0**40])

@@ -173,3 +173,26 @@ def test_small_training_sets_do_not_false_alarm_and_real_problems_still_do():
     assert alarms <= 2  # 1% of windows at most; CHANCE_ALPHA is 0.1% per column
     # (the old rule, share > 1%, alarmed in most of these windows)
     assert found >= 150  # and most windows with a real shift beyond the range still alert
+
+
+def test_decimals_are_numbers(reference):
+    """Regression: DuckDB reads integers of both signs as HUGEINT, which Arrow holds as
+    decimal128 and Python as Decimal; they counted as missing ("x is missing in 100.0% of
+    rows") and never drifted."""
+    from decimal import Decimal
+
+    from mlsd.monitoring.quality import _as_float
+
+    values = [Decimal(-3), None, Decimal("2.5"), Decimal(2**53 + 1), Decimal("sNaN"), "x", 10**400]
+    expected = [-3.0, np.nan, 2.5, float(2**53 + 1), np.nan, np.nan, np.nan]
+    np.testing.assert_array_equal(_as_float(values), expected)
+    np.testing.assert_array_equal(_as_float(np.array(values, dtype=object)), expected)
+    for kind in (pa.decimal128(38, 0), pa.decimal256(40, 1)):
+        column = pa.chunked_array([pa.array([Decimal(-3), None, Decimal(7)], kind)])
+        np.testing.assert_array_equal(_as_float(column), [-3.0, np.nan, 7.0])
+    values = current()
+    x = [None if np.isnan(v) else Decimal(round(v)) for v in values["x"]]
+    values["x"] = pa.chunked_array([pa.array(x, pa.decimal128(38, 0))])
+    out = check(values, 1000, profile=reference, signature=SIGNATURE, spec=QualitySpec())
+    assert out["columns"]["x"]["missing_rate"] == x.count(None) / 1000 < 0.1
+    assert out["problems"] == []

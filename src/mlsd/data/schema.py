@@ -115,9 +115,10 @@ def _string_type(uniques: pd.Index, counts: np.ndarray) -> str:
 
 
 def _numeric_type(name: str, values: np.ndarray, n_unique: int) -> str:
+    # Numbers that happen to be 0 and 1 stay numbers: a count or a pixel seen only at 0/1 in
+    # training may be 2 in production, which a boolean would refuse; as a number it is
+    # answered and flagged out of range. Models read 0/1 the same either way.
     present = values[~np.isnan(values)] if values.dtype.kind == "f" else values
-    if present.size and n_unique <= 2 and np.isin(present, [0, 1]).all():
-        return "boolean"
     if values.dtype.kind in "iu" and present.size >= 20 and n_unique == present.size:
         consecutive = int(present.max()) - int(present.min()) + 1 == present.size
         if consecutive or _ID_NAME.search(name):

@@ -50,6 +50,18 @@ class Champion:
     def created_iso(self) -> str:
         return datetime.fromtimestamp(self.created_at, UTC).isoformat(timespec="seconds")
 
+    @property
+    def inputs(self) -> dict[str, str] | None:
+        """Input field -> type its package signature declares (what :func:`read_log` reads
+        the log with); None when the package has no readable signature."""
+        from mlsd.models.package import SIGNATURE
+        from mlsd.monitoring.log import input_types
+
+        try:
+            return input_types(json.loads((self.package / SIGNATURE).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
 
 def champion(spec: SystemSpec, workspace: Workspace) -> Champion:
     """The champion of ``spec``'s system (from the published aliases: no MLflow import)."""
@@ -80,14 +92,19 @@ def to_epoch(value: float | int | str | datetime | None) -> float:
     return time.time() if value is None else epoch(value)
 
 
-def read_log(workspace: Workspace, now: float | None = None) -> pa.Table:
+def read_log(
+    workspace: Workspace, now: float | None = None, *, inputs: dict[str, str] | None = None
+) -> pa.Table:
     """Every labelled prediction in the workspace's log as of ``now`` (epoch seconds, default
-    the clock): a label stamped later has not arrived yet. Empty when there is no log."""
+    the clock): a label stamped later has not arrived yet. Empty when there is no log.
+
+    ``inputs`` (the champion's :attr:`Champion.inputs`) reads each input field with the
+    type the signature declares, as the model read it, instead of the one DuckDB infers."""
     import pyarrow.compute as pc
 
     from mlsd.monitoring.log import labelled
 
-    table = labelled(workspace)
+    table = labelled(workspace, inputs=inputs)
     if table.num_rows == 0:
         return table
     now = to_epoch(now)
@@ -106,13 +123,11 @@ def count_fresh(table: pa.Table, since: float) -> int:
     return int(np.sum(label_ts > since))
 
 
-_META = {"request_id", "instance", "ts", "time", "model_version", "latency_ms", "flags"}
-
-
 def _log_column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
-    """The log's column for input field ``name``: the log prefixes ``input_`` to fields
-    named like its own columns (see :mod:`mlsd.monitoring.log`)."""
-    column = f"input_{name}" if name.lower() in _META else name
+    """The log's column for input field ``name`` (see :func:`input_column`)."""
+    from mlsd.monitoring.log import input_column
+
+    column = input_column(name)
     return table.column(column) if column in table.column_names else None
 
 
@@ -204,7 +219,7 @@ def assemble(
     now = to_epoch(now)
     policy = spec.retraining
     source = read_source(spec.data.source, spec.base_dir)
-    log = read_log(workspace, now) if log is None else log
+    log = read_log(workspace, now, inputs=champ.inputs) if log is None else log
     served = log_rows(spec, log, source.schema)
     label_ts = served.column(LABEL_TS).to_numpy(zero_copy_only=False)
     fresh = np.flatnonzero(label_ts > champ.created_at)

@@ -114,7 +114,7 @@ def evaluate(
                 }
             )
         else:  # new_labels
-            log = read_log(workspace, moment) if log is None else log
+            log = read_log(workspace, moment, inputs=champ.inputs) if log is None else log
             fresh = count_fresh(log, champ.created_at)
             fired = fresh >= value
             found.append(

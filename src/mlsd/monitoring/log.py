@@ -22,7 +22,9 @@ by dead processes into finished segments.
 
 The READER (:func:`read_predictions`, :func:`read_feedback`, :func:`labelled`,
 :func:`duckdb_view`) runs offline, for monitoring and retraining. It reads finished segments
-only, with DuckDB, and imports it (and pyarrow) inside the functions that need them.
+only, with DuckDB, and imports it (and pyarrow) inside the functions that need them. Given
+the package signature's input types (``inputs=``), it reads each input field with its type
+instead of the one DuckDB infers from the JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -696,6 +698,14 @@ def _segment_files(directory: Path) -> list[Path]:
 # --------------------------------------------------------------------------- reader side
 
 _PREDICTION_META = ["request_id", "instance", "ts", "time", "model_version", "latency_ms", "flags"]
+
+
+def input_column(name: str) -> str:
+    """The column of input field ``name`` in a read of the log: ``input_`` prefixed when a
+    column of the log's own has the name (a feature called ``time`` is ``input_time``)."""
+    return f"input_{name}" if name.lower() in {c.lower() for c in _PREDICTION_META} else name
+
+
 _EMPTY_PREDICTIONS = (
     "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
     "NULL::TIMESTAMPTZ AS time, NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms, "
@@ -729,16 +739,66 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, Any]:
     return {row[0]: con.type(row[1]) for row in rows}
 
 
+# Finished segments never change (written whole, by rename): the column types inferred for
+# a list of them hold as long as the list does, and a second read of the same segments (the
+# monitor's view per model version) skips the costly inference. A few lists are kept.
+_INFERRED: collections.OrderedDict[bytes, dict[str, str]] = collections.OrderedDict()
+_INFERRED_KEEP = 8
+_INFERRED_LOCK = threading.Lock()
+
+
+def _inferred(con: duckdb.DuckDBPyConnection, files: list[Path], source: str) -> dict[str, Any]:
+    """:func:`_columns` of ``source`` (a read of ``files``), remembered by the files' names,
+    sizes and modification times."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        for f in files:
+            stat = f.stat()
+            digest.update(f"{f}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except FileNotFoundError:  # removed meanwhile: the read itself will say so
+        return _columns(con, source)
+    key = digest.digest()
+    with _INFERRED_LOCK:
+        known = _INFERRED.get(key)
+    if known is None:
+        known = {name: str(kind) for name, kind in _columns(con, source).items()}
+        with _INFERRED_LOCK:
+            _INFERRED[key] = known
+            while len(_INFERRED) > _INFERRED_KEEP:
+                _INFERRED.popitem(last=False)
+    return {name: con.type(kind) for name, kind in known.items()}
+
+
+def _raw_inputs(
+    con: duckdb.DuckDBPyConnection, columns: dict[str, Any], names: Collection[str]
+) -> dict[str, Any]:
+    """``columns`` with the input fields ``names`` typed JSON: read as logged, not guessed."""
+    kind = columns.get("inputs")
+    if not names or kind is None or kind.id != "struct":
+        return columns
+    fields = ", ".join(
+        f"{_ident(field)} {'JSON' if field in names else child}" for field, child in kind.children
+    )
+    return {**columns, "inputs": con.type(f"STRUCT({fields})")}
+
+
 def _scan(
-    con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool
+    con: duckdb.DuckDBPyConnection,
+    directory: Path,
+    *,
+    pinned: bool,
+    raw: Collection[str] = (),
 ) -> tuple[str, dict[str, Any]] | None:
     """A ``read_json`` over the finished segments (``*.jsonl``: never a ``.tmp`` file) and
     the column types DuckDB infers there; None when there is no segment yet.
 
     ``pinned`` (one-shot reads): the files listed now, read a second time with the inferred
     columns given explicitly, so DuckDB infers once (the costly part: each file is sampled
-    whole) and a segment finished in between cannot surprise the read. Else (views): the
-    glob, inferred on every query, so new segments and new fields are always readable.
+    whole) and a segment finished in between cannot surprise the read; the input fields
+    named in ``raw`` are read as JSON. Else (views): the glob, inferred on every query, so
+    new segments and new fields are always readable.
     """
     files = _segment_files(directory)
     if not files:
@@ -752,9 +812,9 @@ def _scan(
         f"read_json({paths}, format='newline_delimited', union_by_name=true, "
         "field_appearance_threshold=0, map_inference_threshold=-1)"
     )
-    columns = _columns(con, auto)
     if not pinned:
-        return auto, columns
+        return auto, _columns(con, auto)
+    columns = _raw_inputs(con, _inferred(con, files, auto), raw)
     # `time` is recomputed from ts: not parsing it saves a timestamp detection per row
     spec = ", ".join(
         f"{_literal(k)}: {_literal(str(t))}" for k, t in columns.items() if k != "time"
@@ -768,10 +828,113 @@ def _meta(columns: dict[str, Any], name: str, sql_type: str) -> str:
     return f"CAST({_ident(name)} AS {sql_type}) AS {name}"
 
 
-def _predictions_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool) -> str:
+# -- inputs read as the model reads them (the ``inputs`` keyword of the readers)
+#
+# DuckDB infers a JSON field's type from its values: integers of both signs become HUGEINT
+# (Python Decimal), ints and floats DOUBLE, anything mixed JSON, ISO strings timestamps. A
+# field whose signature type is known is read from its JSON text (the token as logged) with
+# that type instead. Each reader below takes the field's JSON ``j``, whose text is a string
+# (starting with '"'), true, false, a number, an array or an object, and gives NULL for
+# what is not a value of its type.
+
+INPUT_TYPES = ("numeric", "categorical", "boolean", "datetime")  # a signature's input types
+_SPACE = " \t\n\r\x0b\x0c"  # what str.strip() takes off a boolean word
+
+
+def input_types(signature: Mapping[str, Any]) -> dict[str, str]:
+    """Input field -> type (numeric, categorical, boolean or datetime) of a package's
+    signature: what the readers' ``inputs`` keyword takes."""
+    return {item["name"]: item["type"] for item in signature.get("inputs", [])}
+
+
+def _number(j: str) -> str:
+    """A JSON number as DOUBLE, rounded as Python's float() rounds its text; a string or a
+    boolean is not a number (the server refuses them for one)."""
+    return f"TRY_CAST(CAST({j} AS VARCHAR) AS DOUBLE)"
+
+
+def _words(words: Collection[str]) -> str:
+    return "(" + ", ".join(_literal(w) for w in sorted(words)) + ")"
+
+
+def _boolean(j: str) -> str:
+    """true/false, a number (non-zero is true) or a word (yes, no, 1, 0...) as BOOLEAN, as
+    the model's features read them (:mod:`mlsd.features.transforms`)."""
+    from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS
+
+    text = f"CAST({j} AS VARCHAR)"
+    word = f"lower(trim({j} ->> '$', {_literal(_SPACE)}))"
+    return (
+        f"CASE WHEN {text} IN ('true', 'false') THEN {text} = 'true' "
+        f"WHEN starts_with({text}, '\"') THEN CASE WHEN {word} IN {_words(TRUE_WORDS)} THEN true "
+        f"WHEN {word} IN {_words(FALSE_WORDS)} THEN false END "
+        f"ELSE {_number(j)} <> 0 END"
+    )
+
+
+def _category(j: str) -> str:
+    """A category as its key (:func:`mlsd.features.transforms.category_key`, as the
+    training profile counts them): 1, 1.0 and "1" are '1', true is 'True', "" is NULL."""
+    text = f"CAST({j} AS VARCHAR)"
+    d = _number(j)
+    # an integer is its own text (exact at any size); an integral float prints as an
+    # integer (within HUGEINT: no category is larger), others as the shortest text that
+    # reads back the same, as Python's repr does
+    number = (
+        f"CASE WHEN NOT isfinite({d}) THEN NULL WHEN {d} = 0 THEN '0' "
+        f"WHEN abs({d}) < 1e38 AND {d} = trunc({d}) THEN CAST(CAST({d} AS HUGEINT) AS VARCHAR) "
+        f"ELSE CAST({d} AS VARCHAR) END"
+    )
+    return (
+        f"CASE WHEN starts_with({text}, '\"') THEN NULLIF({j} ->> '$', '') "
+        f"WHEN {text} IN ('true', 'false') THEN CASE {text} WHEN 'true' THEN 'True' "
+        "ELSE 'False' END "
+        f"WHEN regexp_full_match({text}, '-?[0-9]+') THEN CASE {text} WHEN '-0' THEN '0' "
+        f"ELSE {text} END "
+        f"ELSE {number} END"
+    )
+
+
+def _text(j: str) -> str:
+    """A date-time as the text sent (the server accepts only ISO 8601 strings)."""
+    return f"CASE WHEN starts_with(CAST({j} AS VARCHAR), '\"') THEN {j} ->> '$' END"
+
+
+_READERS = {"numeric": _number, "categorical": _category, "boolean": _boolean, "datetime": _text}
+
+
+def _checked(inputs: Mapping[str, str] | None) -> dict[str, str]:
+    """The ``inputs`` keyword as a dict, every type known."""
+    inputs = dict(inputs or {})
+    unknown = {name: kind for name, kind in inputs.items() if kind not in _READERS}
+    if unknown:
+        raise LogError(
+            f"unknown input types {unknown} given to the log reader",
+            hint=f"give each field one of {', '.join(INPUT_TYPES)}, as a package signature "
+            "declares them (input_types(signature))",
+        )
+    return inputs
+
+
+def _typed(value: str, kind: str) -> str:
+    """SQL reading the input ``value`` as signature type ``kind``. ``value`` is the field's
+    JSON in a pinned read; a live view's glob is inferred on every query, so there it may
+    be any type: to_json() gives its JSON back (and leaves JSON as it is)."""
+    return _READERS[kind](f"to_json({value})")
+
+
+def _predictions_sql(
+    con: duckdb.DuckDBPyConnection,
+    directory: Path,
+    *,
+    pinned: bool,
+    inputs: Mapping[str, str] | None = None,
+) -> str:
     """A SELECT of flat prediction rows: metadata, one column per input field and per
-    output key (``input_``/``output_`` prefixed when a name is already taken)."""
-    scan = _scan(con, directory, pinned=pinned)
+    output key (``input_``/``output_`` prefixed when a name is already taken); the fields
+    of ``inputs`` read with their signature type."""
+    types = _checked(inputs)
+    scan = _scan(con, directory, pinned=pinned, raw=types)
     if scan is None:
         return _EMPTY_PREDICTIONS
     source, columns = scan
@@ -795,7 +958,10 @@ def _predictions_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned:
         for field, _ in kind.children:
             alias = field if field.lower() not in taken else prefix + field
             taken.add(alias.lower())
-            items.append(f"struct_extract({_ident(part)}, {_literal(field)}) AS {_ident(alias)}")
+            value = f"struct_extract({_ident(part)}, {_literal(field)})"
+            if part == "inputs" and field in types:
+                value = _typed(value, types[field])
+            items.append(f"{value} AS {_ident(alias)}")
     items.append(_meta(columns, "latency_ms", "DOUBLE"))
     items.append(_ident("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
     return f"SELECT {', '.join(items)} FROM {source}"
@@ -901,6 +1067,7 @@ def read_predictions(
     start: float | str | datetime | None = None,
     end: float | str | datetime | None = None,
     model_version: str | int | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> pyarrow.Table:
     """The logged predictions, one row per instance, from finished segments only.
 
@@ -908,10 +1075,17 @@ def read_predictions(
     model_version, one column per input field, the output (one column per key of dict
     outputs, else ``output``), latency_ms, flags. ``start <= ts < end`` and
     ``model_version`` filter the rows. Sorted by ts, request_id, instance.
+
+    ``inputs`` (field -> signature type, :func:`input_types`) reads those input fields as the
+    model reads them rather than as DuckDB guesses from the JSON: numeric as float64 (a JSON
+    number; NULL otherwise), boolean as bool, categorical as the category's key (text:
+    1, 1.0 and "1" are '1'), datetime as the text sent; a value that is not one of its type
+    reads as null. Without it, each field has the type DuckDB infers (integers of both signs
+    come back as Decimal).
     """
     folder = log_folder(workspace_root)
     with _reading(folder) as con:
-        sql = _predictions_sql(con, folder / PREDICTIONS, pinned=True)
+        sql = _predictions_sql(con, folder / PREDICTIONS, pinned=True, inputs=inputs)
         sql = _window(sql, start, end, model_version)
         return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
@@ -980,16 +1154,17 @@ def labelled(
     start: float | str | datetime | None = None,
     end: float | str | datetime | None = None,
     model_version: str | int | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> pyarrow.Table:
     """Predictions that have feedback, with the latest label: the columns of
     :func:`read_predictions` plus ``true_label`` and ``label_ts``. Feedback without an
     instance labels every instance of its request; feedback for an unknown request id
-    matches nothing. The filters apply to the prediction's ts and model_version."""
+    matches nothing. The filters apply to the prediction's ts and model_version;
+    ``inputs`` types the input fields as in :func:`read_predictions`."""
     folder = log_folder(workspace_root)
     with _reading(folder) as con:
-        predictions = _window(
-            _predictions_sql(con, folder / PREDICTIONS, pinned=True), start, end, model_version
-        )
+        predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=True, inputs=inputs)
+        predictions = _window(predictions, start, end, model_version)
         sql = _labelled_sql(predictions, _feedback_sql(con, folder / FEEDBACK, pinned=True))
         return _arrow(con, f"{sql} ORDER BY p.ts, p.request_id, p.instance")
 
@@ -1002,6 +1177,7 @@ def duckdb_view(
     feedback: str = "feedback",
     labelled: str = "labelled",
     pinned: bool = False,
+    inputs: Mapping[str, str] | None = None,
 ) -> None:
     """Create (or replace) views ``name``, ``feedback`` and ``labelled`` on ``con``, with the
     columns of :func:`read_predictions`, :func:`read_feedback` and :func:`labelled`.
@@ -1011,10 +1187,12 @@ def duckdb_view(
     columns is fixed now: call again after new input fields appear, or when the log was
     empty (an empty log gives empty views with the metadata columns). ``pinned``: the
     segments that exist now, with the types inferred now; queries are several times faster
-    and call again to see later rows.
+    and call again to see later rows. ``inputs`` types the input fields as in
+    :func:`read_predictions`; a live view's fields are inferred first, then converted, so
+    there a date-time may read in DuckDB's timestamp text rather than as sent.
     """
     folder = log_folder(workspace_root)
-    predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=pinned)
+    predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=pinned, inputs=inputs)
     feedback_sql = _feedback_sql(con, folder / FEEDBACK, pinned=pinned)
     con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {predictions}")
     con.execute(f"CREATE OR REPLACE VIEW {_ident(feedback)} AS {feedback_sql}")

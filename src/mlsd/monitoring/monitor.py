@@ -43,6 +43,7 @@ from mlsd.events import FILE_NAME, EventLog, jsonable
 from mlsd.monitoring import alerts as alerting
 from mlsd.monitoring import performance, quality
 from mlsd.monitoring.alerts import Alert
+from mlsd.monitoring.log import input_column
 from mlsd.spec import MonitoringSpec, SystemSpec, parse_duration
 from mlsd.workspace import Workspace, write_json
 
@@ -317,9 +318,11 @@ def _numbers(column: Any) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    kind = column.type
+    # decimals too: a log read without its signature's types has them for integers
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    if pa.types.is_boolean(column.type):
+    if pa.types.is_boolean(kind):
         return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
     return quality._as_float(column.to_pylist())
 
@@ -471,9 +474,9 @@ class _Monitor:
 
         part = table.slice(w.lo, w.n)
         current = {
-            c: _values(part.column(c), ref.profile["columns"][c]["type"])
+            c: _values(part.column(input_column(c)), ref.profile["columns"][c]["type"])
             for c in columns
-            if c in part.column_names
+            if input_column(c) in part.column_names
         }
         for c in columns:  # a field never sent is all missing
             current.setdefault(c, np.full(w.n, np.nan))
@@ -546,7 +549,9 @@ class _Monitor:
                 )
 
         # data quality
-        current = {c: part.column(c) for c in columns if c in part.column_names}
+        current = {
+            c: part.column(input_column(c)) for c in columns if input_column(c) in part.column_names
+        }
         numeric_out = pred
         if task == "multiclass":  # a row is non-finite when any class probability is
             probs = self._probabilities(part, ref)
@@ -747,7 +752,7 @@ class _Monitor:
                     outputs["probabilities"] = name
                     break
         wanted = ["ts", "request_id", "instance", "latency_ms"]
-        wanted += [c for c in columns if c in available]
+        wanted += [input_column(c) for c in columns if input_column(c) in available]
         wanted += [c for c in outputs.values() if c not in wanted]
         select = ", ".join(f"p.{_ident(c)}" for c in wanted)
         version = _literal(ref.version)
@@ -849,7 +854,7 @@ def monitor(
     """
     import duckdb
 
-    from mlsd.monitoring.log import duckdb_view, log_folder, read_rejects
+    from mlsd.monitoring.log import duckdb_view, input_types, log_folder, read_rejects
 
     started = time.perf_counter()
     ws = workspace or Workspace.for_spec(spec)
@@ -872,8 +877,7 @@ def monitor(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        duckdb_view(con, ws, pinned=True)
-        available = {row[0] for row in con.execute("DESCRIBE predictions").fetchall()}
+        duckdb_view(con, ws, pinned=True)  # fields as inferred: enough to list the versions
         versions = [
             (str(v), int(n))
             for v, n in con.execute(
@@ -901,6 +905,10 @@ def monitor(
                 skipped.append(version)
                 continue
             mine = [r for r in rejects if r.get("model_version") == version]
+            # this version's inputs read with the types its signature declares (the
+            # segments' inferred types are remembered: no second inference)
+            duckdb_view(con, ws, pinned=True, inputs=input_types(ref.signature))
+            available = {row[0] for row in con.execute("DESCRIBE predictions").fetchall()}
             models.append(run.model(con, ref, available, mine))
     finally:
         con.close()

@@ -20,7 +20,9 @@ binomial test against the training rate.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -76,12 +78,16 @@ def _unseen_rate(profile_col: Mapping[str, Any]) -> float:
 
 
 def _as_float(values: Any) -> np.ndarray:
-    """Numbers as float64 with NaN for missing (None) and for anything unreadable."""
+    """Numbers as float64 with NaN for missing (None) and for anything unreadable.
+
+    Decimals are numbers: DuckDB reads integers of both signs as HUGEINT, which Arrow and
+    Python hold as decimals."""
     if hasattr(values, "to_numpy") and hasattr(values, "type"):  # a pyarrow array
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        kind = values.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
             return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
         values = values.to_pylist()
     array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
@@ -89,8 +95,9 @@ def _as_float(values: Any) -> np.ndarray:
         return array.astype(np.float64)
     out = np.full(len(array), np.nan)
     for i, v in enumerate(array):
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            out[i] = float(v)
+        if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
+            with contextlib.suppress(ValueError, OverflowError):  # sNaN, an int beyond float
+                out[i] = float(v)
     return out
 
 
