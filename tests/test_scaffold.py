@@ -54,3 +54,37 @@ def test_rendered_spec_loads_and_is_commented(tmp_path):
     write_spec(tmp_path / "d.csv", "churn", out=out)
     with pytest.raises(MlsdError, match="already exists"):
         write_spec(tmp_path / "d.csv", "churn", out=out)
+
+
+def test_a_time_column_of_day_numbers_is_a_feature_not_an_identifier(tmp_path):
+    """Found by the corpus (trump_approval): a declared time column of consecutive integers
+    was typed identifier and excluded from the features."""
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"day": np.arange(736000, 736300), "y": rng.normal(size=300)}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    spec = parse_spec(render_spec(tmp_path / "d.csv", "y", out=tmp_path / "s.yaml", time=["day"]))
+    assert spec.data.columns["day"].type == "numeric"
+    assert spec.features.exclude == [] and spec.data.split.method == "time"
+
+
+def test_an_entity_with_several_rows_gets_a_group_split(tmp_path):
+    """Found by the corpus (modechoice): four rows per traveller were spread over the splits."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {
+            "person": np.repeat(np.arange(100), 4),
+            "x": rng.normal(size=400),
+            "y": rng.integers(0, 2, 400),
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    spec = parse_spec(
+        render_spec(tmp_path / "d.csv", "y", out=tmp_path / "s.yaml", entity="person")
+    )
+    assert spec.data.split.method == "group" and spec.problem.id == "person"
+    frame.drop_duplicates("person").to_csv(tmp_path / "one.csv", index=False)
+    spec = parse_spec(
+        render_spec(tmp_path / "one.csv", "y", out=tmp_path / "s.yaml", entity="person")
+    )
+    assert spec.data.split.method == "stratified"  # one row per entity: nothing to keep apart

@@ -92,6 +92,11 @@ def render_spec(
     relative = os.path.relpath(Path(data).resolve(), base)
     sys_name = name or Path(data).stem.replace(" ", "-") or "system"
     split = "time" if time else ("stratified" if task in ("binary", "multiclass") else "random")
+    if not time and entity and typed[entity].duplicated().any():
+        split = "group"  # an entity's rows in two splits would let a model recognise it
+    for col in time or []:  # a time column is ordered, never an identifier
+        if schema.columns[col].type == "identifier":
+            schema.columns[col].type = "numeric"
 
     lines = [
         f"# {sys_name}: written by `mlsd init` on {date.today()} from {relative}.",

@@ -361,6 +361,17 @@ def test_prediction_drift_with_the_same_machinery():
     assert set(predictions_profile(scores, "regression")["columns"]) == {"value"}
 
 
+def test_integer_class_labels_have_the_keys_the_server_answers_with():
+    """Found by the corpus (digits): classes 0.0-9.0 were profiled as '0.0'-'9.0' while the
+    served labels (0.0) count as category '0': every prediction looked unseen (distance 1)."""
+    rng = np.random.default_rng(15)
+    classes = [0.0, 1.0, 2.0]
+    prof = predictions_profile(rng.dirichlet([2, 2, 2], 600), "multiclass", classes)
+    assert set(prof["columns"]["label"]["counts"]) == {"0", "1", "2", "__other__"}
+    served = rng.choice(classes, 400).astype(object)  # the labels as the server answers them
+    assert detect(prof, {"label": served}).drifted == []
+
+
 def test_profile_sketch_by_hand():
     rng = np.random.default_rng(14)
     df = pd.DataFrame({"x": rng.normal(size=1000), "k": [0.0, 1.0, 1.0, 2.0] * 250})

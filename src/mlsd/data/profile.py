@@ -345,13 +345,15 @@ def predictions_profile(
     pred = np.asarray(pred, dtype=np.float64)
     if task == "regression":
         return profile(pd.DataFrame({"value": pred.reshape(-1)}), {"value": "numeric"})
-    names = [str(c) for c in (classes or [])]
+    # labels as the server answers them (the class values: 0.0 is category "0", as served),
+    # probabilities under the server's keys (str of the class)
+    values = np.asarray(list(classes or []), dtype=object)
     if task == "binary":
-        labels = np.where(pred >= threshold, names[1], names[0]) if names else None
+        labels = np.where(pred >= threshold, values[1], values[0]) if len(values) else None
         frame = pd.DataFrame({"score": pred.reshape(-1), "label": labels})
         return profile(frame, {"score": "numeric", "label": "categorical"})
     frame = pd.DataFrame(
-        {f"probabilities.{n}": pred[:, i] for i, n in enumerate(names)}
-        | {"label": np.asarray(names, dtype=object)[pred.argmax(axis=1)]}
+        {f"probabilities.{c}": pred[:, i] for i, c in enumerate(values)}
+        | {"label": values[pred.argmax(axis=1)]}
     )
     return profile(frame, dict.fromkeys(frame.columns, "numeric") | {"label": "categorical"})

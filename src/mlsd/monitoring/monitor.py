@@ -138,7 +138,7 @@ def _recorded_outputs(folder: Path, task: str, classes: list | None) -> np.ndarr
     if not names or not classes:
         return None
     matrix = np.column_stack([table.column(c).to_numpy() for c in names])
-    return np.array([str(classes[i]) for i in matrix.argmax(axis=1)], dtype=object)
+    return np.array([classes[i] for i in matrix.argmax(axis=1)], dtype=object)
 
 
 def _single_column(entry: Any, name: str | None = None) -> dict | None:
