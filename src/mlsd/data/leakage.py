@@ -103,13 +103,11 @@ def _nearest(
     if x is None:  # categories: exact match only
         lookup = pd.Series(values, index=keys)
         return pd.Series(query).map(lookup).fillna(fallback).to_numpy(dtype=float)
-    keys = keys.astype(float)
-    finite = np.isfinite(query)
-    pos = np.clip(np.searchsorted(keys, query[finite]), 1, max(len(keys) - 1, 1))
-    left, right = keys[pos - 1], keys[np.minimum(pos, len(keys) - 1)]
+    keys, finite = keys.astype(float), np.isfinite(query)
     q = query[finite]
-    pick = np.where(np.abs(q - left) <= np.abs(right - q), pos - 1, np.minimum(pos, len(keys) - 1))
-    out[finite] = values[pick]
+    right = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    left = np.maximum(right - 1, 0)
+    out[finite] = values[np.where(np.abs(q - keys[left]) <= np.abs(keys[right] - q), left, right)]
     return out
 
 
