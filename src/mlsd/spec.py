@@ -233,8 +233,9 @@ class ChecksSpec(Section):
         0.98,
         gt=0.5,
         le=1,
-        description="A feature that alone scores above this (R², or AUC) "
-        "is suspected target leakage.",
+        description="A feature that alone scores above this on held-out rows (R², ROC AUC "
+        "or accuracy) is reported as strong (a warning). Errors are kept for columns that "
+        "determine the target (mlsd.data.leakage).",
     )
     split_drift_psi: float = Field(
         0.25, gt=0, description="Warn when a column's PSI between train and test exceeds this."
