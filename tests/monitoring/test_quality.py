@@ -196,3 +196,20 @@ def test_decimals_are_numbers(reference):
     out = check(values, 1000, profile=reference, signature=SIGNATURE, spec=QualitySpec())
     assert out["columns"]["x"]["missing_rate"] == x.count(None) / 1000 < 0.1
     assert out["problems"] == []
+
+
+@pytest.mark.parametrize(("n", "m"), [(2, 1), (3, 2), (5, 4), (6, 6)])
+def test_outside_range_p_value_counts_every_order(n, m):
+    """The formula against brute force: every placement of m new values among n old ones
+    (all orders of n + m exchangeable values are equally likely)."""
+    from itertools import combinations
+
+    from mlsd.monitoring.quality import outside_range_p_value
+
+    outside = []
+    for new in combinations(range(n + m), m):  # positions of the new values in sorted order
+        old = sorted(set(range(n + m)) - set(new))
+        outside.append(sum(p < old[0] or p > old[-1] for p in new))
+    for k in range(m + 1):
+        share = sum(o >= k for o in outside) / len(outside)
+        assert outside_range_p_value(k, m, n) == pytest.approx(share, abs=1e-12)

@@ -35,7 +35,7 @@ EXAMPLES = 5  # unseen categories shown per column
 CHANCE_ALPHA = 0.001  # per column and window: with dozens of columns, rare false alarms
 
 
-def beyond_chance(count: int, n: int, expected_rate: float) -> float:
+def binomial_p_value(count: int, n: int, expected_rate: float) -> float:
     """P-value of seeing ``count`` or more of ``n`` when each happens with
     ``expected_rate`` (one-sided binomial)."""
     from scipy.stats import binom
@@ -169,7 +169,7 @@ def check(
             "reference_missing_rate": ref_rate,
             "missing_increase": rate - ref_rate,
         }
-        p_missing = beyond_chance(n_missing, n, ref_rate)
+        p_missing = binomial_p_value(n_missing, n, ref_rate)
         if n and rate - ref_rate > spec.missing_increase and p_missing < CHANCE_ALPHA:
             problems.append(
                 {
@@ -234,7 +234,7 @@ def check(
                 examples = sorted(new, key=lambda k: (-new[k], k))[:EXAMPLES]
                 col.update(unseen=unseen, unseen_rate=share, unseen_examples=examples)
                 expected = _unseen_rate(ref)
-                p_value = beyond_chance(unseen, present, expected)
+                p_value = binomial_p_value(unseen, present, expected)
                 if share > spec.unseen and p_value < CHANCE_ALPHA:
                     problems.append(
                         {
