@@ -9,8 +9,9 @@ import pytest
 
 from mlsd.errors import FeatureError
 from mlsd.features import Featurizer
-from mlsd.features.transforms import category_key, factorize, to_bool, to_datetime, to_float
+from mlsd.features.transforms import factorize, to_bool, to_datetime, to_float
 from mlsd.spec import FeaturesSpec
+from mlsd.values import category_key
 
 NAN = float("nan")
 

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from mlsd.features.transforms import category_key, to_bool
+from mlsd.features.transforms import to_bool
 from mlsd.monitoring.log import (
     LogError,
     LogWriter,
@@ -27,6 +27,7 @@ from mlsd.monitoring.log import (
     read_feedback,
     read_predictions,
 )
+from mlsd.values import category_key
 
 HERE = Path(__file__).resolve().parent
 BASE = 1_700_000_000.0  # 2023-11-14T22:13:20Z

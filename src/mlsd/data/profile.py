@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.errors import DataError
-from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS, category_key
+from mlsd.values import FALSE_WORDS, TRUE_WORDS, category_key
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 SKETCH_BINS = 100  # percentile bins of the numeric sketch that KS and Wasserstein drift read

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS
 from mlsd.spec import ColumnSpec
+from mlsd.values import FALSE_WORDS, TRUE_WORDS
 
 PARSE_SHARE = 0.95  # share of values that must parse for a string column to take that type
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|guid|^key$|_key$)", re.IGNORECASE)

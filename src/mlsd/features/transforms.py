@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlsd.errors import FeatureError
+from mlsd.values import FALSE_WORDS, TRUE_WORDS, category_key, float_key
 
 MISSING_LABEL = "__missing__"
 RARE_LABEL = "__rare__"
@@ -33,9 +34,6 @@ CROSS_SEPARATOR = "|"
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
 CYCLES = {"month": 12.0, "dayofweek": 7.0, "hour": 24.0}
 _INT_RANGE_LIMIT = 1 << 16  # integer columns spanning fewer values are factorized by offset
-# the words read as booleans everywhere (schema coercion, profiles, the featurizer)
-TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "on"})
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", "off"})
 
 
 # --- input coercion ---------------------------------------------------------------------------
@@ -205,40 +203,6 @@ def to_datetime(values: Any) -> np.ndarray:
 # --- categorical keys ---------------------------------------------------------------------------
 
 
-def _float_key(value: float | np.floating) -> str | None:
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
-        value = float(str(value))  # float32 0.1 is the 0.1 a JSON client sends
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
-def category_key(value: Any) -> str | None:
-    """The string a categorical value is compared as; None when the value is missing.
-
-    1, 1.0 and "1" are the same category; None, NaN, NaT and "" are missing.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, bool | np.bool_):
-        return "True" if value else "False"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        return _float_key(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace") or None
-    try:
-        if value != value:  # NaT and other self-unequal missing markers
-            return None
-    except (TypeError, ValueError):  # pandas.NA refuses to be a bool
-        return None
-    return str(value)
-
-
 @dataclass
 class Factorized:
     """A column as integer ``codes`` into ``keys`` (canonical strings; None = missing).
@@ -294,7 +258,7 @@ def _factorize_floats(array: np.ndarray) -> Factorized:
     uniques, inverse = np.unique(array[finite], return_inverse=True)
     codes = np.full(len(array), -1, dtype=np.intp)
     codes[finite] = inverse
-    return Factorized(codes, [_float_key(u) for u in uniques])
+    return Factorized(codes, [float_key(u) for u in uniques])
 
 
 def factorize(values: Any) -> Factorized:

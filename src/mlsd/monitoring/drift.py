@@ -52,7 +52,7 @@ import numpy as np
 
 from mlsd.data.profile import OTHER, psi
 from mlsd.errors import MlsdError
-from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS, category_key
+from mlsd.values import FALSE_WORDS, TRUE_WORDS, category_key
 
 if TYPE_CHECKING:
     import pyarrow as pa

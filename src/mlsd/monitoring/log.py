@@ -860,7 +860,7 @@ def _words(words: Collection[str]) -> str:
 def _boolean(j: str) -> str:
     """true/false, a number (non-zero is true) or a word (yes, no, 1, 0...) as BOOLEAN, as
     the model's features read them (:mod:`mlsd.features.transforms`)."""
-    from mlsd.features.transforms import FALSE_WORDS, TRUE_WORDS
+    from mlsd.values import FALSE_WORDS, TRUE_WORDS
 
     text = f"CAST({j} AS VARCHAR)"
     word = f"lower(trim({j} ->> '$', {_literal(_SPACE)}))"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.evaluation.metrics import compute, get_metric
-from mlsd.features.transforms import category_key
+from mlsd.values import category_key
 
 ESTIMATED = ("accuracy", "precision", "recall", "f1")
 

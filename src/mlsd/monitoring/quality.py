@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from mlsd.data.profile import OTHER
-from mlsd.features.transforms import category_key
 from mlsd.spec import QualitySpec
+from mlsd.values import category_key
 
 EXAMPLES = 5  # unseen categories shown per column
 CHANCE_ALPHA = 0.001  # per column and window: with dozens of columns, rare false alarms

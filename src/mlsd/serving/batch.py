@@ -149,7 +149,7 @@ class FieldCheck:
         self.domain = item.get("domain")
         self.checker = checker  # the online per-value check: value → (value, problem, flag)
         self.reject = on_invalid == "reject"
-        from mlsd.features.transforms import category_key
+        from mlsd.values import category_key
 
         self._known = None if self.domain is None else {category_key(v) for v in self.domain}
         self._key = category_key

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlsd.features.transforms import category_key
+from mlsd.values import category_key
 
 # a checker returns (value to use, problem or None, flag or None)
 Checker = Callable[[Any], tuple[Any, str | None, str | None]]
