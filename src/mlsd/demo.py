@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from mlsd.columns import select_features
 from mlsd.data import load_dataset, split_dataset, validate
 from mlsd.data.validate import validate_dataset
-from mlsd.features import Featurizer, frame_inputs, save, select_features
+from mlsd.features import Featurizer, frame_inputs, save
 from mlsd.models.train import train
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace, write_json

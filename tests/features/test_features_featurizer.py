@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsd.columns import select_features
 from mlsd.errors import FeatureError
-from mlsd.features import Featurizer, FittedFeaturizer, load, save, select_features
+from mlsd.features import Featurizer, FittedFeaturizer, load, save
 from mlsd.spec import FeaturesSpec, SystemSpec
 
 SRC = Path(__file__).resolve().parents[2] / "src"

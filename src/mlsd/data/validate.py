@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.columns import select_features
 from mlsd.data import leakage
 from mlsd.data.profile import profile, psi, psi_categorical, psi_numeric
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN
 from mlsd.data.target import classes_of, encode_target, positive_class
 from mlsd.errors import FeatureError
-from mlsd.features import select_features
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json

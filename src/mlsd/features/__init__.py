@@ -7,19 +7,15 @@ path offline and online. Importing this package imports numpy only (no pandas, n
 from mlsd.features.featurizer import (
     Featurizer,
     FittedFeaturizer,
-    cross_name,
     frame_inputs,
     load,
     save,
-    select_features,
 )
 
 __all__ = [
     "Featurizer",
     "FittedFeaturizer",
-    "cross_name",
     "frame_inputs",
     "load",
     "save",
-    "select_features",
 ]

@@ -8,7 +8,6 @@ and with it pydantic, is imported only when a featurizer is fitted without optio
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import operator
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mlsd.columns import FEATURIZED, close_columns, cross_name
 from mlsd.errors import FeatureError
 from mlsd.features.transforms import (
     BooleanTransform,
@@ -34,13 +34,10 @@ from mlsd.features.transforms import (
 from mlsd.workspace import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from mlsd.spec import FeatureColumnSpec, FeaturesSpec, SystemSpec
+    from mlsd.spec import FeatureColumnSpec, FeaturesSpec
 
 FORMAT = "mlsd.featurizer"
 VERSION = 1
-COLUMN_TYPES = ("numeric", "boolean", "categorical", "datetime", "text", "identifier")
-FEATURIZED = ("numeric", "boolean", "categorical", "datetime")
-CROSS_JOIN = "__x__"
 _BLOCK_CELLS = 1 << 18  # rows per chunk × features: a 2 MB block stays in cache
 # Options that only make sense for some column types (features.columns.<name>.<option>).
 _APPLIES_TO = {
@@ -51,65 +48,6 @@ _APPLIES_TO = {
     "max_categories": ("categorical",),
     "parts": ("datetime",),
 }
-
-
-def _close(name: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    shown = ", ".join(choices[:20]) + (", …" if len(choices) > 20 else "")
-    return f"the columns are: {shown or 'none'}"
-
-
-def cross_name(columns: Sequence[str]) -> str:
-    """Name of the categorical column a cross of ``columns`` becomes, e.g. ``a__x__b``."""
-    return CROSS_JOIN.join(columns)
-
-
-def select_features(spec: SystemSpec, column_types: Mapping[str, str]) -> dict[str, str]:
-    """The feature columns (name → type) in data order.
-
-    Drops the target, the entity id (``problem.id``) unless ``features.include`` lists it,
-    ``features.exclude``, everything outside ``features.include`` when it is set,
-    ``identifier`` columns and ``text`` columns (not featurized yet). Unknown names in
-    ``include``, ``exclude``, ``columns`` or ``crosses`` raise FeatureError with close matches.
-    """
-    features = spec.features
-    for name, kind in column_types.items():
-        if kind not in COLUMN_TYPES:
-            raise FeatureError(
-                f"column {name!r} has unknown type {kind!r}",
-                hint=f"use one of: {', '.join(COLUMN_TYPES)}",
-            )
-    crosses = {cross_name(group): group for group in features.crosses}
-    named = [("features.exclude", n) for n in features.exclude]
-    named += [("features.include", n) for n in features.include or []]
-    named += [("features.crosses", n) for group in features.crosses for n in group]
-    named += [("features.columns", n) for n in features.columns if n not in crosses]
-    for key, name in named:
-        if name not in column_types:
-            raise FeatureError(
-                f"{key} names {name!r}, which is not a column of the data — {_close(name, column_types)}",
-                hint=f"fix the name in {key} or remove it",
-            )
-    include = set(features.include) if features.include is not None else None
-    for name in include or ():
-        if column_types[name] in ("text", "identifier"):
-            raise FeatureError(
-                f"features.include lists {name!r}, a {column_types[name]} column, which is "
-                "never featurized",
-                hint=f"declare its type in data.columns.{name}.type (e.g. categorical), or "
-                "remove it from features.include",
-            )
-    dropped = {spec.problem.target, *features.exclude}
-    if spec.problem.id and (include is None or spec.problem.id not in include):
-        dropped.add(spec.problem.id)
-    return {
-        name: kind
-        for name, kind in column_types.items()
-        if name not in dropped and (include is None or name in include) and kind in FEATURIZED
-    }
 
 
 class Featurizer:
@@ -176,7 +114,7 @@ class Featurizer:
                 if name not in self.columns:
                     raise FeatureError(
                         f"features.crosses uses {name!r}, which is not a feature column — "
-                        f"{_close(name, self.columns)}",
+                        f"{close_columns(name, self.columns)}",
                         hint="a crossed column must also be a feature: remove it from "
                         "features.exclude, or from the cross",
                     )

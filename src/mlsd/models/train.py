@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mlsd.columns import select_features
 from mlsd.data.profile import predictions_profile, profile
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN, VALID
@@ -28,7 +29,7 @@ from mlsd.data.target import encode_target
 from mlsd.data.validate import ValidationReport, validate_dataset
 from mlsd.errors import MlsdError
 from mlsd.evaluation.metrics import compute, default_primary, get_metric, metrics_for
-from mlsd.features import Featurizer, FittedFeaturizer, frame_inputs, select_features
+from mlsd.features import Featurizer, FittedFeaturizer, frame_inputs
 from mlsd.models.base import FitData, Model, TaskInfo
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
