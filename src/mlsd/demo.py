@@ -197,10 +197,10 @@ class _Replay:
 
     def wait_logged(self, ws: Workspace, timeout: float = 30) -> None:
         """Until every answer and every label sent so far is in the log's finished segments."""
-        from mlsd.monitoring.log import FEEDBACK, PREDICTIONS, _segment_files
+        from mlsd.predlog.writer import FEEDBACK, PREDICTIONS, segment_files
 
         def lines(kind: str) -> int:
-            files = _segment_files(ws.log / kind)
+            files = segment_files(ws.log / kind)
             return sum(f.read_bytes().count(b"\n") for f in files)
 
         labels = len(self.outputs) - len(self._pending)

@@ -82,7 +82,7 @@ class Workspace:
 
     @property
     def log(self) -> Path:
-        """The prediction log (``mlsd.monitoring.log``), per system; made by its writer."""
+        """The prediction log (``mlsd.predlog``), per system; made by its writer."""
         return self.root / (f"log/{self.system}" if self.system else "log")
 
     def __repr__(self) -> str:

@@ -114,7 +114,7 @@ class Run:
         self.figures.update(rows=len(frame), held_out=int(held.sum()))
 
     def log_folder(self) -> Path:
-        from mlsd.monitoring.log import log_folder
+        from mlsd.predlog.writer import log_folder
         from mlsd.spec import load_spec
         from mlsd.workspace import Workspace
 

@@ -135,7 +135,7 @@ def test_out_of_range_and_unseen_values_are_answered_and_flagged(server, caravan
 
 def wait_for_log(folder, request_id: str, n: int, timeout: float = 10.0) -> list[dict]:
     """The logged rows of one request, once the server's writer has flushed them."""
-    from mlsd.monitoring.log import read_predictions
+    from mlsd.predlog.reader import read_predictions
     from mlsd.spec import load_spec
     from mlsd.workspace import Workspace
 
@@ -310,7 +310,7 @@ def test_log_rows_are_exported(server):
 
 
 def _logged_ids(folder, prefix: str) -> set[str]:
-    from mlsd.monitoring.log import read_predictions
+    from mlsd.predlog.reader import read_predictions
     from mlsd.spec import load_spec
     from mlsd.workspace import Workspace
 

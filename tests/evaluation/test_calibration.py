@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from mlsd.evaluation import calibration
-from mlsd.evaluation.calibration import CalibrationError, Calibrator
 from mlsd.evaluation.metrics import score
+from mlsd.models.calibrator import CalibrationError, Calibrator
 
 
 def draw(n: int, seed: int, temper: float = 1.0, shift: float = 0.0):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.models.train import train
-from mlsd.monitoring.log import PredictionLog
+from mlsd.predlog.writer import PredictionLog
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace
 

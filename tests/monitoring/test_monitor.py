@@ -16,8 +16,8 @@ import pytest
 
 from mlsd.models import aliases
 from mlsd.models import package as packages
-from mlsd.monitoring.log import PredictionLog
 from mlsd.monitoring.monitor import MonitorError, cut_windows, monitor, parse_window
+from mlsd.predlog.writer import PredictionLog
 from mlsd.serving.model import format_outputs
 from mlsd.spec import RowWindow, load_spec
 from mlsd.workspace import Workspace

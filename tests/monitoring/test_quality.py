@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from mlsd.data.profile import profile
-from mlsd.monitoring.log import PredictionLog, read_rejects
 from mlsd.monitoring.quality import check
+from mlsd.predlog.reader import read_rejects
+from mlsd.predlog.writer import PredictionLog
 from mlsd.spec import QualitySpec
 
 SIGNATURE = {

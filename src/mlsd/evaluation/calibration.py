@@ -7,9 +7,9 @@
   those are right.
 - :func:`choose` fits Platt scaling and isotonic regression on the validation split and keeps
   the one that lowers validation log loss, judged honestly by cross-fitting.
-- :class:`Calibrator` is the kept map from raw to calibrated probability. It is plain JSON
-  (two floats, or isotonic breakpoints) applied with numpy only, so a package carries it to
-  the server without scikit-learn.
+- The kept map from raw to calibrated probability is a :class:`mlsd.models.calibrator.Calibrator`:
+  plain JSON applied with numpy only, so a package carries it to the server without
+  scikit-learn (fitting it here is what needs scikit-learn).
 
 Binary tasks only: multiclass calibration is not done (the caller says so in its report).
 """
@@ -17,23 +17,15 @@ Binary tasks only: multiclass calibration is not done (the caller says so in its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mlsd.errors import MlsdError
+from mlsd.models.calibrator import METHODS, CalibrationError, Calibrator, logit
 
-METHODS = ("platt", "isotonic")
 FOLDS = 5  # cross-fitting folds on valid
 Z_KEEP = 2.0  # a calibrator's mean per-row gain must exceed this many standard errors
-_CLIP = 1e-12  # keeps logit finite for scores of exactly 0 or 1
-
-
-class CalibrationError(MlsdError):
-    """A calibrator cannot be fitted, read or applied as asked."""
-
-    headline = "calibration error"
 
 
 def binary_inputs(
@@ -134,65 +126,6 @@ def confidence(
     return out
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _CLIP, 1.0 - _CLIP)
-    return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
-@dataclass
-class Calibrator:
-    """A monotone map from a model's positive-class probability to a calibrated one.
-
-    ``platt``: ``sigmoid(a * logit(p) + b)`` with ``params = {"a", "b"}``. ``isotonic``: the
-    piecewise-linear map through the breakpoints ``params = {"x", "y"}`` (``np.interp``,
-    flat beyond the ends, as scikit-learn's ``out_of_bounds="clip"``).
-    """
-
-    method: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def apply(self, p: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities for scores ``p`` (any shape)."""
-        p = np.asarray(p, dtype=np.float64)
-        if self.method == "platt":
-            return _sigmoid(self.params["a"] * _logit(p) + self.params["b"])
-        if self.method == "isotonic":
-            return np.interp(p, self.params["x"], self.params["y"])
-        raise CalibrationError(
-            f"unknown calibration method {self.method!r}", hint=f"use one of {METHODS}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON form (``calibration.json`` of a package)."""
-        return {"method": self.method, "params": self.params}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Calibrator:
-        """Read :meth:`to_json` output back, checking its shape."""
-        try:
-            method, params = data["method"], data["params"]
-            if method == "platt":
-                params = {"a": float(params["a"]), "b": float(params["b"])}
-            elif method == "isotonic":
-                x = [float(v) for v in params["x"]]
-                y = [float(v) for v in params["y"]]
-                if len(x) != len(y) or not x or bool(np.any(np.diff(x) < 0)):
-                    raise ValueError("x and y must be equal-length, non-empty, x ascending")
-                params = {"x": x, "y": y}
-            else:
-                raise ValueError(f"unknown method {method!r}")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CalibrationError(
-                f"not a calibrator: {exc}",
-                hint="calibration.json must hold {method: platt|isotonic, params: ...}",
-            ) from exc
-        return cls(method, params)
-
-
 def fit(y: Any, p: Any, method: str) -> Calibrator:
     """Fit a ``platt`` or ``isotonic`` calibrator on labels ``y`` (0/1) and scores ``p``."""
     y, p = binary_inputs(y, p)
@@ -200,7 +133,7 @@ def fit(y: Any, p: Any, method: str) -> Calibrator:
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000)  # no penalty
-        lr.fit(_logit(p).reshape(-1, 1), y.astype(int))
+        lr.fit(logit(p).reshape(-1, 1), y.astype(int))
         return Calibrator("platt", {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression

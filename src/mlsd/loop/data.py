@@ -1,6 +1,6 @@
 """A retrain's rows: the spec's source plus the served rows whose labels have arrived.
 
-Labelled log rows (predictions joined with their feedback, :func:`mlsd.monitoring.log.labelled`)
+Labelled log rows (predictions joined with their feedback, :func:`mlsd.predlog.reader.labelled`)
 carry the raw inputs a client sent and the true label. They become rows of the source's
 columns, typed like the source (the label lands in the target column; columns the clients
 never send stay empty). The most recent of the rows labelled after the champion was built
@@ -55,7 +55,7 @@ class Champion:
         """Input field -> type its package signature declares (what :func:`read_log` reads
         the log with); None when the package has no readable signature."""
         from mlsd.models.package import SIGNATURE
-        from mlsd.monitoring.log import input_types
+        from mlsd.predlog.reader import input_types
 
         try:
             return input_types(json.loads((self.package / SIGNATURE).read_text()))
@@ -102,7 +102,7 @@ def read_log(
     type the signature declares, as the model read it, instead of the one DuckDB infers."""
     import pyarrow.compute as pc
 
-    from mlsd.monitoring.log import labelled
+    from mlsd.predlog.reader import labelled
 
     table = labelled(workspace, inputs=inputs)
     if table.num_rows == 0:
@@ -125,7 +125,7 @@ def count_fresh(table: pa.Table, since: float) -> int:
 
 def _log_column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
     """The log's column for input field ``name`` (see :func:`input_column`)."""
-    from mlsd.monitoring.log import input_column
+    from mlsd.predlog.reader import input_column
 
     column = input_column(name)
     return table.column(column) if column in table.column_names else None

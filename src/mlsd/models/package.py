@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import MlsdError
-from mlsd.evaluation.calibration import CalibrationError, Calibrator
 from mlsd.events import jsonable, utc_now
 from mlsd.features.featurizer import FittedFeaturizer
 from mlsd.models.base import Model
+from mlsd.models.calibrator import CalibrationError, Calibrator
 from mlsd.workspace import atomic_write_bytes
 
 FORMAT = "mlsd.package"

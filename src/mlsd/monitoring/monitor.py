@@ -43,7 +43,7 @@ from mlsd.events import FILE_NAME, EventLog, jsonable
 from mlsd.monitoring import alerts as alerting
 from mlsd.monitoring import performance, quality
 from mlsd.monitoring.alerts import Alert
-from mlsd.monitoring.log import input_column
+from mlsd.predlog.reader import input_column
 from mlsd.spec import MonitoringSpec, SystemSpec, parse_duration
 from mlsd.workspace import Workspace, write_json
 
@@ -854,7 +854,7 @@ def monitor(
     """
     import duckdb
 
-    from mlsd.monitoring.log import duckdb_view, input_types, log_folder, read_rejects
+    from mlsd.predlog.reader import duckdb_view, input_types, log_folder, read_rejects
 
     started = time.perf_counter()
     ws = workspace or Workspace.for_spec(spec)

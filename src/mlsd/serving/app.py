@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mlsd.errors import MlsdError
 from mlsd.models import aliases
-from mlsd.monitoring.log import PredictionLog
+from mlsd.predlog.writer import PredictionLog
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServedModel, ServingError, load_served
 from mlsd.spec import ServingSpec

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from mlsd.monitoring.log import PredictionLog
+from mlsd.predlog.writer import PredictionLog
 
 
 def main(workspace: str, status: str, rate: float) -> None:

@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 
 from mlsd.features.transforms import to_bool
-from mlsd.monitoring.log import (
-    LogError,
-    LogWriter,
-    PredictionLog,
+from mlsd.predlog.reader import (
     duckdb_view,
     input_types,
     labelled,
     read_feedback,
     read_predictions,
 )
+from mlsd.predlog.writer import LogError, LogWriter, PredictionLog
 from mlsd.values import category_key
 
 HERE = Path(__file__).resolve().parent
@@ -399,7 +397,7 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
 def test_writer_imports_no_pandas_pyarrow_duckdb(tmp_path):
     code = f"""
 import sys
-from mlsd.monitoring.log import LogWriter, PredictionLog
+from mlsd.predlog.writer import LogWriter, PredictionLog
 with PredictionLog({str(tmp_path)!r}, flush_s=0.1) as log:
     log.prediction(request_id="r", model_version=1, inputs=[{{"x": 1}}], outputs=[0.5],
                    latency_ms=1.0)
@@ -419,7 +417,7 @@ def test_iso_times_match_datetime_to_the_microsecond():
     """The log's cached-second formatter rounds exactly as datetime.fromtimestamp does."""
     import random
 
-    from mlsd.monitoring.log import _iso
+    from mlsd.predlog.writer import _iso
 
     rng = random.Random(7)
     edges = (0.0, 0.5, 0.4999995, 0.9999995, 0.0000005)
@@ -510,7 +508,7 @@ def test_inputs_come_back_with_their_signature_types_exactly(odd_inputs):
 
 
 def test_inferred_types_are_remembered_per_list_of_segments(odd_inputs, monkeypatch):
-    from mlsd.monitoring import log as module
+    from mlsd.predlog import reader as module
 
     calls = []
     columns = module._columns
