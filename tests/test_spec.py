@@ -142,3 +142,18 @@ def test_metric_names_are_checked_against_the_task():
     assert "did you mean 'roc_auc'" in found["metrics.primary"]["problem"]
     assert found["metrics.primary"]["line"] == 8
     assert "does not apply to a binary task" in found["metrics.guardrails.rmse"]["problem"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "available"),
+    [
+        ("architecture", "kind", "funnel", "single"),
+        ("rollout", "strategy", "canary", "direct"),
+        ("rollout", "strategy", "bandit", "direct"),
+    ],
+)
+def test_options_not_built_yet_are_errors_not_silence(section, key, value, available):
+    [p] = problems(MINIMAL + f"{section}:\n  {key}: {value}\n")
+    assert p["key"] == f"{section}.{key}" and p["line"] == 8
+    assert f"{value} is not available yet" in p["problem"] and f"use {available}" in p["problem"]
+    assert parse_spec(MINIMAL + f"{section}:\n  {key}: {available}\n")

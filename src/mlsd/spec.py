@@ -25,6 +25,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -130,10 +131,24 @@ class MetricsSpec(Section):
 # --- step 3: architecture --------------------------------------------------------------------
 
 
+def not_available_yet(value: str, available: str, issue: str) -> ValueError:
+    """The error for a declared option whose behaviour is not built yet: said, not ignored."""
+    return ValueError(f"{value} is not available yet ({issue}); use {available}")
+
+
 class ArchitectureSpec(Section):
     kind: Literal["single", "funnel"] = Field(
-        "single", description="One model, or candidate generation → ranking → filters."
+        "single",
+        description="One model, or candidate generation → ranking → filters (funnel: not "
+        "available yet).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _available(cls, value: str) -> str:
+        if value != "single":
+            raise not_available_yet(value, "single", "step 3, [recsys]")
+        return value
 
 
 # --- step 4: data ----------------------------------------------------------------------------
@@ -519,8 +534,18 @@ class ServingSpec(Section):
 
 class RolloutSpec(Section):
     strategy: Literal["direct", "shadow", "canary", "ab", "bandit"] = Field(
-        "direct", description="How a new model takes traffic."
+        "direct",
+        description="How a new model takes traffic: direct (the champion alias moves; the "
+        "server follows). shadow, canary, ab and bandit: not available yet.",
     )
+
+    @field_validator("strategy")
+    @classmethod
+    def _available(cls, value: str) -> str:
+        if value != "direct":
+            raise not_available_yet(value, "direct", "step 8, [rollout]")
+        return value
+
     steps: list[int] = Field(
         default_factory=lambda: [10, 50, 100], description="Canary traffic percentages."
     )
