@@ -6,11 +6,10 @@ and training both ask it, and the featurizer names crosses with ``cross_name``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from mlsd.errors import FeatureError
+from mlsd.errors import FeatureError, did_you_mean
 
 if TYPE_CHECKING:
     from mlsd.spec import SystemSpec
@@ -23,9 +22,9 @@ CROSS_JOIN = "__x__"
 def close_columns(name: str, choices: Iterable[str]) -> str:
     """The end of an unknown-column message: the close names, else the columns there are."""
     choices = list(choices)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    guess = did_you_mean(name, choices, n=3)
+    if guess:
+        return guess.removeprefix(" — ")
     shown = ", ".join(choices[:20]) + (", …" if len(choices) > 20 else "")
     return f"the columns are: {shown or 'none'}"
 

@@ -7,6 +7,16 @@ traceback and exits with the error's ``exit_code``.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(word: object, choices: Iterable[object], n: int = 1, cutoff: float = 0.6) -> str:
+    """`` — did you mean 'x'?`` (or ``'x' or 'y'`` when ``n`` > 1) naming the choices close
+    to ``word``; empty when none is. Every "unknown name" message ends with it."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+    return f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
 
 class MlsdError(Exception):
     """Base class of every error mlsd raises on purpose.

@@ -11,7 +11,7 @@ import yaml
 from mlsd.data.schema import infer_schema
 from mlsd.data.sources import read_source
 from mlsd.data.target import classes_of, positive_class
-from mlsd.errors import DataError, MlsdError
+from mlsd.errors import DataError, MlsdError, did_you_mean
 from mlsd.spec import (
     FeaturesSpec,
     ProblemSpec,
@@ -75,12 +75,8 @@ def render_spec(
     table = read_source(source, Path.cwd())
     frame = table.to_pandas(strings_to_categorical=True)
     if target not in frame.columns:
-        import difflib
-
-        guess = difflib.get_close_matches(target, list(frame.columns), n=1)
         raise DataError(
-            f"--target {target!r} is not a column of {data}"
-            + (f" — did you mean '{guess[0]}'?" if guess else ""),
+            f"--target {target!r} is not a column of {data}{did_you_mean(target, frame.columns)}",
             hint=f"columns: {', '.join(map(str, frame.columns[:30]))}",
         )
     for col in [*(time or []), *([entity] if entity else [])]:

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlsd.errors import SpecError
+from mlsd.errors import SpecError, did_you_mean
 
 Task = Literal["binary", "multiclass", "regression", "ranking"]
 ColumnType = Literal["numeric", "boolean", "categorical", "datetime", "text", "identifier"]
@@ -710,10 +710,8 @@ def _trigger(entry: Any) -> Any:
             f"a trigger is a name or a one-key mapping such as {{schedule: 7d}}, not {entry!r}"
         )
     if name not in TRIGGERS:
-        close = difflib.get_close_matches(str(name), TRIGGERS, n=1, cutoff=0.5)
-        guess = f" — did you mean '{close[0]}'?" if close else ""
         raise ValueError(
-            f"unknown trigger {name!r}{guess} (triggers: drift, performance, "
+            f"unknown trigger {name!r}{did_you_mean(name, TRIGGERS, cutoff=0.5)} (triggers: drift, performance, "
             "{schedule: 7d}, {new_labels: 2000})"
         )
     if name in ("drift", "performance"):

@@ -7,7 +7,6 @@ acknowledges (``data.checks.acknowledge``) is still reported but never blocks.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,7 @@ from mlsd.data.profile import profile, psi, psi_categorical, psi_numeric
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN
 from mlsd.data.target import classes_of, encode_target, positive_class
-from mlsd.errors import FeatureError
+from mlsd.errors import FeatureError, did_you_mean
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
@@ -98,11 +97,6 @@ def _round(value: float, digits: int = 4) -> float:
     return float(round(float(value), digits))
 
 
-def _close(name: str, choices: list[str]) -> str:
-    guess = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" — did you mean '{guess[0]}'?" if guess else ""
-
-
 # --- checks -----------------------------------------------------------------------------------
 
 
@@ -129,7 +123,7 @@ def check_spec_columns(spec: SystemSpec, columns: list[str]) -> list[Anomaly]:
                         ERROR,
                         name,
                         f"{key} names column '{name}', which the data does not have"
-                        + _close(name, columns),
+                        + did_you_mean(name, columns),
                         f"fix {key} in system.yaml; the data has: {', '.join(columns[:30])}",
                     )
                 )

@@ -16,7 +16,6 @@ before and after). A failed ``blocking`` test stops registration (the caller dec
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.errors import MlsdError
+from mlsd.errors import MlsdError, did_you_mean
 from mlsd.spec import BehavioralTestSpec
 
 MAX_EXAMPLES = 5
@@ -70,11 +69,9 @@ def check(tests: list, columns: Mapping[str, str], frame: pd.DataFrame) -> None:
         test = _as_spec(raw)
         if test.feature is not None:
             if test.feature not in frame.columns:
-                close = difflib.get_close_matches(test.feature, list(frame.columns), n=1)
-                guess = f" — did you mean {close[0]!r}?" if close else ""
                 raise BehavioralError(
                     f"test {test.label!r} names feature {test.feature!r}, which is not a column "
-                    f"of the data{guess}",
+                    f"of the data{did_you_mean(test.feature, frame.columns)}",
                     hint=f"use one of: {', '.join(map(str, frame.columns[:20]))}",
                 )
             if test.kind in ("directional", "perturbation"):

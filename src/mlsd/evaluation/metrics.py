@@ -38,7 +38,6 @@ Conventions shared by every metric:
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.errors import MlsdError
+from mlsd.errors import MlsdError, did_you_mean
 
 TASKS = ("binary", "multiclass", "regression", "ranking")
 DIRECTIONS = ("max", "min")
@@ -887,9 +886,8 @@ _PARAMETERISED = re.compile(r"^(ndcg|precision|recall|map)@(.*)$")
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
-        close = difflib.get_close_matches(str(task), TASKS, n=1)
         raise MetricError(
-            f"unknown task {task!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            f"unknown task {task!r}{did_you_mean(task, TASKS)}",
             hint=f"use one of: {', '.join(TASKS)}",
             headline="unknown task",
         )
@@ -918,20 +916,16 @@ def get_metric(name: str, task: str | None = None) -> Metric:
         metric = _ranking_metric(family, int(k_text))
     pool = _DEFAULTS[task] if task is not None else list(METRICS)
     if metric is None:
-        close = difflib.get_close_matches(key, pool, n=3, cutoff=0.6)
         raise MetricError(
-            f"no metric named {name!r}"
-            + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""),
+            f"no metric named {name!r}{did_you_mean(key, pool, n=3)}",
             hint=f"use one of the {task or 'known'} metrics: {', '.join(pool)}"
             + ("; ranking cutoffs are free, e.g. ndcg@3" if task in (None, "ranking") else ""),
             headline="unknown metric",
         )
     if task is not None and task not in metric.tasks:
-        close = difflib.get_close_matches(key, pool, n=3, cutoff=0.6)
         raise MetricError(
             f"metric {metric.name!r} does not apply to a {task} task — it scores "
-            f"{' and '.join(metric.tasks)}"
-            + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""),
+            f"{' and '.join(metric.tasks)}{did_you_mean(key, pool, n=3)}",
             hint=f"use one of the {task} metrics: {', '.join(pool)}",
             headline="unknown metric",
         )

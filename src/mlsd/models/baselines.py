@@ -18,7 +18,6 @@ floats; rows without a label were dropped by the caller.
 
 from __future__ import annotations
 
-import difflib
 import json
 import keyword
 import re
@@ -29,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
+from mlsd.errors import did_you_mean
 from mlsd.models.base import ModelError, TaskInfo, check_labels
 
 Statistic = Literal["mean", "median"]
@@ -174,9 +174,9 @@ class ZeroRuleBaseline(Baseline):
 
 
 def _suggest(name: str, columns: list[str]) -> str:
-    close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
-    if close:
-        return " — did you mean " + " or ".join(repr(c) for c in close) + "?"
+    guess = did_you_mean(name, columns, n=3)
+    if guess:
+        return guess
     shown = ", ".join(columns[:20]) + (", …" if len(columns) > 20 else "")
     return f"; the columns are: {shown or 'none'}"
 

@@ -7,10 +7,10 @@ load, so importing this module is cheap and loading a linear model never touches
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
+from mlsd.errors import did_you_mean
 from mlsd.models.base import Model, ModelError, TaskInfo, read_header
 from mlsd.models.gbdt import GBDTModel
 from mlsd.models.linear import LinearModel
@@ -23,10 +23,8 @@ def family_class(family: str) -> type[Model]:
     try:
         return FAMILIES[family]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(family), list(FAMILIES), n=1)
-        guess = f" — did you mean {close[0]!r}?" if close else ""
         raise ModelError(
-            f"unknown model family {family!r}{guess}",
+            f"unknown model family {family!r}{did_you_mean(family, FAMILIES)}",
             hint=f"use one of: {', '.join(FAMILIES)} (models.candidates in system.yaml)",
         ) from None
 

@@ -10,13 +10,13 @@ scikit-learn and scipy it pulls in.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlsd.errors import did_you_mean
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 from mlsd.models.lgbm_runtime import Booster
 
@@ -242,10 +242,8 @@ def _split_params(params: dict[str, Any], task: TaskInfo) -> tuple[dict[str, Any
     known = {**BOOSTER_DEFAULTS, **FIT_DEFAULTS}
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            guess = f" — did you mean {close[0]!r}?" if close else ""
             raise ModelError(
-                f"unknown lightgbm parameter {name!r}{guess}",
+                f"unknown lightgbm parameter {name!r}{did_you_mean(name, known)}",
                 hint=f"use one of: {', '.join(known)}",
             )
     booster = {**BOOSTER_DEFAULTS, **{k: v for k, v in params.items() if k in BOOSTER_DEFAULTS}}

@@ -8,7 +8,6 @@ predictions and the serving path never imports scikit-learn.
 
 from __future__ import annotations
 
-import difflib
 import json
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.errors import did_you_mean
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 
 COEF_FILE = "coefficients.json"
@@ -206,10 +206,9 @@ def _resolve(task: TaskInfo, params: dict[str, Any]) -> dict[str, Any]:
         )
     for name in params:
         if name not in defaults:
-            close = difflib.get_close_matches(name, list(defaults), n=1)
-            guess = f" — did you mean {close[0]!r}?" if close else ""
             raise ModelError(
-                f"unknown linear-model parameter {name!r} for a {task.kind} task{guess}",
+                f"unknown linear-model parameter {name!r} for a {task.kind} task"
+                f"{did_you_mean(name, defaults)}",
                 hint=f"use one of: {', '.join(defaults)}",
             )
     resolved = {**defaults, **params}

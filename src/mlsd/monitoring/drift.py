@@ -40,7 +40,6 @@ distribution and reported as rates.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlsd.data.profile import OTHER, psi
-from mlsd.errors import MlsdError
+from mlsd.errors import MlsdError, did_you_mean
 from mlsd.values import FALSE_WORDS, TRUE_WORDS, category_key
 
 if TYPE_CHECKING:
@@ -654,10 +653,8 @@ def _names(current: Any) -> list[str]:
 
 
 def _unknown(name: str, known: Sequence[str], what: str) -> DriftError:
-    close = difflib.get_close_matches(name, list(known), n=1)
     return DriftError(
-        f"unknown column '{name}' {what}"
-        + (f" — did you mean '{close[0]}'?" if close else "")
+        f"unknown column '{name}' {what}{did_you_mean(name, known)}"
         + f" — known: {', '.join(list(known)[:20])}",
         hint="name columns of the reference profile (the training data's columns)",
     )
