@@ -21,7 +21,7 @@ from mlsd.workspace import Workspace
 REPORT_FOLDER = "evaluate"  # beside the training report, which it must not overwrite
 
 
-def _labels(series: pd.Series, meta: dict) -> np.ndarray:
+def package_labels(series: pd.Series, meta: dict) -> np.ndarray:
     """The target as the package's model sees it (class index, or the value)."""
     if meta["task"] == "regression":
         return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
@@ -93,7 +93,7 @@ def evaluate(
             f"{source} lacks the model's input columns {missing[:10]}",
             hint="evaluate on data with the same columns as the training data",
         )
-    y = _labels(frame[target], meta)
+    y = package_labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
     columns = frame_inputs(frame, package.featurizer.input_columns)

@@ -27,13 +27,13 @@ LEVEL = 0.95
 def score_package(folder: str | Path, table: pa.Table, target: str) -> dict[str, Any]:
     """Load and verify the package in ``folder``; its outputs and labels on ``table``:
     ``{y, pred, threshold, task, metrics}`` (rows without a label dropped)."""
-    from mlsd.evaluation.evaluate import _labels, typed_like
+    from mlsd.evaluation.evaluate import package_labels, typed_like
     from mlsd.models import package as packages
 
     package = packages.load(folder)
     meta = package.meta
     frame = typed_like(package, table)
-    y = _labels(frame[target], meta)
+    y = package_labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
     pred = package.predict_matrix(frame_inputs(frame, package.featurizer.input_columns))
@@ -94,7 +94,7 @@ def compare(
     is challenger − champion, ``gain`` the same in the metric's better direction (positive:
     the challenger is better), ``beats`` whether the gain clears ``beat_champion_by``.
     """
-    from mlsd.models.train import _beats, primary_metric
+    from mlsd.models.train import beats, primary_metric
 
     target = spec.problem.target
     name = primary_metric(spec)
@@ -136,7 +136,7 @@ def compare(
         "bootstrap": used,
         "n_holdout": len(champ["y"]),
         "margin": margin,
-        "beats": bool(_beats(metric, b, a, margin)),
+        "beats": bool(beats(metric, b, a, margin)),
         "champion_metrics": scores["champion"],
         "challenger_metrics": scores["challenger"],
     }

@@ -182,7 +182,7 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
     from mlsd.data.validate import validate_dataset
     from mlsd.loop.compare import compare
     from mlsd.loop.data import assemble
-    from mlsd.models.train import _guardrail_failures, train
+    from mlsd.models.train import guardrail_failures, train
 
     data = assemble(spec, ws, champ, now=to_epoch(now))
     result.data = data.to_dict()
@@ -231,7 +231,7 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
             f"retraining.beat_champion_by = {cmp['margin']:g} ({better} is better; "
             f"{cmp['n_holdout']:,} rows)"
         )
-    reasons += _guardrail_failures(spec, cmp["challenger_metrics"], "the fresh holdout")
+    reasons += guardrail_failures(spec, cmp["challenger_metrics"], "the fresh holdout")
     result.reasons = reasons
     if not reasons:  # the last step: only now does the serving model change
         from mlsd.models.registry import Registry

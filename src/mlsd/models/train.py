@@ -241,7 +241,7 @@ def _timed_predict(predict, X) -> tuple[np.ndarray, float]:
     return pred, (time.perf_counter() - start) / max(len(X), 1) * 1e6
 
 
-def _beats(metric, a: float, b: float, margin: float) -> bool:
+def beats(metric, a: float, b: float, margin: float) -> bool:
     """``a`` beats ``b`` by at least ``margin`` in the metric's direction (strictly if 0)."""
     if a is None or b is None:
         return False
@@ -540,7 +540,7 @@ def _fit_candidates(spec, task, metric, parts, ys, columns) -> list[dict]:
     return fitted
 
 
-def _guardrail_failures(spec: SystemSpec, scores: dict[str, float | None], split: str) -> list:
+def guardrail_failures(spec: SystemSpec, scores: dict[str, float | None], split: str) -> list:
     """Each guardrail of the spec that ``scores`` break, as a sentence."""
     failures = []
     for name, bound in spec.metrics.guardrails.items():
@@ -557,7 +557,7 @@ def _guardrail_failures(spec: SystemSpec, scores: dict[str, float | None], split
 def _select(spec: SystemSpec, metric, fitted: list[dict]) -> dict:
     """The best candidate on valid among those within the guardrails on valid (if any are)."""
     allowed = [
-        f for f in fitted if not _guardrail_failures(spec, f["entry"].scores["valid"], "valid")
+        f for f in fitted if not guardrail_failures(spec, f["entry"].scores["valid"], "valid")
     ]
     return max(
         allowed or fitted, key=lambda f: _sort_key(metric, f["entry"].scores["valid"][metric.name])
@@ -613,8 +613,8 @@ def _try_ensemble(spec, task, metric, fitted, best, parts, ys, columns) -> tuple
         size_bytes=_size(model),
     )
     valid = scores["valid"][metric.name]
-    breaks = _guardrail_failures(spec, scores["valid"], "valid")
-    kept = _beats(metric, valid, best_valid, policy.margin) and not breaks
+    breaks = guardrail_failures(spec, scores["valid"], "valid")
+    kept = beats(metric, valid, best_valid, policy.margin) and not breaks
     if kept:
         reason = f"{metric.name} {valid:.4g} on valid beats {best['entry'].name}'s {best_valid:.4g}"
     elif breaks:
@@ -637,13 +637,13 @@ def _gate(spec: SystemSpec, metric, result: TrainResult) -> list[str]:
     baselines = [e for e in result.leaderboard if e.kind == "baseline"]
     best = max(baselines, key=lambda e: _sort_key(metric, e.scores["test"][metric.name]))
     margin = spec.models.gate.beat_baselines_by
-    if not _beats(metric, chosen[metric.name], best.scores["test"][metric.name], margin):
+    if not beats(metric, chosen[metric.name], best.scores["test"][metric.name], margin):
         reasons.append(
             f"{result.chosen} scores {metric.name} {chosen[metric.name]:.4g} on test, which does "
             f"not beat the best baseline ({best.name}: {best.scores['test'][metric.name]:.4g}) "
             f"by the required margin {margin:g}"
         )
-    return reasons + _guardrail_failures(spec, chosen, "test")
+    return reasons + guardrail_failures(spec, chosen, "test")
 
 
 def _calibrated(best: dict, pred: np.ndarray) -> np.ndarray:
