@@ -54,7 +54,7 @@ class Finding:
         return self.kind != "strong"
 
 
-def as_numbers(series: pd.Series) -> np.ndarray | None:
+def _as_numbers(series: pd.Series) -> np.ndarray | None:
     """A column as float64 (datetimes as epoch seconds, booleans as 0/1); None for
     categories and text."""
     if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
@@ -206,7 +206,7 @@ def column_findings(
     found = []
     numeric_target = task in ("regression", "ranking")
     for name in features:
-        x = as_numbers(frame[name])
+        x = _as_numbers(frame[name])
         codes = _codes(frame[name]) if x is None else None
         if x is not None and not np.isfinite(x).any():
             continue

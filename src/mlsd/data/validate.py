@@ -442,13 +442,11 @@ def check_leakage(
         return []
     y, sample = y_all[rows], frame.iloc[rows]
     task, target = spec.problem.task, spec.problem.target
-    found = [
-        _leakage_anomaly(f, target, len(classes))
-        for f in leakage.column_findings(
-            sample, y, features, task, len(classes), spec.data.checks.leakage, spec.seed
-        )
-    ]
-    flagged = {a.column for a in found if a.severity == ERROR}
+    findings = leakage.column_findings(
+        sample, y, features, task, len(classes), spec.data.checks.leakage, spec.seed
+    )
+    found = [_leakage_anomaly(f, target, len(classes)) for f in findings]
+    flagged = {f.column for f in findings if f.determines}
     numeric = [n for n in features if types[n] == "numeric" and n not in flagged]
     parts = leakage.exact_sum(sample[numeric].to_numpy(dtype=float, na_value=np.nan), y, numeric)
     if parts is not None:

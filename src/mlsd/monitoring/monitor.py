@@ -43,13 +43,12 @@ from mlsd.events import FILE_NAME, EventLog, jsonable
 from mlsd.monitoring import alerts as alerting
 from mlsd.monitoring import performance, quality
 from mlsd.monitoring.alerts import Alert
-from mlsd.predlog.reader import input_column
+from mlsd.predlog.reader import input_column, to_arrow
 from mlsd.spec import MonitoringSpec, SystemSpec, parse_duration
 from mlsd.workspace import Workspace, write_json
 
 if TYPE_CHECKING:
-    import duckdb
-    import pyarrow
+    pass
 
 PREDICTION = "prediction"  # the name prediction drift reports its column under
 _ROWS_RE = re.compile(r"^\s*(?:rows\s*[:=]\s*)?(\d+)\s*(?:rows?)?\s*$", re.IGNORECASE)
@@ -292,12 +291,6 @@ def _ident(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pyarrow.Table:
-    rel = con.sql(sql)
-    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-    return fetch()
 
 
 def _output_columns(task: str, available: set[str]) -> dict[str, str]:
@@ -756,7 +749,7 @@ class _Monitor:
         wanted += [c for c in outputs.values() if c not in wanted]
         select = ", ".join(f"p.{_ident(c)}" for c in wanted)
         version = _literal(ref.version)
-        table = _fetch(
+        table = to_arrow(
             con,
             f"SELECT {select}, l.true_label FROM predictions p LEFT JOIN ("
             f"  SELECT request_id, instance, true_label FROM labelled"

@@ -380,7 +380,8 @@ def _reading(folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pyarrow.Table:
+def to_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pyarrow.Table:
+    """The result of ``sql`` on ``con`` as an Arrow table (DuckDB 1 and 2 alike)."""
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table  # duckdb 2 / 1
     return fetch()
@@ -412,7 +413,7 @@ def read_predictions(
     with _reading(folder) as con:
         sql = _predictions_sql(con, folder / PREDICTIONS, pinned=True, inputs=inputs)
         sql = _window(sql, start, end, model_version)
-        return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
+        return to_arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
 
 def read_feedback(
@@ -427,7 +428,7 @@ def read_feedback(
     with _reading(folder) as con:
         sql = _feedback_sql(con, folder / FEEDBACK, pinned=True)
         sql = _window(sql, start, end, None)
-        return _arrow(con, f"{sql} ORDER BY ts, request_id")
+        return to_arrow(con, f"{sql} ORDER BY ts, request_id")
 
 
 _EMPTY_REJECTS = (
@@ -470,7 +471,7 @@ def read_rejects(
     folder = log_folder(workspace_root)
     with _reading(folder) as con:
         sql = _window(_rejects_sql(con, folder / REJECTS), start, end, model_version)
-        return _arrow(con, f"{sql} ORDER BY ts, request_id, instance")
+        return to_arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
 
 def labelled(
@@ -491,7 +492,7 @@ def labelled(
         predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=True, inputs=inputs)
         predictions = _window(predictions, start, end, model_version)
         sql = _labelled_sql(predictions, _feedback_sql(con, folder / FEEDBACK, pinned=True))
-        return _arrow(con, f"{sql} ORDER BY p.ts, p.request_id, p.instance")
+        return to_arrow(con, f"{sql} ORDER BY p.ts, p.request_id, p.instance")
 
 
 def duckdb_view(
