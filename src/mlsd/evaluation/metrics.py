@@ -47,9 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.errors import MlsdError, did_you_mean
+from mlsd.errors import did_you_mean
+from mlsd.tasks import BINARY, MULTICLASS, NAMES, TASKS, get_task
+from mlsd.tasks.metric_names import ALL, MetricError, cutoff, resolve, tasks_of
 
-TASKS = ("binary", "multiclass", "regression", "ranking")
 DIRECTIONS = ("max", "min")
 NEEDS = ("value", "score", "label", "ranking")
 
@@ -57,12 +58,6 @@ NEEDS = ("value", "score", "label", "ranking")
 _EPS = float(np.finfo(np.float64).eps)
 # Tolerance on "each row of a probability matrix sums to 1" (float32 softmax is ~1e-7 off).
 _PROBA_SUM_ATOL = 1e-6
-
-
-class MetricError(MlsdError):
-    """A metric was asked for by a wrong name, or given input it cannot score."""
-
-    headline = "metric error"
 
 
 class MetricUndefined(MetricError):
@@ -100,8 +95,8 @@ class Metric:
             raise ValueError(f"direction must be 'max' or 'min', not {self.direction!r}")
         if self.needs not in NEEDS:
             raise ValueError(f"needs must be one of {NEEDS}, not {self.needs!r}")
-        if not self.tasks or not set(self.tasks) <= set(TASKS):
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, not {self.tasks!r}")
+        if not self.tasks or not set(self.tasks) <= set(NAMES):
+            raise ValueError(f"tasks must be a non-empty subset of {NAMES}, not {self.tasks!r}")
 
     def better(self, a: float, b: float) -> bool:
         """Whether value ``a`` is strictly better than ``b`` (NaN or None is never better)."""
@@ -344,7 +339,9 @@ def _score_ctx(y_true: Any, pred: Any, tasks: tuple[str, ...]) -> _Classes:
     # A matrix of 3+ columns is multiclass; a vector (or (n, 2) predict_proba) is binary,
     # which is also how scikit-learn reads an (n, 2) matrix for the Brier score.
     p = np.asarray(pred)
-    multi = "multiclass" in tasks and ("binary" not in tasks or (p.ndim == 2 and p.shape[1] > 2))
+    multi = MULTICLASS.name in tasks and (
+        BINARY.name not in tasks or (p.ndim == 2 and p.shape[1] > 2)
+    )
     return _multiclass_ctx(y_true, pred) if multi else _binary_ctx(y_true, pred)
 
 
@@ -707,7 +704,7 @@ def _make_fn(needs: str, tasks: tuple[str, ...], impl: Callable[[Any], float]) -
             return impl(_Ranking(y_true, pred, groups))
 
     elif needs == "label":
-        binary = tasks == ("binary",)
+        binary = tasks == (BINARY.name,)
 
         def fn(y_true: Any, pred: Any) -> float:
             return impl(_label_ctx(y_true, pred, binary=binary))
@@ -723,23 +720,18 @@ def _make_fn(needs: str, tasks: tuple[str, ...], impl: Callable[[Any], float]) -
 def _metric(
     name: str,
     direction: str,
-    tasks: tuple[str, ...],
     needs: str,
     description: str,
     impl: Callable[[Any], float],
     k: int | None = None,
 ) -> Metric:
+    """A registry entry; the tasks it scores are those that list it (``mlsd.tasks``)."""
+    tasks = tasks_of(name)
     fn = _make_fn(needs, tasks, impl)
     fn.__name__ = fn.__qualname__ = re.sub(r"\W", "_", name)
     fn.__doc__ = description
     return Metric(name, direction, tasks, needs, description, fn, impl, k)
 
-
-_BIN = ("binary",)
-_MULTI = ("multiclass",)
-_CLS = ("binary", "multiclass")
-_REG = ("regression",)
-_RANK = ("ranking",)
 
 _FAMILIES = {
     "precision": ("max", "fraction of the top {k} that is relevant", _precision_at),
@@ -755,18 +747,17 @@ def _ranking_metric(family: str, k: int | None) -> Metric:
     if k is None:
         text = text.replace("the top {k}", "the whole list")
     description = text.format(k=k) + " (per query, averaged over queries; ties averaged)"
-    return _metric(_name(family, k), direction, _RANK, "ranking", description, factory(k), k)
+    return _metric(_name(family, k), direction, "ranking", description, factory(k), k)
 
 
 def _build_registry() -> dict[str, Metric]:
     ms = [
-        _metric("rmse", "min", _REG, "value", "root mean squared error", _rmse),
-        _metric("mae", "min", _REG, "value", "mean absolute error", _mae),
-        _metric("r2", "max", _REG, "value", "coefficient of determination R²", _r2),
+        _metric("rmse", "min", "value", "root mean squared error", _rmse),
+        _metric("mae", "min", "value", "mean absolute error", _mae),
+        _metric("r2", "max", "value", "coefficient of determination R²", _r2),
         _metric(
             "adjusted_r2",
             "max",
-            _REG,
             "value",
             "R² adjusted for the number of features: 1 - (1 - R²)(n - 1)/(n - p - 1)",
             _adjusted_r2,
@@ -774,32 +765,29 @@ def _build_registry() -> dict[str, Metric]:
         _metric(
             "mape",
             "min",
-            _REG,
             "value",
             "mean absolute percentage error as a fraction: mean |y - p| / max(|y|, eps)",
             _mape,
         ),
-        _metric("medae", "min", _REG, "value", "median absolute error", _medae),
-        _metric("accuracy", "max", _CLS, "label", "fraction of rows classified right", _accuracy),
+        _metric("medae", "min", "value", "median absolute error", _medae),
+        _metric("accuracy", "max", "label", "fraction of rows classified right", _accuracy),
         _metric(
             "balanced_accuracy",
             "max",
-            _CLS,
             "label",
             "mean recall over the classes present in y_true",
             _balanced_accuracy,
         ),
-        _metric("precision", "max", _BIN, "label", "TP / (TP + FP); 0 if none", _precision),
-        _metric("recall", "max", _BIN, "label", "TP / (TP + FN), sensitivity; 0 if none", _recall),
-        _metric("specificity", "max", _BIN, "label", "TN / (TN + FP); 0 if none", _specificity),
-        _metric("fpr", "min", _BIN, "label", "false positive rate FP / (FP + TN)", _fpr),
-        _metric("fnr", "min", _BIN, "label", "false negative rate FN / (FN + TP)", _fnr),
-        _metric("f1", "max", _BIN, "label", "harmonic mean of precision and recall", _f1),
-        _metric("roc_auc", "max", _BIN, "score", "area under the ROC curve", _roc_auc),
+        _metric("precision", "max", "label", "TP / (TP + FP); 0 if none", _precision),
+        _metric("recall", "max", "label", "TP / (TP + FN), sensitivity; 0 if none", _recall),
+        _metric("specificity", "max", "label", "TN / (TN + FP); 0 if none", _specificity),
+        _metric("fpr", "min", "label", "false positive rate FP / (FP + TN)", _fpr),
+        _metric("fnr", "min", "label", "false negative rate FN / (FN + TP)", _fnr),
+        _metric("f1", "max", "label", "harmonic mean of precision and recall", _f1),
+        _metric("roc_auc", "max", "score", "area under the ROC curve", _roc_auc),
         _metric(
             "pr_auc",
             "max",
-            _BIN,
             "score",
             "area under the precision-recall curve (average precision)",
             _pr_auc,
@@ -807,7 +795,6 @@ def _build_registry() -> dict[str, Metric]:
         _metric(
             "log_loss",
             "min",
-            _CLS,
             "score",
             "mean negative log-likelihood (natural log)",
             _log_loss,
@@ -815,7 +802,6 @@ def _build_registry() -> dict[str, Metric]:
         _metric(
             "brier",
             "min",
-            _CLS,
             "score",
             "mean squared error of the probabilities (multiclass: summed over classes)",
             _brier,
@@ -827,7 +813,6 @@ def _build_registry() -> dict[str, Metric]:
                 _metric(
                     f"{kind}_{average}",
                     "max",
-                    _MULTI,
                     "label",
                     f"{kind} per class, {average}-averaged",
                     lambda c, kind=kind, average=average: _per_class(c, kind, average),
@@ -837,58 +822,41 @@ def _build_registry() -> dict[str, Metric]:
         _metric(
             "roc_auc_ovr",
             "max",
-            _MULTI,
             "score",
             "ROC AUC one class against the rest, macro-averaged over the classes in y_true",
             _roc_auc_ovr,
         )
     )
-    for family, k in _RANKING_DEFAULTS:
-        ms.append(_ranking_metric(family, k))
+    for task in TASKS.values():  # ndcg@10 and its kin, as each task lists them
+        for name in task.metrics:
+            family, k = cutoff(name)
+            if family in task.cutoff_metrics:
+                ms.append(_ranking_metric(family, k))
     ms.append(
         _metric(
             "mrr",
             "max",
-            _RANK,
             "ranking",
             "mean reciprocal rank of the first relevant row (ties averaged)",
             _mrr,
         )
     )
-    return {m.name: m for m in ms}
+    registry = {m.name: m for m in ms}
+    missing = [name for name in ALL if name not in registry]
+    if missing:  # a task lists a metric nobody wrote
+        raise RuntimeError(f"metrics listed by a task but not implemented: {missing}")
+    return registry
 
-
-_RANKING_DEFAULTS = [
-    ("ndcg", 5),
-    ("ndcg", 10),
-    ("ndcg", None),
-    ("precision", 5),
-    ("precision", 10),
-    ("recall", 10),
-    ("recall", 20),
-    ("map", 10),
-    ("map", None),
-]
 
 METRICS: dict[str, Metric] = _build_registry()
 
-_DEFAULTS: dict[str, list[str]] = {
-    task: [name for name, m in METRICS.items() if task in m.tasks] for task in TASKS
-}
-_PRIMARY = {
-    "regression": "rmse",
-    "binary": "roc_auc",
-    "multiclass": "log_loss",
-    "ranking": "ndcg@10",
-}
-_PARAMETERISED = re.compile(r"^(ndcg|precision|recall|map)@(.*)$")
 
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise MetricError(
-            f"unknown task {task!r}{did_you_mean(task, TASKS)}",
-            hint=f"use one of: {', '.join(TASKS)}",
+            f"unknown task {task!r}{did_you_mean(task, NAMES)}",
+            hint=f"use one of: {', '.join(NAMES)}",
             headline="unknown task",
         )
 
@@ -903,45 +871,21 @@ def get_metric(name: str, task: str | None = None) -> Metric:
     """
     if task is not None:
         _check_task(task)
-    key = str(name).strip().lower()
-    metric = METRICS.get(key)
-    if metric is None and (match := _PARAMETERISED.match(key)):
-        family, k_text = match.groups()
-        if not k_text.isdigit() or int(k_text) < 1:
-            raise MetricError(
-                f"the cutoff of {name!r} must be a whole number >= 1 — given {k_text!r}",
-                hint=f"write it like {family}@10",
-                headline="unknown metric",
-            )
-        metric = _ranking_metric(family, int(k_text))
-    pool = _DEFAULTS[task] if task is not None else list(METRICS)
-    if metric is None:
-        raise MetricError(
-            f"no metric named {name!r}{did_you_mean(key, pool, n=3)}",
-            hint=f"use one of the {task or 'known'} metrics: {', '.join(pool)}"
-            + ("; ranking cutoffs are free, e.g. ndcg@3" if task in (None, "ranking") else ""),
-            headline="unknown metric",
-        )
-    if task is not None and task not in metric.tasks:
-        raise MetricError(
-            f"metric {metric.name!r} does not apply to a {task} task — it scores "
-            f"{' and '.join(metric.tasks)}{did_you_mean(key, pool, n=3)}",
-            hint=f"use one of the {task} metrics: {', '.join(pool)}",
-            headline="unknown metric",
-        )
-    return metric
+    canonical = resolve(name, None if task is None else TASKS[task])
+    metric = METRICS.get(canonical)
+    return metric if metric is not None else _ranking_metric(*cutoff(canonical))
 
 
 def metrics_for(task: str) -> list[str]:
     """The metric names reported by default for ``task``: every scalar metric that applies."""
     _check_task(task)
-    return list(_DEFAULTS[task])
+    return list(TASKS[task].metrics)
 
 
 def default_primary(task: str) -> str:
     """The primary offline metric used when the spec names none."""
     _check_task(task)
-    return _PRIMARY[task]
+    return TASKS[task].default_metric
 
 
 def _context(
@@ -953,11 +897,12 @@ def _context(
     n_features: int | None,
     groups: Any,
 ) -> Any:
-    if task == "regression":
+    prediction = get_task(task).prediction
+    if prediction == "value":
         return _Regression(y_true, pred, n_features)
-    if task == "binary":
+    if prediction == "score":
         return _binary_ctx(y_true, pred, threshold)
-    if task == "multiclass":
+    if prediction == "probabilities":
         return _multiclass_ctx(y_true, pred)
     return _Ranking(y_true, pred, groups)
 

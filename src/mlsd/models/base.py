@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlsd.errors import MlsdError
+from mlsd.tasks import Task, get_task
 from mlsd.workspace import atomic_write_bytes
 
 MODEL_FILE = "model.json"  # every saved model has it: family, task and parameters
@@ -32,13 +33,23 @@ class ModelError(MlsdError):
 class TaskInfo:
     """The learning task as models see it."""
 
-    kind: str  # binary | multiclass | regression
+    kind: str  # a name in mlsd.tasks.TASKS
     n_classes: int = 0  # 2 for binary, k for multiclass, 0 for regression
 
     @property
+    def definition(self) -> Task:
+        """The task kind's class: what differs by kind (outputs, metrics, decisions)."""
+        return get_task(self.kind)
+
+    @property
     def is_classification(self) -> bool:
-        """True for binary and multiclass."""
-        return self.kind in ("binary", "multiclass")
+        """True when the target is one of a set of classes."""
+        return self.definition.classification
+
+    @property
+    def n_scores(self) -> int:
+        """Columns of a prediction: 1 (a vector) or one per class (a matrix)."""
+        return self.definition.n_scores(self.n_classes)
 
     def to_json(self) -> dict:
         """Plain JSON form."""
@@ -114,7 +125,7 @@ def check_labels(y: Any, task: TaskInfo) -> np.ndarray:
     if not np.isfinite(y).all():
         raise ModelError("the labels hold missing values", hint="drop rows without a label")
     if task.is_classification:
-        k = 2 if task.kind == "binary" else task.n_classes
+        k = task.definition.n_labels(task.n_classes)
         if k < 2 or not np.isin(y, np.arange(k)).all():
             raise ModelError(
                 f"{task.kind} labels must be 0..{max(k, 2) - 1}, got {np.unique(y)[:10].tolist()}",
