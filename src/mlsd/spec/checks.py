@@ -1,0 +1,129 @@
+"""Checks that span sections, run once every section is valid on its own.
+
+Each finding is (key path, problem, hint); the loader turns it into a SpecError line.
+"""
+
+from __future__ import annotations
+
+from mlsd.spec.system import SystemSpec
+
+
+def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Checks that span sections (they need no data; data checks live in mlsd.data.validate)."""
+    found = []
+    target = spec.problem.target
+    if target in spec.features.exclude:
+        found.append(
+            (
+                (("features", "exclude")),
+                f"the target '{target}' is listed",
+                "the target is never a feature already; remove it from the list",
+            )
+        )
+    if spec.features.include and target in spec.features.include:
+        found.append(
+            (
+                (("features", "include")),
+                f"the target '{target}' is listed",
+                "remove the target from features.include",
+            )
+        )
+    if spec.problem.positive_class is not None and spec.problem.task != "binary":
+        found.append(
+            (
+                (("problem", "positive_class")),
+                f"set for a {spec.problem.task} task",
+                "remove it, or set problem.task: binary",
+            )
+        )
+    if spec.split_method == "time" and not spec.problem.time:
+        found.append(
+            (
+                (("data", "split", "method")),
+                "a time split needs event-time columns",
+                "set problem.time to the column(s) that order the rows",
+            )
+        )
+    found += _metric_problems(spec)
+    found += _evaluation_problems(spec)
+    if spec.split_method == "group" and not spec.split_group:
+        found.append(
+            (
+                (("data", "split", "method")),
+                "a group split needs a group column",
+                "set data.split.group or problem.id",
+            )
+        )
+    return found
+
+
+def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Behavioural tests and the threshold policy, checked against the rest of the spec."""
+    found = []
+    ev = spec.evaluation
+    for i, test in enumerate(ev.tests):
+        path = ("evaluation", "tests", i)
+        if test.kind in ("invariance", "directional") and not test.feature:
+            found.append(
+                (path, f"{test.kind} tests need a feature", "add feature: COLUMN to the test")
+            )
+        if test.kind == "directional" and not test.direction:
+            found.append(
+                (path, "a directional test needs a direction", "add direction: up (or down)")
+            )
+        if test.kind != "directional" and test.direction:
+            found.append((path, f"direction is set on the {test.kind} test", "remove direction"))
+        if test.feature and test.feature == spec.problem.target:
+            found.append(
+                (path, f"the test names the target {test.feature!r}", "test an input feature")
+            )
+        if test.kind != "invariance" and test.feature in spec.features.exclude:
+            found.append(
+                (
+                    path,
+                    f"{test.feature!r} is in features.exclude, so moving it cannot move the output",
+                    "test a feature the model uses, or make it an invariance test",
+                )
+            )
+    rule = ev.threshold.rule
+    if rule != "cost" and spec.problem.task != "binary":
+        found.append(
+            (
+                ("evaluation", "threshold", "rule"),
+                f"a decision threshold is for binary tasks; this one is {spec.problem.task}",
+                "remove evaluation.threshold",
+            )
+        )
+    if rule in ("precision", "recall") and ev.threshold.target is None:
+        found.append(
+            (
+                ("evaluation", "threshold", "target"),
+                f"rule {rule} needs a target",
+                f"add target: 0.8 (the {rule} to reach on valid)",
+            )
+        )
+    if rule == "fixed" and ev.threshold.value is None:
+        found.append(
+            (
+                ("evaluation", "threshold", "value"),
+                "rule fixed needs a value",
+                "add value: 0.5",
+            )
+        )
+    return found
+
+
+def _metric_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """Metric names in the spec that do not exist or do not fit the task."""
+    from mlsd.errors import MlsdError
+    from mlsd.evaluation.metrics import get_metric  # numpy only: cheap to import
+
+    named = [(("metrics", "primary"), spec.metrics.primary)] if spec.metrics.primary else []
+    named += [(("metrics", "guardrails", name), name) for name in spec.metrics.guardrails]
+    found = []
+    for path, name in named:
+        try:
+            get_metric(name, spec.problem.task)
+        except MlsdError as exc:
+            found.append((path, exc.message, exc.hint or ""))
+    return found

@@ -1,0 +1,83 @@
+"""Steps 1-3 of system.yaml: the problem, its metrics and the architecture."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mlsd.spec.base import Scalar, Section, Task, _listify, not_available_yet
+
+# --- step 1: problem -------------------------------------------------------------------------
+
+
+class Costs(Section):
+    false_positive: float = Field(1.0, ge=0, description="Cost of one false positive, in any unit.")
+    false_negative: float = Field(1.0, ge=0, description="Cost of one false negative, same unit.")
+
+
+class ProblemSpec(Section):
+    task: Task = Field(description="What is predicted: binary | multiclass | regression | ranking.")
+    target: str = Field(min_length=1, description="Column holding the label to predict.")
+    positive_class: Scalar | None = Field(
+        None,
+        description="Binary tasks: the label value that counts as positive (default: 1, "
+        "true, yes, or the minority class).",
+    )
+    id: str | None = Field(None, description="Entity id column (a user, a customer, a station).")
+    time: list[str] = Field(
+        default_factory=list,
+        description="Event-time columns, most significant first; they order time splits and "
+        "monitoring windows.",
+    )
+    objective: str = Field("", description="The business objective in one sentence.")
+    costs: Costs = Field(default_factory=Costs, description="Costs of wrong decisions.")
+    latency_budget_ms: float = Field(
+        100.0, gt=0, le=60000, description="Online prediction budget per request, in ms."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return _listify(data, "time")
+
+
+# --- step 2: metrics -------------------------------------------------------------------------
+
+
+class Bound(Section):
+    min: float | None = Field(None, description="Lowest acceptable value.")
+    max: float | None = Field(None, description="Highest acceptable value.")
+
+
+class MetricsSpec(Section):
+    primary: str | None = Field(
+        None,
+        description="Offline metric that selects models (default: rmse for regression, "
+        "roc_auc for binary, log_loss for multiclass, ndcg@10 for ranking).",
+    )
+    guardrails: dict[str, Bound] = Field(
+        default_factory=dict,
+        description="Metrics that must stay within bounds, e.g. {log_loss: {max: 0.2}}.",
+    )
+    online: list[str] = Field(
+        default_factory=list, description="Business metrics watched online (e.g. ctr)."
+    )
+
+
+# --- step 3: architecture --------------------------------------------------------------------
+
+
+class ArchitectureSpec(Section):
+    kind: Literal["single", "funnel"] = Field(
+        "single",
+        description="One model, or candidate generation → ranking → filters (funnel: not "
+        "available yet).",
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _available(cls, value: str) -> str:
+        if value != "single":
+            raise not_available_yet(value, "single", "step 3, [recsys]")
+        return value
