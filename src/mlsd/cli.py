@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
+from mlsd.tasks import NAMES
 
 
 def _emit_json(obj: dict) -> None:
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="column to predict")
     p.add_argument(
         "--task",
-        choices=["binary", "multiclass", "regression", "ranking"],
+        choices=list(NAMES),
         help="default: inferred from the target column",
     )
     p.add_argument("--time", nargs="+", help="event-time column(s), most significant first")

@@ -20,23 +20,17 @@ from mlsd.spec import (
     SystemSpec,
     parse_spec,
 )
-
-DEFAULT_PRIMARY = {
-    "regression": "rmse",
-    "binary": "roc_auc",
-    "multiclass": "log_loss",
-    "ranking": "ndcg@10",
-}
+from mlsd.tasks import BINARY, MULTICLASS, REGRESSION, get_task
 
 
 def infer_task(kind: str, n_classes: int) -> str:
     """The task a target column suggests: few values → classification, else regression."""
     if n_classes == 2:
-        return "binary"
+        return BINARY.name
     if kind in ("categorical", "boolean") or (kind == "numeric" and n_classes <= 10):
-        return "multiclass" if n_classes > 2 else "binary"
+        return MULTICLASS.name if n_classes > 2 else BINARY.name
     if kind == "numeric":
-        return "regression"
+        return REGRESSION.name
     raise DataError(
         f"cannot predict a {kind} column",
         hint="pick a numeric or categorical target, or pass --task",
@@ -87,7 +81,7 @@ def render_spec(
     task = task or infer_task(schema.columns[target].type, len(classes))
     relative = os.path.relpath(Path(data).resolve(), base)
     sys_name = name or Path(data).stem.replace(" ", "-") or "system"
-    split = "time" if time else ("stratified" if task in ("binary", "multiclass") else "random")
+    split = "time" if time else get_task(task).default_split
     if not time and entity and typed[entity].duplicated().any():
         split = "group"  # an entity's rows in two splits would let a model recognise it
     for col in time or []:  # a time column is ordered, never an identifier
@@ -104,7 +98,7 @@ def render_spec(
         _line(1, "task", task, _doc(ProblemSpec, "task")),
         _line(1, "target", target, _doc(ProblemSpec, "target")),
     ]
-    if task == "binary":
+    if get_task(task).thresholded:
         stub = SystemSpec.model_validate(
             {"name": "x", "problem": {"task": task, "target": target}, "data": {"source": "x"}}
         )
@@ -128,7 +122,9 @@ def render_spec(
         "",
         "# Step 2: metrics.",
         "metrics:",
-        _line(1, "primary", DEFAULT_PRIMARY[task], "the offline metric that selects models"),
+        _line(
+            1, "primary", get_task(task).default_metric, "the offline metric that selects models"
+        ),
         "",
         "# Step 4: data. Types below were inferred; add min/max or domain to make them a contract.",
         "data:",

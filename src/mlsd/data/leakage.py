@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.tasks import get_task
+
 SAMPLE = 20_000  # rows the checks look at: determination shows on any sample this size
 MONOTONE_RHO = 0.999  # |Spearman| of a monotone function of the target, short of ties
 EXACT_FIT = 0.999  # held-out R² (lookup) or in-sample R² (sums) of a determined target
@@ -156,7 +158,8 @@ def strength(
     x: np.ndarray | None, codes: np.ndarray | None, y: np.ndarray, task: str, classes: int, seed
 ) -> float:
     """How well the column's coarse bins alone predict held-out targets (cross-fitted):
-    R² for numbers, ROC AUC for two classes, accuracy for more."""
+    the task's ``leakage_metric``: R² for numbers, ROC AUC for two classes, accuracy for more."""
+    metric = get_task(task).leakage_metric
     fold = _folds(len(y), FOLDS, seed)
     pred = np.empty(len(y))
     binned = _coarse_codes(x, codes)
@@ -164,7 +167,7 @@ def strength(
     for f in range(FOLDS):
         fit, held = fold != f, fold == f
         count = np.bincount(binned[fit], minlength=size).astype(float)
-        if task == "multiclass":
+        if metric == "accuracy":  # the majority class of the bin
             table = np.zeros((size, classes))
             np.add.at(table, (binned[fit], y[fit].astype(int)), 1)
             prior = np.bincount(y[fit].astype(int), minlength=classes).argmax()
@@ -173,9 +176,9 @@ def strength(
             total = np.bincount(binned[fit], weights=y[fit], minlength=size)
             mean = np.where(count > 0, total / np.maximum(count, 1), y[fit].mean())
             pred[held] = mean[binned[held]]
-    if task == "multiclass":
+    if metric == "accuracy":
         return float((pred == y).mean())
-    if task == "binary":
+    if metric == "roc_auc":
         return _auc(y, pred)
     return _r2(y, pred)
 
@@ -204,7 +207,7 @@ def column_findings(
     it merely scores at least ``limit`` alone; columns that are neither are left out.
     ``y`` is the encoded target (floats, or class indices with ``classes`` > 0)."""
     found = []
-    numeric_target = task in ("regression", "ranking")
+    numeric_target = not get_task(task).classification
     for name in features:
         x = _as_numbers(frame[name])
         codes = _codes(frame[name]) if x is None else None
@@ -226,7 +229,7 @@ def column_findings(
                 continue
         score = strength(x, codes, y, task, classes, seed)
         if score >= limit:
-            metric = {"binary": "roc_auc", "multiclass": "accuracy"}.get(task, "r2")
+            metric = get_task(task).leakage_metric
             found.append(Finding(name, "strong", {"metric": metric, "score": round(score, 4)}))
     return found
 

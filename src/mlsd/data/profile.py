@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.errors import DataError
+from mlsd.tasks import LABEL, PER_CLASS, get_task
 from mlsd.values import FALSE_WORDS, TRUE_WORDS, category_key
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
@@ -337,23 +338,27 @@ def predictions_profile(
 ) -> dict:
     """The reference profile of a model's outputs, named as the server answers them.
 
-    Regression: ``value`` (numeric). Binary: ``score`` (probability of the positive class,
-    numeric) and ``label`` (categorical, at ``threshold``). Multiclass: ``label`` and one
-    numeric ``probabilities.<class>`` per class. Monitoring tests prediction drift on it with
-    the same machinery as features (``mlsd.monitoring.drift``).
+    One column per output field of the task (``Task.outputs``): numbers numeric, labels
+    categorical (at ``threshold``), a per-class field one numeric ``<field>.<class>`` per
+    class. Monitoring tests prediction drift on it with the same machinery as features
+    (``mlsd.monitoring.drift``).
     """
+    kind = get_task(task)
     pred = np.asarray(pred, dtype=np.float64)
-    if task == "regression":
-        return profile(pd.DataFrame({"value": pred.reshape(-1)}), {"value": "numeric"})
     # labels as the server answers them (the class values: 0.0 is category "0", as served),
     # probabilities under the server's keys (str of the class)
     values = np.asarray(list(classes or []), dtype=object)
-    if task == "binary":
-        labels = np.where(pred >= threshold, values[1], values[0]) if len(values) else None
-        frame = pd.DataFrame({"score": pred.reshape(-1), "label": labels})
-        return profile(frame, {"score": "numeric", "label": "categorical"})
-    frame = pd.DataFrame(
-        {f"probabilities.{c}": pred[:, i] for i, c in enumerate(values)}
-        | {"label": values[pred.argmax(axis=1)]}
-    )
-    return profile(frame, dict.fromkeys(frame.columns, "numeric") | {"label": "categorical"})
+    columns: dict[str, Any] = {}
+    types: dict[str, str] = {}
+    for field, v in zip(kind.outputs, kind.output_values(pred, threshold), strict=True):
+        if field.kind == LABEL:
+            columns[field.name] = values[v] if len(values) else None
+            types[field.name] = "categorical"
+        elif field.kind == PER_CLASS:
+            for i, c in enumerate(values):
+                columns[f"{field.name}.{c}"] = v[:, i]
+                types[f"{field.name}.{c}"] = "numeric"
+        else:
+            columns[field.name] = v.reshape(-1)
+            types[field.name] = "numeric"
+    return profile(pd.DataFrame(columns), types)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlsd.errors import DataError
 from mlsd.spec import SystemSpec
+from mlsd.tasks import get_task
 
 _POSITIVE_WORDS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 
@@ -45,10 +46,11 @@ def encode_target(frame: pd.DataFrame, spec: SystemSpec) -> tuple[np.ndarray, li
     positive class last in ``classes``. Multiclass: indices into ``classes``. Missing → NaN.
     """
     series = frame[spec.problem.target]
-    if spec.problem.task in ("regression", "ranking"):
+    task = get_task(spec.problem.task)
+    if not task.classification:
         return series.to_numpy(dtype=float, na_value=np.nan), []
     classes = classes_of(series)
-    if spec.problem.task == "binary" and len(classes) == 2:
+    if task.thresholded and len(classes) == 2:
         positive = positive_class(spec, classes)
         if positive is None:  # the rarer class is the one worth finding
             counts = series.value_counts()

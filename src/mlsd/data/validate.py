@@ -23,6 +23,7 @@ from mlsd.data.target import classes_of, encode_target, positive_class
 from mlsd.errors import FeatureError, did_you_mean
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
+from mlsd.tasks import get_task
 from mlsd.workspace import Workspace, write_json
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -170,7 +171,8 @@ def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
             )
         )
         return found
-    if task in ("regression", "ranking") and not pd.api.types.is_numeric_dtype(series.dtype):
+    kind = get_task(task)
+    if not kind.classification and not pd.api.types.is_numeric_dtype(series.dtype):
         found.append(
             Anomaly(
                 "type_mismatch",
@@ -181,7 +183,7 @@ def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
                 "set problem.task to binary or multiclass, or fix the target column",
             )
         )
-    if task == "binary":
+    if kind.thresholded:  # one score and a threshold: exactly two classes
         if len(classes) != 2:
             found.append(
                 Anomaly(
@@ -403,7 +405,7 @@ def check_unused_text(spec: SystemSpec, schema_cols: dict) -> list[Anomaly]:
 
 def check_imbalance(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
     """A class rarer than ``data.checks.min_class_share``."""
-    if spec.problem.task not in ("binary", "multiclass"):
+    if not get_task(spec.problem.task).classification:
         return []
     shares = frame[spec.problem.target].value_counts(normalize=True, dropna=True)
     if shares.empty or shares.min() >= spec.data.checks.min_class_share:
@@ -530,7 +532,7 @@ def check_split_drift(
     col_types = {
         c: (
             "categorical"
-            if spec.problem.task in ("binary", "multiclass") and c == spec.problem.target
+            if get_task(spec.problem.task).classification and c == spec.problem.target
             else types[c]
         )
         for c in cols

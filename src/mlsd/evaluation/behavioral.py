@@ -25,6 +25,7 @@ import pandas as pd
 
 from mlsd.errors import MlsdError, did_you_mean
 from mlsd.spec import BehavioralTestSpec
+from mlsd.tasks import get_task
 
 MAX_EXAMPLES = 5
 DEFAULT_TOLERANCE = {"perturbation": 0.05, "invariance": 1e-9, "directional": 0.0}
@@ -180,7 +181,7 @@ def run_one(
     tolerance = test.tolerance
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[test.kind]
-        if test.kind == "perturbation" and task == "regression":
+        if test.kind == "perturbation" and not get_task(task).classification:
             # outputs in the target's unit: 5% of the spread of the outputs
             tolerance = 0.05 * (float(np.std(before)) or 1.0)
     if test.kind == "directional":

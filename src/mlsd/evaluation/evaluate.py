@@ -16,6 +16,7 @@ from mlsd.errors import DataError
 from mlsd.evaluation.metrics import compute, metrics_for
 from mlsd.features import frame_inputs
 from mlsd.spec import ColumnSpec, SourceSpec, SystemSpec
+from mlsd.tasks import get_task
 from mlsd.workspace import Workspace
 
 REPORT_FOLDER = "evaluate"  # beside the training report, which it must not overwrite
@@ -23,7 +24,7 @@ REPORT_FOLDER = "evaluate"  # beside the training report, which it must not over
 
 def package_labels(series: pd.Series, meta: dict) -> np.ndarray:
     """The target as the package's model sees it (class index, or the value)."""
-    if meta["task"] == "regression":
+    if not get_task(meta["task"]).classification:
         return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     index = {str(c): float(i) for i, c in enumerate(meta["classes"])}
     text = series.astype(object).where(series.notna())

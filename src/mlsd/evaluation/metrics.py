@@ -52,7 +52,7 @@ from mlsd.tasks import BINARY, MULTICLASS, NAMES, TASKS, get_task
 from mlsd.tasks.metric_names import ALL, MetricError, cutoff, resolve, tasks_of
 
 DIRECTIONS = ("max", "min")
-NEEDS = ("value", "score", "label", "ranking")
+NEEDS = ("value", "score", "label", "relevance")
 
 # scikit-learn >= 1.5 clips log-loss probabilities at the dtype's machine epsilon.
 _EPS = float(np.finfo(np.float64).eps)
@@ -76,7 +76,7 @@ class Metric:
     ``fn(y_true, pred, **options)`` scores one metric and raises :class:`MetricError` on bad
     input. What ``pred`` holds depends on ``needs``: ``"value"`` predicted values,
     ``"score"`` P(positive) ``(n,)`` or a class-probability matrix ``(n, k)``, ``"label"``
-    predicted class ids, ``"ranking"`` per-row scores (with ``groups=`` query ids).
+    predicted class ids, ``"relevance"`` per-row scores to rank by (with ``groups=`` query ids).
     Options: ``n_features=`` (adjusted_r2), ``groups=`` (ranking metrics).
     """
 
@@ -698,7 +698,7 @@ def _make_fn(needs: str, tasks: tuple[str, ...], impl: Callable[[Any], float]) -
         def fn(y_true: Any, pred: Any, *, n_features: int | None = None) -> float:
             return impl(_Regression(y_true, pred, n_features))
 
-    elif needs == "ranking":
+    elif needs == "relevance":
 
         def fn(y_true: Any, pred: Any, *, groups: Any = None) -> float:
             return impl(_Ranking(y_true, pred, groups))
@@ -747,7 +747,7 @@ def _ranking_metric(family: str, k: int | None) -> Metric:
     if k is None:
         text = text.replace("the top {k}", "the whole list")
     description = text.format(k=k) + " (per query, averaged over queries; ties averaged)"
-    return _metric(_name(family, k), direction, "ranking", description, factory(k), k)
+    return _metric(_name(family, k), direction, "relevance", description, factory(k), k)
 
 
 def _build_registry() -> dict[str, Metric]:
@@ -836,7 +836,7 @@ def _build_registry() -> dict[str, Metric]:
         _metric(
             "mrr",
             "max",
-            "ranking",
+            "relevance",
             "mean reciprocal rank of the first relevant row (ties averaged)",
             _mrr,
         )
@@ -849,7 +849,6 @@ def _build_registry() -> dict[str, Metric]:
 
 
 METRICS: dict[str, Metric] = _build_registry()
-
 
 
 def _check_task(task: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.reporting import COLORS, Page, fmt, subplots, svg
+from mlsd.tasks import get_task
 
 SCATTER_POINTS = 3000  # points drawn in a scatter plot (a sample of the rows)
 
@@ -286,9 +287,9 @@ def _leaderboard(page: Page, report: dict) -> None:
 
 
 def _performance(page: Page, report: dict, arrays: dict) -> None:
-    task = report["task"]
+    task = get_task(report["task"])
     page.section("Performance", f"on {report['split']}")
-    if task == "binary":
+    if task.thresholded:
         curves = report["curves"]
         figs = []
         if curves.get("roc"):
@@ -297,7 +298,7 @@ def _performance(page: Page, report: dict, arrays: dict) -> None:
             confusion_figure(report["decisions"]["confusion_matrix"], report["model"]["classes"])
         )
         page.figures(*figs)
-    elif task == "multiclass":
+    elif task.classification:
         page.figures(
             confusion_figure(report["decisions"]["confusion_matrix"], report["model"]["classes"])
         )
@@ -372,7 +373,8 @@ def _calibration(page: Page, report: dict) -> None:
 def _decisions(page: Page, report: dict, arrays: dict) -> None:
     d = report["decisions"]
     page.section("Decisions")
-    if report["task"] == "regression":
+    task = get_task(report["task"])
+    if not task.classification:
         r = d["residuals"]
         page.kpis({"mean residual": r["mean"], "residual std": r["std"]})
         page.figures(error_range_figure(d["error_by_target_range"]))
@@ -390,7 +392,7 @@ def _decisions(page: Page, report: dict, arrays: dict) -> None:
             ]
         )
         return
-    if report["task"] != "binary":
+    if not task.thresholded:
         page.text("Multiclass: the predicted class is the most probable one.", cls="note")
         return
     page.kpis(
@@ -479,7 +481,8 @@ def _importance(page: Page, report: dict) -> None:
 
 def _errors(page: Page, report: dict) -> None:
     e = report["errors"]
-    wrong = "" if report["task"] == "regression" else f"; {e['n_wrong']:,} rows wrong in all"
+    classes = get_task(report["task"]).classification
+    wrong = f"; {e['n_wrong']:,} rows wrong in all" if classes else ""
     page.section("Most confident errors", f"{e['what']}{wrong}")
     shown = e["shown_columns"]
     page.table(

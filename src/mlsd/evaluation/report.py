@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlsd.evaluation.metrics import MetricError, _curve, compute, confusion_matrix, get_metric
 from mlsd.features import frame_inputs
+from mlsd.tasks import Task, get_task
 from mlsd.workspace import atomic_write_bytes, write_json
 
 SCHEMA_VERSION = 1
@@ -77,6 +78,11 @@ class Subject:
     classes: list | None = None
     version: int | None = None
     package: str | None = None
+
+    @property
+    def kind(self) -> Task:
+        """The task's class: what differs by kind."""
+        return get_task(self.task)
 
 
 @dataclass
@@ -139,7 +145,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "family": s.family,
             "version": s.version,
             "package": s.package,
-            "threshold": s.threshold if task == "binary" else None,
+            "threshold": s.threshold if s.kind.thresholded else None,
             "classes": s.classes,
         },
         "task": task,
@@ -306,8 +312,7 @@ def _calibration(inputs: ReportInputs, pred: np.ndarray) -> dict[str, Any] | Non
     """Reliability and confidence of the probabilities on the judged rows (classification)."""
     from mlsd.evaluation import calibration
 
-    task = inputs.subject.task
-    if task == "regression":
+    if not inputs.subject.kind.classification:
         return None
     y = inputs.data.y
     out: dict[str, Any] = {
@@ -327,16 +332,16 @@ def _calibration(inputs: ReportInputs, pred: np.ndarray) -> dict[str, Any] | Non
 def _decisions(inputs: ReportInputs, pred: np.ndarray) -> dict[str, Any]:
     """Binary: the threshold in use, its cost and the cost curve; multiclass: the confusion
     matrix; regression: residuals and error by target range."""
-    task, y = inputs.subject.task, inputs.data.y
-    if task == "regression":
+    kind, y = inputs.subject.kind, inputs.data.y
+    if not kind.classification:
         return _regression_decisions(y, pred)
-    k = 2 if task == "binary" else pred.shape[1]
-    labels = (pred >= inputs.subject.threshold) if task == "binary" else pred.argmax(axis=1)
+    k = kind.n_labels(pred.shape[1] if pred.ndim == 2 else 2)
+    labels = kind.decide(pred, inputs.subject.threshold)
     out: dict[str, Any] = {
         "confusion_matrix": confusion_matrix(y, labels.astype(np.float64), k).tolist(),
         "classes": inputs.subject.classes,
     }
-    if task != "binary":
+    if not kind.thresholded:
         return out
     from mlsd.evaluation import thresholds
 
@@ -350,7 +355,7 @@ def _decisions(inputs: ReportInputs, pred: np.ndarray) -> dict[str, Any]:
     t = np.asarray(curve["thresholds"])
     cost = np.asarray(curve["expected_cost"])
     used = inputs.subject.threshold
-    at = compute("binary", y, pred, names=["precision", "recall"], threshold=used)
+    at = compute(kind.name, y, pred, names=["precision", "recall"], threshold=used)
     fp = int(((pred >= used) & (y == 0)).sum())
     fn = int(((pred < used) & (y == 1)).sum())
     fp_cost = costs.false_positive if costs else 1.0
@@ -457,12 +462,12 @@ def _json_value(value: Any) -> Any:
 
 def _errors(inputs: ReportInputs, pred: np.ndarray, imp: dict) -> dict[str, Any]:
     """The rows the model got most confidently wrong, with their inputs."""
-    task, y, s = inputs.subject.task, inputs.data.y, inputs.subject
-    if task == "regression":
+    kind, y, s = inputs.subject.kind, inputs.data.y, inputs.subject
+    if not kind.classification:
         wrong = np.arange(len(y))
         badness = np.abs(y - pred)
         what = f"largest absolute errors among {len(y):,} rows"
-    elif task == "binary":
+    elif kind.thresholded:
         label = pred >= s.threshold
         wrong = np.flatnonzero(label != (y == 1))
         badness = np.where(y == 1, 1 - pred, pred)[wrong]
@@ -497,7 +502,7 @@ def _importance_order(imp: dict) -> list[dict] | None:
 
 
 def _label_name(s: Subject, value: float) -> Any:
-    if s.task == "regression":
+    if not s.kind.classification:
         return float(value)
     if s.classes:
         return _json_value(s.classes[int(value)])
@@ -505,7 +510,7 @@ def _label_name(s: Subject, value: float) -> Any:
 
 
 def _prediction(s: Subject, value: Any) -> Any:
-    if s.task == "multiclass":
+    if s.kind.per_class:
         k = int(np.argmax(value))
         return {"class": _label_name(s, k), "probability": float(value[k])}
     return float(value)
@@ -519,7 +524,7 @@ def _thin(values: np.ndarray, n: int = CURVE_POINTS) -> list[float]:
 
 def _curves(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """ROC and precision-recall points (binary), thinned to ~100 points each."""
-    if task != "binary":
+    if not get_task(task).thresholded:
         return {}
     tps, fps = _curve(np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64))
     pos, neg = tps[-1], fps[-1]
@@ -529,7 +534,7 @@ def _curves(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     precision = tps / np.maximum(tps + fps, 1)
     recall = tps / pos
     try:
-        auc = compute("binary", y, pred, names=["roc_auc", "pr_auc"])
+        auc = compute(task, y, pred, names=["roc_auc", "pr_auc"])
     except MetricError:
         auc = {"roc_auc": None, "pr_auc": None}
     return {

@@ -24,6 +24,7 @@ import pandas as pd
 
 from mlsd.errors import MlsdError
 from mlsd.evaluation.metrics import MetricError, compute
+from mlsd.tasks import get_task
 
 BOOTSTRAP = 500  # resamples behind each confidence interval
 LEVELS = 12  # a numeric column with at most this many distinct values is sliced by value
@@ -61,11 +62,12 @@ def row_loss(task: str, y: np.ndarray, pred: np.ndarray, primary: str) -> SliceL
     error for other regression metrics, log loss (always defined, proper) for classification."""
     y = np.asarray(y, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
-    if task == "regression":
+    kind = get_task(task)
+    if not kind.classification:
         if primary == "rmse":
             return SliceLoss("rmse", (y - pred) ** 2, root=True)
         return SliceLoss("mae", np.abs(y - pred))
-    if task == "binary":
+    if kind.thresholded:
         p = pred[:, 1] if pred.ndim == 2 else pred
         p = np.clip(p, _EPS, 1 - _EPS)
         return SliceLoss("log_loss", -(y * np.log(p) + (1 - y) * np.log1p(-p)))

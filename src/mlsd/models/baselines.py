@@ -76,7 +76,7 @@ class Baseline(ABC):
 
 
 def _n_classes(task: TaskInfo) -> int:
-    return 2 if task.kind == "binary" else task.n_classes
+    return task.definition.n_labels(task.n_classes)
 
 
 def _priors(y: np.ndarray, k: int) -> np.ndarray:
@@ -86,9 +86,9 @@ def _priors(y: np.ndarray, k: int) -> np.ndarray:
 def _summary(y: np.ndarray, task: TaskInfo, statistic: Statistic) -> np.ndarray:
     """One prediction summarising ``y``: a scalar array (regression, P(positive)) or the
     class frequencies (multiclass)."""
-    if task.kind == "regression":
+    if not task.is_classification:
         return np.asarray(np.median(y) if statistic == "median" else np.mean(y))
-    if task.kind == "binary":
+    if not task.definition.per_class:  # P(positive): the share of positives
         return np.asarray(np.mean(y))
     return _priors(y, task.n_classes)
 
@@ -130,9 +130,9 @@ class RandomBaseline(Baseline):
         if not self.task.is_classification:
             return rng.choice(self.values_, size=n, replace=True)
         drawn = rng.choice(len(self.priors_), size=n, p=self.priors_)
-        if self.task.kind == "binary":
-            return drawn.astype(np.float64)
-        return np.eye(len(self.priors_))[drawn]
+        if self.task.definition.per_class:
+            return np.eye(len(self.priors_))[drawn]
+        return drawn.astype(np.float64)
 
     def describe(self) -> dict[str, Any]:
         """Strategy and seed."""
@@ -340,13 +340,12 @@ class HeuristicBaseline(_RuleBaseline):
         return keys.reset_index(drop=True)
 
     def _outputs(self) -> list[str]:
-        k = _n_classes(self.task) if self.task.kind == "multiclass" else 1
-        return [f"__mlsd_out{i}" for i in range(k)]
+        return [f"__mlsd_out{i}" for i in range(self.task.n_scores)]
 
     def _fit_groups(self, frame: pd.DataFrame, y: np.ndarray) -> None:
         assert self.group is not None
         keys, outputs = self._keys(frame), self._outputs()
-        if self.task.kind == "multiclass":
+        if self.task.definition.per_class:
             values = np.eye(self.task.n_classes)[y.astype(np.int64)]
         else:
             values = y[:, None]
@@ -365,7 +364,7 @@ class HeuristicBaseline(_RuleBaseline):
         values = np.array(merged[self._outputs()], dtype=np.float64)  # writable copy
         unseen = np.isnan(values).any(axis=1)
         values[unseen] = np.atleast_1d(self.overall_)
-        return values if self.task.kind == "multiclass" else values[:, 0]
+        return values if self.task.definition.per_class else values[:, 0]
 
     def describe(self) -> dict[str, Any]:
         """The expression and what was learned from it."""
@@ -560,13 +559,13 @@ def make_baselines(
     """The baselines a model must beat: random, zero_rule, and the spec's heuristic or,
     without one, the learned stump. ``statistic`` is what regression baselines predict per
     side (median for absolute-error metrics); ``target`` lets a group heuristic be checked."""
-    if task.kind not in ("binary", "multiclass", "regression"):
+    if not task.definition.trainable:
         raise ModelError(
-            f"baselines cover binary, multiclass and regression tasks, not {task.kind!r}",
-            hint="ranking tasks are compared against their own baselines",
+            f"these baselines cover the tasks `mlsd train` fits, not {task.kind!r}",
+            hint=f"{task.kind} tasks are compared against their own baselines",
         )
-    if task.kind == "multiclass" and task.n_classes < 2:
-        raise ModelError("a multiclass task needs n_classes >= 2", hint="set TaskInfo.n_classes")
+    if task.is_classification and _n_classes(task) < 2:
+        raise ModelError(f"a {task.kind} task needs n_classes >= 2", hint="set TaskInfo.n_classes")
     rule: Baseline = (
         HeuristicBaseline(task, heuristic, seed=seed, statistic=statistic, target=target)
         if heuristic is not None and str(heuristic).strip()

@@ -33,6 +33,7 @@ from mlsd.predlog.writer import PredictionLog
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServedModel, ServingError, load_served
 from mlsd.spec import ServingSpec
+from mlsd.tasks import LABEL, NUMBER, PER_CLASS
 from mlsd.workspace import Workspace
 
 TOKEN_ENV = "MLSD_ADMIN_TOKEN"
@@ -267,39 +268,25 @@ def _v2_instances(payload: Any) -> list[dict]:
     return [{name: values[i] for name, values in columns.items()} for i in range(n)]
 
 
+_V2_DATATYPES = {NUMBER: "FP64", LABEL: "BYTES", PER_CLASS: "FP64"}
+
+
 def _v2_outputs(result: dict[str, Any], model: ServedModel) -> list[dict]:
+    """The answer's output tensors, one per output field of the task (``Task.outputs``)."""
     preds = result["predictions"]
     n = len(preds)
-    if model.task == "regression":
-        return [
-            {"name": "value", "shape": [n], "datatype": "FP64", "data": [p["value"] for p in preds]}
-        ]
-    labels = {
-        "name": "label",
-        "shape": [n],
-        "datatype": "BYTES",
-        "data": [str(p["label"]) for p in preds],
-    }
-    if model.task == "binary":
-        return [
-            {
-                "name": "score",
-                "shape": [n],
-                "datatype": "FP64",
-                "data": [p["score"] for p in preds],
-            },
-            labels,
-        ]
-    k = len(preds[0]["probabilities"]) if preds else 0
-    return [
-        labels,
-        {
-            "name": "probabilities",
-            "shape": [n, k],
-            "datatype": "FP64",
-            "data": [v for p in preds for v in p["probabilities"].values()],
-        },
-    ]
+    tensors = []
+    for field in model.task.outputs:
+        column = [p[field.name] for p in preds]
+        shape = [n]
+        if field.kind == LABEL:
+            column = [str(v) for v in column]
+        elif field.kind == PER_CLASS:
+            shape = [n, len(column[0]) if column else 0]
+            column = [v for row in column for v in row.values()]
+        datatype = _V2_DATATYPES[field.kind]
+        tensors.append({"name": field.name, "shape": shape, "datatype": datatype, "data": column})
+    return tensors
 
 
 _PREDICT_BODY = {
@@ -397,7 +384,7 @@ def create_app(server: Server) -> Edge:
                 "version": model.version,
                 "ref": server.ref,
                 "package": str(model.package.folder),
-                "task": model.task,
+                "task": model.task.name,
                 "created_at": manifest.get("created_at"),
                 "loaded_at": model.loaded_at,
                 "signature": model.package.signature,

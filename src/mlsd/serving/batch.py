@@ -41,6 +41,7 @@ import numpy as np
 
 from mlsd.errors import DataError
 from mlsd.serving.model import ServedModel, load_served
+from mlsd.tasks import LABEL, PER_CLASS, get_task
 from mlsd.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -499,27 +500,27 @@ def _plain_column(array: pa.Array) -> pa.Array:
 
 class Outputs:
     """The prediction columns the server answers with, as Arrow arrays, vectorised: the
-    same values as ``mlsd.serving.model.format_outputs`` (non-finite numbers are null)."""
+    same values as ``mlsd.serving.model.format_outputs`` (non-finite numbers are null), a
+    per-class field as one ``probability_<class>`` column per class."""
 
     def __init__(self, signature: dict, label: str, flags: bool):
         import pyarrow as pa
 
         output = signature["output"]
-        self.task = output["task"]
+        self.task = get_task(output["task"])
         self.label = label
         self.flags = flags
         self.classes = output.get("classes") or []
+        self.threshold = output.get("threshold", 0.5)
+        self._classes = pa.array(self.classes)
         fields = []
-        if self.task == "regression":
-            fields.append(pa.field("value", pa.float64()))
-        else:
-            self._classes = pa.array(self.classes)
-            if self.task == "binary":
-                self.threshold = output.get("threshold", 0.5)
-                fields += [pa.field("score", pa.float64()), pa.field("label", self._classes.type)]
-            else:
-                fields.append(pa.field("label", self._classes.type))
+        for field in self.task.outputs:
+            if field.kind == LABEL:
+                fields.append(pa.field(field.name, self._classes.type))
+            elif field.kind == PER_CLASS:
                 fields += [pa.field(f"probability_{c}", pa.float64()) for c in self.classes]
+            else:
+                fields.append(pa.field(field.name, pa.float64()))
         fields.append(pa.field(MODEL_VERSION, pa.string()))
         if flags:
             fields.append(pa.field(FLAGS, pa.string()))
@@ -539,14 +540,15 @@ class Outputs:
 
         n = len(pred)
         pred = pred.astype(np.float64, copy=False)  # as the server compares: Python floats
-        if self.task == "regression":
-            out = [self._numbers(pred)]
-        elif self.task == "binary":
-            chosen = (pred >= self.threshold).astype(np.int8)
-            out = [self._numbers(pred), self._classes.take(pa.array(chosen))]
-        else:
-            out = [self._classes.take(pa.array(pred.argmax(axis=1)))]
-            out += [self._numbers(pred[:, i]) for i in range(pred.shape[1])]
+        out = []
+        values = self.task.output_values(pred, self.threshold)
+        for field, v in zip(self.task.outputs, values, strict=True):
+            if field.kind == LABEL:
+                out.append(self._classes.take(pa.array(v)))
+            elif field.kind == PER_CLASS:
+                out += [self._numbers(v[:, i]) for i in range(v.shape[1])]
+            else:
+                out.append(self._numbers(v))
         out.append(pa.repeat(pa.scalar(self.label, pa.string()), n))
         if self.flags:
             out.append(flags if flags is not None else pa.nulls(n, pa.string()))

@@ -17,6 +17,7 @@ from mlsd.models import aliases
 from mlsd.models import package as packages
 from mlsd.serving.validation import RequestValidator
 from mlsd.spec import ServingSpec
+from mlsd.tasks import LABEL, NUMBER, PER_CLASS, Task, get_task
 
 
 class ServingError(MlsdError):
@@ -35,10 +36,10 @@ class ServedModel:
     validator: RequestValidator
     loaded_at: float
 
-    @property
-    def task(self) -> str:
-        """binary, multiclass or regression."""
-        return self.package.manifest["meta"]["task"]
+    @cached_property
+    def task(self) -> Task:
+        """The package's task kind (what its outputs look like)."""
+        return get_task(self.package.manifest["meta"]["task"])
 
     @cached_property  # read several times per request
     def label(self) -> str:
@@ -52,7 +53,7 @@ class ServedModel:
     def check_holdout(self) -> None:
         """Answer the package's holdout through this serving path; refuse on any difference."""
         inputs, expected = packages.holdout(self.package)
-        got = np.asarray([_numbers(o) for o in self.predict(inputs)], dtype=np.float64)
+        got = np.asarray([_numbers(o, self.task) for o in self.predict(inputs)], dtype=np.float64)
         want = expected.reshape(len(expected), -1)
         if got.shape != want.shape or not np.allclose(
             got, want, rtol=1e-9, atol=1e-12, equal_nan=True
@@ -64,13 +65,15 @@ class ServedModel:
             )
 
 
-def _numbers(output: dict[str, Any]) -> list[float]:
+def _numbers(output: dict[str, Any], task: Task) -> list[float]:
     """The numeric part of an output, in the order the package records it."""
-    if "value" in output:
-        return [output["value"]]
-    if "score" in output:
-        return [output["score"]]
-    return list(output["probabilities"].values())
+    numbers = []
+    for field in task.outputs:
+        if field.kind == NUMBER:
+            numbers.append(output[field.name])
+        elif field.kind == PER_CLASS:
+            numbers.extend(output[field.name].values())
+    return numbers
 
 
 def _clean(x: float) -> float | None:
@@ -78,27 +81,26 @@ def _clean(x: float) -> float | None:
 
 
 def format_outputs(pred: np.ndarray, signature: dict) -> list[dict[str, Any]]:
-    """Model outputs as JSON objects: regression ``value``; binary ``score`` (probability of
-    the positive class) and ``label`` at the package's threshold; multiclass ``label`` and
-    ``probabilities`` by class. Non-finite numbers become null."""
+    """Model outputs as JSON objects with the task's output fields (``Task.outputs``):
+    numbers as floats, labels as the package's class values, per-class numbers as an object
+    keyed by class. Non-finite numbers become null."""
     output = signature["output"]
-    task = output["task"]
-    if task == "regression":
-        return [{"value": _clean(v)} for v in pred.tolist()]
-    classes = output["classes"]
-    if task == "binary":
-        threshold = output.get("threshold", 0.5)
-        negative, positive = classes[0], classes[1]
-        return [
-            {"score": _clean(p), "label": positive if p >= threshold else negative}
-            for p in pred.tolist()
-        ]
-    names = [str(c) for c in classes]
-    best = pred.argmax(axis=1).tolist()
-    return [
-        {"label": classes[b], "probabilities": dict(zip(names, map(_clean, row), strict=True))}
-        for b, row in zip(best, pred.tolist(), strict=True)
-    ]
+    task = get_task(output["task"])
+    classes = output.get("classes") or []
+    # compared and answered as Python floats, whatever the model's dtype
+    pred = np.asarray(pred, dtype=np.float64)
+    values = task.output_values(pred, output.get("threshold", 0.5))
+    columns: list[list[Any]] = []
+    for field, v in zip(task.outputs, values, strict=True):
+        if field.kind == LABEL:
+            columns.append([classes[i] for i in v.tolist()])
+        elif field.kind == PER_CLASS:
+            names = [str(c) for c in classes]
+            columns.append([dict(zip(names, map(_clean, row), strict=True)) for row in v.tolist()])
+        else:
+            columns.append([_clean(x) for x in v.tolist()])
+    names = [field.name for field in task.outputs]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def load_served(

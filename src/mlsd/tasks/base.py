@@ -88,6 +88,11 @@ class Task:
         return self.outputs[0]
 
     @property
+    def per_class(self) -> bool:
+        """A prediction is a row of class probabilities (a matrix), not one number per row."""
+        return any(f.kind == PER_CLASS for f in self.outputs)
+
+    @property
     def logged_outputs(self) -> tuple[str, ...]:
         """Output fields with one value per row (per-class fields are read apart)."""
         return tuple(f.name for f in self.outputs if f.kind != PER_CLASS)
