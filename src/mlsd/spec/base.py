@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-Task = Literal["binary", "multiclass", "regression", "ranking"]
+from mlsd.tasks import NAMES
+
+Task = Literal[NAMES]  # the task kinds of mlsd.tasks
 ColumnType = Literal["numeric", "boolean", "categorical", "datetime", "text", "identifier"]
 DatetimePart = Literal["year", "month", "day", "dayofweek", "dayofyear", "hour", "minute"]
 Scalar = str | int | float | bool

@@ -6,6 +6,8 @@ Each finding is (key path, problem, hint); the loader turns it into a SpecError 
 from __future__ import annotations
 
 from mlsd.spec.system import SystemSpec
+from mlsd.tasks import get_task
+from mlsd.tasks.metric_names import MetricError, resolve
 
 
 def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
@@ -28,7 +30,8 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "remove the target from features.include",
             )
         )
-    if spec.problem.positive_class is not None and spec.problem.task != "binary":
+    task = get_task(spec.problem.task)
+    if spec.problem.positive_class is not None and not task.thresholded:
         found.append(
             (
                 (("problem", "positive_class")),
@@ -86,7 +89,7 @@ def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 )
             )
     rule = ev.threshold.rule
-    if rule != "cost" and spec.problem.task != "binary":
+    if rule != "cost" and not get_task(spec.problem.task).thresholded:
         found.append(
             (
                 ("evaluation", "threshold", "rule"),
@@ -115,15 +118,12 @@ def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
 
 def _metric_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
     """Metric names in the spec that do not exist or do not fit the task."""
-    from mlsd.errors import MlsdError
-    from mlsd.evaluation.metrics import get_metric  # numpy only: cheap to import
-
     named = [(("metrics", "primary"), spec.metrics.primary)] if spec.metrics.primary else []
     named += [(("metrics", "guardrails", name), name) for name in spec.metrics.guardrails]
     found = []
     for path, name in named:
         try:
-            get_metric(name, spec.problem.task)
-        except MlsdError as exc:
+            resolve(name, get_task(spec.problem.task))
+        except MetricError as exc:
             found.append((path, exc.message, exc.hint or ""))
     return found

@@ -15,6 +15,7 @@ from mlsd.spec.models import EvaluationSpec, ModelsSpec
 from mlsd.spec.monitoring import MonitoringSpec, RetrainingSpec
 from mlsd.spec.problem import ArchitectureSpec, MetricsSpec, ProblemSpec
 from mlsd.spec.serving import RolloutSpec, ServingSpec
+from mlsd.tasks import get_task
 
 
 class SystemSpec(Section):
@@ -77,7 +78,7 @@ class SystemSpec(Section):
             return method
         if self.problem.time:
             return "time"
-        return "stratified" if self.problem.task in ("binary", "multiclass") else "random"
+        return get_task(self.problem.task).default_split
 
     @property
     def split_group(self) -> str | None:
