@@ -11,8 +11,8 @@ import pytest
 
 from mlsd.models import package
 from mlsd.models.base import FitData, ModelError, TaskInfo
-from mlsd.models.ensemble import EnsembleModel, average
-from mlsd.models.families import load_model, make_model
+from mlsd.models.ensemble import average
+from mlsd.models.families import EnsembleModel, load_model, make_model
 from mlsd.models.train import train
 from mlsd.spec import parse_spec
 from mlsd.workspace import Workspace

@@ -87,7 +87,7 @@ def test_bad_parameters_and_inputs_are_model_errors():
     assert LinearModel(REGRESSION, {"class_weight": None}).resolved == {"alpha": 1.0}
     with pytest.raises(ModelError, match="not regression"):
         LinearModel(REGRESSION, {"class_weight": "balanced"})
-    with pytest.raises(ModelError, match="positive"):
+    with pytest.raises(ModelError, match="parameter C must be a number > 0 — given 0"):
         LinearModel(BINARY, {"C": 0})
     X, y = _classes()
     with pytest.raises(ModelError, match="missing or infinite"):

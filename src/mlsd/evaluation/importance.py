@@ -1,8 +1,10 @@
 """Which inputs the model leans on: gain, SHAP contributions, coefficients, permutation.
 
-Every view is reported per *input column* (the one-hot or cyclical features a column expands
-into are summed back), because that is what a person can act on; coefficients stay per
-feature, since a linear model's weight belongs to one feature.
+Which views apply is the importance method its family declares
+(:data:`mlsd.model_params.TREES` or :data:`~mlsd.model_params.COEFFICIENTS`); permutation
+applies to every model. Every view is reported per *input column* (the one-hot or cyclical
+features a column expands into are summed back), because that is what a person can act on;
+coefficients stay per feature, since a linear model's weight belongs to one feature.
 
 - gain: LightGBM's total split gain per feature (how much the trees used it).
 - SHAP: LightGBM's own exact TreeSHAP contributions (``pred_contrib``), mean absolute value
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.evaluation.metrics import MetricError, compute, get_metric
+from mlsd.model_params import COEFFICIENTS, FAMILIES, TREES
 
 TOP = 20  # rows per importance table
 SHAP_ROWS = 2000  # TreeSHAP costs trees x leaves x depth per row: a sample says enough
@@ -51,6 +54,13 @@ def _ranked(values: dict[str, float], key: str) -> list[dict[str, Any]]:
     return [{"feature": k, key: v, "share": abs(v) / total} for k, v in rows]
 
 
+def method(model: Any) -> str | None:
+    """How ``model``'s family reads its importance (None for a model of no declared family,
+    such as an ensemble)."""
+    family = FAMILIES.get(model.family)
+    return family.importance if family else None
+
+
 def _lightgbm_booster(model: Any) -> Any:
     """The lightgbm package's Booster for a fitted or loaded mlsd GBDT model (offline only)."""
     import lightgbm as lgb
@@ -64,7 +74,7 @@ def contributions(model: Any, X: np.ndarray) -> np.ndarray:
     booster = _lightgbm_booster(model)
     out = booster.predict(np.asarray(X, dtype=np.float64), pred_contrib=True)
     out = np.asarray(out)
-    k = model.task.n_classes if model.task.kind == "multiclass" else 1
+    k = model.task.n_scores
     return out.reshape(len(X), k, -1) if k > 1 else out
 
 
@@ -76,16 +86,16 @@ def raw_score(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def gain(model: Any, featurizer: Any) -> list[dict[str, Any]] | None:
-    """Total split gain per input column (LightGBM models; None for other families)."""
-    if model.family != "lightgbm":
+    """Total split gain per input column (tree models; None for other families)."""
+    if method(model) != TREES:
         return None
     values = _lightgbm_booster(model).feature_importance(importance_type="gain")
     return _ranked(_by_column(np.asarray(values, dtype=np.float64), featurizer), "gain")
 
 
 def shap(model: Any, featurizer: Any, X: np.ndarray, seed: int = 0) -> dict[str, Any] | None:
-    """Mean |SHAP contribution| per input column on (a sample of) ``X``; LightGBM only."""
-    if model.family != "lightgbm" or not len(X):
+    """Mean |SHAP contribution| per input column on (a sample of) ``X``; tree models only."""
+    if method(model) != TREES or not len(X):
         return None
     rows = _sample(len(X), SHAP_ROWS, seed)
     contrib = contributions(model, X[rows])
@@ -105,7 +115,7 @@ def shap(model: Any, featurizer: Any, X: np.ndarray, seed: int = 0) -> dict[str,
 def coefficients(model: Any) -> list[dict[str, Any]] | None:
     """A linear model's weights on its standardised features, largest first (None otherwise).
     With several outputs (multiclass) the weight shown is the largest in absolute value."""
-    if model.family != "linear" or model.coef_ is None:
+    if method(model) != COEFFICIENTS or model.coef_ is None:
         return None
     coef = np.asarray(model.coef_)
     names = model.feature_names or [f"f{i}" for i in range(coef.shape[0])]

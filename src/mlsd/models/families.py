@@ -1,21 +1,28 @@
-"""The candidate families by name: make a model for a spec's ``models.candidates`` entry, or
-load any saved model by the family written in its ``model.json``.
+"""The model classes by family name: make a model for a spec's ``models.candidates`` entry, or
+load any saved model by the family written in its ``model.json``; and the ensemble, an average
+of fitted models of these families, saved as its members' own files and loaded through them.
 
-The family modules import their heavy libraries (scikit-learn, lightgbm) only inside fit and
-load, so importing this module is cheap and loading a linear model never touches sklearn.
+The names and parameter tables are declared in :mod:`mlsd.model_params`; this module only maps
+each declared name to its class. The family modules import their heavy libraries
+(scikit-learn, lightgbm) only inside fit, so importing this module is cheap and loading a
+linear model never touches sklearn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlsd.errors import did_you_mean
-from mlsd.models.base import Model, ModelError, TaskInfo, read_header
+from mlsd.models.base import FitData, Model, ModelError, TaskInfo, read_header
 from mlsd.models.gbdt import GBDTModel
 from mlsd.models.linear import LinearModel
 
-FAMILIES: dict[str, type[Model]] = {"linear": LinearModel, "lightgbm": GBDTModel}
+FAMILIES: dict[str, type[Model]] = {cls.family: cls for cls in (LinearModel, GBDTModel)}
+MEMBER_DIR = "member_{}"
 
 
 def family_class(family: str) -> type[Model]:
@@ -37,17 +44,82 @@ def make_model(
 
 
 def load_model(folder: Path) -> Model:
-    """Load a saved model of any family (read from its ``model.json``)."""
-    header = read_header(Path(folder))
-    family = header.get("family")
-    if family == "ensemble":  # an average of saved members of the families below
-        from mlsd.models.ensemble import EnsembleModel
-
-        return EnsembleModel.load(Path(folder))
+    """Load a saved model of any family, or an ensemble of them (read from its ``model.json``)."""
+    folder = Path(folder)
+    family = read_header(folder).get("family")
+    if family == EnsembleModel.family:
+        return EnsembleModel.load(folder)
     if family not in FAMILIES:
         raise ModelError(
-            f"{Path(folder)} holds a model of unknown family {family!r}",
+            f"{folder} holds a model of unknown family {family!r}",
             hint=f"this mlsd knows {', '.join(FAMILIES)}; re-train with one of them or "
             "upgrade mlsd",
         )
-    return FAMILIES[family].load(Path(folder))
+    return FAMILIES[family].load(folder)
+
+
+class EnsembleModel(Model):
+    """The plain average of fitted members' predictions (probabilities, or values)."""
+
+    family = "ensemble"
+
+    def __init__(
+        self,
+        task: TaskInfo,
+        params: dict[str, Any] | None = None,
+        seed: int = 0,
+        members: Sequence[Model] = (),
+    ):
+        super().__init__(task, params, seed)
+        self.members = list(members)
+        if self.members:
+            encodings = {m.encoding for m in self.members}
+            if len(encodings) > 1:
+                raise ModelError(
+                    f"ensemble members want different feature encodings {sorted(encodings)}",
+                    hint="average members that share one featurizer",
+                )
+            self.encoding = self.members[0].encoding
+
+    def fit(self, data: FitData) -> EnsembleModel:
+        """Fit every member on ``data`` (training normally averages members fitted already)."""
+        for member in self.members:
+            member.fit(data)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The mean of the members' predictions, in the task's shape."""
+        if not self.members:
+            raise ModelError("the ensemble has no members", hint="build it from fitted models")
+        total = np.asarray(self.members[0].predict(X), dtype=np.float64).copy()
+        for member in self.members[1:]:
+            total += np.asarray(member.predict(X), dtype=np.float64)
+        return total / len(self.members)
+
+    def save(self, folder: Path) -> list[str]:
+        """Each member in ``member_<i>/`` in its own format, and ``model.json`` naming them."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, member in enumerate(self.members):
+            sub = folder / MEMBER_DIR.format(i)
+            sub.mkdir(exist_ok=True)
+            written += [f"{sub.name}/{name}" for name in member.save(sub)]
+        self._write_header(folder, members=[m.family for m in self.members])
+        return [*written, "model.json"]
+
+    @classmethod
+    def load(cls, folder: Path) -> EnsembleModel:
+        """Read an ensemble written by :meth:`save`, loading each member by its family."""
+        folder = Path(folder)
+        header = read_header(folder, cls.family)
+        members = [load_model(folder / MEMBER_DIR.format(i)) for i in range(len(header["members"]))]
+        return cls(TaskInfo(**header["task"]), header.get("params"), header["seed"], members)
+
+    def describe(self) -> dict[str, Any]:
+        """Family, the members' names and families."""
+        return {
+            "family": self.family,
+            "params": self.params,
+            "members": [m.describe() for m in self.members],
+        }

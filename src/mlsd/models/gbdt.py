@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.errors import did_you_mean
+from mlsd.model_params import LIGHTGBM
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 from mlsd.models.lgbm_runtime import Booster
+from mlsd.tasks import BINARY, MULTICLASS, REGRESSION
 
 MODEL_TXT = "model.txt"
 NUM_THREADS = 2  # thread count for large tables (a fixed number: results may depend on it)
@@ -28,37 +29,13 @@ NUM_THREADS = 2  # thread count for large tables (a fixed number: results may de
 THREADED_ROWS = 100_000
 MAX_ROUNDS = 2000  # with a validation split, early stopping picks the number of trees
 ROUNDS_WITHOUT_VALID = 200  # no split to stop on: about LightGBM's default shrinkage in total
-PATIENCE = 50
 
-# LightGBM parameters a caller may set, with our defaults for small-to-medium tables.
-BOOSTER_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 20,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 1.0,
-    "bagging_freq": 0,
-    "lambda_l1": 0.0,
-    "lambda_l2": 0.0,
-    "max_depth": -1,
-    "min_sum_hessian_in_leaf": 1e-3,
-    "max_bin": 255,
-    "cat_smooth": 10.0,
-    "cat_l2": 10.0,
-    "min_data_per_group": 100,
-    "max_cat_threshold": 32,
-    "extra_trees": False,
-}
-# Parameters of the fit itself, not of the booster.
-FIT_DEFAULTS: dict[str, Any] = {
-    "class_weight": None,
-    "num_boost_round": None,  # None: MAX_ROUNDS with a valid split, else ROUNDS_WITHOUT_VALID
-    "early_stopping_rounds": PATIENCE,
-}
+# Parameters of the fit itself; the rest of the family's table goes to the booster.
+FIT_PARAMS = frozenset({"class_weight", "num_boost_round", "early_stopping_rounds"})
 OBJECTIVES = {
-    "regression": ("regression", "l2"),
-    "binary": ("binary", "binary_logloss"),
-    "multiclass": ("multiclass", "multi_logloss"),
+    REGRESSION.name: ("regression", "l2"),
+    BINARY.name: ("binary", "binary_logloss"),
+    MULTICLASS.name: ("multiclass", "multi_logloss"),
 }
 VALID_NAME = "valid"
 
@@ -66,17 +43,14 @@ VALID_NAME = "valid"
 class GBDTModel(Model):
     """LightGBM boosted trees on integer-coded features (categorical codes stay categorical)."""
 
-    family = "lightgbm"
+    family = LIGHTGBM.name
     encoding = "codes"
 
     def __init__(self, task: TaskInfo, params: dict[str, Any] | None = None, seed: int = 0):
         super().__init__(task, params, seed)
-        if task.kind not in OBJECTIVES:
-            raise ModelError(
-                f"the lightgbm model cannot learn a {task.kind!r} task",
-                hint="use it for binary, multiclass or regression",
-            )
-        self.booster_params, self.fit_params = _split_params(self.params, task)
+        resolved = LIGHTGBM.validate(self.params, task.kind, error=ModelError)
+        self.booster_params = {k: v for k, v in resolved.items() if k not in FIT_PARAMS}
+        self.fit_params = {k: v for k, v in resolved.items() if k in FIT_PARAMS}
         self.booster_: Booster | None = None  # the runtime booster every prediction uses
         self.best_iteration: int | None = None
         self.n_features: int | None = None
@@ -95,7 +69,7 @@ class GBDTModel(Model):
             "num_threads": _threads(n_rows),
             "verbose": -1,
         }
-        if self.task.kind == "multiclass":
+        if self.task.n_scores > 1:
             params["num_class"] = self.task.n_classes
         return params
 
@@ -105,7 +79,8 @@ class GBDTModel(Model):
         import lightgbm as lgb
 
         y = check_labels(data.y, self.task)
-        weight = _weights(y, data.sample_weight, self.task, self.fit_params["class_weight"])
+        class_weight = self.fit_params.get("class_weight")
+        weight = _weights(y, data.sample_weight, self.task, class_weight)
         categorical = sorted(int(i) for i in data.categorical)
         train = lgb.Dataset(
             np.asarray(data.X, dtype=np.float64),
@@ -121,7 +96,7 @@ class GBDTModel(Model):
         if has_valid:
             y_valid = check_labels(data.y_valid, self.task)
             # weigh validation rows like training rows so early stopping tracks the same loss
-            valid_weight = _weights(y_valid, None, self.task, self.fit_params["class_weight"])
+            valid_weight = _weights(y_valid, None, self.task, class_weight)
             valid = lgb.Dataset(
                 np.asarray(data.X_valid, dtype=np.float64),
                 label=y_valid,
@@ -180,9 +155,8 @@ class GBDTModel(Model):
                 hint="transform the inputs with the featurizer saved beside this model",
             )
         out = booster.predict(X, num_threads=_threads(len(X)))
-        if self.task.kind == "multiclass":
-            return out.reshape(len(X), self.task.n_classes)
-        return out.reshape(len(X))
+        k = self.task.n_scores
+        return out.reshape(len(X), k) if k > 1 else out.reshape(len(X))
 
     def save(self, folder: Path) -> list[str]:
         """Write ``model.txt`` (LightGBM text) and ``model.json``."""
@@ -237,30 +211,6 @@ def _threads(n_rows: int) -> int:
     return NUM_THREADS if n_rows >= THREADED_ROWS else 1
 
 
-def _split_params(params: dict[str, Any], task: TaskInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Booster and fit parameters with defaults; unknown names get a did-you-mean."""
-    known = {**BOOSTER_DEFAULTS, **FIT_DEFAULTS}
-    for name in params:
-        if name not in known:
-            raise ModelError(
-                f"unknown lightgbm parameter {name!r}{did_you_mean(name, known)}",
-                hint=f"use one of: {', '.join(known)}",
-            )
-    booster = {**BOOSTER_DEFAULTS, **{k: v for k, v in params.items() if k in BOOSTER_DEFAULTS}}
-    fit = {**FIT_DEFAULTS, **{k: v for k, v in params.items() if k in FIT_DEFAULTS}}
-    if fit["class_weight"] not in (None, "balanced"):
-        raise ModelError(
-            f"class_weight must be None or 'balanced', got {fit['class_weight']!r}",
-            hint="use class_weight: balanced, or leave it out",
-        )
-    if fit["class_weight"] is not None and not task.is_classification:
-        raise ModelError(
-            "class_weight applies to binary and multiclass tasks, not regression",
-            hint="leave class_weight out for regression",
-        )
-    return booster, fit
-
-
 def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-row weights n / (k · n_class), as scikit-learn's ``class_weight="balanced"``
     (k counts the classes present)."""
@@ -275,8 +225,7 @@ def _weights(
     y: np.ndarray, sample_weight: np.ndarray | None, task: TaskInfo, class_weight: str | None
 ) -> np.ndarray | None:
     weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if class_weight == "balanced" and task.is_classification:
-        k = 2 if task.kind == "binary" else task.n_classes
-        balanced = balanced_weights(y, k)
+    if class_weight == "balanced":
+        balanced = balanced_weights(y, task.definition.n_labels(task.n_classes))
         weight = balanced if weight is None else weight * balanced
     return weight

@@ -1,9 +1,9 @@
 """The linear candidate: ridge regression, or L2 logistic regression for classes.
 
 scikit-learn fits it; the fitted state is only an intercept vector and a coefficient matrix,
-saved as ``coefficients.json``. Predicting is numpy alone (``X @ W + b`` then sigmoid or
-softmax), the same code before and after saving, so a loaded model gives bit-identical
-predictions and the serving path never imports scikit-learn.
+saved as ``coefficients.json``. Predicting is numpy alone (``X @ W + b``, then the task's
+``from_margin``: identity, sigmoid or softmax), the same code before and after saving, so a
+loaded model gives bit-identical predictions and the serving path never imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.errors import did_you_mean
+from mlsd.model_params import LINEAR
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
 
 COEF_FILE = "coefficients.json"
@@ -24,41 +24,18 @@ FORMAT = "mlsd.linear"
 VERSION = 1
 MAX_ITER = 5000  # lbfgs on standardized one-hot inputs converges well before this
 TOL = 1e-6
-CLASS_WEIGHTS = (None, "balanced")
-# Parameters each task accepts, with their defaults.
-DEFAULTS = {
-    "regression": {"alpha": 1.0},
-    "classification": {"C": 1.0, "class_weight": None},
-}
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow for large |z|."""
-    out = np.empty_like(z)
-    positive = z >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
-    ez = np.exp(z[~positive])
-    out[~positive] = ez / (1.0 + ez)
-    return out
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class LinearModel(Model):
     """Ridge (``alpha``) for regression; logistic regression (``C``, ``class_weight``) for
     binary and multiclass tasks. Wants standardized one-hot features."""
 
-    family = "linear"
+    family = LINEAR.name
     encoding = "onehot"
 
     def __init__(self, task: TaskInfo, params: dict[str, Any] | None = None, seed: int = 0):
         super().__init__(task, params, seed)
-        self.resolved = _resolve(task, self.params)
+        self.resolved = LINEAR.validate(self.params, task.kind, error=ModelError)
         self.coef_: np.ndarray | None = None  # (n_features, n_outputs)
         self.intercept_: np.ndarray | None = None  # (n_outputs,)
         self.n_iter_: int | None = None
@@ -68,7 +45,7 @@ class LinearModel(Model):
 
     def _estimator(self) -> Any:
         """The scikit-learn estimator these parameters describe (imported only to fit)."""
-        if self.task.kind == "regression":
+        if not self.task.is_classification:
             from sklearn.linear_model import Ridge
 
             return Ridge(alpha=self.resolved["alpha"])
@@ -135,12 +112,7 @@ class LinearModel(Model):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, P(positive) for binary, class probabilities for multiclass."""
-        z = self.decision_function(X)
-        if self.task.kind == "regression":
-            return z[:, 0]
-        if self.task.kind == "binary":
-            return sigmoid(z[:, 0])
-        return softmax(z)
+        return self.task.definition.from_margin(self.decision_function(X))
 
     # --- files ---------------------------------------------------------------------------
 
@@ -188,46 +160,6 @@ class LinearModel(Model):
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _resolve(task: TaskInfo, params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``params``; unknown names and bad values are ModelErrors."""
-    key = "classification" if task.is_classification else "regression"
-    if task.kind not in ("binary", "multiclass", "regression"):
-        raise ModelError(
-            f"the linear model cannot learn a {task.kind!r} task",
-            hint="use it for binary, multiclass or regression",
-        )
-    defaults = DEFAULTS[key]
-    params = dict(params)
-    # callers pass class_weight=None for every task; only classes can be weighted
-    if not task.is_classification and params.pop("class_weight", None) is not None:
-        raise ModelError(
-            "class_weight applies to binary and multiclass tasks, not regression",
-            hint="leave class_weight out for regression",
-        )
-    for name in params:
-        if name not in defaults:
-            raise ModelError(
-                f"unknown linear-model parameter {name!r} for a {task.kind} task"
-                f"{did_you_mean(name, defaults)}",
-                hint=f"use one of: {', '.join(defaults)}",
-            )
-    resolved = {**defaults, **params}
-    for name in ("alpha", "C"):
-        if name in resolved and not (float(resolved[name]) > 0):
-            raise ModelError(
-                f"linear-model parameter {name} must be positive, got {resolved[name]!r}",
-                hint=f"set {name} to a positive number such as 1.0",
-            )
-        if name in resolved:
-            resolved[name] = float(resolved[name])
-    if resolved.get("class_weight") not in CLASS_WEIGHTS:
-        raise ModelError(
-            f"class_weight must be None or 'balanced', got {resolved['class_weight']!r}",
-            hint="use class_weight: balanced, or leave it out",
-        )
-    return resolved
-
-
 def _matrix(X: np.ndarray) -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float64)
     if X.ndim != 2:
@@ -254,7 +186,7 @@ def _full_coefficients(estimator: Any, task: TaskInfo, n_features: int):
     training gets zero weights and an intercept far below the others (probability ≈ 0)."""
     coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
     intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
-    if task.kind != "multiclass":
+    if task.n_scores == 1:
         return coef.reshape(1, n_features).T.copy(), intercept.reshape(1)
     classes = np.asarray(estimator.classes_).astype(int)
     full_coef = np.zeros((task.n_classes, n_features))

@@ -1,10 +1,12 @@
 """Hyper-parameter search for one candidate family within a time budget.
 
 Budget 0 fits the defaults (once per choice in ``param_choices``). Otherwise Optuna's TPE
-sampler searches the family's space until the budget or the trial count runs out; the first
-trials are always the defaults, so tuning never ends worse than the defaults on validation.
-LightGBM trials report their validation loss every 10 rounds and a median pruner stops the
-hopeless ones. Optuna is imported only when a budget is given.
+sampler searches the family's space, read from its parameter table
+(:meth:`mlsd.model_params.Family.search_space`), until the budget or the trial count runs out;
+the first trials are always the defaults, so tuning never ends worse than the defaults on
+validation. Families whose fit reports validation loss per round (LightGBM) report it every 10
+rounds and a median pruner stops the hopeless trials. Optuna is imported only when a budget is
+given.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mlsd.model_params import CATEGORICAL, FAMILIES, FIXED, LOG_UNIFORM, Param
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo
 from mlsd.models.families import family_class, make_model
 
 REPORT_EVERY = 10  # LightGBM rounds between two reports to the pruner
 DEFAULTS_ATTR = "mlsd_defaults"  # user attribute that marks an enqueued defaults trial
 FITTED_ATTR = "mlsd_params"  # user attribute: the parameters the trial's model was given
-LOG_RANGE = (1e-4, 1e3)  # alpha / C
 
 
 @dataclass
@@ -63,20 +65,27 @@ def tune(
     max_trials: int,
     seed: int,
     param_choices: dict[str, Sequence[Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
 ) -> TuningResult:
     """Search ``family``'s parameters, scoring each fit by ``score(predictions on
     data.X_valid)``; ``direction`` says whether higher or lower scores are better.
 
     ``param_choices`` adds categorical choices to the search, e.g.
     ``{"class_weight": [None, "balanced"]}``; with budget 0 each combination is fitted once
-    and the best on validation is kept.
+    and the best on validation is kept. ``fixed`` holds parameters at one value in every
+    trial, the defaults' included (the spec's ``models.params``); they are not searched.
     """
     family_class(family)  # unknown family: fail before any work
-    if family not in SPACES:
-        raise ModelError(f"no search space for family {family!r}", hint="use budget_s: 0")
     if direction not in ("max", "min"):
         raise ModelError(f"direction must be 'max' or 'min', got {direction!r}", hint="fix it")
-    choices = _choice_grid(param_choices)
+    fixed = fixed or {}
+    FAMILIES[family].validate(fixed, task.kind, error=ModelError)
+    if both := sorted(set(fixed) & set(param_choices or {})):
+        raise ModelError(
+            f"{', '.join(both)} both fixed and given choices",
+            hint="fix a parameter or give it choices, not both",
+        )
+    choices = _choice_grid({**(param_choices or {}), **{n: [v] for n, v in fixed.items()}})
     has_valid = data.X_valid is not None and data.y_valid is not None and len(data.y_valid) > 0
     start = time.perf_counter()
     if budget_s <= 0 or not has_valid:
@@ -151,48 +160,31 @@ def _defaults_only(family, task, data, score, direction, seed, choices, start) -
 # --- search --------------------------------------------------------------------------------
 
 
-# Each space maps a parameter to how a trial draws it; names the caller fixes through
-# param_choices are left out, so a name is never suggested twice.
-Space = dict[str, Callable[[Any], Any]]
+def draw(trial: Any, param: Param) -> Any:
+    """The value ``trial`` takes for ``param``, drawn as its table's search says."""
+    search = param.search
+    assert search is not None
+    if search.distribution == FIXED:
+        return search.value
+    if search.distribution == CATEGORICAL:
+        return trial.suggest_categorical(param.name, list(search.choices))
+    suggest = trial.suggest_int if param.type is int else trial.suggest_float
+    return suggest(param.name, search.low, search.high, log=search.distribution == LOG_UNIFORM)
 
 
-def _linear_space(task: TaskInfo) -> Space:
-    name = "C" if task.is_classification else "alpha"
-    return {name: lambda t: t.suggest_float(name, *LOG_RANGE, log=True)}
-
-
-def _lightgbm_space(task: TaskInfo) -> Space:
-    return {
-        "learning_rate": lambda t: t.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "num_leaves": lambda t: t.suggest_int("num_leaves", 7, 255, log=True),
-        "min_data_in_leaf": lambda t: t.suggest_int("min_data_in_leaf", 5, 100),
-        "feature_fraction": lambda t: t.suggest_float("feature_fraction", 0.5, 1.0),
-        "bagging_fraction": lambda t: t.suggest_float("bagging_fraction", 0.5, 1.0),
-        "bagging_freq": lambda t: 1,
-        "lambda_l2": lambda t: t.suggest_float("lambda_l2", 1e-8, 10.0, log=True),
-        # randomised split points: a bagging-like ensemble that often wins on small, noisy data
-        "extra_trees": lambda t: t.suggest_categorical("extra_trees", [False, True]),
-    }
-
-
-SPACES: dict[str, Callable[[TaskInfo], Space]] = {
-    "linear": _linear_space,
-    "lightgbm": _lightgbm_space,
-}
-# Where the defaults sit inside each space (the enqueued first trials). The defaults trial is
-# fitted with no parameters at all; this only tells the sampler where it was.
-DEFAULT_POINTS: dict[str, Callable[[TaskInfo], dict[str, Any]]] = {
-    "linear": lambda task: {"C" if task.is_classification else "alpha": 1.0},
-    "lightgbm": lambda task: {
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": 20,
-        "feature_fraction": 0.9,
-        "bagging_fraction": 1.0,
-        "lambda_l2": 1e-8,  # the space's floor; the defaults themselves use 0
-        "extra_trees": False,
-    },
-}
+def start_point(space: dict[str, Param]) -> dict[str, Any]:
+    """Where the defaults sit inside ``space``: each drawn parameter's default, moved inside
+    its search range when outside it (lambda_l2's 0 becomes the range's floor). The defaults
+    trial itself fits no parameters at all; this only tells the sampler where it was."""
+    point = {}
+    for name, param in space.items():
+        search = param.search
+        assert search is not None
+        if search.distribution == CATEGORICAL:
+            point[name] = param.default
+        elif search.distribution != FIXED:
+            point[name] = min(max(param.default, search.low), search.high)
+    return point
 
 
 def pruning_callback(trial: Any, direction: str, every: int = REPORT_EVERY) -> Callable:
@@ -222,10 +214,12 @@ def _search(
     import optuna
 
     by_name = {name: list(values) for name, values in _choices_by_name(choices).items()}
-    space = {n: draw for n, draw in SPACES[family](task).items() if n not in by_name}
+    # names the caller fixes through param_choices are left out, so none is suggested twice
+    space = {n: p for n, p in FAMILIES[family].search_space(task.kind).items() if n not in by_name}
+    pruning = FAMILIES[family].pruning
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * REPORT_EVERY)
-        if family == "lightgbm"
+        if pruning
         else optuna.pruners.NopPruner()
     )
     previous_verbosity = optuna.logging.get_verbosity()
@@ -237,20 +231,18 @@ def _search(
             pruner=pruner,
         )
         for combo in choices:
-            study.enqueue_trial(
-                {**DEFAULT_POINTS[family](task), **combo}, user_attrs={DEFAULTS_ATTR: True}
-            )
+            study.enqueue_trial({**start_point(space), **combo}, user_attrs={DEFAULTS_ATTR: True})
         keeper = _Keeper(direction)
 
         def objective(trial: Any) -> float:
             combo = {n: trial.suggest_categorical(n, v) for n, v in by_name.items()}
-            suggested = {name: draw(trial) for name, draw in space.items()}
+            suggested = {name: draw(trial, param) for name, param in space.items()}
             # an enqueued defaults trial fits the plain defaults and is never pruned
             is_default = bool(trial.user_attrs.get(DEFAULTS_ATTR))
             params = dict(combo) if is_default else {**suggested, **combo}
             trial.set_user_attr(FITTED_ATTR, params)
             model = make_model(family, task, params, seed)
-            if family == "lightgbm" and not is_default:
+            if pruning and not is_default:
                 model.fit(data, callbacks=[pruning_callback(trial, direction)])
             else:
                 model.fit(data)
