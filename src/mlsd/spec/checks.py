@@ -5,6 +5,7 @@ Each finding is (key path, problem, hint); the loader turns it into a SpecError 
 
 from __future__ import annotations
 
+from mlsd.model_params import FAMILIES
 from mlsd.spec.system import SystemSpec
 from mlsd.tasks import get_task
 from mlsd.tasks.metric_names import MetricError, resolve
@@ -49,6 +50,7 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
         )
     found += _metric_problems(spec)
     found += _evaluation_problems(spec)
+    found += _model_param_problems(spec)
     if spec.split_method == "group" and not spec.split_group:
         found.append(
             (
@@ -113,6 +115,24 @@ def _evaluation_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "add value: 0.5",
             )
         )
+    return found
+
+
+def _model_param_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """``models.params`` checked against each family's parameter table."""
+    found = []
+    for family, params in spec.models.params.items():
+        path = ("models", "params", family)
+        if family not in spec.models.candidates:
+            found.append(
+                (
+                    path,
+                    f"{family} is not in models.candidates, so its parameters are never used",
+                    f"add {family} to models.candidates, or remove models.params.{family}",
+                )
+            )
+        for p in FAMILIES[family].problems(params, spec.problem.task, spec=True):
+            found.append(((*path, p.name) if p.name else path, p.problem, p.hint))
     return found
 
 

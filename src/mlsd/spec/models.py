@@ -3,11 +3,14 @@ evaluation (slices, behavioural tests, calibration, threshold, ensemble)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from mlsd.model_params import FAMILIES, NAMES
 from mlsd.spec.base import Section
+
+Family = Literal[NAMES]  # the model families of mlsd.model_params
 
 
 class TuningSpec(Section):
@@ -44,10 +47,20 @@ class BaselinesSpec(Section):
 
 
 class ModelsSpec(Section):
-    candidates: list[Literal["linear", "lightgbm"]] = Field(
-        default_factory=lambda: ["linear", "lightgbm"],
+    candidates: list[Family] = Field(
+        default_factory=lambda: list(NAMES),
         min_length=1,
         description="Model families to try.",
+    )
+    params: dict[Family, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Parameters fixed per family, e.g. `lightgbm: {num_leaves: 15}`; tuning "
+        "searches only the others.",
+        # each family's parameter table: type, default, range and description per parameter
+        json_schema_extra={
+            "properties": {name: family.json_schema() for name, family in FAMILIES.items()},
+            "additionalProperties": False,
+        },
     )
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec, description="Baselines.")
     tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyper-parameter search.")
