@@ -25,3 +25,36 @@ def test_no_private_name_is_imported_from_another_package():
             if private and _package(node.module) != _package(module):
                 crossings.append(f"{module} imports {', '.join(private)} from {node.module}")
     assert not crossings, "promote or move them:\n" + "\n".join(crossings)
+
+
+def _task_kind_literals() -> dict[str, int]:
+    """Per module outside mlsd.tasks and mlsd.spec: string constants naming a task kind."""
+    from mlsd.tasks import NAMES
+
+    counts = {}
+    for path in sorted((SRC / "mlsd").rglob("*.py")):
+        relative = path.relative_to(SRC / "mlsd").as_posix()
+        if relative.startswith(("tasks/", "spec/")):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        n = sum(
+            isinstance(node, ast.Constant) and node.value in NAMES and id(node) not in docstrings
+            for node in ast.walk(tree)
+        )
+        if n:
+            counts[relative] = n
+    return counts
+
+
+def test_code_asks_the_task_instead_of_naming_it():
+    # What differs by task kind lives in mlsd.tasks; a name compared elsewhere is a fact
+    # written twice, and the next task kind would have to find every copy.
+    counts = _task_kind_literals()
+    assert sum(counts.values()) <= 20, counts
