@@ -1,4 +1,5 @@
-"""Importance: SHAP contributions add up to the raw score; the views find the signal."""
+"""Importance: SHAP contributions add up to the raw score; the views find the signal; which
+views apply is the importance method the family declares."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 
 from mlsd.evaluation import importance
 from mlsd.features import Featurizer
+from mlsd.model_params import COEFFICIENTS, FAMILIES, TREES
 from mlsd.models.base import FitData, TaskInfo
+from mlsd.models.families import EnsembleModel, make_model
 from mlsd.models.gbdt import GBDTModel
 from mlsd.models.linear import LinearModel
 
@@ -90,3 +93,15 @@ def test_linear_views_use_coefficients_and_group_one_hot_columns():
     # the colour's one-hot columns are shuffled together: one entry named after the column
     assert "colour" in drops and not any(k.startswith("colour=") for k in drops)
     assert max(drops, key=drops.get) == "signal"
+
+
+def test_the_views_follow_the_importance_method_each_family_declares():
+    task = TaskInfo("binary", 2)
+    for name, family in FAMILIES.items():
+        assert importance.method(make_model(name, task)) == family.importance
+    assert {FAMILIES["lightgbm"].importance, FAMILIES["linear"].importance} == {TREES, COEFFICIENTS}
+    # an ensemble is no declared family: permutation importance only
+    model, fz, X, _ = _fit("codes", GBDTModel, task)
+    ensemble = EnsembleModel(task, {}, 0, [model])
+    assert importance.method(ensemble) is None
+    assert importance.gain(ensemble, fz) is None and importance.shap(ensemble, fz, X) is None

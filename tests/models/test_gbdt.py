@@ -126,6 +126,8 @@ def test_errors_name_the_problem():
         GBDTModel(TaskInfo("regression"), {"num_leave": 7})
     with pytest.raises(ModelError, match="not regression"):
         GBDTModel(TaskInfo("regression"), {"class_weight": "balanced"})
+    with pytest.raises(ModelError, match=r"num_leaves must be an integer in \[2, 131072\]"):
+        GBDTModel(TaskInfo("regression"), {"num_leaves": 1})
     with pytest.raises(ModelError, match="cannot learn a 'ranking' task"):
         GBDTModel(TaskInfo("ranking"))
     with pytest.raises(ModelError, match=r"labels must be 0\.\.1"):

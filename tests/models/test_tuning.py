@@ -1,4 +1,5 @@
-"""tune(): defaults at budget 0, Optuna search within a budget, pruning, class-weight choices."""
+"""tune(): defaults at budget 0, Optuna search within a budget, pruning, class-weight choices,
+fixed parameters, and a search space read from the family's parameter table."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from mlsd.model_params import LIGHTGBM, LINEAR
 from mlsd.models.base import FitData, ModelError, TaskInfo
 from mlsd.models.gbdt import GBDTModel
 from mlsd.models.linear import LinearModel
-from mlsd.models.tuning import tune
+from mlsd.models.tuning import draw, start_point, tune
 
 BINARY = TaskInfo("binary", 2)
 REGRESSION = TaskInfo("regression")
@@ -249,3 +251,80 @@ def test_errors():
         seed=0,
     )
     assert math.isnan(result.score) and result.n_trials == 1
+
+
+class _Recorder:
+    """A stand-in Optuna trial recording how each parameter is drawn."""
+
+    def __init__(self):
+        self.calls = []
+
+    def suggest_float(self, name, low, high, log=False):
+        self.calls.append(("float", name, low, high, log))
+        return low
+
+    def suggest_int(self, name, low, high, log=False):
+        self.calls.append(("int", name, low, high, log))
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.calls.append(("categorical", name, choices))
+        return choices[0]
+
+
+def test_the_search_space_is_the_families_table():
+    trial = _Recorder()
+    space = LIGHTGBM.search_space(REGRESSION.kind)
+    drawn = {name: draw(trial, param) for name, param in space.items()}
+    # the same distributions, in the same order, as before the table: same trials per seed
+    assert trial.calls == [
+        ("float", "learning_rate", 0.01, 0.3, True),
+        ("int", "num_leaves", 7, 255, True),
+        ("int", "min_data_in_leaf", 5, 100, False),
+        ("float", "feature_fraction", 0.5, 1.0, False),
+        ("float", "bagging_fraction", 0.5, 1.0, False),
+        ("float", "lambda_l2", 1e-8, 10.0, True),
+        ("categorical", "extra_trees", [False, True]),
+    ]
+    assert drawn["bagging_freq"] == 1  # searched trials bag, so bagging_fraction matters
+    assert start_point(space) == {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 1.0,
+        "lambda_l2": 1e-8,  # the default 0 is below the log range: its floor
+        "extra_trees": False,
+    }
+    for task, name in ((REGRESSION, "alpha"), (BINARY, "C")):
+        trial = _Recorder()
+        space = LINEAR.search_space(task.kind)
+        for param in space.values():
+            draw(trial, param)
+        assert trial.calls == [("float", name, 1e-4, 1e3, True)]
+        assert start_point(space) == {name: 1.0}
+
+
+def test_fixed_parameters_hold_in_every_trial_and_are_not_searched():
+    data = _regression()
+    common = dict(score=_mse(data), direction="min", max_trials=4, seed=0)
+    result = tune("lightgbm", REGRESSION, data, budget_s=60, fixed={"num_leaves": 15}, **common)
+    assert result.n_trials == 4
+    assert all(trial["params"]["num_leaves"] == 15 for trial in result.trials)
+    assert result.model.booster_params["num_leaves"] == 15
+    searched = set(LIGHTGBM.search_space(REGRESSION.kind))
+    assert all(set(trial["params"]) == searched for trial in result.trials[1:])
+    plain = tune("linear", REGRESSION, data, budget_s=0, fixed={"alpha": 3.0}, **common)
+    assert plain.params == {"alpha": 3.0} and plain.model.resolved == {"alpha": 3.0}
+    with pytest.raises(ModelError, match="num_leaves must be an integer in"):
+        tune("lightgbm", REGRESSION, data, budget_s=0, fixed={"num_leaves": 1}, **common)
+    with pytest.raises(ModelError, match="both fixed and given choices"):
+        tune(
+            "linear",
+            BINARY,
+            _imbalanced(),
+            budget_s=0,
+            fixed={"class_weight": None},
+            param_choices={"class_weight": [None, "balanced"]},
+            **common,
+        )
