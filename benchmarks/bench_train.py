@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from report import write_section as replace_section  # noqa: E402
 
+from mlsd.columns import select_features  # noqa: E402
 from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
 from mlsd.data.split import TEST, TRAIN, VALID  # noqa: E402
 from mlsd.data.target import encode_target  # noqa: E402
 from mlsd.evaluation.metrics import compute, get_metric  # noqa: E402
-from mlsd.features import select_features  # noqa: E402
 from mlsd.models.train import primary_metric, train  # noqa: E402
 from mlsd.spec import SystemSpec, load_spec, parse_spec  # noqa: E402
 from mlsd.workspace import Workspace  # noqa: E402

@@ -124,3 +124,75 @@ def test_breast_cancer_reaches_auc_098(tmp_path):
     result = train(spec, ws, progress=False)
     assert result.registered
     assert result.to_dict()["test"]["roc_auc"] >= 0.98
+
+
+def test_task_info_asks_the_task_and_refuses_ranking():
+    from mlsd.models.train import task_info
+
+    def spec_for(task):
+        return parse_spec(f"name: t\nproblem: {{task: {task}, target: y}}\ndata: {{source: d.csv}}")
+
+    assert task_info(spec_for("regression"), []).n_classes == 0
+    assert task_info(spec_for("multiclass"), ["a", "b", "c"]).n_classes == 3
+    assert task_info(spec_for("binary"), ["n", "p"]).n_classes == 2
+    with pytest.raises(TrainError, match="ranking tasks are not trained"):
+        task_info(spec_for("ranking"), [])
+
+
+def test_the_leaderboard_ranks_by_the_metric_direction_and_unscored_last():
+    from mlsd.evaluation.metrics import get_metric
+    from mlsd.models.leaderboard import Entry, table_lines
+
+    def entry(name, rmse):
+        scores = {"train": None, "valid": {"rmse": rmse}, "test": None}
+        return Entry(name=name, kind="candidate", family=name, details={}, scores=scores)
+
+    rows = [entry("a", 2.0), entry("b", 1.0), entry("c", None)]
+    ranked = sorted(rows, key=lambda e: e.rank(get_metric("rmse"), "valid"), reverse=True)
+    assert [e.name for e in ranked] == ["b", "a", "c"]
+    rows[1].chosen = True
+    lines = table_lines(rows, "rmse")
+    assert lines[2].startswith("* b") and lines[3].split()[1:4] == ["-", "-", "-"]
+
+
+def test_the_gate_gives_every_reason_in_order():
+    from mlsd.evaluation.metrics import get_metric
+    from mlsd.models.gate import beats, gate_failures
+    from mlsd.models.leaderboard import Entry
+
+    mae = get_metric("mae")
+    assert beats(mae, 1.0, 2.0, 0.0) and not beats(mae, 2.0, 2.0, 0.0)  # a tie does not beat
+    assert beats(mae, 1.5, 2.0, 0.5) and not beats(mae, None, 2.0, 0.0)
+    spec = parse_spec(
+        "name: t\nproblem: {task: regression, target: y}\ndata: {source: d.csv}\n"
+        "metrics: {primary: mae, guardrails: {r2: {min: 0.9}}}\n"
+    )
+
+    def entry(name, kind, mae_, r2):
+        scores = {"train": None, "valid": None, "test": {"mae": mae_, "r2": r2}}
+        return Entry(name=name, kind=kind, family=name, details={}, scores=scores)
+
+    chosen = entry("linear", "candidate", 1.0, 0.5)
+    board = [entry("baseline:mean", "baseline", 1.2, 0.0), chosen]
+    behavioral = [
+        {
+            "name": "up",
+            "kind": "directional",
+            "blocking": True,
+            "passed": False,
+            "n": 10,
+            "n_failed": 3,
+            "mean_change": -0.5,
+            "direction": "up",
+        },
+        {"name": "same", "kind": "invariance", "blocking": False, "passed": False, "n": 10},
+    ]
+    assert gate_failures(spec, mae, board, chosen, behavioral) == [
+        "guardrail r2 >= 0.9 failed: 0.5 on test",
+        "blocking behavioural test 'up' (directional) failed on 3 of 10 validation rows; "
+        "mean change -0.5 where up was declared",
+    ]
+    spec.models.gate.beat_baselines_by = 0.5
+    reasons = gate_failures(spec, mae, board, chosen, None)
+    assert reasons[0].startswith("linear scores mae 1 on test, which does not beat the best")
+    assert len(reasons) == 2

@@ -94,7 +94,8 @@ def compare(
     is challenger − champion, ``gain`` the same in the metric's better direction (positive:
     the challenger is better), ``beats`` whether the gain clears ``beat_champion_by``.
     """
-    from mlsd.models.train import beats, primary_metric
+    from mlsd.models.gate import beats
+    from mlsd.models.train import primary_metric
 
     target = spec.problem.target
     name = primary_metric(spec)

@@ -182,7 +182,8 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
     from mlsd.data.validate import validate_dataset
     from mlsd.loop.compare import compare
     from mlsd.loop.data import assemble
-    from mlsd.models.train import guardrail_failures, train
+    from mlsd.models.gate import guardrail_failures
+    from mlsd.models.train import train
 
     data = assemble(spec, ws, champ, now=to_epoch(now))
     result.data = data.to_dict()
