@@ -16,7 +16,8 @@ import pytest
 
 from mlsd.models import aliases
 from mlsd.models import package as packages
-from mlsd.monitoring.monitor import MonitorError, cut_windows, monitor, parse_window
+from mlsd.monitoring.monitor import MonitorError, monitor, parse_window
+from mlsd.monitoring.windows import cut_windows
 from mlsd.predlog.writer import PredictionLog
 from mlsd.serving.model import format_outputs
 from mlsd.spec import RowWindow, load_spec
@@ -281,8 +282,8 @@ def test_numbers_reads_decimals():
 
     import pyarrow as pa
 
-    from mlsd.monitoring.monitor import _numbers
+    from mlsd.monitoring.windows import numbers
 
     for kind in (pa.decimal128(38, 0), pa.decimal256(50, 2)):
         column = pa.chunked_array([pa.array([Decimal(-3), None, Decimal(2**40)], kind)])
-        np.testing.assert_array_equal(_numbers(column), [-3.0, np.nan, 2.0**40])
+        np.testing.assert_array_equal(numbers(column), [-3.0, np.nan, 2.0**40])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from mlsd.evaluation.metrics import compute
-from mlsd.monitoring.performance import cbpe, realised, truth
+from mlsd.monitoring.performance import cbpe, realised
 from mlsd.spec import Bound
+from mlsd.tasks import get_task
 
 
 def test_cbpe_matches_realised_figures_when_scores_are_calibrated():
@@ -48,12 +49,14 @@ def test_cbpe_ignores_missing_scores_and_handles_none():
 
 
 def test_truth_encodes_labels_as_the_metrics_want_them():
-    got = truth("binary", ["Yes", "No", "maybe", None, "yes"], ["No", "Yes"])
+    """The monitor reads feedback labels with the task's truth()."""
+    binary, multiclass, regression = (get_task(t) for t in ("binary", "multiclass", "regression"))
+    got = binary.truth(["Yes", "No", "maybe", None, "yes"], ["No", "Yes"])
     assert got[:2].tolist() == [1.0, 0.0] and math.isnan(got[2]) and math.isnan(got[3])
     assert got[4] == 1.0  # case of a yes/no word does not matter
-    assert truth("binary", [1, 0, True, "1", 1.0], [0, 1]).tolist() == [1, 0, 1, 1, 1]
-    assert truth("multiclass", ["b", "c", "a", "z"], ["a", "b", "c"])[:3].tolist() == [1, 2, 0]
-    reg = truth("regression", [1, "2.5", None, "x"], None)
+    assert binary.truth([1, 0, True, "1", 1.0], [0, 1]).tolist() == [1, 0, 1, 1, 1]
+    assert multiclass.truth(["b", "c", "a", "z"], ["a", "b", "c"])[:3].tolist() == [1, 2, 0]
+    reg = regression.truth([1, "2.5", None, "x"], None)
     assert reg[:2].tolist() == [1.0, 2.5] and np.isnan(reg[2:]).all()
 
 

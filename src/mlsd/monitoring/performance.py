@@ -13,40 +13,14 @@ probabilities and a threshold; regression has neither).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from mlsd.evaluation.metrics import compute, get_metric
-from mlsd.values import category_key
 
 ESTIMATED = ("accuracy", "precision", "recall", "f1")
-
-
-def truth(task: str, labels: Sequence[Any], classes: Sequence[Any] | None) -> np.ndarray:
-    """True labels as the metrics want them: floats for regression, class ids 0..k-1 for
-    classification (binary: 1 = ``classes[1]``, the positive class). A label that is missing
-    or not one of ``classes`` becomes NaN (the caller leaves that row out)."""
-    if task == "regression":
-        out = np.full(len(labels), np.nan)
-        for i, v in enumerate(labels):
-            with contextlib.suppress(TypeError, ValueError):
-                out[i] = float(v)
-        return out
-    ids = {category_key(c): i for i, c in enumerate(classes or [])}
-    if task == "binary" and len(ids) == 2:  # 1/0, true/false and yes/no all name the classes
-        for word, cls in (("true", 1), ("false", 0), ("yes", 1), ("no", 0)):
-            ids.setdefault(word, cls)
-    out = np.full(len(labels), np.nan)
-    for i, v in enumerate(labels):
-        key = category_key(v)
-        if key is not None:
-            got = ids.get(key, ids.get(key.lower()))
-            if got is not None:
-                out[i] = got
-    return out
 
 
 def realised(
