@@ -179,9 +179,9 @@ class Family:
         return {p.name: p for p in self.applicable(task) if p.search is not None}
 
     def problems(
-        self, params: dict[str, Any], task: Task | str, spec: bool = False
+        self, params: dict[str, Any], task: Task | str, for_spec: bool = False
     ) -> list[Problem]:
-        """Everything wrong with ``params`` for ``task``; with ``spec`` also the parameters
+        """Everything wrong with ``params`` for ``task``; with ``for_spec`` also the parameters
         set by another spec key (``set_by``)."""
         task_name = _task_name(task)
         if task_name not in self.tasks:
@@ -197,7 +197,7 @@ class Family:
         for name, value in params.items():
             param = self.param(name)
             if param is None:
-                names = [p.name for p in self.applicable(task_name) if not (spec and p.set_by)]
+                names = [p.name for p in self.applicable(task_name) if not (for_spec and p.set_by)]
                 found.append(
                     Problem(
                         name,
@@ -205,7 +205,7 @@ class Family:
                         f"use one of: {', '.join(names)}",
                     )
                 )
-            elif spec and param.set_by:
+            elif for_spec and param.set_by:
                 found.append(
                     Problem(
                         name,

@@ -131,7 +131,7 @@ def _model_param_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                     f"add {family} to models.candidates, or remove models.params.{family}",
                 )
             )
-        for p in FAMILIES[family].problems(params, spec.problem.task, spec=True):
+        for p in FAMILIES[family].problems(params, spec.problem.task, for_spec=True):
             found.append(((*path, p.name) if p.name else path, p.problem, p.hint))
     return found
 
