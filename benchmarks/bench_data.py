@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from report import write_section  # noqa: E402
 
+from mlsd.columns import select_features  # noqa: E402
 from mlsd.data.snapshot import load_dataset, split_dataset  # noqa: E402
 from mlsd.data.validate import validate_dataset  # noqa: E402
-from mlsd.features import Featurizer, select_features  # noqa: E402
+from mlsd.features import Featurizer  # noqa: E402
 from mlsd.spec import parse_spec  # noqa: E402
 from mlsd.stages import peak_memory_mb  # noqa: E402
 from mlsd.workspace import Workspace  # noqa: E402

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,11 @@ from mlsd.evaluation.metrics import MetricError, _curve, compute, confusion_matr
 from mlsd.features import frame_inputs
 from mlsd.tasks import Task, get_task
 from mlsd.workspace import atomic_write_bytes, write_json
+
+if TYPE_CHECKING:  # training's own objects; importing them at run time would be a cycle
+    from mlsd.models.candidates import Candidate, TrainingData
+    from mlsd.models.decisions import Evaluation
+    from mlsd.models.train import TrainResult
 
 SCHEMA_VERSION = 1
 JSON_NAME = "evaluation.json"
@@ -584,28 +589,22 @@ def _jsonable(obj: Any) -> Any:
 def for_training(
     spec: Any,
     workspace: Any,
-    result: Any,
-    best: dict[str, Any],
-    parts: dict[str, pd.DataFrame],
-    ys: dict[str, np.ndarray],
-    columns: dict[str, str],
-    task: Any,
-    classes: list,
+    result: TrainResult,
+    chosen: Candidate,
+    decisions: Evaluation,
+    data: TrainingData,
 ) -> dict[str, str]:
-    """Build and write the report of a training run (judged on the test split); returns the
-    two file paths and records them in ``result.evaluation["report"]``."""
+    """Build and write the report of a training run (judged on the test split): the chosen
+    candidate with the decisions taken on valid. Returns the two file paths and records them
+    in ``result.evaluation["report"]``."""
     from mlsd.evaluation.learning import learning_curve
-
-    fz, model = best["featurizer"], best["model"]
-    calibrator = best.get("calibrator")
-
-    def predict(cols: Mapping[str, Any]) -> np.ndarray:
-        pred = np.asarray(model.predict(fz.transform(cols)))
-        return pred if calibrator is None else calibrator.apply(pred)
-
     from mlsd.models.families import FAMILIES
 
-    entry = best["entry"]
+    fz, model, entry = chosen.featurizer, chosen.model, chosen.entry
+
+    def predict(cols: Mapping[str, Any]) -> np.ndarray:
+        return decisions.calibrated(np.asarray(model.predict(fz.transform(cols))))
+
     learning: dict[str, Any] = {
         "points": [],
         "verdict": "not_run",
@@ -625,8 +624,8 @@ def for_training(
         learning = learning_curve(
             entry.family,
             model.params,
-            task,
-            best["data"],  # the matrices the chosen candidate was fitted on
+            data.task,
+            chosen.data,  # the matrices the chosen candidate was fitted on
             metric=result.primary_metric,
             full=scores,
             seed=spec.seed,
@@ -636,19 +635,19 @@ def for_training(
         subject=Subject(
             name=entry.name,
             family=entry.family,
-            task=task.kind,
+            task=data.task.kind,
             predict=predict,
             model=model,
             featurizer=fz,
-            threshold=float(best.get("threshold", 0.5)),
-            classes=[c.item() if isinstance(c, np.generic) else c for c in classes] or None,
+            threshold=float(decisions.threshold),
+            classes=[c.item() if isinstance(c, np.generic) else c for c in data.classes] or None,
         ),
         primary=result.primary_metric,
-        data=Labelled(parts["test"], ys["test"]),
+        data=Labelled(data.parts["test"], data.ys["test"]),
         split="test",
         source=f"test split of snapshot {result.snapshot}",
-        columns=dict(columns),
-        valid=Labelled(parts["valid"], ys["valid"]),
+        columns=dict(data.columns),
+        valid=Labelled(data.parts["valid"], data.ys["valid"]),
         leaderboard=[e.to_dict() for e in result.leaderboard],
         evaluation=result.evaluation,
         learning=learning,

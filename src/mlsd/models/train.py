@@ -265,23 +265,7 @@ def _train(
     with stages("report"):  # evaluation.json + .html, logged to the run below
         from mlsd.evaluation.report import for_training
 
-        # for_training reads the chosen model as a dict: its fields and the decisions on valid
-        best = {
-            **vars(chosen),
-            "calibrator": evaluation.calibrator,
-            "threshold": evaluation.threshold,
-        }
-        for_training(
-            spec,
-            workspace,
-            result,
-            best,
-            data.parts,
-            data.ys,
-            data.columns,
-            data.task,
-            data.classes,
-        )
+        for_training(spec, workspace, result, chosen, evaluation, data)
     with stages("register"):
         _register(spec, workspace, result, package)
     return result
