@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.monitoring import quality
-from mlsd.predlog.reader import to_arrow
+from mlsd.predlog.reader import sql_identifier, sql_literal, to_arrow
 from mlsd.spec import MonitoringSpec
 from mlsd.tasks import LABEL, PER_CLASS, Task
 
@@ -115,15 +115,6 @@ def rejects_by_window(
 # --------------------------------------------------------------------------- reading
 
 
-# the reader quotes with helpers private to mlsd.predlog: these are the same two rules
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def output_columns(task: Task, available: set[str]) -> dict[str, str]:
     """Output field -> its column in the log's view (``output_`` prefixed when an input
     field already had the name), for the task's outputs that were logged."""
@@ -140,8 +131,8 @@ def read_rows(con: Any, version: str, fields: Iterable[str]) -> Any:
     """One model version's rows of the ``predictions`` view on ``con``
     (:func:`mlsd.predlog.reader.duckdb_view`) as an Arrow table ordered by serving time: the
     metadata, the columns ``fields`` and ``true_label`` (null where no feedback came)."""
-    select = ", ".join(f"p.{_ident(c)}" for c in dict.fromkeys([*_META, *fields]))
-    v = _literal(version)
+    select = ", ".join(f"p.{sql_identifier(c)}" for c in dict.fromkeys([*_META, *fields]))
+    v = sql_literal(version)
     return to_arrow(
         con,
         f"SELECT {select}, l.true_label FROM predictions p LEFT JOIN ("

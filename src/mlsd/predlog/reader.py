@@ -50,12 +50,14 @@ _EMPTY_FEEDBACK = (
 )
 
 
-def _ident(name: str) -> str:
+def sql_identifier(name: str) -> str:
+    """``name`` quoted as a DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def sql_literal(text: str) -> str:
+    """``text`` quoted as a DuckDB string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, Any]:
@@ -104,7 +106,8 @@ def _raw_inputs(
     if not names or kind is None or kind.id != "struct":
         return columns
     fields = ", ".join(
-        f"{_ident(field)} {'JSON' if field in names else child}" for field, child in kind.children
+        f"{sql_identifier(field)} {'JSON' if field in names else child}"
+        for field, child in kind.children
     )
     return {**columns, "inputs": con.type(f"STRUCT({fields})")}
 
@@ -129,9 +132,9 @@ def _scan(
     if not files:
         return None
     if pinned:
-        paths = "[" + ", ".join(_literal(str(f)) for f in files) + "]"
+        paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
     else:
-        paths = _literal(str(directory / "*.jsonl"))
+        paths = sql_literal(str(directory / "*.jsonl"))
     # every field everywhere becomes a column: no MAP inference for rare or many keys
     auto = (
         f"read_json({paths}, format='newline_delimited', union_by_name=true, "
@@ -142,7 +145,7 @@ def _scan(
     columns = _raw_inputs(con, _inferred(con, files, auto), raw)
     # `time` is recomputed from ts: not parsing it saves a timestamp detection per row
     spec = ", ".join(
-        f"{_literal(k)}: {_literal(str(t))}" for k, t in columns.items() if k != "time"
+        f"{sql_literal(k)}: {sql_literal(str(t))}" for k, t in columns.items() if k != "time"
     )
     return f"read_json({paths}, format='newline_delimited', columns={{{spec}}})", columns
 
@@ -150,7 +153,7 @@ def _scan(
 def _meta(columns: dict[str, Any], name: str, sql_type: str) -> str:
     if name not in columns:
         return f"NULL::{sql_type} AS {name}"
-    return f"CAST({_ident(name)} AS {sql_type}) AS {name}"
+    return f"CAST({sql_identifier(name)} AS {sql_type}) AS {name}"
 
 
 # -- inputs read as the model reads them (the ``inputs`` keyword of the readers)
@@ -179,7 +182,7 @@ def _number(j: str) -> str:
 
 
 def _words(words: Collection[str]) -> str:
-    return "(" + ", ".join(_literal(w) for w in sorted(words)) + ")"
+    return "(" + ", ".join(sql_literal(w) for w in sorted(words)) + ")"
 
 
 def _boolean(j: str) -> str:
@@ -188,7 +191,7 @@ def _boolean(j: str) -> str:
     from mlsd.values import FALSE_WORDS, TRUE_WORDS
 
     text = f"CAST({j} AS VARCHAR)"
-    word = f"lower(trim({j} ->> '$', {_literal(_SPACE)}))"
+    word = f"lower(trim({j} ->> '$', {sql_literal(_SPACE)}))"
     return (
         f"CASE WHEN {text} IN ('true', 'false') THEN {text} = 'true' "
         f"WHEN starts_with({text}, '\"') THEN CASE WHEN {word} IN {_words(TRUE_WORDS)} THEN true "
@@ -277,18 +280,18 @@ def _predictions_sql(
             continue
         if kind.id != "struct":  # a scalar or list output, or mixed shapes: keep as is
             alias = part if part.lower() not in taken else prefix + part
-            items.append(f"{_ident(part)} AS {_ident(alias)}")
+            items.append(f"{sql_identifier(part)} AS {sql_identifier(alias)}")
             taken.add(alias.lower())
             continue
         for field, _ in kind.children:
             alias = field if field.lower() not in taken else prefix + field
             taken.add(alias.lower())
-            value = f"struct_extract({_ident(part)}, {_literal(field)})"
+            value = f"struct_extract({sql_identifier(part)}, {sql_literal(field)})"
             if part == "inputs" and field in types:
                 value = _typed(value, types[field])
-            items.append(f"{value} AS {_ident(alias)}")
+            items.append(f"{value} AS {sql_identifier(alias)}")
     items.append(_meta(columns, "latency_ms", "DOUBLE"))
-    items.append(_ident("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
+    items.append(sql_identifier("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
     return f"SELECT {', '.join(items)} FROM {source}"
 
 
@@ -298,7 +301,7 @@ def _feedback_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bo
     if scan is None:
         return _EMPTY_FEEDBACK
     source, columns = scan
-    label = _ident("label") if "label" in columns else "NULL::VARCHAR AS label"
+    label = sql_identifier("label") if "label" in columns else "NULL::VARCHAR AS label"
     items = [
         _meta(columns, "request_id", "VARCHAR"),
         _meta(columns, "instance", "BIGINT"),
@@ -356,7 +359,7 @@ def _window(
     if (hi := _epoch(end, "end")) is not None:
         conditions.append(f"ts < {float(hi)!r}")
     if model_version is not None:
-        conditions.append(f"model_version = {_literal(str(model_version))}")
+        conditions.append(f"model_version = {sql_literal(str(model_version))}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SELECT * FROM ({sql}){where}"
 
@@ -520,8 +523,8 @@ def duckdb_view(
     folder = log_folder(workspace_root)
     predictions = _predictions_sql(con, folder / PREDICTIONS, pinned=pinned, inputs=inputs)
     feedback_sql = _feedback_sql(con, folder / FEEDBACK, pinned=pinned)
-    con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {predictions}")
-    con.execute(f"CREATE OR REPLACE VIEW {_ident(feedback)} AS {feedback_sql}")
+    con.execute(f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS {predictions}")
+    con.execute(f"CREATE OR REPLACE VIEW {sql_identifier(feedback)} AS {feedback_sql}")
     con.execute(
-        f"CREATE OR REPLACE VIEW {_ident(labelled)} AS {_labelled_sql(predictions, feedback_sql)}"
+        f"CREATE OR REPLACE VIEW {sql_identifier(labelled)} AS {_labelled_sql(predictions, feedback_sql)}"
     )
