@@ -196,3 +196,15 @@ def test_the_gate_gives_every_reason_in_order():
     reasons = gate_failures(spec, mae, board, chosen, None)
     assert reasons[0].startswith("linear scores mae 1 on test, which does not beat the best")
     assert len(reasons) == 2
+
+
+def test_models_params_fix_a_family_parameter_for_every_trial(tmp_path):
+    extra = (
+        "models:\n  candidates: [lightgbm]\n  params: {lightgbm: {num_leaves: 5}}\n"
+        "  tuning: {budget_s: 2, max_trials: 4}\n"
+    )
+    spec, ws = make_system(tmp_path, linear_frame(), "{task: regression, target: y}", extra)
+    result = train(spec, ws, progress=False)
+    details = result.entry("lightgbm").details
+    assert details["params"]["num_leaves"] == 5
+    assert details["trials"] >= 2  # searched, but never num_leaves

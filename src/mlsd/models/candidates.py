@@ -162,6 +162,7 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
                 max_trials=spec.models.tuning.max_trials,
                 seed=spec.seed,
                 param_choices={"class_weight": [weight]},
+                fixed=spec.models.params.get(family, {}),
             )
             model = result.model
             scores, per_row = _score_without_test(data, model, X)
@@ -192,18 +193,14 @@ def try_ensemble(
     """Average the top candidates that share the chosen model's featurizer; the average
     replaces the chosen model only when it beats it on valid by ``evaluation.ensemble.margin``
     (and stays within the guardrails on valid)."""
-    from mlsd.models.ensemble import average, members_for
+    from mlsd.models.ensemble import average
 
     policy, metric = spec.evaluation.ensemble, data.metric
-    # members_for takes candidates as dicts: each one's fields, by vars (the same dict for
-    # the same candidate, so `best` is recognised among `fitted`)
-    members = members_for(
-        [vars(c) for c in fitted],
-        vars(best),
-        policy.top,
-        key=lambda m: m["entry"].rank(metric, "valid"),
-    )
-    names = [m["entry"].name for m in members]
+    # a package has one featurizer: the members share the chosen one's, best first
+    same = [c for c in fitted if c.featurizer is best.featurizer and c is not best]
+    same.sort(key=lambda c: c.entry.rank(metric, "valid"), reverse=True)
+    members = [best, *same][: policy.top]
+    names = [m.entry.name for m in members]
     best_valid = best.entry.scores["valid"][metric.name]
     decision: dict[str, Any] = {
         "method": "average",
@@ -219,7 +216,7 @@ def try_ensemble(
             "one; linear and LightGBM encode features differently)",
         )
         return EnsembleTrial(best, decision)
-    model = average([m["model"] for m in members], names, data.task)
+    model = average([m.model for m in members], names, data.task)
     matrices = {s: best.matrix(data.parts[s], data.columns) for s in ("train", "valid")}
     scores, per_row = _score_without_test(data, model, matrices)
     entry = Entry(

@@ -18,10 +18,3 @@ from mlsd.models.families import EnsembleModel
 def average(members: Sequence[Model], names: Sequence[str], task: TaskInfo) -> EnsembleModel:
     """An ensemble averaging ``members`` (fitted), called ``names`` in reports."""
     return EnsembleModel(task, {"method": "average", "members": list(names)}, 0, members)
-
-
-def members_for(fitted: Sequence[dict], best: dict, top: int, key) -> list[dict]:
-    """The best ``top`` candidates by ``key`` (higher is better) that share ``best``'s
-    featurizer, ``best`` first."""
-    same = [f for f in fitted if f["featurizer"] is best["featurizer"] and f is not best]
-    return [best, *sorted(same, key=key, reverse=True)][:top]
