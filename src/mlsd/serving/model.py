@@ -90,17 +90,20 @@ def format_outputs(pred: np.ndarray, signature: dict) -> list[dict[str, Any]]:
     # compared and answered as Python floats, whatever the model's dtype
     pred = np.asarray(pred, dtype=np.float64)
     values = task.output_values(pred, output.get("threshold", 0.5))
-    columns: list[list[Any]] = []
+    rows: list[dict[str, Any]] = [{} for _ in range(len(pred))]
     for field, v in zip(task.outputs, values, strict=True):
         if field.kind == LABEL:
-            columns.append([classes[i] for i in v.tolist()])
+            column = [classes[i] for i in v.tolist()]
         elif field.kind == PER_CLASS:
             names = [str(c) for c in classes]
-            columns.append([dict(zip(names, map(_clean, row), strict=True)) for row in v.tolist()])
+            column = [dict(zip(names, map(_clean, row), strict=True)) for row in v.tolist()]
         else:
-            columns.append([_clean(x) for x in v.tolist()])
-    names = [field.name for field in task.outputs]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+            column = v.tolist()
+            if not np.isfinite(v).all():
+                column = [_clean(x) for x in column]
+        for row, value in zip(rows, column, strict=True):
+            row[field.name] = value
+    return rows
 
 
 def load_served(
