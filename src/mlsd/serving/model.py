@@ -99,7 +99,7 @@ def format_outputs(pred: np.ndarray, signature: dict) -> list[dict[str, Any]]:
             column = [dict(zip(names, map(_clean, row), strict=True)) for row in v.tolist()]
         else:
             column = v.tolist()
-            if not np.isfinite(v).all():
+            if not all(map(math.isfinite, column)):
                 column = [_clean(x) for x in column]
         for row, value in zip(rows, column, strict=True):
             row[field.name] = value
