@@ -623,6 +623,8 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-job", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch_rows < 1:  # the report compares batch scoring with raw LightGBM
+        parser.error("--batch-rows must be at least 1")
     if args.floor:
         floor_server(args.floor[0], int(args.floor[1]))
         return
