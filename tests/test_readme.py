@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (so the README stays true)."""
+"""The Python examples of the README and docs/ run as written (so the docs stay true)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from conftest import ROOT
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("MLSD_HOME", str(tmp_path / "ws"))
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [
+        block
+        for page in pages
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    ]
     assert blocks
     for block in blocks:
         scope: dict = {}
