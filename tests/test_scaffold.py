@@ -88,3 +88,35 @@ def test_an_entity_with_several_rows_gets_a_group_split(tmp_path):
         render_spec(tmp_path / "one.csv", "y", out=tmp_path / "s.yaml", entity="person")
     )
     assert spec.data.split.method == "stratified"  # one row per entity: nothing to keep apart
+
+
+def _table(tmp_path, target_values):
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"x": rng.normal(size=300), "y": rng.choice(target_values, 300)}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    return tmp_path / "d.csv"
+
+
+@pytest.mark.parametrize(
+    ("values", "has_costs"),
+    [(["a", "b", "c"], False), (["yes", "no"], True)],
+)
+def test_costs_of_a_false_positive_are_written_for_a_binary_task_only(tmp_path, values, has_costs):
+    """A multiclass spec from `mlsd init` carried binary costs (false_positive/negative)."""
+    text = render_spec(_table(tmp_path, values), "y", out=tmp_path / "s.yaml")
+    assert ("costs:" in text) is has_costs
+    assert ("false_positive" in text) is has_costs
+    parse_spec(text)
+
+
+def test_init_writes_retraining_triggers_that_load(tmp_path):
+    """A spec from `mlsd init` had no triggers, so `mlsd retrain --if-needed` never fired."""
+    text = render_spec(_table(tmp_path, ["a", "b", "c"]), "y", out=tmp_path / "s.yaml")
+    spec = parse_spec(text)
+    assert spec.retraining.triggers == ["drift", "performance"]
+    commented = [line for line in text.splitlines() if line.lstrip().startswith("# - {")]
+    assert len(commented) == 2  # schedule and new_labels, shown for the user to switch on
+    for line in commented:  # each commented trigger loads once uncommented
+        uncommented = text.replace(line, line.replace("# - ", "- ", 1))
+        assert len(parse_spec(uncommented).retraining.triggers) == 3

@@ -37,6 +37,22 @@ def infer_task(kind: str, n_classes: int) -> str:
     )
 
 
+# Step 9: what `mlsd retrain --if-needed` and `mlsd loop` act on. Without triggers nothing
+# ever fires, so init writes the two that need no tuning, and shows the others commented.
+RETRAINING = [
+    "# Step 9: when to retrain (`mlsd retrain --if-needed`, `mlsd loop`). A trigger fires on the",
+    "# champion's latest monitoring window; a retrain then needs fresh labelled rows (feedback).",
+    "retraining:",
+    "  triggers:",
+    "    - drift                              # a drift alert on the served inputs or outputs",
+    "    - performance                        # a performance alert: realised metric or guardrail",
+    "    # - {schedule: 30d}                  # the champion is at least this old",
+    "    # - {new_labels: 2000}               # this many labelled rows arrived since it was built",
+    "  beat_champion_by: 0.0                  # margin a challenger needs over the champion",
+    "",
+]
+
+
 def _scalar(value) -> str:
     """One YAML scalar, quoted when YAML would read it as something else."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
@@ -115,9 +131,14 @@ def render_spec(
         lines.append(_line(1, "time", list(time), _doc(ProblemSpec, "time")))
     lines += [
         _line(1, "objective", "", "TODO: " + _doc(ProblemSpec, "objective")),
-        _line(1, "costs", None, "cost of each kind of mistake; they choose thresholds"),
-        _line(2, "false_positive", 1.0, None),
-        _line(2, "false_negative", 1.0, None),
+    ]
+    if get_task(task).thresholded:  # costs choose a threshold: only a binary decision has one
+        lines += [
+            _line(1, "costs", None, "cost of each kind of mistake; they choose thresholds"),
+            _line(2, "false_positive", 1.0, None),
+            _line(2, "false_negative", 1.0, None),
+        ]
+    lines += [
         _line(1, "latency_budget_ms", 100, _doc(ProblemSpec, "latency_budget_ms")),
         "",
         "# Step 2: metrics.",
@@ -152,6 +173,7 @@ def render_spec(
         "features:",
         _line(1, "exclude", excluded, _doc(FeaturesSpec, "exclude")),
         "",
+        *RETRAINING,
     ]
     text = "\n".join(lines)
     try:
