@@ -108,29 +108,92 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.registered else 1
 
 
-def _registry(args: argparse.Namespace):
+def _registry(args: argparse.Namespace, spec=None):
     from mlsd.events import EventLog
     from mlsd.models.registry import Registry
     from mlsd.spec import load_spec
     from mlsd.workspace import Workspace
 
-    spec = load_spec(args.config)
+    spec = spec or load_spec(args.config)
     workspace = Workspace.for_spec(spec)
     events = EventLog(workspace.root / "events.sqlite")
     return Registry(workspace, spec.name, spec.models.tracking_uri, events=events)
 
 
+def _package_meta(folder: str | None) -> dict:
+    """What a version's package recorded (family, primary metric…); {} when it cannot be read."""
+    from mlsd.models.package import load
+
+    try:
+        return load(folder, verify=False).meta if folder else {}
+    except MlsdError:
+        return {}
+
+
+def _shown_path(path: str | None) -> str:
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def versions_table(rows: list[dict], primary: str) -> list[str]:
+    """Registered versions as a table: version, alias, created, family, the primary metric
+    on the test split, package. Each row may carry ``family`` and ``primary_metric`` (from
+    its package); ``primary`` is the spec's metric, used when a row does not say."""
+    names = {r.get("primary_metric") or primary for r in rows}
+    one = len(names) == 1  # one metric name: it goes in the header, not in every cell
+    title = f"test {next(iter(names))}" if one else "test (primary metric)"
+    table = [("version", "alias", "created (UTC)", "family", title, "package")]
+    for row in rows:
+        name = row.get("primary_metric") or primary
+        value = row.get("metrics", {}).get(f"test.{name}")
+        score = _fmt(value) if one else f"{name} {_fmt(value)}"
+        created = str(row.get("created_at") or "-").replace("T", " ")[:16]
+        table.append(
+            (
+                str(row["version"]),
+                ", ".join(row.get("aliases") or []) or "-",
+                created,
+                row.get("family") or "-",
+                score,
+                _shown_path(row.get("package")),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)), r[-1]])
+        for r in table
+    ]
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """List registered versions (or, with --history, who served when)."""
-    registry = _registry(args)
+    from mlsd.spec import load_spec
+    from mlsd.tasks import get_task
+
+    spec = load_spec(args.config)
+    primary = spec.metrics.primary or get_task(spec.problem.task).default_metric
+    registry = _registry(args, spec)
     rows = registry.history() if args.history else registry.versions()
+    if not args.history:
+        for row in rows:
+            meta = _package_meta(row.get("package"))
+            row["family"] = meta.get("family")
+            row["primary_metric"] = meta.get("primary_metric") or primary
     if args.json:
         _emit_json({"history" if args.history else "versions": rows})
         return 0
     if not rows:
         print("no registered versions yet: run `mlsd train`")
-    for row in rows:
-        print("  ".join(f"{k}={v}" for k, v in row.items() if v not in (None, "", [], {})))
+    elif args.history:
+        for row in rows:
+            print("  ".join(f"{k}={v}" for k, v in row.items() if v not in (None, "", [], {})))
+    else:
+        print("\n".join(versions_table(rows, primary)))
+        print("every metric of each version: mlsd models --json (or the MLflow UI)")
     return 0
 
 

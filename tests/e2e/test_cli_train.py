@@ -6,6 +6,8 @@ import json
 
 from test_cli_data import mlsd
 
+from mlsd.cli import versions_table
+
 JSON_KEYS = {
     "run_id",
     "model_version",
@@ -45,6 +47,15 @@ def test_bikeshare_train_beats_baselines_and_registers(example):
     # the registry, as a user sees it
     models = json.loads(mlsd("models", "--json", cwd=folder).stdout)["versions"]
     assert [m["version"] for m in models] == [1, 2]
+    assert len(models[0]["metrics"]) > 20  # --json keeps every metric
+    assert models[0]["family"] and models[0]["primary_metric"] == "mae"
+    table = mlsd("models", cwd=folder)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["version", "alias", "created", "(UTC)"]
+    assert "test mae" in lines[0] and "{" not in table.stdout  # a table, not Python dicts
+    assert lines[1].split()[:2] == ["1", "champion"] and lines[2].split()[:2] == ["2", "challenger"]
+    assert f"{out['test']['mae']:.4g}" in lines[1] or f"{out['test']['mae']:.4g}" in lines[2]
     promote = mlsd("promote", "2", "--reason", "newer", cwd=folder)
     assert promote.returncode == 0, promote.stderr
     history = json.loads(mlsd("models", "--history", "--json", cwd=folder).stdout)["history"]
@@ -76,3 +87,31 @@ def test_unknown_model_reference_is_a_clean_error(example):
     run = mlsd("evaluate", "--model", "champion", cwd=folder)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
+
+
+def test_models_table_is_one_readable_line_per_version():
+    """`mlsd models` printed each version as a Python dict of ~36 metrics."""
+    metrics = {f"{split}.{m}": 0.5 for split in ("train", "valid", "test") for m in "abcdefghijkl"}
+    rows = [
+        {
+            "version": 1,
+            "aliases": ["champion"],
+            "created_at": "2026-12-02T11:32:50.123+00:00",
+            "package": "/elsewhere/packages/p-1",
+            "family": "lightgbm",
+            "primary_metric": "mae",
+            "metrics": {**metrics, "test.mae": 3.14159},
+        },
+        {"version": 2, "aliases": [], "created_at": None, "package": None, "metrics": {}},
+    ]
+    lines = versions_table(rows, "mae")
+    assert len(lines) == 3
+    assert lines[0].split() == [
+        "version", "alias", "created", "(UTC)", "family", "test", "mae", "package"
+    ]  # fmt: skip
+    assert lines[1].split() == [
+        "1", "champion", "2026-12-02", "11:32", "lightgbm", "3.142", "/elsewhere/packages/p-1"
+    ]  # fmt: skip
+    assert lines[2].split() == ["2", "-", "-", "-", "-", "-"]
+    mixed = versions_table([rows[0], {**rows[1], "primary_metric": "rmse"}], "mae")
+    assert "test (primary metric)" in mixed[0] and "mae 3.142" in mixed[1]
