@@ -235,6 +235,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(value):
+    """A holdout value as a request carries it: NaN is missing, datetimes are ISO text."""
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def example_request(served, url: str) -> str | None:
+    """A curl line posting one row of the package's holdout to ``url``: the first row the
+    server's own validator accepts without a flag (else the first it accepts), None if none."""
+    import shlex
+
+    from mlsd.models.package import holdout
+
+    inputs, _ = holdout(served.package)
+    names = list(inputs)
+    n = len(inputs[names[0]]) if names else 0
+    rows = [{k: _json_value(inputs[k][i]) for k in names} for i in range(min(n, 200))]
+    if not rows:
+        return None
+    checked = served.validator.validate(rows)
+    if not checked.accepted:
+        return None
+    clean = [i for i, flags in zip(checked.accepted, checked.flags, strict=True) if not flags]
+    row = rows[(clean or checked.accepted)[0]]
+    body = json.dumps({"instances": [row]}, separators=(",", ":"))
+    return f"curl -s {url}/v1/predict -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the model over HTTP until interrupted."""
     import uvicorn
@@ -249,11 +280,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server = Server(Workspace.for_spec(spec).root, spec.name, serving, ref=args.model)
     loaded = server.load()  # a model that cannot serve stops here, with the reason
+    url = f"http://{serving.host}:{serving.port}"
     print(
-        f"serving {spec.name} version {loaded['version']} ({args.model}) on "
-        f"http://{serving.host}:{serving.port} (docs at /docs)",
+        f"serving {spec.name} version {loaded['version']} ({args.model}) on {url} (docs at /docs)",
         flush=True,
     )
+    if server.model is not None:
+        curl = example_request(server.model, url)
+        if curl:
+            print(f"try it with one row of the model's held-out test rows:\n{curl}", flush=True)
     uvicorn.run(
         create_app(server),
         host=serving.host,

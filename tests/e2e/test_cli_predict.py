@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pyarrow.parquet as pq
+from server import ServerProcess
 from test_cli_data import mlsd
 
 
@@ -74,3 +76,22 @@ def test_caravan_train_then_predict(example):
     short = mlsd("predict", "--input", "short.csv", "--output", "x.parquet", "--json", cwd=folder)
     assert short.returncode == 2 and "Traceback" not in short.stderr
     assert "lacks 83 input column(s)" in json.loads(short.stdout)["error"]["message"]
+
+    # `mlsd serve` prints one example request: a curl line with a valid held-out row, so a
+    # user need not type 85 fields; the server answers it 200, unflagged
+    server = ServerProcess(folder, "-c", "strict.yaml")
+    out, _ = server.stop()
+    (curl,) = [line for line in out.splitlines() if line.startswith("curl ")]
+    words = shlex.split(curl)
+    assert words[2] == f"http://127.0.0.1:{server.port}/v1/predict" and words[-2] == "-d"
+    body = json.loads(words[-1])
+    (row,) = body["instances"]
+    assert len(row) == 85 and "Purchase" not in row
+    again = ServerProcess(folder, "-c", "strict.yaml")  # on_invalid: reject
+    try:
+        status, answer, _ = again.client.call("POST", "/v1/predict", body)
+    finally:
+        again.stop()
+    assert status == 200, answer
+    assert answer["predictions"][0]["label"] in {"No", "Yes"}
+    assert not answer["predictions"][0].get("flags")
