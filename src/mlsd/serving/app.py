@@ -12,6 +12,7 @@ a 4xx JSON object ``{"error": {"code", "message", "details"}}``; no input gives 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,10 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from mlsd.errors import MlsdError
 from mlsd.models import aliases
 from mlsd.predlog.writer import PredictionLog
+from mlsd.serving import v2
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServedModel, ServingError, load_served
+from mlsd.serving.v2 import V2Error
 from mlsd.spec import ServingSpec
-from mlsd.tasks import LABEL, NUMBER, PER_CLASS
 from mlsd.workspace import Workspace
 
 TOKEN_ENV = "MLSD_ADMIN_TOKEN"
@@ -62,6 +64,31 @@ def _problem(exc: HTTPProblem) -> Response:
     return _json(
         {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, exc.status
     )
+
+
+def _is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def _v2_message(exc: HTTPProblem) -> str:
+    """An error as the one string the V2 protocol answers, its details spelled out."""
+    parts = []
+    for d in exc.details[:20]:
+        if isinstance(d, dict):
+            where = ", ".join(f"{k} {d[k]}" for k in ("instance", "field") if d.get(k) is not None)
+            parts.append(f"{where}: {d.get('problem')}" if where else str(d.get("problem")))
+        else:
+            parts.append(str(d))
+    more = f" (and {len(exc.details) - 20} more)" if len(exc.details) > 20 else ""
+    return exc.message + (": " + "; ".join(parts) + more if parts else "")
+
+
+def _answer_problem(path: str, exc: HTTPProblem) -> Response:
+    """The error in the route's shape: V2 routes answer ``{"error": "<message>"}`` (the
+    Open Inference Protocol's), the others ``{"error": {"code", "message", "details"}}``."""
+    if _is_v2(path):
+        return _json({"error": _v2_message(exc)}, exc.status)
+    return _problem(exc)
 
 
 def _parse(body: bytes) -> Any:
@@ -243,52 +270,6 @@ class Server:
         return {"recorded": recorded, "unknown_request_ids": unknown}
 
 
-def _v2_instances(payload: Any) -> list[dict]:
-    """Open Inference Protocol V2 tensors (one per input column) as instances."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-        raise HTTPProblem(
-            400, "invalid_request", 'expected {"inputs": [{name, shape, datatype, data}, ...]}'
-        )
-    columns = {}
-    for tensor in payload["inputs"]:
-        if (
-            not isinstance(tensor, dict)
-            or "name" not in tensor
-            or not isinstance(tensor.get("data"), list)
-        ):
-            raise HTTPProblem(400, "invalid_request", "each input needs a name and a data list")
-        data = tensor["data"]
-        if data and isinstance(data[0], list):  # [[v], [v]] shapes flatten to one column
-            data = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in data]
-        columns[tensor["name"]] = data
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) > 1:
-        raise HTTPProblem(400, "invalid_request", f"inputs have different lengths {lengths}")
-    n = lengths.pop() if lengths else 0
-    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
-
-
-_V2_DATATYPES = {NUMBER: "FP64", LABEL: "BYTES", PER_CLASS: "FP64"}
-
-
-def _v2_outputs(result: dict[str, Any], model: ServedModel) -> list[dict]:
-    """The answer's output tensors, one per output field of the task (``Task.outputs``)."""
-    preds = result["predictions"]
-    n = len(preds)
-    tensors = []
-    for field in model.task.outputs:
-        column = [p[field.name] for p in preds]
-        shape = [n]
-        if field.kind == LABEL:
-            column = [str(v) for v in column]
-        elif field.kind == PER_CLASS:
-            shape = [n, len(column[0]) if column else 0]
-            column = [v for row in column for v in row.values()]
-        datatype = _V2_DATATYPES[field.kind]
-        tensors.append({"name": field.name, "shape": shape, "datatype": datatype, "data": column})
-    return tensors
-
-
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -348,19 +329,33 @@ def create_app(server: Server) -> Edge:
 
     @app.exception_handler(HTTPProblem)
     async def problem(request: Request, exc: HTTPProblem):
-        return _problem(exc)
+        return _answer_problem(request.url.path, exc)
+
+    @app.exception_handler(V2Error)
+    async def v2_problem(request: Request, exc: V2Error):
+        return _json({"error": exc.message}, exc.status)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc):
-        return _problem(HTTPProblem(404, "not_found", f"no route {request.url.path}"))
+        return _answer_problem(
+            request.url.path, HTTPProblem(404, "not_found", f"no route {request.url.path}")
+        )
 
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
-        return _problem(
+        allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        answer = _answer_problem(
+            request.url.path,
             HTTPProblem(
-                405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
-            )
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.url.path}"
+                + (f"; allowed: {allow}" if allow else ""),
+            ),
         )
+        if allow:
+            answer.headers["allow"] = allow
+        return answer
 
     @app.post("/v1/predict", openapi_extra=_PREDICT_BODY, summary="Score instances")
     async def predict(request: Request):
@@ -423,63 +418,115 @@ def create_app(server: Server) -> Edge:
         except MlsdError as exc:
             raise HTTPProblem(409, "reload_failed", exc.message) from None
 
-    # --- Open Inference Protocol V2 --------------------------------------------------------
+    _add_v2_routes(app, server, body_of, request_id, score)
 
-    @app.get("/v2/health/live")
+    return Edge(app, server)
+
+
+def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> None:
+    """The Open Inference Protocol V2 routes (``mlsd.serving.v2`` does the encoding)."""
+    # the installed distribution's version (importing the mlsd package itself would pull
+    # its lazy API into the serving path's import graph)
+    try:
+        version = importlib.metadata.version("mlsd")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+
+    @app.get("/v2", summary="V2: server metadata")
+    async def v2_server():
+        return _json(v2.server_metadata(version))
+
+    @app.get("/v2/health/live", summary="V2: the server is live")
     async def v2_live():
         return _json({"live": True})
 
-    @app.get("/v2/health/ready")
+    @app.get("/v2/health/ready", summary="V2: the server is ready")
     async def v2_ready():
         return _json({"ready": server.model is not None}, 200 if server.model else 503)
 
-    def v2_model(name: str) -> ServedModel:
+    def v2_model(name: str, version: str | None = None) -> ServedModel:
         if name != server.system:
-            raise HTTPProblem(404, "unknown_model", f"this server serves {server.system!r}")
-        return server.served()
+            raise V2Error(f"unknown model {name!r}; this server serves {server.system!r}", 404)
+        model = server.served()
+        if version is not None and version != model.label:
+            raise V2Error(
+                f"model {name!r} has no version {version!r}; version {model.label!r} is served",
+                404,
+            )
+        return model
 
-    @app.get("/v2/models/{name}")
-    async def v2_metadata(name: str):
-        model = v2_model(name)
-        datatype = {"numeric": "FP64", "boolean": "BOOL"}
+    async def metadata(request: Request, name: str, version: str | None):
+        model = v2_model(name, version)
+        return _json(v2.model_metadata(name, model.label, model.package.signature, model.task))
+
+    async def ready(request: Request, name: str, version: str | None):
+        v2_model(name, version)
+        return _json({"name": name, "ready": True})
+
+    async def config(request: Request, name: str, version: str | None):
+        model = v2_model(name, version)
         return _json(
-            {
-                "name": name,
-                "versions": [model.label],
-                "platform": "mlsd",
-                "inputs": [
-                    {"name": i["name"], "datatype": datatype.get(i["type"], "BYTES"), "shape": [-1]}
-                    for i in model.package.signature["inputs"]
-                ],
-                "outputs": [
-                    {"name": o["name"], "datatype": o["datatype"], "shape": [-1]}
-                    for o in _v2_outputs({"predictions": []}, model)
-                ],
-            }
+            v2.model_config(
+                name,
+                model.label,
+                model.package.signature,
+                model.task,
+                server.serving.max_instances,
+            )
         )
 
-    @app.get("/v2/models/{name}/ready")
-    async def v2_model_ready(name: str):
-        v2_model(name)
-        return _json({"ready": True})
+    async def infer(request: Request, name: str, version: str | None):
+        model = v2_model(name, version)
+        headers = dict(request.scope["headers"])
+        body = await _read_body(headers, request.receive, server.serving.max_body_bytes)
+        header_length = headers.get(v2.HEADER_LENGTH.encode())
+        payload, binary = v2.split_body(
+            body, header_length.decode("latin-1") if header_length is not None else None
+        )
+        wanted = v2.requested_outputs(payload, model.task)
+        given = payload.get("id")
+        rid = str(given) if isinstance(given, str | int) and given != "" else request_id(request)
+        result = await score(request, v2.instances(payload, binary), rid)
+        tensors = v2.output_tensors(
+            result["predictions"], model.task, model.package.signature["output"].get("classes")
+        )
+        answer = {"model_name": name, "model_version": result["model_version"], "id": rid}
+        content, extra = v2.encode_answer(answer, tensors, wanted)
+        return Response(content, media_type=extra.pop("content-type"), headers=extra)
 
-    @app.post("/v2/models/{name}/infer")
-    async def v2_infer(name: str, request: Request):
-        model = v2_model(name)
-        payload = await body_of(request)
-        rid = str(payload.get("id") or "") if isinstance(payload, dict) else ""
-        rid = rid or request_id(request)
-        result = await score(request, _v2_instances(payload), rid)
-        return _json(
-            {
-                "model_name": name,
-                "model_version": result["model_version"],
-                "id": rid,
-                "outputs": _v2_outputs(result, model),
-            }
+    model_routes = [
+        ("", "GET", metadata, "V2: model metadata"),
+        ("/ready", "GET", ready, "V2: the model is ready"),
+        ("/config", "GET", config, "V2: model configuration"),
+        ("/infer", "POST", infer, "V2: score input tensors"),
+    ]
+    for suffix, method, endpoint, summary in model_routes:
+        app.add_api_route(
+            "/v2/models/{name}" + suffix,
+            _unversioned(endpoint),
+            methods=[method],
+            summary=summary,
+        )
+        app.add_api_route(
+            "/v2/models/{name}/versions/{version}" + suffix,
+            _versioned(endpoint),
+            methods=[method],
+            summary=summary + " (one version)",
         )
 
-    return Edge(app, server)
+
+def _unversioned(endpoint):
+    async def route(request: Request, name: str):
+        return await endpoint(request, name, None)
+
+    return route
+
+
+def _versioned(endpoint):
+    async def route(request: Request, name: str, version: str):
+        return await endpoint(request, name, version)
+
+    return route
 
 
 async def _score(server: Server, instances: Any, rid: str, started: float) -> dict[str, Any]:
@@ -499,6 +546,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _INTERNAL = orjson.dumps(
     {"error": {"code": "internal", "message": "internal error", "details": []}}
 )
+_V2_INTERNAL = orjson.dumps({"error": "internal error"})
 
 
 class Edge:
@@ -534,7 +582,8 @@ class Edge:
             if not started_response:
                 status = 500
                 await send({"type": "http.response.start", "status": 500, "headers": _JSON_HEADERS})
-                await send({"type": "http.response.body", "body": _INTERNAL})
+                body = _V2_INTERNAL if _is_v2(scope["path"]) else _INTERNAL
+                await send({"type": "http.response.body", "body": body})
         route = "/v1/predict" if fast else getattr(scope.get("route"), "path", "unmatched")
         self.server.metrics.observe(route, status, time.perf_counter() - started)
 
