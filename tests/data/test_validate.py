@@ -259,3 +259,65 @@ def test_validate_writes_the_report(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["snapshot"] == report.snapshot and saved["passed"] is True
     assert {"anomalies", "counts", "split", "column_types", "timings"} <= set(saved)
+
+
+def test_no_split_drift_on_a_small_stratified_table(tmp_path):
+    """On wine (178 rows) PSI alone gave ten split_drift warnings, with a fix about time
+    splits of seasonal data, on a stratified split: a significant test is required too."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    report = run(tmp_path, wine, "", task="multiclass", target="target")
+    assert report.split["method"] == "stratified"
+    assert found(report, "split_drift") == {}
+    for seed in range(5):  # not one lucky split: the rows in another order each time
+        shuffled = wine.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        (tmp_path / str(seed)).mkdir()
+        again = run(tmp_path / str(seed), shuffled, "", task="multiclass", target="target")
+        assert found(again, "split_drift") == {}, [a.message for a in again.anomalies]
+
+
+def test_a_real_shift_on_a_small_time_split_is_still_reported(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 178
+    df = pd.DataFrame(
+        {
+            "t": np.arange(n),
+            "trend": np.arange(n) / 10 + rng.normal(size=n),
+            "noise": rng.normal(size=n),
+            "kind": np.where(np.arange(n) > 0.7 * n, "new", rng.choice(["a", "b"], n)),
+            "y": rng.normal(size=n),
+        }
+    )
+    report = run(tmp_path, df, "", time="t")
+    drift = found(report, "split_drift")
+    assert set(drift) == {"trend", "kind"}, [a.message for a in report.anomalies]
+    assert drift["trend"].evidence["test"] == "ks" and drift["trend"].evidence["p_value"] < 1e-6
+    assert drift["kind"].evidence["test"] == "chi-square"
+    assert "time split" in drift["trend"].fix and "PSI" in drift["trend"].message
+
+
+@pytest.mark.parametrize(
+    ("split", "words"),
+    [
+        ("{method: random}", "unexpected for a random split"),
+        ("{method: stratified}", "unexpected for a stratified split"),
+        ("{method: group, group: g}", "a group split keeps each entity's rows together"),
+    ],
+)
+def test_split_drift_fix_names_the_split_that_was_made(split, words):
+    """The fix said "expected for a time split of seasonal data" whatever the split."""
+    from mlsd.data.split import TEST, TRAIN
+    from mlsd.data.validate import check_split_drift
+
+    frame = base_frame()
+    frame["g"] = np.arange(N) % 7
+    labels = np.where(np.arange(N) < 450, TRAIN, TEST)
+    frame.loc[labels == TEST, "z"] += 8  # whatever the split meant to do, test rows moved
+    spec = parse_spec(
+        f"name: t\nproblem: {{task: regression, target: y}}\ndata: {{source: d.csv, split: {split}}}\n"
+    )
+    types = {"x": "numeric", "z": "numeric", "c": "categorical", "y": "numeric"}
+    (drift,) = check_split_drift(spec, frame, labels, ["x", "z", "c"], types)
+    assert drift.column == "z" and words in drift.fix and "seasonal" not in drift.fix
+    assert drift.evidence["split"] == spec.split_method and drift.evidence["p_value"] < 1e-6
