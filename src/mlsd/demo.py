@@ -311,9 +311,17 @@ def _retrain(spec, ws: Workspace, monitored):
     _say("   step 9  `mlsd retrain --if-needed`: the triggers, then the champion/challenger gate:")
     result = retrain(spec, ws, if_needed=True, progress=False, monitor_result=monitored)
     for t in result.triggers:
-        alerts = len(t.get("evidence", {}).get("alerts", []))
-        if t["fired"]:
-            _say(f"      trigger {t['name']}: FIRED ({alerts} alert(s) in the latest window)")
+        evidence = t.get("evidence", {})
+        alerts = len(evidence.get("alerts", []))
+        total = evidence.get("alerts_in_window", alerts)
+        if t["fired"] and "alerts" not in evidence:  # schedule, new_labels: their reason
+            _say(f"      trigger {t['name']}: FIRED ({t['reason']})")
+        elif t["fired"]:
+            of = f" of {total} alerts" if total > alerts else ""
+            _say(
+                f"      trigger {t['name']}: FIRED ({alerts} {t['name']} alert(s){of} in the "
+                "champion's latest window)"
+            )
         else:
             _say(f"      trigger {t['name']}: quiet ({t['reason'].split(' (')[0]})")
     if not result.needed:

@@ -65,7 +65,8 @@ def test_drift_and_performance_read_the_champions_latest_window(tmp_path):
     shifted["a"] += 3.0
     serve(ws, shifted, predict=True)
     drift, performance = evaluate(spec, ws)
-    assert drift["fired"] and "drift alert(s) in the champion's latest window" in drift["reason"]
+    assert drift["fired"] and "drift alert(s)" in drift["reason"]
+    assert "in the champion's latest window" in drift["reason"]
     assert any(a["subject"] == "a" for a in drift["evidence"]["alerts"])
     assert performance["fired"] and performance["evidence"]["alerts"][0]["kind"] == (
         "performance_alert"
@@ -80,3 +81,28 @@ def test_unknown_triggers_are_spec_errors_with_a_suggestion():
         parse_spec(base + "retraining: {triggers: [{new_labels: many}]}\n")
     with pytest.raises(SpecError, match=r"one of \{expanding: true\}"):
         parse_spec(base + "retraining: {window: {sliding: 9d, rows: 10}}\n")
+
+
+def _alert(kind: str, subject: str, version: str = "1"):
+    from mlsd.monitoring.alerts import Alert
+
+    window = {"index": 0, "start": "x", "end": "y", "start_ts": 1.0, "end_ts": 2.0, "n": 500}
+    return Alert(kind, "check", subject, f"{subject} moved", version, window)
+
+
+def test_an_alert_trigger_says_how_many_of_the_windows_alerts_it_counts(tmp_path):
+    """ "ALERTS in the latest window (7)" stood next to "trigger drift: FIRED (6 alert(s))":
+    the trigger counts its own kind only, and now says of how many."""
+    from mlsd.monitoring.result import MonitorResult
+
+    spec, ws = system(tmp_path, frame(50, 0), "retraining: {triggers: [drift, performance]}\n")
+    _fake_champion(ws, spec.name, time.time())
+    latest = [_alert("drift_alert", f"f{i}") for i in range(6)]
+    latest += [_alert("quality_alert", "missing"), _alert("drift_alert", "g", version="2")]
+    result = MonitorResult({"models": []}, latest, latest)
+    drift, performance = evaluate(spec, ws, monitor_result=result)
+    assert drift["fired"] and drift["reason"].startswith(
+        "6 drift alert(s) of the 7 alert(s) in the champion's latest window"
+    )
+    assert drift["evidence"]["alerts_in_window"] == 7 and len(drift["evidence"]["alerts"]) == 6
+    assert not performance["fired"] and performance["evidence"]["alerts_in_window"] == 7

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlsd.errors import MlsdError
 from mlsd.loop.data import Champion, champion, count_fresh, read_log, to_epoch
+from mlsd.monitoring.windows import window_span
 from mlsd.spec import SystemSpec, parse_duration
 from mlsd.workspace import Workspace
 
@@ -49,26 +50,31 @@ def _alert_trigger(name: str, result: Any, champ: Champion) -> dict[str, Any]:
             "evidence": {},
         }
     version = str(champ.version)
-    alerts = [a for a in result.latest_alerts if a.kind == kind and a.model_version == version]
+    mine = [a for a in result.latest_alerts if a.model_version == version]
+    alerts = [a for a in mine if a.kind == kind]
     if not alerts:
         windows = [m for m in result.report["models"] if m["model_version"] == version]
         last = windows[0]["windows"][-1] if windows and windows[0]["windows"] else {}
+        others = f"; {len(mine)} alert(s) of other kinds" if mine else ""
         return {
             "name": name,
             "fired": False,
             "reason": f"no {name} alert in the champion's latest window"
-            + (
-                f" ({last.get('start')} to {last.get('end')}, {last.get('n')} rows)" if last else ""
-            ),
-            "evidence": {"window": {k: last.get(k) for k in ("start", "end", "n")}},
+            + (f" ({window_span(last)}, {last.get('n')} rows{others})" if last else ""),
+            "evidence": {
+                "window": {k: last.get(k) for k in ("start", "end", "n")},
+                "alerts_in_window": len(mine),
+            },
         }
     shown = "; ".join(a.message for a in alerts[:3])
     more = f" (and {len(alerts) - 3} more)" if len(alerts) > 3 else ""
+    of = f" of the {len(mine)} alert(s)" if len(mine) > len(alerts) else ""
     return {
         "name": name,
         "fired": True,
-        "reason": f"{len(alerts)} {name} alert(s) in the champion's latest window: {shown}{more}",
-        "evidence": {"alerts": [a.to_dict() for a in alerts]},
+        "reason": f"{len(alerts)} {name} alert(s){of} in the champion's latest window: "
+        f"{shown}{more}",
+        "evidence": {"alerts": [a.to_dict() for a in alerts], "alerts_in_window": len(mine)},
     }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlsd.monitoring.alerts import Alert
+from mlsd.monitoring.windows import window_span
 
 
 @dataclass
@@ -43,7 +44,7 @@ class MonitorResult:
                 lines.append("  " + _window_line(model, w))
         latest = self.latest_alerts
         if latest:
-            lines.append(f"ALERTS in the latest window ({len(latest)}):")
+            lines.append(f"ALERTS in the latest window ({alert_counts(latest)}):")
             lines += [f"  [{a.kind}] {a.message}" for a in latest]
         else:
             lines.append("no alert in the latest window")
@@ -69,6 +70,19 @@ class MonitorResult:
         return lines
 
 
+def alert_counts(alerts: list[Alert]) -> str:
+    """How many alerts of which kind, so a count elsewhere (a retraining trigger counts its
+    own kind only) is read against the right total: ``7 for model version 1: 6 drift, 1 quality``."""
+    kinds: dict[str, int] = {}
+    for a in alerts:
+        name = a.kind.removesuffix("_alert")
+        kinds[name] = kinds.get(name, 0) + 1
+    shown = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    versions = sorted({a.model_version for a in alerts})
+    of = f"model version{'s' if len(versions) > 1 else ''} {', '.join(versions)}"
+    return f"{len(alerts)} for {of}: {shown}"
+
+
 def _model_line(model: dict) -> str:
     age = model.get("age_days")
     stale = " STALE" if model.get("stale") else ""
@@ -87,7 +101,7 @@ def _window_line(model: dict, w: dict) -> str:
     pred = w.get("prediction_drift") or {}
     perf = (w.get("performance") or {}).get("realised") or {}
     primary = perf.get("primary") or {}
-    parts = [f"#{w['index']} {w['start'][:19]} to {w['end'][:19]} n={w['n']:,}"]
+    parts = [f"#{w['index']} {window_span(w)} n={w['n']:,}"]
     if not w.get("tested"):
         parts.append("(too few rows to test)")
     else:

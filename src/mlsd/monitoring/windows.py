@@ -35,13 +35,14 @@ class Window:
     start: float  # epoch seconds: window bounds (time) or first/last row (rows)
     end: float
     partial: bool = False
+    by_rows: bool = False  # a window of rows: start and end are when its rows were served
 
     @property
     def n(self) -> int:
         return self.hi - self.lo
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "index": self.index,
             "start": iso(self.start),
             "end": iso(self.end),
@@ -49,12 +50,48 @@ class Window:
             "end_ts": self.end,
             "n": self.n,
             "partial": self.partial,
+            "by": "rows" if self.by_rows else "time",
         }
+        if self.by_rows:  # 1-based, in this model version's time-ordered predictions
+            out["first_row"], out["last_row"] = self.lo + 1, self.hi
+        return out
 
 
 def iso(ts: float) -> str:
     """Epoch seconds as an ISO date-time in UTC, to the second."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _clock(ts: float, *, date: bool, ms: bool) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+    return text + (f".{moment.microsecond // 1000:03d}" if ms else "")
+
+
+def served_span(start_ts: float, end_ts: float) -> str:
+    """When rows were served, as a person reads it: milliseconds when the span is under a
+    minute (rows replayed within one second never read "11:32:50 to 11:32:50"), the date
+    once when both ends share it, and "at" for a single instant."""
+    ms = end_ts - start_ts < 60
+    first = _clock(start_ts, date=True, ms=ms)
+    if end_ts == start_ts:
+        return f"at {first} UTC"
+    same_day = (
+        datetime.fromtimestamp(start_ts, UTC).date() == datetime.fromtimestamp(end_ts, UTC).date()
+    )
+    return f"{first} to {_clock(end_ts, date=not same_day, ms=ms)} UTC"
+
+
+def window_span(w: Mapping[str, Any]) -> str:
+    """Which rows or which time a window (its ``to_dict``) covers: a window of rows says its
+    rows and when they were served (``rows 1–500, served 2026-01-05 11:32:50.104 to
+    11:32:50.911 UTC``), a window of time its bounds."""
+    if w.get("by") == "rows" and "first_row" in w:
+        served = served_span(w["start_ts"], w["end_ts"])
+        return f"rows {w['first_row']:,}–{w['last_row']:,}, served {served}"
+    if "start_ts" in w and "end_ts" in w:
+        return served_span(w["start_ts"], w["end_ts"]).removeprefix("at ")
+    return f"{w.get('start')} to {w.get('end')}"
 
 
 def window_text(m: MonitoringSpec) -> str:
@@ -79,7 +116,9 @@ def cut_windows(
         out = []
         for i, hi in enumerate(ends):
             lo = max(0, hi - rows)
-            out.append(Window(i, lo, hi, float(ts[lo]), float(ts[hi - 1]), hi - lo < rows))
+            out.append(
+                Window(i, lo, hi, float(ts[lo]), float(ts[hi - 1]), hi - lo < rows, by_rows=True)
+            )
         return out
     assert seconds is not None
     keys = np.floor(ts / seconds).astype(np.int64)
