@@ -168,8 +168,13 @@ def _describe_values(col: ColumnSchema, series: pd.Series) -> None:
     elif col.type == "datetime" and series.notna().any():
         col.min, col.max = str(series.min()), str(series.max())  # type: ignore[assignment]
     elif col.type in ("categorical", "boolean") and col.n_unique <= 1000:
-        values = series.dropna().unique()
-        col.domain = sorted((_json_scalar(v) for v in values), key=str)
+        col.domain = domain_of(series)
+
+
+def domain_of(series: pd.Series) -> list[Any]:
+    """The distinct values present in ``series`` (coerced to its schema type) as JSON
+    scalars, sorted by their text: a column's domain."""
+    return sorted((_json_scalar(v) for v in series.dropna().unique()), key=str)
 
 
 def infer_schema(

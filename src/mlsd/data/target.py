@@ -10,14 +10,30 @@ import pandas as pd
 from mlsd.errors import DataError
 from mlsd.spec import SystemSpec
 from mlsd.tasks import get_task
+from mlsd.values import category_key
 
 _POSITIVE_WORDS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 
 
+def class_value(value: Any) -> Any:
+    """A label as a class: a Python scalar, a whole-number float as an int (a CSV column of
+    0/1/2 is read as floats once it has a missing value, or once the schema types it as
+    numbers), so the class is answered, named and logged as ``0``, never ``0.0``. Strings
+    and booleans stay as they are; other floats stay floats."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def classes_of(values: pd.Series) -> list[Any]:
-    """Distinct non-missing labels, sorted by their text for a stable order."""
-    uniques = values.dropna().unique()
-    return sorted((v.item() if isinstance(v, np.generic) else v for v in uniques), key=str)
+    """Distinct non-missing labels (see :func:`class_value`), sorted by their text for a
+    stable order."""
+    found: dict[str, Any] = {}  # by text, as labels are matched (True and 1 stay apart)
+    for value in values.dropna().unique():
+        found.setdefault(str(class_value(value)), class_value(value))
+    return sorted(found.values(), key=str)
 
 
 def positive_class(spec: SystemSpec, classes: list[Any]) -> Any:
@@ -25,9 +41,7 @@ def positive_class(spec: SystemSpec, classes: list[Any]) -> Any:
     declared = spec.problem.positive_class
     if declared is not None:
         for value in classes:
-            if str(value) == str(declared) or (
-                isinstance(value, float) and str(declared) == str(int(value))
-            ):
+            if _same_class(value, declared):
                 return value
         raise DataError(
             f"problem.positive_class {declared!r} is not a value of "
@@ -57,5 +71,18 @@ def encode_target(frame: pd.DataFrame, spec: SystemSpec) -> tuple[np.ndarray, li
             positive = min(classes, key=lambda c: (counts.get(c, 0), str(c)))
         classes = [c for c in classes if c != positive] + [positive]
     index = {str(c): float(i) for i, c in enumerate(classes)}
-    y = series.astype(str).map(index).astype(float).where(series.notna())
-    return y.to_numpy(dtype=float, na_value=np.nan), classes
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    lookup = np.array([index[str(class_value(u))] for u in uniques] + [np.nan], dtype=float)
+    return lookup[codes], classes  # code -1 (missing) reads the NaN at the end
+
+
+def _same_class(value: Any, declared: Any) -> bool:
+    """Whether a spec's ``positive_class`` names the class ``value``: 1, 1.0 and "1" alike."""
+    if str(value) == str(declared) or category_key(value) == category_key(declared):
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(str(declared)) == value
+        except ValueError:
+            return False
+    return False

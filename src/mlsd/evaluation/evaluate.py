@@ -17,6 +17,7 @@ from mlsd.evaluation.metrics import compute, metrics_for
 from mlsd.features import frame_inputs
 from mlsd.spec import ColumnSpec, SourceSpec, SystemSpec
 from mlsd.tasks import get_task
+from mlsd.values import category_key
 from mlsd.workspace import Workspace
 
 REPORT_FOLDER = "evaluate"  # beside the training report, which it must not overwrite
@@ -26,15 +27,17 @@ def package_labels(series: pd.Series, meta: dict) -> np.ndarray:
     """The target as the package's model sees it (class index, or the value)."""
     if not get_task(meta["task"]).classification:
         return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-    index = {str(c): float(i) for i, c in enumerate(meta["classes"])}
-    text = series.astype(object).where(series.notna())
-    unknown = sorted({str(v) for v in text.dropna() if str(v) not in index})
+    # matched as categories: 1, 1.0 and "1" are one class, whichever the package recorded
+    # (packages before int classes hold 0.0/1.0) and however the data file types the column
+    index = {category_key(c): float(i) for i, c in enumerate(meta["classes"])}
+    keys = [category_key(v) for v in series.astype(object)]
+    unknown = sorted({k for k in keys if k is not None and k not in index})
     if unknown:
         raise DataError(
             f"labels {unknown[:5]} are not classes the model knows ({meta['classes']})",
             hint="evaluate on data labelled like the training data",
         )
-    return np.array([index[str(v)] if v is not None else np.nan for v in text], dtype=float)
+    return np.array([np.nan if k is None else index[k] for k in keys], dtype=float)
 
 
 def _read_labelled(path: Path, package) -> pd.DataFrame:

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data.profile import predictions_profile, profile
+from mlsd.data.schema import domain_of
 from mlsd.data.snapshot import Dataset
+from mlsd.data.target import class_value
 from mlsd.features import FittedFeaturizer
 from mlsd.models.candidates import Candidate, TrainingData
 from mlsd.models.decisions import Evaluation
@@ -49,7 +51,9 @@ def build_package(
     while folder.exists():
         folder = folder.with_name(f"{folder.name.rsplit('~', 1)[0]}~{suffix}")
         suffix += 1
-    signature = _signature(spec, dataset, chosen.featurizer, data, threshold)
+    # the training split's profile: monitoring's reference, and the signature's ranges
+    reference = profile(data.parts["train"][list(data.columns)], data.columns)
+    signature = _signature(spec, dataset, chosen.featurizer, data, threshold, reference)
     return package.build(
         folder,
         model=chosen.model,
@@ -57,7 +61,7 @@ def build_package(
         signature=signature,
         metrics={"primary": data.metric.name, **{s: chosen.entry.scores[s] for s in SPLITS}},
         profile={
-            **profile(data.parts["train"][list(data.columns)], data.columns),
+            **reference,
             # outputs on valid (rows the model was not fitted on): prediction drift's reference
             "predictions": predictions_profile(
                 evaluation.calibrated(chosen.predict(data.parts["valid"], data.columns)),
@@ -106,7 +110,11 @@ def _signature(
     featurizer: FittedFeaturizer,
     data: TrainingData,
     threshold: float,
+    reference: dict,
 ) -> dict:
+    """Inputs with their types, and the ranges and domains of the training split (the
+    ``reference`` profile's numbers, which monitoring reports as the training range), unless
+    the spec declares them; the output's task and classes."""
     train = data.parts["train"]
     inputs = []
     for name, kind in featurizer.input_columns.items():
@@ -118,15 +126,18 @@ def _signature(
         }
         declared = spec.data.columns.get(name)
         if kind == "numeric":
-            item["min"] = declared.min if declared and declared.min is not None else col.min
-            item["max"] = declared.max if declared and declared.max is not None else col.max
-        if kind in ("categorical", "boolean") and col.domain is not None:
-            item["domain"] = declared.domain if declared and declared.domain else col.domain
+            seen = reference["columns"].get(name, {})
+            item["min"] = declared.min if declared and declared.min is not None else seen.get("min")
+            item["max"] = declared.max if declared and declared.max is not None else seen.get("max")
+        if kind in ("categorical", "boolean") and col.domain is not None:  # None: too many
+            item["domain"] = (
+                declared.domain if declared and declared.domain else domain_of(train[name])
+            )
         inputs.append(item)
     task = data.task
     output: dict[str, Any] = {"task": task.kind}
     if task.is_classification:
-        output["classes"] = [c.item() if isinstance(c, np.generic) else c for c in data.classes]
+        output["classes"] = [class_value(c) for c in data.classes]
     if task.definition.thresholded:
         output["positive_class"] = output["classes"][1]
         output["threshold"] = threshold
