@@ -51,3 +51,13 @@ def test_the_latest_alerts_are_counted_by_kind():
     }
     lines = MonitorResult(report, latest, latest).summary_lines()
     assert "ALERTS in the latest window (7 for model version 1: 6 drift, 1 performance):" in lines
+
+
+def test_the_html_report_names_each_window_as_the_text_does():
+    from mlsd.monitoring.report import _window_rows
+
+    ts = T + np.linspace(0.1, 0.9, 1000)
+    windows = [{**w.to_dict(), "n": 500} for w in cut_windows(ts, rows=500)]
+    rows = _window_rows({"windows": windows})
+    assert [r["covers"] for r in rows] == [window_span(w) for w in windows]
+    assert "rows 1–500" in rows[0]["covers"]

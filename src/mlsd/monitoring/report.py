@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlsd.monitoring.windows import window_span
 from mlsd.reporting import COLORS, Page, fmt, subplots, svg
 
 MAX_FEATURE_CHARTS = 12  # a wide table would make a page of hundreds of figures (0.1 s each)
@@ -159,8 +160,7 @@ def _window_rows(model: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "window": w["index"],
-                "start": w["start"],
-                "end": w["end"],
+                "covers": window_span(w),
                 "rows": w["n"],
                 "labelled": w.get("n_labelled", 0),
                 "drifted features": ", ".join((w.get("drift") or {}).get("drifted") or [])
