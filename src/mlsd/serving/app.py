@@ -256,51 +256,35 @@ class Server:
                     }
                 )
                 continue
+            position = item.get("instance")
+            if isinstance(position, float) and position.is_integer():
+                position = int(position)  # JSON's 3.0 is the integer 3
+            if not isinstance(item["request_id"], str):
+                problems.append(
+                    {"instance": index, "field": "request_id", "problem": "expected a string"}
+                )
+                continue
+            if position is not None and (
+                not isinstance(position, int) or isinstance(position, bool) or position < 0
+            ):
+                problems.append(
+                    {
+                        "instance": index,
+                        "field": "instance",
+                        "problem": "expected the instance's position, an integer from 0",
+                    }
+                )
+                continue
             request_id = str(item["request_id"])
             if not self.log.known(request_id):
                 unknown.append(request_id)
                 continue
-            self.log.feedback(
-                request_id=request_id, label=item["label"], instance=item.get("instance")
-            )
+            self.log.feedback(request_id=request_id, label=item["label"], instance=position)
             recorded += 1
         if problems:
             raise HTTPProblem(422, "invalid_feedback", "malformed feedback items", problems)
         self.metrics.feedback.inc(recorded)
         return {"recorded": recorded, "unknown_request_ids": unknown}
-
-
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "properties": {"instances": {"type": "array", "items": {"type": "object"}}},
-                }
-            }
-        },
-    }
-}
-_FEEDBACK_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "request_id": {"type": "string"},
-                        "label": {},
-                        "instance": {"type": "integer"},
-                    },
-                }
-            }
-        },
-    }
-}
 
 
 def create_app(server: Server) -> Edge:
@@ -316,6 +300,8 @@ def create_app(server: Server) -> Edge:
         server.close()
 
     app = FastAPI(title=f"mlsd: {server.system}", version="1", lifespan=lifespan)
+    # the document follows the served model (its inputs), so it is built on each request
+    app.openapi = lambda: openapi_document(app, server)  # type: ignore[method-assign]
 
     async def body_of(request: Request) -> Any:
         headers = dict(request.scope["headers"])
@@ -357,7 +343,7 @@ def create_app(server: Server) -> Edge:
             answer.headers["allow"] = allow
         return answer
 
-    @app.post("/v1/predict", openapi_extra=_PREDICT_BODY, summary="Score instances")
+    @app.post("/v1/predict", summary="Score instances")
     async def predict(request: Request):
         """Documentation only: the Edge answers this route before FastAPI sees it."""
         payload = await body_of(request)
@@ -365,7 +351,7 @@ def create_app(server: Server) -> Edge:
         result = await score(request, _instances(payload), rid)
         return _json(result, headers={"x-request-id": rid})
 
-    @app.post("/v1/feedback", openapi_extra=_FEEDBACK_BODY, summary="Record true labels")
+    @app.post("/v1/feedback", summary="Record true labels")
     async def feedback(request: Request):
         return _json(server.feedback(await body_of(request)))
 
@@ -484,8 +470,10 @@ def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> 
             body, header_length.decode("latin-1") if header_length is not None else None
         )
         wanted = v2.requested_outputs(payload, model.task)
-        given = payload.get("id")
-        rid = str(given) if isinstance(given, str | int) and given != "" else request_id(request)
+        given = payload.get("id", "")
+        if not isinstance(given, str):
+            raise V2Error("id must be a string")
+        rid = given[:200] or request_id(request)
         result = await score(request, v2.instances(payload, binary), rid)
         tensors = v2.output_tensors(
             result["predictions"], model.task, model.package.signature["output"].get("classes")
@@ -653,3 +641,304 @@ async def _read_body(headers: dict, receive: Any, limit: int) -> bytes:
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
+
+
+# --- OpenAPI: what the server does, from the served model's signature ---------------------------
+
+_V1_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array"},
+            },
+        }
+    },
+}
+_V2_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+_REASONS = {
+    400: "The body is not the JSON the route expects",
+    401: "A valid bearer token is required",
+    403: f"Admin routes are disabled: set {TOKEN_ENV}",
+    404: "No such model or version",
+    405: "The method is not allowed on this route (see the Allow header)",
+    409: "The model could not be loaded or failed verification; the old one keeps serving",
+    413: "The body or the number of instances is over the server's limit",
+    422: "Instances or feedback items fail validation (each problem names instance and field)",
+    503: "No verified model is loaded yet",
+}
+_BOOL_PATTERN = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)\s*$"
+
+
+def _errors(statuses: list[int], schema: dict) -> dict:
+    out = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": _REASONS[status],
+            "content": {"application/json": {"schema": schema}},
+        }
+        if status == 405:
+            answer["headers"] = {
+                "Allow": {
+                    "description": "the methods this route allows",
+                    "schema": {"type": "string"},
+                }
+            }
+        out[str(status)] = answer
+    return out
+
+
+def _ok(schema: dict, description: str = "OK", media: str = "application/json") -> dict:
+    return {"200": {"description": description, "content": {media: {"schema": schema}}}}
+
+
+def _value_schema(field: dict, serving: ServingSpec) -> dict:
+    """What one instance field takes: its signature type; null is a missing value (imputed).
+    Out-of-range and unseen values are flagged under ``serving.on_invalid: flag`` (the
+    default), refused under ``reject``."""
+    kind = field["type"]
+    strict = serving.on_invalid == "reject"
+    if kind == "numeric":
+        schema: dict[str, Any] = {"type": ["number", "null"]}
+        if strict:
+            for key, bound in (("min", "minimum"), ("max", "maximum")):
+                if field.get(key) is not None:
+                    schema[bound] = field[key]
+    elif kind == "boolean":
+        schema = {
+            "anyOf": [
+                {"type": "boolean"},
+                {"enum": [0, 1]},
+                {"type": "string", "pattern": _BOOL_PATTERN},
+                {"type": "null"},
+            ]
+        }
+    elif kind == "datetime":
+        schema = {"type": ["string", "null"], "format": "date-time"}
+    else:
+        domain = field.get("domain")
+        if strict and domain:
+            schema = {"enum": [*dict.fromkeys([*domain, *map(str, domain)]), None]}
+        else:
+            schema = {"type": ["string", "number", "boolean", "null"]}
+    described = {
+        "numeric": "a number",
+        "boolean": "true or false",
+        "datetime": "an ISO 8601 date-time",
+    }.get(kind, "a category")
+    seen = field.get("domain") if kind == "categorical" else None
+    span = (
+        f"; training range [{field.get('min')}, {field.get('max')}]"
+        if kind == "numeric"
+        else (f"; known: {', '.join(map(str, seen[:20]))}" if seen else "")
+    )
+    nulls = "had missing values" if field.get("nullable") else "had no missing values"
+    schema["description"] = f"{described}{span}; null is imputed (training data {nulls})"
+    return schema
+
+
+def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
+    """FastAPI's document with each operation's request body, every status it answers with
+    its error body, and its content types; instances follow the served model's signature."""
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    model, serving = server.model, server.serving
+    signature = model.package.signature if model is not None else None
+    inputs = signature["inputs"] if signature else []
+    values = {i["name"]: _value_schema(i, serving) for i in inputs}
+    instance: dict[str, Any] = {"type": "object"}
+    if signature:
+        instance |= {"required": [i["name"] for i in inputs], "properties": values}
+        if serving.unknown_fields == "reject":
+            instance["additionalProperties"] = False
+    predict_body = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {
+                "type": "array",
+                "items": instance,
+                "minItems": 1,
+                "maxItems": serving.max_instances,
+            }
+        },
+    }
+    feedback_item = {
+        "type": "object",
+        "required": ["request_id", "label"],
+        "properties": {
+            "request_id": {"type": "string", "description": "the id a prediction answered"},
+            "label": {"description": "the true label (or value) of that prediction"},
+            "instance": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "which instance of the request (default: all)",
+            },
+        },
+    }
+    predictions = {
+        "type": "object",
+        "required": ["model_version", "request_id", "predictions"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "request_id": {"type": "string"},
+            "predictions": {"type": "array", "items": {"type": ["object", "null"]}},
+            "errors": {"type": "array"},
+        },
+    }
+    any_object = {"type": "object"}
+    json_body = {"required": True, "content": {"application/json": {"schema": predict_body}}}
+    v1_common = [405, 413]
+    name = {"type": "string"}
+    version = {"type": "string"}
+    if model is not None:
+        name, version = (
+            {"type": "string", "enum": [server.system]},
+            {
+                "type": "string",
+                "enum": [model.label],
+            },
+        )
+    operations: dict[tuple[str, str], dict[str, Any]] = {
+        ("/v1/predict", "post"): {
+            "requestBody": json_body,
+            "parameters": [
+                {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "the request's id in the answer and the log, trimmed to "
+                    "200 characters (default: a new one)",
+                }
+            ],
+            "responses": _ok(predictions) | _errors([400, *v1_common, 422, 503], _V1_ERROR),
+        },
+        ("/v1/feedback", "post"): {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [feedback_item, {"type": "array", "items": feedback_item}]
+                        }
+                    }
+                },
+            },
+            "responses": _ok(
+                {
+                    "type": "object",
+                    "required": ["recorded", "unknown_request_ids"],
+                    "properties": {
+                        "recorded": {"type": "integer"},
+                        "unknown_request_ids": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            )
+            | _errors([400, *v1_common, 422], _V1_ERROR),
+        },
+        ("/v1/models", "get"): {"responses": _ok(any_object) | _errors([405, 503], _V1_ERROR)},
+        ("/healthz", "get"): {"responses": _ok(any_object) | _errors([405], _V1_ERROR)},
+        ("/readyz", "get"): {
+            "responses": _ok(any_object)
+            | {
+                "503": {
+                    "description": _REASONS[503],
+                    "content": {"application/json": {"schema": any_object}},
+                }
+            }
+            | _errors([405], _V1_ERROR)
+        },
+        ("/metrics", "get"): {
+            "responses": _ok(
+                {"type": "string"},
+                "Prometheus text exposition format",
+                "text/plain",
+            )
+            | _errors([405], _V1_ERROR)
+        },
+        ("/v1/admin/reload", "post"): {
+            "security": [{"bearer": []}],
+            "responses": _ok(any_object) | _errors([401, 403, 405, 409], _V1_ERROR),
+        },
+        ("/v2", "get"): {"responses": _ok(v2.SERVER_METADATA_SCHEMA) | _errors([405], _V2_ERROR)},
+        ("/v2/health/live", "get"): {"responses": _ok(any_object) | _errors([405], _V2_ERROR)},
+        ("/v2/health/ready", "get"): {
+            "responses": _ok(any_object)
+            | {
+                "503": {
+                    "description": _REASONS[503],
+                    "content": {"application/json": {"schema": any_object}},
+                }
+            }
+            | _errors([405], _V2_ERROR)
+        },
+    }
+    infer_schema = (
+        v2.infer_request_schema(inputs, values, model.task) if model is not None else any_object
+    )
+    infer_doc = (
+        "Open Inference Protocol V2. Besides this JSON form, the binary tensor data extension "
+        "is accepted: the header Inference-Header-Content-Length gives the JSON part's size, "
+        "inputs with parameters.binary_data_size take raw little-endian bytes from what "
+        "follows (BYTES: 4-byte length, then the bytes), and outputs asked as binary_data "
+        "come back the same way (application/octet-stream). Any number of rows per tensor."
+    )
+    for base, params in (
+        ("/v2/models/{name}", [("name", name)]),
+        ("/v2/models/{name}/versions/{version}", [("name", name), ("version", version)]),
+    ):
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": schema} for p, schema in params
+        ]
+        common = _errors([404, 405, 503], _V2_ERROR)
+        operations[(base, "get")] = {
+            "parameters": parameters,
+            "responses": _ok(v2.MODEL_METADATA_SCHEMA) | common,
+        }
+        operations[(base + "/ready", "get")] = {
+            "parameters": parameters,
+            "responses": _ok(any_object) | common,
+        }
+        operations[(base + "/config", "get")] = {
+            "parameters": parameters,
+            "responses": _ok(v2.MODEL_CONFIG_SCHEMA) | common,
+        }
+        operations[(base + "/infer", "post")] = {
+            "parameters": parameters,
+            "description": infer_doc,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": infer_schema}},
+            },
+            "responses": {
+                "200": {
+                    "description": "the output tensors",
+                    "content": {
+                        "application/json": {"schema": v2.INFER_RESPONSE_SCHEMA},
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                    },
+                }
+            }
+            | _errors([400, 404, 405, 413, 422, 503], _V2_ERROR),
+        }
+    for (path, method), spec in operations.items():
+        operation = doc["paths"].get(path, {}).get(method)
+        if operation is None:
+            continue
+        operation.update(spec)
+    doc.setdefault("components", {}).pop("schemas", None)  # FastAPI's unused defaults
+    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return doc

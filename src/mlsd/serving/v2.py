@@ -135,6 +135,9 @@ def _flatten(data: list) -> list:
     return flat
 
 
+_TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
+
+
 def _decode_input(tensor: Any, binary: bytes, at: int) -> tuple[str, list, int]:
     """One input tensor's name and values (Python values), and where its bytes end."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
@@ -144,9 +147,15 @@ def _decode_input(tensor: Any, binary: bytes, at: int) -> tuple[str, list, int]:
     if datatype not in DATATYPES:
         raise V2Error(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
     n = _rows(tensor.get("shape"), name)
-    parameters = tensor.get("parameters") or {}
+    if tensor.keys() - _TENSOR_KEYS:
+        unknown = ", ".join(sorted(tensor.keys() - _TENSOR_KEYS))
+        raise V2Error(f"input {name!r}: unknown keys {unknown}")
+    parameters = tensor.get("parameters", {})
     if not isinstance(parameters, dict):
         raise V2Error(f"input {name!r}: parameters must be an object")
+    if parameters.keys() - {"binary_data_size"}:
+        unknown = ", ".join(sorted(parameters.keys() - {"binary_data_size"}))
+        raise V2Error(f"input {name!r}: unsupported parameters {unknown}")
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -205,13 +214,15 @@ def requested_outputs(payload: dict, task: Task) -> list[tuple[str, bool]]:
     No ``outputs``: all of the task's output fields, binary when the request's
     ``parameters.binary_data_output`` is true (Triton's client sets it by default)."""
     fields = [f.name for f in task.outputs]
-    parameters = payload.get("parameters") or {}
+    parameters = payload.get("parameters", {})
     if not isinstance(parameters, dict):
         raise V2Error("parameters must be an object")
-    default_binary = parameters.get("binary_data_output") is True
-    outputs = payload.get("outputs")
-    if outputs is None:
+    default_binary = parameters.get("binary_data_output", False)
+    if not isinstance(default_binary, bool):
+        raise V2Error("parameters.binary_data_output must be true or false")
+    if "outputs" not in payload:
         return [(name, default_binary) for name in fields]
+    outputs = payload["outputs"]
     if not isinstance(outputs, list):
         raise V2Error('outputs must be a list of {"name": ...}')
     chosen = []
@@ -219,12 +230,21 @@ def requested_outputs(payload: dict, task: Task) -> list[tuple[str, bool]]:
         if not isinstance(output, dict) or output.get("name") not in fields:
             name = output.get("name") if isinstance(output, dict) else output
             raise V2Error(f"unknown output {name!r}; this model answers {', '.join(fields)}")
-        params = output.get("parameters") or {}
+        if output.keys() - {"name", "parameters"}:
+            unknown = ", ".join(sorted(output.keys() - {"name", "parameters"}))
+            raise V2Error(f"output {output['name']!r}: unknown keys {unknown}")
+        params = output.get("parameters", {})
         if not isinstance(params, dict):
             raise V2Error(f"output {output['name']!r}: parameters must be an object")
         if params.get("classification"):
             raise V2Error("the classification extension is not supported; read the outputs")
-        chosen.append((output["name"], params.get("binary_data", default_binary) is True))
+        if params.keys() - {"binary_data"}:
+            unknown = ", ".join(sorted(params.keys() - {"binary_data"}))
+            raise V2Error(f"output {output['name']!r}: unsupported parameters {unknown}")
+        as_binary = params.get("binary_data", default_binary)
+        if not isinstance(as_binary, bool):
+            raise V2Error(f"output {output['name']!r}: binary_data must be true or false")
+        chosen.append((output["name"], as_binary))
     return chosen
 
 
@@ -351,3 +371,160 @@ def model_config(
             for o, d, dims in _output_shapes(task, classes)
         ],
     }
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+
+
+def infer_request_schema(inputs: list[dict], value_schemas: dict[str, dict], task: Task) -> dict:
+    """The JSON form of an inference request for this model, one tensor per input in the
+    signature's order, one row each (the server takes any number of rows of equal length,
+    which a JSON Schema cannot say; the binary tensor data extension is described in the
+    operation's text)."""
+    tensors = []
+    for i in inputs:
+        value = value_schemas[i["name"]]
+        tensors.append(
+            {
+                "type": "object",
+                "required": ["name", "shape", "datatype", "data"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"const": i["name"]},
+                    "parameters": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "description": "binary_data_size (binary tensor data extension only)",
+                    },
+                    "shape": {
+                        "type": "array",
+                        "items": {"const": 1},
+                        "minItems": 1,
+                        "maxItems": 2,
+                        "description": "[n] or [n, 1]: one value per row",
+                    },
+                    "datatype": {"enum": list(DATATYPES)},
+                    "data": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1,
+                        "items": {
+                            "anyOf": [
+                                value,
+                                {"type": "array", "items": value, "minItems": 1, "maxItems": 1},
+                            ]
+                        },
+                    },
+                },
+            }
+        )
+    fields = [f.name for f in task.outputs]
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {
+                "type": "array",
+                "prefixItems": tensors,
+                "items": False,
+                "minItems": len(tensors),
+                "maxItems": len(tensors),
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"enum": fields},
+                        "parameters": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
+                    },
+                },
+            },
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+        },
+    }
+
+
+TENSOR_SCHEMA = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+INFER_RESPONSE_SCHEMA = {
+    "type": "object",
+    "required": ["model_name", "model_version", "id", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": TENSOR_SCHEMA},
+    },
+}
+METADATA_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+SERVER_METADATA_SCHEMA = {
+    "type": "object",
+    "required": ["name", "version", "extensions"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "extensions": {"type": "array", "items": {"type": "string"}},
+    },
+}
+MODEL_METADATA_SCHEMA = {
+    "type": "object",
+    "required": ["name", "versions", "platform", "inputs", "outputs"],
+    "properties": {
+        "name": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": METADATA_TENSOR},
+        "outputs": {"type": "array", "items": METADATA_TENSOR},
+    },
+}
+CONFIG_TENSOR = {
+    "type": "object",
+    "required": ["name", "data_type", "dims"],
+    "properties": {
+        "name": {"type": "string"},
+        "data_type": {"type": "string"},
+        "dims": {"type": "array", "items": {"type": "integer"}},
+        "optional": {"type": "boolean"},
+    },
+}
+MODEL_CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["name", "platform", "max_batch_size", "input", "output"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "platform": {"type": "string"},
+        "backend": {"type": "string"},
+        "max_batch_size": {"type": "integer"},
+        "input": {"type": "array", "items": CONFIG_TENSOR},
+        "output": {"type": "array", "items": CONFIG_TENSOR},
+    },
+}
