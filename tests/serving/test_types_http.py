@@ -85,10 +85,5 @@ def test_readyz_v2_and_answers_name_the_version_as_a_string(served):
     assert body["model_version"] == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/v1/models answers the version as an int until app.py's models() says "
-    "model.label (the diff is in issue 14's notes); remove this marker then",
-)
 def test_v1_models_names_the_version_as_a_string(served):
     assert served.call("GET", "/v1/models")[1]["version"] == "1"

@@ -362,7 +362,7 @@ def create_app(server: Server) -> Edge:
         return _json(
             {
                 "name": server.system,
-                "version": model.version,
+                "version": model.label,  # a string, as /readyz and the V2 routes say it
                 "ref": server.ref,
                 "package": str(model.package.folder),
                 "task": model.task.name,
