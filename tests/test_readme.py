@@ -1,4 +1,6 @@
-"""The Python examples of the README and docs/ run as written (so the docs stay true)."""
+"""The Python examples of the README and docs/ run as written (so the docs stay true).
+
+Blocks fenced ```py talk to a running server; tests/e2e runs the same calls against one."""
 
 from __future__ import annotations
 
