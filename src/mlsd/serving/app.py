@@ -141,15 +141,15 @@ class Server:
                 previous.version,
                 previous.package.folder,
             ):
-                return {"version": previous.version, "swapped": False}
+                return {"version": previous.label, "swapped": False}
             self.model = candidate  # one assignment: requests see the old or the new
             self.last_error = None
             self.metrics.swaps.inc()
             logger.info("serving %s version %s", self.system, candidate.label)
             return {
-                "version": candidate.version,
+                "version": candidate.label,
                 "swapped": True,
-                "previous": previous.version if previous else None,
+                "previous": previous.label if previous else None,
             }
 
     def start_polling(self) -> None:
