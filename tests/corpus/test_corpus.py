@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -56,34 +55,16 @@ def csv_rows(path: Path) -> list[dict]:
 @contextlib.contextmanager
 def serving(folder: Path):
     """A real server (mlsd's app under uvicorn) on a free port of 127.0.0.1, in a thread."""
-    import uvicorn
-
-    from e2e.server import Client, free_port
-    from mlsd.serving.app import Server, create_app
+    from e2e.server import served_in_thread
+    from mlsd.serving.app import Server
     from mlsd.spec import load_spec
     from mlsd.workspace import Workspace
 
     spec = load_spec(folder / "system.yaml")
-    port = free_port()
     app = Server(Workspace.for_spec(spec).root, spec.name, spec.serving)
     app.load()
-    config = uvicorn.Config(
-        create_app(app), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    web = uvicorn.Server(config)
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    client = Client(port)
-    try:
+    with served_in_thread(app) as client:
         yield client
-    finally:
-        client.close()
-        web.should_exit = True
-        thread.join(timeout=20)  # the lifespan's exit flushes the prediction log
 
 
 def send(client, instances: list[dict]) -> list:

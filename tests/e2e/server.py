@@ -1,4 +1,5 @@
-"""A real `mlsd serve` process on a free port of 127.0.0.1, and a keep-alive JSON client."""
+"""A real `mlsd serve` process on a free port of 127.0.0.1 (or the same app on a thread of
+this process), and a keep-alive JSON client."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,34 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate()
+
+
+@contextmanager
+def served_in_thread(server: Any) -> Iterator[Client]:
+    """A loaded ``mlsd.serving.app.Server`` answering on a free port from a uvicorn thread of
+    this process (cheaper than a process when a test needs no CLI); yields a client."""
+    import uvicorn
+
+    from mlsd.serving.app import create_app
+
+    config = uvicorn.Config(
+        create_app(server),
+        host="127.0.0.1",
+        port=free_port(),
+        log_level="warning",
+        access_log=False,
+    )
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not web.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    client = Client(config.port)
+    try:
+        yield client
+    finally:
+        client.close()
+        web.should_exit = True
+        thread.join(timeout=20)  # the lifespan's exit flushes the prediction log

@@ -3,9 +3,6 @@ route names the model version as the same string."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,10 +14,8 @@ from mlsd.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import uvicorn
-
-    from e2e.server import Client, free_port
-    from mlsd.serving.app import Server, create_app
+    from e2e.server import served_in_thread
+    from mlsd.serving.app import Server
 
     folder = tmp_path_factory.mktemp("ints")
     rng = np.random.default_rng(0)
@@ -37,24 +32,8 @@ def served(tmp_path_factory):
     assert train(spec, workspace, progress=False).registered
     server = Server(workspace.root, spec.name, spec.serving)
     server.load()
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(server), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    web = uvicorn.Server(config)
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    client = Client(port)
-    try:
+    with served_in_thread(server) as client:
         yield client
-    finally:
-        client.close()
-        web.should_exit = True
-        thread.join(10)
 
 
 INSTANCES = [{"a": -1.5, "b": 0.0}, {"a": 0.0, "b": 0.0}, {"a": 1.5, "b": 0.0}]
