@@ -92,11 +92,6 @@ class Task:
         """A prediction is a row of class probabilities (a matrix), not one number per row."""
         return any(f.kind == PER_CLASS for f in self.outputs)
 
-    @property
-    def logged_outputs(self) -> tuple[str, ...]:
-        """Output fields with one value per row (per-class fields are read apart)."""
-        return tuple(f.name for f in self.outputs if f.kind != PER_CLASS)
-
     def n_labels(self, n_classes: int) -> int:
         """How many classes a label takes (0 when the target is not a class)."""
         return n_classes if self.classification else 0
