@@ -148,8 +148,6 @@ def test_metric_names_are_checked_against_the_task():
     ("section", "key", "value", "available"),
     [
         ("architecture", "kind", "funnel", "single"),
-        ("rollout", "strategy", "canary", "direct"),
-        ("rollout", "strategy", "bandit", "direct"),
     ],
 )
 def test_options_not_built_yet_are_errors_not_silence(section, key, value, available):
@@ -157,3 +155,21 @@ def test_options_not_built_yet_are_errors_not_silence(section, key, value, avail
     assert p["key"] == f"{section}.{key}" and p["line"] == 8
     assert f"{value} is not available yet" in p["problem"] and f"use {available}" in p["problem"]
     assert parse_spec(MINIMAL + f"{section}:\n  {key}: {available}\n")
+
+
+def test_rollout_sections_are_checked_with_their_keys():
+    text = (
+        MINIMAL
+        + "metrics:\n  online: [acuracy]\nrollout:\n  strategy: canary\n"
+        + "  canary: {steps: [50, 5]}\n"
+    )
+    found = {p["key"]: p for p in problems(text)}
+    assert "steps are increasing" in found["rollout.canary.steps"]["problem"]
+    assert any(
+        "last step must be 100" in p["problem"]
+        for p in problems(MINIMAL + "rollout:\n  canary: {steps: [5, 50]}\n")
+    )
+    text = MINIMAL + "metrics:\n  online: [acuracy, mae]\n"
+    found = {p["key"]: p for p in problems(text)}
+    assert "did you mean 'accuracy'" in found["metrics.online[0]"]["problem"]
+    assert "does not apply to a binary task" in found["metrics.online[1]"]["problem"]

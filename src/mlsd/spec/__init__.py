@@ -55,7 +55,8 @@ from mlsd.spec.monitoring import (
     RowWindow,
 )
 from mlsd.spec.problem import ArchitectureSpec, Bound, Costs, MetricsSpec, ProblemSpec
-from mlsd.spec.serving import RolloutSpec, ServingSpec
+from mlsd.spec.rollout import RolloutSpec
+from mlsd.spec.serving import ServingSpec
 from mlsd.spec.system import SystemSpec, json_schema
 
 __all__ = [

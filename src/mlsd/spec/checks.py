@@ -9,6 +9,7 @@ from mlsd.model_params import FAMILIES
 from mlsd.spec.system import SystemSpec
 from mlsd.tasks import get_task
 from mlsd.tasks.metric_names import MetricError, resolve
+from mlsd.tasks.online_metrics import online_metric
 
 
 def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
@@ -49,6 +50,7 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
             )
         )
     found += _metric_problems(spec)
+    found += _online_metric_problems(spec)
     found += _evaluation_problems(spec)
     found += _model_param_problems(spec)
     if spec.split_method == "group" and not spec.split_group:
@@ -59,6 +61,21 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "set data.split.group or problem.id",
             )
         )
+    return found
+
+
+def _online_metric_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """The online metrics a rollout decides on must exist for the task."""
+    task = get_task(spec.problem.task)
+    named = [(("metrics", "online", i), name) for i, name in enumerate(spec.metrics.online)]
+    if spec.rollout.bandit.reward is not None:
+        named.append((("rollout", "bandit", "reward"), spec.rollout.bandit.reward))
+    found = []
+    for path, name in named:
+        try:
+            online_metric(name, task)
+        except MetricError as exc:
+            found.append((path, exc.message, exc.hint or ""))
     return found
 
 

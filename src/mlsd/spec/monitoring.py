@@ -240,6 +240,11 @@ class RetrainingSpec(Section):
         default_factory=RetrainHoldout,
         description="The fresh holdout champion and challenger are compared on.",
     )
+    promote: Literal["direct", "rollout"] = Field(
+        "direct",
+        description="A challenger that passed the gate: becomes champion at once (direct), "
+        "or is handed to the rollout strategy (shadow, canary, ab, bandit) on live traffic.",
+    )
     min_new_labels: int = Field(
         50,
         ge=1,

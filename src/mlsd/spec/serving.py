@@ -1,12 +1,12 @@
-"""Steps 7-8 of system.yaml: the HTTP server and how a new model takes traffic."""
+"""Step 7 of system.yaml: the HTTP server."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from mlsd.spec.base import Section, not_available_yet
+from mlsd.spec.base import Section
 
 
 class ServingSpec(Section):
@@ -41,23 +41,4 @@ class ServingSpec(Section):
     )
     batch_rows: int = Field(
         100_000, ge=1, description="Rows per chunk in batch scoring (`mlsd predict`)."
-    )
-
-
-class RolloutSpec(Section):
-    strategy: Literal["direct", "shadow", "canary", "ab", "bandit"] = Field(
-        "direct",
-        description="How a new model takes traffic: direct (the champion alias moves; the "
-        "server follows). shadow, canary, ab and bandit: not available yet.",
-    )
-
-    @field_validator("strategy")
-    @classmethod
-    def _available(cls, value: str) -> str:
-        if value != "direct":
-            raise not_available_yet(value, "direct", "step 8, [rollout]")
-        return value
-
-    steps: list[int] = Field(
-        default_factory=lambda: [10, 50, 100], description="Canary traffic percentages."
     )

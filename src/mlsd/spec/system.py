@@ -14,7 +14,8 @@ from mlsd.spec.data import DataSpec, FeaturesSpec
 from mlsd.spec.models import EvaluationSpec, ModelsSpec
 from mlsd.spec.monitoring import MonitoringSpec, RetrainingSpec
 from mlsd.spec.problem import ArchitectureSpec, MetricsSpec, ProblemSpec
-from mlsd.spec.serving import RolloutSpec, ServingSpec
+from mlsd.spec.rollout import RolloutSpec
+from mlsd.spec.serving import ServingSpec
 from mlsd.tasks import get_task
 
 
