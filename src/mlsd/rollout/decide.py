@@ -1,0 +1,441 @@
+"""One decision per strategy, from the arms' live figures: hold, advance, reweight, promote,
+roll back or stop, with the reasons and the statistics behind it.
+
+Every test here is safe to repeat at each decision: metric comparisons use always-valid
+confidence sequences and p-values (:mod:`mlsd.rollout.stats`), so deciding every loop
+iteration does not inflate the false-positive rate the spec's ``rollout.alpha`` sets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlsd.rollout.bandit import ips, thompson_weights
+
+from mlsd.monitoring.drift import (
+    DEFAULT_THRESHOLDS,
+    chi2_homogeneity,
+    jensen_shannon,
+    ks_p_value,
+)
+from mlsd.rollout import online, stats
+from mlsd.rollout.experiment import Experiment
+from mlsd.spec.base import parse_duration
+from mlsd.tasks import LABEL, Task
+from mlsd.tasks.online_metrics import OnlineMetric
+
+HOLD, ADVANCE, REWEIGHT, PROMOTE, ROLLBACK, STOP = (
+    "hold",
+    "advance",
+    "reweight",
+    "promote",
+    "rolled_back",
+    "stopped",
+)
+MIN_LABELLED_UNITS = 30  # per arm, before a metric is judged at all
+
+
+@dataclass
+class Context:
+    """What a decision reads besides the experiment: the task, the arms' traffic, the
+    online metrics (the first decides canary, shadow and bandit), and the spec's bounds."""
+
+    task: Task
+    classes: list | None
+    traffic: online.Traffic
+    metrics: list[OnlineMetric]
+    alpha: float
+    latency_budget_ms: float
+    now: float = field(default_factory=time.time)
+
+
+@dataclass
+class Decision:
+    """What to do now and why; ``evidence`` holds every figure behind it."""
+
+    action: str
+    reasons: list[str]
+    evidence: dict[str, Any]
+    waiting_for: list[str] = field(default_factory=list)
+    winner: str | None = None  # the arm to promote
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what the history and ``--json`` show)."""
+        return {
+            "action": self.action,
+            "reasons": self.reasons,
+            "waiting_for": self.waiting_for,
+            "winner": self.winner,
+            "evidence": self.evidence,
+        }
+
+
+def decide(experiment: Experiment, ctx: Context) -> Decision:
+    """The decision of ``experiment``'s strategy now."""
+    return {"shadow": _shadow, "canary": _canary, "ab": _ab, "bandit": _bandit}[
+        experiment.strategy
+    ](experiment, ctx)
+
+
+# --------------------------------------------------------------------------- shared tests
+
+
+def prediction_drift(task: Task, live: pd.DataFrame, other: pd.DataFrame, alpha: float) -> dict:
+    """Whether ``other``'s watched output is distributed unlike ``live``'s on the same
+    traffic: KS for numbers, chi-square for labels; drifted when significant at ``alpha``
+    and the distance is material (monitoring's default thresholds)."""
+    watched = task.watched_output
+    a, b = live.get(watched.name), other.get(watched.name)
+    if a is None or b is None or len(a) < 2 or len(b) < 2:
+        return {"output": watched.name, "tested": False, "drifted": False}
+    if watched.kind == LABEL:
+        keys = sorted(set(map(str, a)) | set(map(str, b)))
+        ca = np.array([(a.astype(str) == k).sum() for k in keys], dtype=float)
+        cb = np.array([(b.astype(str) == k).sum() for k in keys], dtype=float)
+        _, p, _ = chi2_homogeneity(ca, cb)
+        distance, method = jensen_shannon(ca, cb), "jensen_shannon"
+    else:
+        from scipy.stats import ks_2samp
+
+        x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+        distance = float(ks_2samp(x, y).statistic) if len(x) and len(y) else 0.0
+        p, method = ks_p_value(distance, len(x), len(y)), "ks"
+    material = distance >= DEFAULT_THRESHOLDS[method]
+    return {
+        "output": watched.name,
+        "tested": True,
+        "method": method,
+        "distance": distance,
+        "p_value": p,
+        "material_at": DEFAULT_THRESHOLDS[method],
+        "drifted": bool(p < alpha and material),
+    }
+
+
+def _tau(experiment: Experiment, metric: OnlineMetric, control: stats.Sample, mde: float) -> float:
+    """The mixing scale of ``metric``'s sequential test, fixed the first time the control
+    arm has data (changing it later would void the always-valid guarantee)."""
+    if metric.name not in experiment.tau:
+        sd = float(np.sqrt(control.var)) if control.n > 1 else 1.0
+        experiment.tau[metric.name] = stats.default_tau(control.mean, sd, mde)
+    return experiment.tau[metric.name]
+
+
+def _elapsed(since: float, now: float) -> float:
+    return max(0.0, now - since)
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _canary(experiment: Experiment, ctx: Context) -> Decision:
+    cfg = experiment.config
+    challenger, champion = experiment.challengers[0], experiment.champion
+    steps = cfg["steps"]
+    share = steps[experiment.step]
+    since = experiment.step_started_at
+    arms = {
+        m.name: online.arm_summary(ctx.traffic, m.name, str(m.version), since)
+        for m in experiment.members
+    }
+    ch, base = arms[challenger.name], arms[champion.name]
+    evidence: dict[str, Any] = {"step": experiment.step, "share": share, "arms": arms}
+    failed, waiting = [], []
+
+    excess = (ch["error_rate"] or 0.0) - (base["error_rate"] or 0.0)
+    if ch["error_rate"] is not None and excess > cfg["max_error_rate"]:
+        failed.append(
+            f"error rate {ch['error_rate']:.2%} is {excess:.2%} over the champion's "
+            f"(bound {cfg['max_error_rate']:.2%})"
+        )
+    bound = cfg.get("p99_ms") or ctx.latency_budget_ms
+    enough = ch["requests"] >= cfg["min_requests"]
+    if enough and ch["p99_ms"] is not None and ch["p99_ms"] > bound:
+        failed.append(f"p99 latency {ch['p99_ms']:.1f} ms over the bound of {bound:g} ms")
+    live = ctx.traffic.arm_rows(champion.name, since)
+    drift = prediction_drift(
+        ctx.task, live, ctx.traffic.arm_rows(challenger.name, since), cfg["drift_alpha"]
+    )
+    evidence["prediction_drift"] = drift
+    if drift["drifted"]:
+        failed.append(
+            f"its {drift['output']} is distributed unlike the champion's on the same traffic "
+            f"({drift['method']} {drift['distance']:.3f}, p = {drift['p_value']:.2g})"
+        )
+    metric = ctx.metrics[0]
+    samples = online.metric_samples(
+        ctx.traffic, metric, ctx.task, ctx.classes, [champion.name, challenger.name]
+    )
+    judged = min(s.n for s in samples.values()) >= MIN_LABELLED_UNITS
+    ni = None
+    if judged:
+        margin = cfg["margin"]
+        tau = margin if margin > 0 else _tau(experiment, metric, samples[champion.name], 0.05)
+        ni = stats.non_inferiority(
+            samples[champion.name],
+            samples[challenger.name],
+            margin=margin,
+            higher_is_better=metric.higher_is_better,
+            tau=tau,
+            alpha=ctx.alpha,
+        )
+        evidence["non_inferiority"] = {"metric": metric.name, **ni.to_dict()}
+        if ni.status == "fail":
+            failed.append(
+                f"{metric.name} is worse than the champion's by more than the margin "
+                f"{margin:g} (difference {ni.difference:+.4g}, always-valid CI "
+                f"[{ni.ci_low:+.4g}, {ni.ci_high:+.4g}])"
+            )
+    if failed:
+        return Decision(ROLLBACK, failed, evidence)
+    held = _elapsed(since, ctx.now)
+    if not enough:
+        waiting.append(f"{cfg['min_requests'] - ch['requests']} more challenger requests")
+    if held < parse_duration(cfg["min_duration"]):
+        waiting.append(f"{parse_duration(cfg['min_duration']) - held:.0f} s more at {share:g}%")
+    last = experiment.step == len(steps) - 1
+    next_is_last = experiment.step == len(steps) - 2
+    if (last or next_is_last) and not waiting and ni is not None and ni.status != "pass":
+        waiting.append(
+            f"{metric.name} shown not worse than the champion's by {cfg['margin']:g} "
+            "(the interval is still too wide)"
+        )
+    if waiting:
+        if held >= parse_duration(cfg["max_duration"]):
+            return Decision(
+                ROLLBACK,
+                [f"step {share:g}% not passed within {cfg['max_duration']}: " + "; ".join(waiting)],
+                evidence,
+            )
+        return Decision(HOLD, [], evidence, waiting)
+    labels = (
+        f"{metric.name} not worse (difference {ni.difference:+.4g})"
+        if ni is not None
+        else f"no labels yet: {metric.name} not judged"
+    )
+    passed = (
+        f"{share:g}% passed: {ch['requests']} requests, error rate "
+        f"{(ch['error_rate'] or 0):.2%}, p99 {ch['p99_ms'] or 0:.1f} ms, no prediction drift, "
+        + labels
+    )
+    if last:
+        return Decision(PROMOTE, [passed], evidence, winner=challenger.name)
+    return Decision(ADVANCE, [passed], evidence)
+
+
+def _ab(experiment: Experiment, ctx: Context) -> Decision:
+    cfg = experiment.config
+    champion, challenger = experiment.champion, experiment.challengers[0]
+    names = [challenger.name, champion.name]
+    units = online.units_per_arm(ctx.traffic, names)
+    weights = [experiment.weights[n] for n in names]
+    srm = stats.srm(units, weights)
+    evidence: dict[str, Any] = {
+        "units": dict(zip(names, units, strict=True)),
+        "srm": srm.to_dict(),
+        "metrics": {},
+    }
+    if srm.mismatch:
+        return Decision(
+            HOLD,
+            [
+                f"sample ratio mismatch: units {units} against shares {weights} "
+                f"(chi-square p = {srm.p_value:.2g}); no decision until it is explained"
+            ],
+            evidence,
+            ["the assignment to be fixed (see the SRM evidence)"],
+        )
+    results, p_values = [], []
+    for metric in ctx.metrics:
+        samples = online.metric_samples(ctx.traffic, metric, ctx.task, ctx.classes, names)
+        control, test = samples[champion.name], samples[challenger.name]
+        if min(control.n, test.n) < MIN_LABELLED_UNITS:
+            evidence["metrics"][metric.name] = {"n_control": control.n, "n_test": test.n}
+            results.append(None)
+            p_values.append(None)
+            continue
+        tau = _tau(experiment, metric, control, cfg["mde"])
+        result = stats.msprt(control, test, tau=tau, alpha=ctx.alpha)
+        p = stats.always_valid(experiment.running_p.get(metric.name), result.p_value)
+        experiment.running_p[metric.name] = p
+        evidence["metrics"][metric.name] = {**result.to_dict(), "always_valid_p": p}
+        results.append(result)
+        p_values.append(p)
+    correct = stats.holm if cfg["correction"] == "holm" else stats.benjamini_hochberg
+    rejected = correct(p_values, ctx.alpha)
+    better, worse = [], []
+    for metric, result, reject in zip(ctx.metrics, results, rejected, strict=True):
+        if result is None or not reject:
+            continue
+        improved = (result.difference > 0) == metric.higher_is_better
+        (better if improved else worse).append(
+            f"{metric.name} {result.difference:+.4g} (CI [{result.ci_low:+.4g}, "
+            f"{result.ci_high:+.4g}])"
+        )
+    if worse:
+        return Decision(ROLLBACK, ["the challenger is worse: " + ", ".join(worse)], evidence)
+    if better:
+        return Decision(
+            PROMOTE, ["the challenger wins: " + ", ".join(better)], evidence, winner=challenger.name
+        )
+    max_units = cfg.get("max_units") or experiment.plan.get("n_total")
+    if max_units and sum(units) >= max_units:
+        return Decision(
+            STOP,
+            [
+                f"futility: {sum(units):,} units reached the plan's {max_units:,} without a difference"
+            ],
+            evidence,
+        )
+    waiting = [f"a significant difference on {', '.join(m.name for m in ctx.metrics)}"]
+    if max_units:
+        waiting.append(f"or {max_units - sum(units):,} more units (futility)")
+    return Decision(HOLD, [], evidence, waiting)
+
+
+def _bandit(experiment: Experiment, ctx: Context) -> Decision:
+    cfg = experiment.config
+    metric = ctx.metrics[0]
+    names = [m.name for m in experiment.members]
+    samples = online.metric_samples(ctx.traffic, metric, ctx.task, ctx.classes, names)
+    if not metric.higher_is_better:  # a loss: reward its negative
+        samples = {k: stats.Sample(s.n, -s.mean, s.var) for k, s in samples.items()}
+    rows = ctx.traffic.labelled
+    values = online.row_values(metric, ctx.task, ctx.classes, rows)
+    bernoulli = bool(np.isin(values[~np.isnan(values)], (0.0, 1.0)).all())
+    evidence: dict[str, Any] = {
+        "reward": metric.name,
+        "arms": {k: s.to_dict() for k, s in samples.items()},
+    }
+    ok = ~np.isnan(values) & rows["p"].notna().to_numpy()
+    if ok.any():
+        index = {n: i for i, n in enumerate(names)}
+        arm_ids = rows["arm"].map(index).to_numpy()[ok].astype(int)
+        rewards = values[ok] if metric.higher_is_better else -values[ok]
+        estimates = ips(arm_ids, rewards, rows["p"].to_numpy(dtype=float)[ok], len(names))
+        evidence["ips"] = {names[e.arm]: e.to_dict() for e in estimates}
+    short = [n for n in names if samples[n].n < cfg["min_requests"]]
+    if short:
+        return Decision(
+            HOLD,
+            [],
+            evidence,
+            [f"{cfg['min_requests']} labelled requests on every arm (short: {', '.join(short)})"],
+        )
+    weights = thompson_weights(
+        [samples[n] for n in names],
+        floor=cfg["floor"],
+        seed=len(experiment.history),
+        bernoulli=bernoulli,
+    )
+    best = thompson_weights(
+        [samples[n] for n in names], floor=0.0, seed=len(experiment.history), bernoulli=bernoulli
+    )
+    evidence["weights"] = dict(zip(names, map(float, weights), strict=True))
+    evidence["p_best"] = dict(zip(names, map(float, best), strict=True))
+    top = int(np.argmax(best))
+    if best[top] >= cfg["stop_at"]:
+        reason = f"{names[top]} is best with probability {best[top]:.3f} (>= {cfg['stop_at']})"
+        if names[top] == experiment.champion.name:
+            return Decision(STOP, [reason + ": the champion stays"], evidence)
+        return Decision(PROMOTE, [reason], evidence, winner=names[top])
+    return Decision(
+        REWEIGHT,
+        [f"traffic follows each arm's probability of being best (floor {cfg['floor']:.0%})"],
+        evidence,
+    )
+
+
+def _shadow(experiment: Experiment, ctx: Context) -> Decision:
+    cfg = experiment.config
+    shadow = experiment.challengers[0]
+    pairs = online.shadow_pairs(ctx.traffic, shadow.name)
+    evidence: dict[str, Any] = {"pairs": len(pairs)}
+    if pairs.empty:
+        return Decision(HOLD, [], evidence, [f"{cfg['min_requests']} shadowed requests"])
+    live, copy = online.side(pairs, "_live"), online.side(pairs, "_shadow")
+    evidence.update(shadow_comparison(ctx.task, live, copy, ctx.alpha))
+    requests = int(pairs["request_id"].nunique())
+    failed, waiting = [], []
+    bound = ctx.latency_budget_ms
+    p99 = evidence["latency_ms"]["shadow"]["p99"]
+    if requests >= cfg["min_requests"] and p99 is not None and p99 > bound:
+        failed.append(f"shadow p99 latency {p99:.1f} ms over the budget of {bound:g} ms")
+    metric = ctx.metrics[0]
+    labelled_pairs = pairs[pairs["true_label"].notna()]
+    ni = None
+    if len(labelled_pairs):
+        a = online.row_values(metric, ctx.task, ctx.classes, online.side(labelled_pairs, "_live"))
+        b = online.row_values(metric, ctx.task, ctx.classes, online.side(labelled_pairs, "_shadow"))
+        diff = online.unit_sample(online.side(labelled_pairs, "_live"), b - a)
+        evidence["paired"] = {"metric": metric.name, "requests": diff.n, **diff.to_dict()}
+        if diff.n >= MIN_LABELLED_UNITS:
+            margin = cfg["margin"]
+            zero = stats.Sample(diff.n, 0.0, 0.0)  # paired: the live side is the origin
+            tau = margin if margin > 0 else max(float(np.sqrt(diff.var)) * 0.1, 1e-9)
+            ni = stats.non_inferiority(
+                zero,
+                diff,
+                margin=margin,
+                higher_is_better=metric.higher_is_better,
+                tau=tau,
+                alpha=ctx.alpha,
+            )
+            evidence["non_inferiority"] = {"metric": metric.name, **ni.to_dict()}
+            if ni.status == "fail":
+                failed.append(
+                    f"on the same requests, {metric.name} is worse than the champion's "
+                    f"(difference {ni.difference:+.4g}, CI [{ni.ci_low:+.4g}, {ni.ci_high:+.4g}])"
+                )
+    if failed:
+        return Decision(STOP, [*failed, "the champion stays"], evidence)
+    if requests < cfg["min_requests"]:
+        waiting.append(f"{cfg['min_requests'] - requests} more shadowed requests")
+    held = _elapsed(experiment.started_at, ctx.now)
+    if held < parse_duration(cfg["min_duration"]):
+        waiting.append(f"{parse_duration(cfg['min_duration']) - held:.0f} s more")
+    if ni is None or ni.status != "pass":
+        waiting.append(f"labels showing {metric.name} not worse on the same requests")
+    if waiting:
+        if held >= parse_duration(cfg["max_duration"]):
+            return Decision(
+                STOP, [f"no decision within {cfg['max_duration']}: the champion stays"], evidence
+            )
+        return Decision(HOLD, [], evidence, waiting)
+    return Decision(
+        PROMOTE,
+        [
+            f"on {diff.n} labelled requests both models answered, {metric.name} differs by "
+            f"{ni.difference:+.4g} (CI [{ni.ci_low:+.4g}, {ni.ci_high:+.4g}]): not worse"
+        ],
+        evidence,
+        winner=shadow.name,
+    )
+
+
+def shadow_comparison(task: Task, live: pd.DataFrame, copy: pd.DataFrame, alpha: float) -> dict:
+    """Agreement of the two models on the same requests, the shadow's prediction drift
+    against the live answers, and the latency of each."""
+    out: dict[str, Any] = {}
+    if "label" in live and "label" in copy:
+        out["agreement"] = float((live["label"].astype(str) == copy["label"].astype(str)).mean())
+    if "value" in live and "value" in copy:
+        diff = np.abs(copy["value"].to_numpy(float) - live["value"].to_numpy(float))
+        out["abs_difference_quantiles"] = {
+            f"p{q}": float(np.nanpercentile(diff, q)) for q in (50, 90, 99)
+        }
+    out["prediction_drift"] = prediction_drift(task, live, copy, alpha)
+
+    def latency(frame: pd.DataFrame) -> dict:
+        values = frame.drop_duplicates("request_id")["latency_ms"].to_numpy(float)
+        if not len(values):
+            return {"p50": None, "p99": None}
+        return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+    out["latency_ms"] = {"live": latency(live), "shadow": latency(copy)}
+    return out
