@@ -388,6 +388,154 @@ def cmd_loop(args: argparse.Namespace) -> int:
     return done[-1].exit_code if args.once and done else 0
 
 
+def _rollout_target(args: argparse.Namespace):
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    spec = load_spec(args.config)
+    return spec, Workspace.for_spec(spec)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.4g}%"
+
+
+def rollout_lines(state: dict) -> list[str]:
+    """``mlsd rollout status`` for people: arms, figures, statistics, the decision now."""
+    exp = state.get("experiment")
+    if exp is None:
+        return ["no experiment yet: `mlsd rollout start --strategy canary --model challenger`"]
+    lines = [
+        f"{exp['strategy']} {exp['id']}: {exp['status']}"
+        + (f" ({exp['outcome']})" if exp.get("outcome") else "")
+    ]
+    now = state.get("now") or {}
+    evidence = now.get("evidence") or {}
+    figures = evidence.get("arms") or {}
+    members = [exp["champion"], *exp["challengers"]]
+    shares = exp.get("weights") or {}
+    for m in members:
+        f = figures.get(m["name"]) if isinstance(figures.get(m["name"]), dict) else {}
+        share = (
+            1.0
+            if exp["strategy"] == "shadow" and m["name"] == "champion"
+            else shares.get(m["name"])
+        )
+        extra = ""
+        if f and "requests" in f:
+            extra = (
+                f"  requests {f['requests']:,}  units {f['units']:,}  labelled "
+                f"{f['labelled_rows']:,}  error rate {_pct(f['error_rate'])}  p99 "
+                f"{_fmt(f['p99_ms'])} ms"
+            )
+        role = " (shadow)" if exp["strategy"] == "shadow" and m["name"] != "champion" else ""
+        lines.append(f"  {m['name']:<12} version {m['version']}{role}  share {_pct(share)}{extra}")
+    for name, result in (evidence.get("metrics") or {}).items():
+        if "difference" in result:
+            lines.append(
+                f"  {name}: difference {_fmt(result['difference'])} (always-valid "
+                f"{1 - result['alpha']:.0%} CI [{_fmt(result['ci_low'])}, "
+                f"{_fmt(result['ci_high'])}]), p = {_fmt(result['always_valid_p'])}, "
+                f"units {result['n_control']:,} / {result['n_test']:,}"
+            )
+        else:
+            lines.append(f"  {name}: too few labelled units ({result})")
+    if "non_inferiority" in evidence:
+        ni = evidence["non_inferiority"]
+        lines.append(
+            f"  {ni['metric']} non-inferiority: {ni['status']} (difference "
+            f"{_fmt(ni['difference'])}, CI [{_fmt(ni['ci_low'])}, {_fmt(ni['ci_high'])}], "
+            f"margin {_fmt(ni['margin'])})"
+        )
+    if "srm" in evidence:
+        srm = evidence["srm"]
+        lines.append(
+            f"  sample ratio: p = {_fmt(srm['p_value'])}"
+            + (" MISMATCH: decisions blocked" if srm["mismatch"] else " (ok)")
+        )
+    if "p_best" in evidence:
+        lines.append(
+            "  probability of being best: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in evidence["p_best"].items())
+        )
+    if "agreement" in evidence:
+        lines.append(f"  agreement with the champion: {evidence['agreement']:.1%}")
+    if now:
+        lines.append(
+            f"  now: {now['action']}" + (f": {'; '.join(now['reasons'])}" if now["reasons"] else "")
+        )
+        if now.get("waiting_for"):
+            lines.append(f"  waiting for: {'; '.join(now['waiting_for'])}")
+    if state.get("report"):
+        lines.append(f"  report: {state['report']}")
+    return lines
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """Start, judge, promote or abort a rollout (shadow, canary, A/B, bandit)."""
+    from mlsd.rollout import controller
+    from mlsd.rollout.report import report_path
+
+    spec, ws = _rollout_target(args)
+    action = args.action
+    if action == "plan":
+        result = controller.plan(spec, ws, mean=args.baseline, sd=args.sd, mde=args.mde)
+        if args.json:
+            _emit_json(result)
+        else:
+            print(
+                f"A/B test on {result['metric']} (baseline {_fmt(result['baseline']['mean'])}, "
+                f"sd {_fmt(result['baseline']['sd'])}, from {result['baseline']['from']}): "
+                f"to detect a {result['mde_relative']:.1%} change with {result['power']:.0%} "
+                f"power at alpha {result['alpha']:g}, peeking as often as you like: "
+                f"{result['n_total']:,} units ({', '.join(f'{n:,}' for n in result['n_per_arm'])} "
+                f"per arm); a fixed-horizon test read once would need {result['fixed_horizon_n_total']:,}"
+            )
+        return 0
+    if action == "start":
+        experiment = controller.start(spec, ws, args.model or [], args.strategy)
+        state = {"experiment": experiment.to_dict()}
+    elif action == "step":
+        experiment, decision = controller.step(spec, ws)
+        state = (
+            controller.status(spec, ws)
+            if experiment.running
+            else {"experiment": experiment.to_dict()}
+        )
+        state["decision"] = decision.to_dict()
+    elif action == "promote":
+        experiment = controller.promote(spec, ws, args.arm)
+        state = {"experiment": experiment.to_dict()}
+    elif action == "abort":
+        experiment = controller.abort(spec, ws, args.reason or "")
+        state = {"experiment": experiment.to_dict()}
+    else:
+        state = controller.status(spec, ws)
+        experiment = None
+    exp = state.get("experiment")
+    if exp is not None:
+        from mlsd.rollout.experiment import Experiment
+
+        state["report"] = str(report_path(ws, Experiment.from_dict(exp)))
+    if args.json:
+        _emit_json(state)
+        return 0
+    if action == "start":
+        shares = ", ".join(f"{k} {_pct(v)}" for k, v in exp["weights"].items()) or (
+            "champion answers, the challenger scores a copy"
+        )
+        print(
+            f"{exp['strategy']} {exp['id']} started: {shares}. `mlsd rollout step` (or each "
+            "`mlsd loop` iteration) takes the next decision; `mlsd rollout status` shows it."
+        )
+        return 0
+    if action == "step":
+        d = state["decision"]
+        print(f"decision: {d['action']}" + (f": {'; '.join(d['reasons'])}" if d["reasons"] else ""))
+    print("\n".join(rollout_lines(state)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every mlsd command."""
     parser = argparse.ArgumentParser(
@@ -477,6 +625,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
     )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "rollout",
+        parents=[common],
+        help="step 8: shadow, canary, A/B or bandit rollout of a new version",
+    )
+    p.add_argument(
+        "action",
+        choices=["start", "status", "step", "promote", "abort", "plan"],
+        help="start an experiment, show it, take one decision, end it, or size an A/B test",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["shadow", "canary", "ab", "bandit"],
+        help="start: the strategy (default: rollout.strategy)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        help="start: the version (or alias) to roll out; repeat for a bandit's arms",
+    )
+    p.add_argument("--arm", help="promote: the arm to promote (default: the challenger)")
+    p.add_argument("--reason", help="abort: why, for the event log")
+    p.add_argument("--baseline", type=float, help="plan: the online metric's mean now")
+    p.add_argument("--sd", type=float, help="plan: its standard deviation per unit")
+    p.add_argument(
+        "--mde", type=float, help="plan: relative effect to detect (default: rollout.ab.mde)"
+    )
+    p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser(
         "monitor",

@@ -26,6 +26,7 @@ from mlsd.spec import SystemSpec
 from mlsd.workspace import Workspace, write_json
 
 RETRAIN_PROMOTED = "retrain_promoted"
+RETRAIN_ROLLOUT = "retrain_rolled_out"  # passed the gate; a rollout decides on live traffic
 RETRAIN_REFUSED = "retrain_refused"
 _EVIDENCE = (  # what the event keeps of the result
     "champion_version",
@@ -53,6 +54,7 @@ class RetrainResult:
     champion_version: int | None = None  # before the retrain
     challenger_version: int | None = None
     comparison: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None  # the experiment the challenger was handed to
     reasons: list[str] = field(default_factory=list)  # why not promoted (or not run)
     data: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
@@ -63,8 +65,9 @@ class RetrainResult:
 
     @property
     def exit_code(self) -> int:
-        """0 promoted or not needed, 1 retrained (or tried to) but the gate refused."""
-        return 0 if self.promoted or not self.needed else 1
+        """0 promoted, handed to a rollout or not needed; 1 retrained (or tried to) but the
+        gate refused."""
+        return 0 if self.promoted or self.rollout or not self.needed else 1
 
     @property
     def fired(self) -> list[dict[str, Any]]:
@@ -83,6 +86,7 @@ class RetrainResult:
                 "challenger_version": self.challenger_version,
                 "triggers": self.triggers,
                 "comparison": self.comparison,
+                "rollout": self.rollout,
                 "reasons": self.reasons,
                 "data": self.data,
                 "validation": self.validation,
@@ -134,6 +138,12 @@ class RetrainResult:
             lines.append(
                 f"PROMOTED: version {self.challenger_version} is the champion (was "
                 f"{self.champion_version})"
+            )
+        elif self.rollout:
+            lines.append(
+                f"HANDED TO ROLLOUT: version {self.challenger_version} passed the offline gate; "
+                f"{self.rollout['strategy']} {self.rollout['experiment']} decides on live "
+                "traffic (`mlsd rollout status`)"
             )
         else:
             lines.append(f"REFUSED: the champion (version {self.champion_version}) stays")
@@ -234,13 +244,28 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
         )
     reasons += guardrail_failures(spec, cmp["challenger_metrics"], "the fresh holdout")
     result.reasons = reasons
-    if not reasons:  # the last step: only now does the serving model change
+    if not reasons and spec.retraining.promote == "rollout" and spec.rollout.strategy != "direct":
+        _hand_to_rollout(spec, ws, result)
+    elif not reasons:  # the last step: only now does the serving model change
         from mlsd.models.registry import Registry
 
         registry = Registry(ws, spec.name, spec.models.tracking_uri)
         registry.promote(result.challenger_version, reason=_promotion_reason(result))
         result.promoted = True
     _finish(spec, ws, result)
+
+
+def _hand_to_rollout(spec, ws: Workspace, result: RetrainResult) -> None:
+    """Start the spec's rollout of the challenger that passed the offline gate: live
+    traffic decides whether it becomes champion (each `mlsd loop` iteration steps it)."""
+    from mlsd.rollout import controller
+
+    experiment = controller.start(spec, ws, [str(result.challenger_version)])
+    result.rollout = {
+        "experiment": experiment.id,
+        "strategy": experiment.strategy,
+        "weights": experiment.weights,
+    }
 
 
 def _num(value: float | None) -> str:
@@ -269,8 +294,19 @@ def _finish(spec: SystemSpec, ws: Workspace, result: RetrainResult) -> None:
     json_path = ws.reports / "retrain.json"
     html_path = ws.reports / "retrain.html"
     result.report = {"json": str(json_path), "html": str(html_path)}
-    kind = RETRAIN_PROMOTED if result.promoted else RETRAIN_REFUSED
-    if result.promoted:
+    kind = (
+        RETRAIN_PROMOTED
+        if result.promoted
+        else RETRAIN_ROLLOUT
+        if result.rollout
+        else RETRAIN_REFUSED
+    )
+    if result.rollout:
+        message = (
+            f"version {result.challenger_version} passed the offline gate and was handed to "
+            f"the {result.rollout['strategy']} rollout {result.rollout['experiment']}"
+        )
+    elif result.promoted:
         message = (
             f"version {result.challenger_version} promoted over version "
             f"{result.champion_version}: {_promotion_reason(result)}"

@@ -40,6 +40,7 @@ class Iteration:
     seconds: float = 0.0
     monitor: dict[str, Any] | None = None
     retrain: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     exit_code: int = 0
     summary: list[str] = field(default_factory=list)
@@ -52,6 +53,7 @@ class Iteration:
             "seconds": round(self.seconds, 3),
             "monitor": self.monitor,
             "retrain": self.retrain,
+            "rollout": self.rollout,
             "error": self.error,
             "exit_code": self.exit_code,
         }
@@ -123,12 +125,21 @@ def run_iteration(spec: SystemSpec, workspace: Workspace, index: int = 1) -> Ite
     """Monitor, then retrain if needed: one iteration, never raising (a failure is in
     ``error`` with a non-zero ``exit_code``)."""
     from mlsd.loop.retrain import retrain
+    from mlsd.rollout import controller
 
     started = time.perf_counter()
     it = Iteration(index=index, started_at=_now_iso())
     try:
         it.monitor, text, monitored = _monitor_step(spec, workspace)
         it.summary.append(text)
+        if controller.running(workspace) is not None:  # live traffic decides, not a retrain
+            experiment, decision = controller.step(spec, workspace)
+            it.rollout = {"experiment": experiment.id, "status": experiment.status}
+            it.rollout |= {k: v for k, v in decision.to_dict().items() if k != "evidence"}
+            why = "; ".join(decision.reasons or decision.waiting_for)
+            it.summary.append(f"rollout {experiment.strategy}: {decision.action} ({why})")
+            it.seconds = time.perf_counter() - started
+            return it
         result = retrain(spec, workspace, if_needed=True, progress=False, monitor_result=monitored)
         it.retrain = result.to_dict()
         it.exit_code = int(result.exit_code)
