@@ -56,11 +56,14 @@ def _member(ws: Workspace, ref: str | int, name: str) -> Member:
     return Member(name, int(version), str(folder))
 
 
-def metrics_of(spec: SystemSpec) -> list[OnlineMetric]:
+def metrics_of(spec: SystemSpec, strategy: str | None = None) -> list[OnlineMetric]:
     """The online metrics that decide, the first one first (``metrics.online``, else the
-    task's default)."""
+    task's default; a bandit's ``rollout.bandit.reward`` goes first)."""
     task = get_task(spec.problem.task)
-    names = spec.metrics.online or [default_online(task)]
+    names = list(spec.metrics.online or [default_online(task)])
+    reward = spec.rollout.bandit.reward
+    if strategy == "bandit" and reward:
+        names = [reward, *(n for n in names if n != reward)]
     return [online_metric(n, task) for n in names]
 
 
@@ -193,7 +196,7 @@ def context(spec: SystemSpec, ws: Workspace, experiment: Experiment, now: float)
         task=task,
         classes=_signature(experiment.champion.package)["output"].get("classes"),
         traffic=online.load_traffic(ws, experiment.id, experiment.started_at),
-        metrics=metrics_of(spec),
+        metrics=metrics_of(spec, experiment.strategy),
         alpha=spec.rollout.alpha,
         latency_budget_ms=spec.problem.latency_budget_ms,
         now=now,

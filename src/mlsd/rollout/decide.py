@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlsd.rollout.bandit import ips, thompson_weights
 
 from mlsd.monitoring.drift import (
     DEFAULT_THRESHOLDS,
@@ -23,6 +22,7 @@ from mlsd.monitoring.drift import (
     ks_p_value,
 )
 from mlsd.rollout import online, stats
+from mlsd.rollout.bandit import ips, thompson_weights
 from mlsd.rollout.experiment import Experiment
 from mlsd.spec.base import parse_duration
 from mlsd.tasks import LABEL, Task
@@ -174,7 +174,7 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
     judged = min(s.n for s in samples.values()) >= MIN_LABELLED_UNITS
     ni = None
     if judged:
-        margin = cfg["margin"]
+        margin = cfg["margin"] * abs(samples[champion.name].mean)  # relative to the champion
         tau = margin if margin > 0 else _tau(experiment, metric, samples[champion.name], 0.05)
         ni = stats.non_inferiority(
             samples[champion.name],
@@ -188,7 +188,7 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
         if ni.status == "fail":
             failed.append(
                 f"{metric.name} is worse than the champion's by more than the margin "
-                f"{margin:g} (difference {ni.difference:+.4g}, always-valid CI "
+                f"{margin:.4g} ({cfg['margin']:.0%}; difference {ni.difference:+.4g}, always-valid CI "
                 f"[{ni.ci_low:+.4g}, {ni.ci_high:+.4g}])"
             )
     if failed:
@@ -202,7 +202,7 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
     next_is_last = experiment.step == len(steps) - 2
     if (last or next_is_last) and not waiting and ni is not None and ni.status != "pass":
         waiting.append(
-            f"{metric.name} shown not worse than the champion's by {cfg['margin']:g} "
+            f"{metric.name} shown not worse than the champion's by {cfg['margin']:.0%} "
             "(the interval is still too wide)"
         )
     if waiting:
@@ -375,7 +375,7 @@ def _shadow(experiment: Experiment, ctx: Context) -> Decision:
         diff = online.unit_sample(online.side(labelled_pairs, "_live"), b - a)
         evidence["paired"] = {"metric": metric.name, "requests": diff.n, **diff.to_dict()}
         if diff.n >= MIN_LABELLED_UNITS:
-            margin = cfg["margin"]
+            margin = cfg["margin"] * abs(float(np.nanmean(a)))  # relative to the live model's
             zero = stats.Sample(diff.n, 0.0, 0.0)  # paired: the live side is the origin
             tau = margin if margin > 0 else max(float(np.sqrt(diff.var)) * 0.1, 1e-9)
             ni = stats.non_inferiority(

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from mlsd.rollout.stats import Sample
 
 from mlsd.predlog.reader import labelled, read_predictions, read_rejects, read_shadow
+from mlsd.rollout.stats import Sample
 from mlsd.tasks import Task
 from mlsd.tasks.online_metrics import OnlineMetric
 from mlsd.workspace import Workspace

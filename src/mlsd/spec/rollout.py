@@ -19,10 +19,11 @@ class ShadowSpec(Section):
     )
     min_duration: Duration = Field("10m", description="Shortest shadow run, e.g. 10m.")
     margin: float = Field(
-        0.0,
+        0.02,
         ge=0,
-        description="Non-inferiority margin on the online metric (same requests, paired): "
-        "the shadow is promoted when it is not worse than the champion by more than this.",
+        description="Non-inferiority margin on the online metric, relative to the champion's "
+        "value on the same requests (paired): the shadow is promoted when it is not worse by "
+        "more than this share (0.02: 2%).",
     )
     max_duration: Duration = Field(
         "7d", description="Without a decision by then, stop and keep the champion."
@@ -55,8 +56,8 @@ class CanarySpec(Section):
     margin: float = Field(
         0.02,
         ge=0,
-        description="Non-inferiority margin on the online metric, once labels arrive: the "
-        "challenger may be worse than the champion by at most this much.",
+        description="Non-inferiority margin on the online metric once labels arrive, relative "
+        "to the champion's value: the challenger may be worse by at most this share (0.02: 2%).",
     )
     drift_alpha: float = Field(
         0.001,
