@@ -79,6 +79,7 @@ def test_round_trip_filters_join_and_known(tmp_path):
     assert table.column_names == [
         "request_id", "instance", "ts", "time", "model_version",
         "age", "city", "prediction", "score", "latency_ms", "flags",
+        "experiment", "arm", "unit", "p",
     ]  # fmt: skip
     rows = table.to_pylist()
     first = rows[0]
@@ -110,7 +111,7 @@ def test_round_trip_filters_join_and_known(tmp_path):
 
     feedback = read_feedback(ws)
     assert feedback.num_rows == 7
-    assert feedback.column_names == ["request_id", "instance", "label", "ts", "time"]
+    assert feedback.column_names == ["request_id", "instance", "label", "ts", "time", "reward"]
     assert read_feedback(ws, start=BASE + 150).num_rows == 3
 
     joined = labelled(ws).to_pylist()
@@ -143,7 +144,7 @@ def test_empty_log_reads_as_empty_tables_and_views(tmp_path):
     assert read_predictions(tmp_path).num_rows == 0
     assert "request_id" in read_predictions(tmp_path).column_names
     assert read_feedback(tmp_path).num_rows == 0
-    assert labelled(tmp_path).column_names[-2:] == ["true_label", "label_ts"]
+    assert labelled(tmp_path).column_names[-3:] == ["true_label", "label_ts", "reward"]
     con = duckdb.connect()
     duckdb_view(con, tmp_path)
     assert con.execute("SELECT count(*) FROM labelled").fetchone()[0] == 0

@@ -19,6 +19,7 @@ from mlsd.predlog.writer import (
     FEEDBACK,
     PREDICTIONS,
     REJECTS,
+    SHADOW,
     LogError,
     log_folder,
     segment_files,
@@ -30,7 +31,17 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow
 
-_PREDICTION_META = ["request_id", "instance", "ts", "time", "model_version", "latency_ms", "flags"]
+_ROUTING = [("experiment", "VARCHAR"), ("arm", "VARCHAR"), ("unit", "VARCHAR"), ("p", "DOUBLE")]
+_PREDICTION_META = [
+    "request_id",
+    "instance",
+    "ts",
+    "time",
+    "model_version",
+    "latency_ms",
+    "flags",
+    *(name for name, _ in _ROUTING),
+]
 
 
 def input_column(name: str) -> str:
@@ -42,11 +53,17 @@ def input_column(name: str) -> str:
 _EMPTY_PREDICTIONS = (
     "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
     "NULL::TIMESTAMPTZ AS time, NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms, "
-    "NULL::VARCHAR[] AS flags WHERE false"
+    "NULL::VARCHAR[] AS flags, NULL::VARCHAR AS experiment, NULL::VARCHAR AS arm, "
+    "NULL::VARCHAR AS unit, NULL::DOUBLE AS p WHERE false"
+)
+_EMPTY_SHADOW = (
+    "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
+    "NULL::TIMESTAMPTZ AS time, NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms, "
+    "NULL::VARCHAR AS experiment, NULL::VARCHAR AS arm WHERE false"
 )
 _EMPTY_FEEDBACK = (
     "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::VARCHAR AS label, "
-    "NULL::DOUBLE AS ts, NULL::TIMESTAMPTZ AS time WHERE false"
+    "NULL::DOUBLE AS ts, NULL::TIMESTAMPTZ AS time, NULL::DOUBLE AS reward WHERE false"
 )
 
 
@@ -257,14 +274,16 @@ def _predictions_sql(
     *,
     pinned: bool,
     inputs: Mapping[str, str] | None = None,
+    shadow: bool = False,
 ) -> str:
     """A SELECT of flat prediction rows: metadata, one column per input field and per
     output key (``input_``/``output_`` prefixed when a name is already taken); the fields
-    of ``inputs`` read with their signature type."""
+    of ``inputs`` read with their signature type. ``shadow``: shadow rows (no inputs, no
+    flags, unit or p)."""
     types = _checked(inputs)
     scan = _scan(con, directory, pinned=pinned, raw=types)
     if scan is None:
-        return _EMPTY_PREDICTIONS
+        return _EMPTY_SHADOW if shadow else _EMPTY_PREDICTIONS
     source, columns = scan
     taken = {c.lower() for c in _PREDICTION_META}
     items = [
@@ -274,7 +293,8 @@ def _predictions_sql(
         "to_timestamp(CAST(ts AS DOUBLE)) AS time" if "ts" in columns else "NULL AS time",
         _meta(columns, "model_version", "VARCHAR"),
     ]
-    for part, prefix in (("inputs", "input_"), ("output", "output_")):
+    parts = (("output", "output_"),) if shadow else (("inputs", "input_"), ("output", "output_"))
+    for part, prefix in parts:
         kind = columns.get(part)
         if kind is None:
             continue
@@ -291,12 +311,16 @@ def _predictions_sql(
                 value = _typed(value, types[field])
             items.append(f"{value} AS {sql_identifier(alias)}")
     items.append(_meta(columns, "latency_ms", "DOUBLE"))
+    if shadow:
+        items += [_meta(columns, "experiment", "VARCHAR"), _meta(columns, "arm", "VARCHAR")]
+        return f"SELECT {', '.join(items)} FROM {source}"
     items.append(sql_identifier("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
+    items += [_meta(columns, name, kind) for name, kind in _ROUTING]
     return f"SELECT {', '.join(items)} FROM {source}"
 
 
 def _feedback_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bool) -> str:
-    """A SELECT of feedback rows: request_id, instance, label, ts, time."""
+    """A SELECT of feedback rows: request_id, instance, label, ts, time, reward."""
     scan = _scan(con, directory, pinned=pinned)
     if scan is None:
         return _EMPTY_FEEDBACK
@@ -308,6 +332,7 @@ def _feedback_sql(con: duckdb.DuckDBPyConnection, directory: Path, *, pinned: bo
         label,
         _meta(columns, "ts", "DOUBLE"),
         "to_timestamp(CAST(ts AS DOUBLE)) AS time",
+        _meta(columns, "reward", "DOUBLE"),
     ]
     return f"SELECT {', '.join(items)} FROM {source}"
 
@@ -319,6 +344,7 @@ def _labelled_sql(predictions: str, feedback: str) -> str:
         WITH p AS ({predictions}), f AS ({feedback}),
         m AS (
             SELECT k.request_id, k.instance, f.label AS true_label, f.ts AS label_ts,
+                   f.reward AS reward,
                    row_number() OVER (
                        PARTITION BY k.request_id, k.instance
                        ORDER BY f.ts DESC NULLS LAST, (f.instance IS NULL)
@@ -327,7 +353,7 @@ def _labelled_sql(predictions: str, feedback: str) -> str:
             JOIN f ON f.request_id = k.request_id
                   AND (f.instance IS NULL OR f.instance = k.instance)
         )
-        SELECT p.*, m.true_label, m.label_ts
+        SELECT p.*, m.true_label, m.label_ts, m.reward
         FROM p JOIN m ON p.request_id = m.request_id AND p.instance = m.instance
         WHERE m.rank = 1"""
 
@@ -402,7 +428,10 @@ def read_predictions(
 
     Columns: request_id, instance, ts (UTC epoch seconds), time (UTC timestamp),
     model_version, one column per input field, the output (one column per key of dict
-    outputs, else ``output``), latency_ms, flags. ``start <= ts < end`` and
+    outputs, else ``output``), latency_ms, flags, and the routing of step 8: experiment,
+    arm, unit (text) and p (the assignment probability), NULL for rows logged while no
+    experiment routed traffic. Shadow rows are not predictions (:func:`read_shadow`).
+    ``start <= ts < end`` and
     ``model_version`` filter the rows. Sorted by ts, request_id, instance.
 
     ``inputs`` (field -> signature type, :func:`input_types`) reads those input fields as the
@@ -425,8 +454,9 @@ def read_feedback(
     start: float | str | datetime | None = None,
     end: float | str | datetime | None = None,
 ) -> pyarrow.Table:
-    """The logged feedback: request_id, instance (null = every instance), label, ts, time;
-    ``start <= ts < end`` on the feedback's own time. Sorted by ts."""
+    """The logged feedback: request_id, instance (null = every instance), label, ts, time,
+    reward (null when none was given); ``start <= ts < end`` on the feedback's own time.
+    Sorted by ts."""
     folder = log_folder(workspace_root)
     with _reading(folder) as con:
         sql = _feedback_sql(con, folder / FEEDBACK, pinned=True)
@@ -477,6 +507,29 @@ def read_rejects(
         return to_arrow(con, f"{sql} ORDER BY ts, request_id, instance")
 
 
+def read_shadow(
+    workspace_root: str | Path | Workspace,
+    *,
+    start: float | str | datetime | None = None,
+    end: float | str | datetime | None = None,
+    experiment: str | None = None,
+) -> pyarrow.Table:
+    """What shadow models answered (step 8), one row per instance: request_id, instance,
+    ts, time, model_version (the shadow's), the output (one column per key of dict outputs,
+    as in :func:`read_predictions`), latency_ms (the shadow's own scoring time), experiment,
+    arm. ``start <= ts < end`` and ``experiment`` filter the rows; the live answer of the
+    same request_id and instance is in :func:`read_predictions`. Sorted by ts, request_id,
+    instance."""
+    folder = log_folder(workspace_root)
+    with _reading(folder) as con:
+        sql = _window(
+            _predictions_sql(con, folder / SHADOW, pinned=True, shadow=True), start, end, None
+        )
+        if experiment is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE experiment = {sql_literal(str(experiment))}"
+        return to_arrow(con, f"{sql} ORDER BY ts, request_id, instance")
+
+
 def labelled(
     workspace_root: str | Path | Workspace,
     *,
@@ -486,7 +539,8 @@ def labelled(
     inputs: Mapping[str, str] | None = None,
 ) -> pyarrow.Table:
     """Predictions that have feedback, with the latest label: the columns of
-    :func:`read_predictions` plus ``true_label`` and ``label_ts``. Feedback without an
+    :func:`read_predictions` plus ``true_label``, ``label_ts`` and ``reward`` (of the same
+    feedback row; NULL when it gave none). Feedback without an
     instance labels every instance of its request; feedback for an unknown request id
     matches nothing. The filters apply to the prediction's ts and model_version;
     ``inputs`` types the input fields as in :func:`read_predictions`."""

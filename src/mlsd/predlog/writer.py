@@ -7,6 +7,7 @@ has its own log), or ``<folder>/log/`` when the functions are given a plain fold
     predictions/.20261123T181501.130001-4242-000002.jsonl.tmp   the segment being written
     feedback/...                                            the same for true labels
     rejects/...                                             requests refused by validation
+    shadow/...                                              what shadow models answered
 
 The WRITER (:class:`LogWriter`, :class:`PredictionLog`) runs inside the HTTP server and uses
 the standard library and orjson only: no pandas, no pyarrow, no duckdb (pyarrow imports pandas lazily in
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 REJECTS = "rejects"  # validation failures: what monitoring counts by field
+SHADOW = "shadow"  # shadow models' answers (step 8): never counted as predictions
 
 # A segment holds at most this many rows: DuckDB samples 20,480 rows per file to infer its
 # schema, so a whole segment is always inspected and a late new field is never missed.
@@ -493,15 +495,22 @@ def _needle(request_id: str) -> bytes:
 
 
 class PredictionLog:
-    """The writers a prediction server needs: ``predictions``, ``feedback`` and ``rejects``
-    (requests refused by validation) in the workspace's :func:`log_folder`. Standard library
-    only, like :class:`LogWriter`.
+    """The writers a prediction server needs: ``predictions``, ``feedback``, ``rejects``
+    (requests refused by validation) and ``shadow`` (what shadow models answered, step 8) in
+    the workspace's :func:`log_folder`. Standard library only, like :class:`LogWriter`.
 
     One prediction row per instance of a request. On disk a row is::
 
         {"request_id": "r1", "instance": 0, "ts": 1763921700.12, "time": "2025-...Z",
          "model_version": "3", "latency_ms": 4.2, "inputs": {...}, "output": ...,
-         "flags": [...]}            # flags only when there are some
+         "flags": [...],            # flags only when there are some
+         "experiment": "e1", "arm": "challenger", "unit": "u42", "p": 0.5}
+                                    # the routing keys only while an experiment routes
+
+    A shadow row has the same shape without ``inputs`` (the live row of the same
+    request_id and instance holds them), ``flags``, ``unit`` and ``p``: request_id,
+    instance, ts, time, model_version, latency_ms (the shadow model's own), output,
+    experiment, arm.
     """
 
     def __init__(
@@ -518,6 +527,7 @@ class PredictionLog:
         )
         self._feedback = LogWriter(self.folder, FEEDBACK, flush_s=flush_s, max_queue=max_queue)
         self._rejects = LogWriter(self.folder, REJECTS, flush_s=flush_s, max_queue=max_queue)
+        self._shadow = LogWriter(self.folder, SHADOW, flush_s=flush_s, max_queue=max_queue)
         # recent request ids, oldest first; ~120 bytes + the id's length each
         self._known: dict[str, None] = {}
         self._known_capacity = int(known_capacity)
@@ -534,6 +544,7 @@ class PredictionLog:
         ts: float | None = None,
         flags: list | None = None,
         positions: list[int] | None = None,
+        routed: Mapping[str, Any] | None = None,
     ) -> None:
         """Log one request: one row per instance, ``inputs[i]`` with ``outputs[i]``.
 
@@ -542,13 +553,24 @@ class PredictionLog:
         to every instance, e.g. out-of-range fields accepted under the "flag" policy.
         ``positions`` are the instances' places in the request (default 0, 1, ...): a request
         answered in part logs its valid instances under their own numbers, which feedback
-        refers to.
+        refers to. ``routed`` (while an experiment routes traffic): the ``experiment``, the
+        ``arm``, the ``unit`` it was assigned by and the assignment probability ``p``, added
+        to every row.
         """
         if len(outputs) != len(inputs):
             raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
         ts = time.time() if ts is None else float(ts)
         common = {"ts": ts, "time": _iso(ts), "model_version": str(model_version)}
         latency = float(latency_ms)
+        routing = None
+        if routed:
+            p = routed.get("p")
+            routing = {
+                "experiment": str(routed.get("experiment")),
+                "arm": str(routed.get("arm")),
+                "unit": str(routed.get("unit")),
+                "p": None if p is None else float(p),
+            }
         per_instance = (
             flags is not None
             and len(flags) == len(inputs)
@@ -563,8 +585,47 @@ class PredictionLog:
             instance_flags = flags[i] if per_instance else flags
             if instance_flags:
                 row["flags"] = list(instance_flags)
+            if routing:
+                row.update(routing)
             self._predictions.log(row)
         self._remember(request_id)
+
+    def shadow(
+        self,
+        *,
+        request_id: str,
+        model_version: str | int,
+        experiment: str,
+        arm: str,
+        outputs: list,
+        latency_ms: float,
+        inputs: list[dict] | None = None,
+        ts: float | None = None,
+        positions: list[int] | None = None,
+    ) -> None:
+        """Log what a shadow model answered for a request: one row per instance, in the
+        ``shadow`` folder (never read as predictions). ``inputs`` are left out by default:
+        the live row of the same request_id and instance holds them; given, they are kept.
+        ``latency_ms`` is the shadow model's own scoring time; ``positions`` as in
+        :meth:`prediction`."""
+        if inputs is not None and len(outputs) != len(inputs):
+            raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+        ts = time.time() if ts is None else float(ts)
+        common = {
+            "ts": ts,
+            "time": _iso(ts),
+            "model_version": str(model_version),
+            "latency_ms": float(latency_ms),
+        }
+        for i, output in enumerate(outputs):
+            row = {"request_id": request_id, "instance": positions[i] if positions else i}
+            row.update(common)
+            if inputs is not None:
+                row["inputs"] = inputs[i]
+            row["output"] = output
+            row["experiment"] = str(experiment)
+            row["arm"] = str(arm)
+            self._shadow.log(row)
 
     def feedback(
         self,
@@ -573,13 +634,17 @@ class PredictionLog:
         label: Any,
         instance: int | None = None,
         ts: float | None = None,
+        reward: float | None = None,
     ) -> None:
-        """Log the true ``label`` of a request (of one ``instance``, or of all when None)."""
+        """Log the true ``label`` of a request (of one ``instance``, or of all when None),
+        with an optional numeric ``reward`` (what a bandit or an online metric counts)."""
         ts = time.time() if ts is None else float(ts)
         row: dict[str, Any] = {"request_id": request_id}
         if instance is not None:
             row["instance"] = int(instance)
         row.update(label=label, ts=ts, time=_iso(ts))
+        if reward is not None:
+            row["reward"] = float(reward)
         self._feedback.log(row)
 
     def rejected(
@@ -643,6 +708,7 @@ class PredictionLog:
         """Block until everything logged so far is in finished segments."""
         ok = self._predictions.flush(timeout)
         ok = self._rejects.flush(timeout) and ok
+        ok = self._shadow.flush(timeout) and ok
         return self._feedback.flush(timeout) and ok
 
     def close(self) -> None:
@@ -650,6 +716,7 @@ class PredictionLog:
         self._predictions.close()
         self._feedback.close()
         self._rejects.close()
+        self._shadow.close()
 
     @property
     def recovered(self) -> dict[str, dict[str, int]]:
@@ -658,16 +725,18 @@ class PredictionLog:
             PREDICTIONS: self._predictions.recovered,
             FEEDBACK: self._feedback.recovered,
             REJECTS: self._rejects.recovered,
+            SHADOW: self._shadow.recovered,
         }
 
     @property
     def stats(self) -> dict[str, dict[str, int]]:
         """The writers' counters: ``{"predictions": {...}, "feedback": {...},
-        "rejects": {...}}``."""
+        "rejects": {...}, "shadow": {...}}``."""
         return {
             PREDICTIONS: self._predictions.stats,
             FEEDBACK: self._feedback.stats,
             REJECTS: self._rejects.stats,
+            SHADOW: self._shadow.stats,
         }
 
     def __enter__(self) -> PredictionLog:
