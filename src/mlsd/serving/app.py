@@ -4,6 +4,11 @@ Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/models``, ``GET /
 ``GET /readyz``, ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (bearer token from
 ``MLSD_ADMIN_TOKEN``), the Open Inference Protocol V2 routes, and OpenAPI at ``/docs``.
 
+The server follows two files beside the registry: the aliases (which version is the
+champion) and, while an experiment runs (step 8), the routing table (which versions share
+the traffic, which shadow it; :mod:`mlsd.serving.router`). Each is loaded and verified
+whole before it replaces what served; a table that fails leaves the previous state serving.
+
 The hot path is lean on purpose: the body is read as bytes and parsed once, validation was
 compiled from the signature at load time, and the model is one immutable object read once
 per request, so a swap (one assignment) never mixes two models in one answer. Every error is
@@ -15,6 +20,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -29,11 +35,12 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from mlsd.errors import MlsdError
-from mlsd.models import aliases
+from mlsd.models import aliases, routing
 from mlsd.predlog.writer import PredictionLog
 from mlsd.serving import v2
 from mlsd.serving.metrics import ServerMetrics
-from mlsd.serving.model import ServedModel, ServingError, load_served
+from mlsd.serving.model import ServedModel, ServingError, identity, load_served, load_version
+from mlsd.serving.router import Routing, ShadowScorer
 from mlsd.serving.v2 import V2Error
 from mlsd.spec import ServingSpec
 from mlsd.workspace import Workspace
@@ -119,8 +126,12 @@ class Server:
         self.log = log or PredictionLog(Workspace(self.root, system), flush_s=serving.log_flush_s)
         self.model: ServedModel | None = None
         self.last_error: str | None = None
+        self.routing: Routing | None = None  # the experiment routing traffic, if any
+        self.routing_error: str | None = None
+        self.shadow = ShadowScorer(self.log, self.metrics)
         self._swap_lock = threading.Lock()
         self._aliases_mtime = 0.0
+        self._routing_seen: tuple | None = None  # the routing file's identity when last read
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -130,7 +141,7 @@ class Server:
         """Load ``ref`` beside the current model, verify it, then switch (or keep the old)."""
         with self._swap_lock:
             try:
-                candidate = load_served(self.root, self.system, self.ref, self.serving)
+                candidate = self._reuse_or_load()
             except MlsdError as exc:
                 self.last_error = exc.message
                 self.metrics.swap_failures.inc()
@@ -152,8 +163,71 @@ class Server:
                 "previous": previous.label if previous else None,
             }
 
+    def _reuse_or_load(self) -> ServedModel:
+        """The model ``ref`` names: the one already loaded when an arm of the routing table
+        is that version and folder (a promoted challenger is not verified twice)."""
+        if self.routing is None:
+            return load_served(self.root, self.system, self.ref, self.serving)
+        version, folder = aliases.resolve(self.root, self.system, self.ref)
+        key = identity(version, folder)
+        for model in self.routing.models():
+            if identity(model.version, model.package.folder) == key:
+                return model
+        return load_version(self.system, version, folder, self.serving)
+
+    @property
+    def follows_routing(self) -> bool:
+        """Whether the routing table applies: not when a version is pinned (``--model 3``)."""
+        return not str(self.ref).isdigit()
+
+    def _routing_identity(self) -> tuple | None:
+        path = routing.routing_path(self.root, self.system)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+
+    def load_routing(self) -> dict[str, Any]:
+        """Follow the routing table: build the new :class:`Routing` whole (every package
+        verified) and switch to it in one assignment; no table means the champion answers
+        everything. A malformed table or a package that fails keeps the previous state,
+        counts ``mlsd_routing_failures`` and shows the error in /readyz."""
+        if not self.follows_routing:
+            return {"routing": None}
+        with self._swap_lock:
+            self._routing_seen = self._routing_identity()
+            try:
+                table = routing.read(self.root, self.system)
+                if table is None:
+                    previous, self.routing, self.routing_error = self.routing, None, None
+                    if previous is not None:
+                        logger.info(
+                            "experiment %s ended: the champion answers", previous.experiment
+                        )
+                    return {"routing": None}
+                current = self.routing
+                if current is not None and current.table == table:
+                    return {"routing": table.experiment, "swapped": False}
+                loaded = [self.model, *(current.models() if current else ())]
+                candidate = Routing.build(table, self.system, self.serving, loaded)
+            except MlsdError as exc:
+                self.routing_error = exc.message
+                self.metrics.routing_failures.inc()
+                logger.warning("routing table not followed: %s", exc.message)
+                raise
+            self.routing = candidate  # one assignment: requests see the old or the new
+            self.routing_error = None
+            logger.info(
+                "experiment %s routes: %s",
+                table.experiment,
+                ", ".join(f"{r.arm.name}={r.model.label}@{r.arm.weight:g}" for r in candidate.arms),
+            )
+            return {"routing": table.experiment, "swapped": True}
+
     def start_polling(self) -> None:
-        """Follow the alias: reload when the published aliases file changes."""
+        """Follow the alias and the routing table: reload when either published file
+        changes (appears, is rewritten, disappears)."""
         if self.serving.poll_s <= 0 or str(self.ref).isdigit():
             return
         path = aliases.aliases_path(self.root, self.system)
@@ -167,29 +241,63 @@ class Server:
                     # a failure is logged and counted by load(); the old model keeps serving
                     with suppress(MlsdError):
                         self.load()
+                if self._routing_identity() != self._routing_seen:
+                    # logged, counted and shown in /readyz by load_routing(); the old serves
+                    with suppress(MlsdError):
+                        self.load_routing()
 
         self._poller = threading.Thread(target=poll, name="mlsd-alias-poller", daemon=True)
         self._poller.start()
 
     def close(self) -> None:
-        """Stop polling and flush the prediction log."""
+        """Stop polling, score the shadow copies still queued, flush the prediction log."""
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)
+        self.shadow.close()
         self.log.close()
 
     # --- requests -----------------------------------------------------------------------------
 
     def served(self) -> ServedModel:
-        """The model answering now, or 503 while none is loaded."""
+        """The model answering now (the champion; the first arm while an experiment runs
+        without a loaded champion), or 503 while none is loaded."""
         model = self.model
         if model is None:
+            current = self.routing
+            if current is not None:
+                return current.arms[0].model
             raise HTTPProblem(503, "not_ready", f"no verified model is loaded: {self.last_error}")
         return model
 
-    def predict(self, instances: Any, request_id: str, started: float) -> dict[str, Any]:
-        """Validate, score and log one request's instances."""
-        model = self.served()
+    def model_for(self, label: str) -> ServedModel | None:
+        """The loaded model answering as version ``label``: an arm or shadow of the routing
+        table, or the champion."""
+        current = self.routing
+        if current is not None:
+            found = current.by_label(label)
+            if found is not None:
+                return found.model
+        model = self.model
+        return model if model is not None and model.label == label else None
+
+    def predict(
+        self,
+        instances: Any,
+        request_id: str,
+        started: float,
+        model: ServedModel | None = None,
+    ) -> dict[str, Any]:
+        """Validate, score and log one request's instances. While an experiment routes
+        traffic, the request's unit picks the arm that answers (unless ``model`` pins one:
+        such a request is not part of the experiment), and a copy goes to the shadows."""
+        current = self.routing
+        routed = None
+        if model is None:
+            if current is not None:
+                model, routed = current.choose(instances, request_id)
+            else:
+                model = self.served()
         if isinstance(instances, list) and len(instances) > self.serving.max_instances:
             raise HTTPProblem(
                 413,
@@ -221,6 +329,7 @@ class Server:
         self.metrics.predicted(model.label, len(outputs))
         latency_ms = (time.perf_counter() - started) * 1000
         inputs = [instances[i] for i in checked.accepted]
+        positions = checked.accepted if checked.problems else None
         self.log.prediction(
             request_id=request_id,
             model_version=model.label,
@@ -228,8 +337,15 @@ class Server:
             outputs=outputs,
             latency_ms=latency_ms,
             flags=checked.flags if any(checked.flags) else None,
-            positions=checked.accepted if checked.problems else None,
+            positions=positions,
+            routed=routed,
         )
+        if routed is not None:
+            self.metrics.routed(
+                routed["experiment"], routed["arm"], model.label, len(outputs), latency_ms / 1000
+            )
+            if current.shadows:  # off the request path: queued, scored by the shadow thread
+                self.shadow.submit(current, request_id, inputs, positions)
         if checked.problems:  # partial: a null in the place of each refused instance
             answers: list[Any] = [None] * len(instances)
             for index, output in zip(checked.accepted, outputs, strict=True):
@@ -275,11 +391,26 @@ class Server:
                     }
                 )
                 continue
+            reward = item.get("reward")
+            if reward is not None and not _finite_number(reward):
+                problems.append(
+                    {
+                        "instance": index,
+                        "field": "reward",
+                        "problem": f"expected a finite number, got {reward!r}"[:200],
+                    }
+                )
+                continue
             request_id = str(item["request_id"])
             if not self.log.known(request_id):
                 unknown.append(request_id)
                 continue
-            self.log.feedback(request_id=request_id, label=item["label"], instance=position)
+            self.log.feedback(
+                request_id=request_id,
+                label=item["label"],
+                instance=position,
+                reward=None if reward is None else float(reward),
+            )
             recorded += 1
         if problems:
             raise HTTPProblem(422, "invalid_feedback", "malformed feedback items", problems)
@@ -295,6 +426,9 @@ def create_app(server: Server) -> Edge:
         if server.model is None:
             with suppress(MlsdError):  # /readyz says why; /healthz stays up
                 await run_in_threadpool(server.load)
+        if server.routing is None and server.routing_error is None:
+            with suppress(MlsdError):  # /readyz shows the routing error; the champion serves
+                await run_in_threadpool(server.load_routing)
         server.start_polling()
         yield
         server.close()
@@ -310,8 +444,10 @@ def create_app(server: Server) -> Edge:
     def request_id(request: Request) -> str:
         return _request_id(dict(request.scope["headers"]))
 
-    async def score(request: Request, instances: Any, rid: str) -> dict[str, Any]:
-        return await _score(server, instances, rid, request.scope["mlsd.started"])
+    async def score(
+        request: Request, instances: Any, rid: str, model: ServedModel | None = None
+    ) -> dict[str, Any]:
+        return await _score(server, instances, rid, request.scope["mlsd.started"], model)
 
     @app.exception_handler(HTTPProblem)
     async def problem(request: Request, exc: HTTPProblem):
@@ -370,6 +506,7 @@ def create_app(server: Server) -> Edge:
                 "loaded_at": model.loaded_at,
                 "signature": model.package.signature,
                 "metrics": model.package.metrics,
+                "experiment": server.routing.describe() if server.routing else None,
             }
         )
 
@@ -379,10 +516,15 @@ def create_app(server: Server) -> Edge:
 
     @app.get("/readyz", summary="A verified model is loaded")
     async def readyz():
-        model = server.model
-        if model is None:
-            return _json({"status": "not_ready", "reason": server.last_error}, 503)
-        return _json({"status": "ready", "model_version": model.label})
+        model, current = server.model, server.routing
+        extra: dict[str, Any] = {}
+        if current is not None:
+            extra["routing"] = current.describe()
+        if server.routing_error is not None:
+            extra["routing_error"] = server.routing_error
+        if model is None and current is None:
+            return _json({"status": "not_ready", "reason": server.last_error, **extra}, 503)
+        return _json({"status": "ready", "model_version": server.served().label, **extra})
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
@@ -398,7 +540,10 @@ def create_app(server: Server) -> Edge:
         if given != f"Bearer {token}":
             raise HTTPProblem(401, "unauthorized", "a valid bearer token is required")
         try:
-            return _json(await run_in_threadpool(server.load))
+            loaded = await run_in_threadpool(server.load)
+            with suppress(MlsdError):  # a failing table is counted and shown in /readyz
+                await run_in_threadpool(server.load_routing)
+            return _json({**loaded, "routing_error": server.routing_error})
         except ServingError as exc:
             raise HTTPProblem(409, "verification_failed", exc.message) from None
         except MlsdError as exc:
@@ -428,13 +573,17 @@ def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> 
 
     @app.get("/v2/health/ready", summary="V2: the server is ready")
     async def v2_ready():
-        return _json({"ready": server.model is not None}, 200 if server.model else 503)
+        ready = server.model is not None or server.routing is not None
+        return _json({"ready": ready}, 200 if ready else 503)
 
     def v2_model(name: str, version: str | None = None) -> ServedModel:
         if name != server.system:
             raise V2Error(f"unknown model {name!r}; this server serves {server.system!r}", 404)
         model = server.served()
         if version is not None and version != model.label:
+            other = server.model_for(version)  # an arm or shadow of the running experiment
+            if other is not None:
+                return other
             raise V2Error(
                 f"model {name!r} has no version {version!r}; version {model.label!r} is served",
                 404,
@@ -474,7 +623,10 @@ def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> 
         if not isinstance(given, str):
             raise V2Error("id must be a string")
         rid = given[:200] or request_id(request)
-        result = await score(request, v2.instances(payload, binary), rid)
+        # unversioned: routed like /v1/predict; a version: that model, outside the experiment
+        pinned = model if version is not None else None
+        result = await score(request, v2.instances(payload, binary), rid, pinned)
+        model = server.model_for(result["model_version"]) or model
         tensors = v2.output_tensors(
             result["predictions"], model.task, model.package.signature["output"].get("classes")
         )
@@ -517,11 +669,23 @@ def _versioned(endpoint):
     return route
 
 
-async def _score(server: Server, instances: Any, rid: str, started: float) -> dict[str, Any]:
+async def _score(
+    server: Server, instances: Any, rid: str, started: float, model: ServedModel | None = None
+) -> dict[str, Any]:
     """Score inline when small; large requests go to a worker thread, off the event loop."""
     if isinstance(instances, list) and len(instances) > INLINE_INSTANCES:
-        return await run_in_threadpool(server.predict, instances, rid, started)
-    return server.predict(instances, rid, started)
+        return await run_in_threadpool(server.predict, instances, rid, started, model)
+    return server.predict(instances, rid, started, model)
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number that is a finite float (not a boolean, not beyond float's range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _instances(payload: Any) -> Any:
@@ -784,6 +948,11 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
                 "minimum": 0,
                 "description": "which instance of the request (default: all)",
             },
+            "reward": {
+                "type": ["number", "null"],
+                "description": "a numeric reward for that prediction (a finite number), "
+                "what a bandit or a declared online metric counts",
+            },
         },
     }
     predictions = {
@@ -806,7 +975,14 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
             {"type": "string", "enum": [server.system]},
             {
                 "type": "string",
-                "enum": [model.label],
+                "enum": [
+                    model.label,
+                    *(
+                        v
+                        for v in (server.routing.describe()["versions"] if server.routing else ())
+                        if v != model.label
+                    ),
+                ],
             },
         )
     operations: dict[tuple[str, str], dict[str, Any]] = {

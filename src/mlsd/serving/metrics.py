@@ -19,12 +19,16 @@ _BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 class ServerMetrics:
     """Requests by route and status, latency, predictions by model version, validation
-    failures and unknown fields by field, feedback, model swaps and the log's health."""
+    failures and unknown fields by field, feedback, model swaps and the log's health; while
+    an experiment routes traffic (step 8), requests, latency and predictions per arm,
+    shadow predictions, drops and errors, and routing tables that failed to load."""
 
     def __init__(self) -> None:
         # label lookups cost more than the counting: keep the children
         self._by_route: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._by_version: dict[str, Any] = {}
+        self._by_arm: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._by_shadow: dict[str, Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -51,6 +55,38 @@ class ServerMetrics:
         self.swap_failures = Counter(
             "mlsd_model_swap_failures", "Models that failed to load or verify", registry=r
         )
+        self.arm_requests = Counter(
+            "mlsd_arm_requests",
+            "Requests answered by each arm of the running experiment",
+            ["experiment", "arm", "model_version"],
+            registry=r,
+        )
+        self.arm_latency = Histogram(
+            "mlsd_arm_latency_seconds",
+            "Server-side latency of the requests each arm answered",
+            ["arm"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.arm_predictions = Counter(
+            "mlsd_arm_predictions", "Predictions (instances) by arm", ["arm"], registry=r
+        )
+        self.shadow_predictions = Counter(
+            "mlsd_shadow_predictions", "Predictions scored by each shadow", ["arm"], registry=r
+        )
+        self.shadow_dropped = Counter(
+            "mlsd_shadow_dropped", "Shadow copies dropped because the queue was full", registry=r
+        )
+        self.shadow_errors = Counter(
+            "mlsd_shadow_errors",
+            "Shadow copies that failed (the answers were not affected)",
+            registry=r,
+        )
+        self.routing_failures = Counter(
+            "mlsd_routing_failures",
+            "Routing tables that were malformed or named a package that failed verification",
+            registry=r,
+        )
         self.log_rows = Gauge(
             "mlsd_log_rows",
             "Prediction and feedback log rows by outcome",
@@ -76,6 +112,29 @@ class ServerMetrics:
             child = self._by_version[model_version] = self.predictions.labels(
                 model_version=model_version
             )
+        child.inc(n)
+
+    def routed(self, experiment: str, arm: str, model_version: str, n: int, seconds: float) -> None:
+        """Count one request of ``arm`` (``n`` predictions) and its latency."""
+        key = (experiment, arm, model_version)
+        children = self._by_arm.get(key)
+        if children is None:
+            children = self._by_arm[key] = (
+                self.arm_requests.labels(
+                    experiment=experiment, arm=arm, model_version=model_version
+                ),
+                self.arm_latency.labels(arm=arm),
+                self.arm_predictions.labels(arm=arm),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+        children[2].inc(n)
+
+    def shadowed(self, arm: str, n: int) -> None:
+        """Count ``n`` predictions of the shadow ``arm``."""
+        child = self._by_shadow.get(arm)
+        if child is None:
+            child = self._by_shadow[arm] = self.shadow_predictions.labels(arm=arm)
         child.inc(n)
 
     def render(self, log: Any = None) -> tuple[bytes, str]:

@@ -112,6 +112,15 @@ def load_served(
     """Resolve ``ref`` without MLflow, load and verify the package, check its holdout
     through the serving path, and build the request validator."""
     version, folder = aliases.resolve(workspace_root, system, ref)
+    return load_version(system, version, folder, serving)
+
+
+def load_version(
+    system: str, version: int | None, folder: str | Path, serving: ServingSpec
+) -> ServedModel:
+    """Load and verify the package in ``folder`` as ``version`` of ``system`` (no alias
+    resolution: a routing table names its arms' folders), check its holdout through the
+    serving path, and build the request validator."""
     try:
         package = packages.load(folder)
     except packages.PackageError as exc:
@@ -129,3 +138,9 @@ def load_served(
     )
     served.check_holdout()
     return served
+
+
+def identity(version: int | None, folder: str | Path) -> tuple[int | None, str]:
+    """What makes two loaded models the same: the version and the package folder's real
+    path (a model already loaded under this identity is reused, not loaded again)."""
+    return version, str(Path(folder).resolve())

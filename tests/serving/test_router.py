@@ -1,0 +1,212 @@
+"""The router: sticky assignment by unit, shares that follow the weights, shadows scored off
+the request path (a full queue drops, never blocks), and tables that fail to load."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mlsd.models import routing
+from mlsd.models.routing import Arm, RoutingTable
+from mlsd.serving.metrics import ServerMetrics
+from mlsd.serving.model import ServingError
+from mlsd.serving.router import Routed, Routing, ShadowScorer
+from mlsd.spec import ServingSpec
+
+
+@dataclass
+class FakeModel:
+    """What the router touches of a ServedModel."""
+
+    version: int
+    folder: Path = Path("/nowhere")
+    gate: threading.Event | None = None
+    calls: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return str(self.version)
+
+    @property
+    def package(self):
+        return SimpleNamespace(folder=self.folder)
+
+    @property
+    def validator(self):
+        model = self
+
+        class V:
+            def validate(self, instances):
+                if model.gate is not None:
+                    model.gate.wait(10)
+                return SimpleNamespace(
+                    accepted=list(range(len(instances))),
+                    problems=[],
+                    columns={"x": [i.get("x") for i in instances]},
+                )
+
+        return V()
+
+    def predict(self, columns):
+        self.calls.append(columns)
+        return [{"value": float(self.version)} for _ in columns["x"]]
+
+
+def table(weights=(0.5, 0.5), shadows=(), unit_field="user", salt="s1") -> RoutingTable:
+    arms = tuple(
+        Arm(name=f"a{i}", version=i + 1, package=f"/p/{i + 1}", weight=w)
+        for i, w in enumerate(weights)
+    )
+    return RoutingTable(
+        system="sys",
+        experiment="exp",
+        strategy="ab",
+        salt=salt,
+        arms=arms,
+        shadows=tuple(shadows),
+        unit_field=unit_field,
+    )
+
+
+def routing_of(t: RoutingTable, **models: FakeModel) -> Routing:
+    def routed(arm: Arm) -> Routed:
+        return Routed(arm, models.get(arm.name) or FakeModel(arm.version))
+
+    return Routing(t, tuple(map(routed, t.arms)), tuple(map(routed, t.shadows)))
+
+
+def test_the_same_unit_gets_the_same_arm_across_calls_and_instances():
+    t = table()
+    one, two = routing_of(t), routing_of(RoutingTable.from_dict(t.to_dict()))
+    for u in range(300):
+        instances = [{"user": u, "x": 1.0}]
+        first, routed = one.choose(instances, f"req-{u}-a")
+        assert routed["unit"] == str(u) and routed["experiment"] == "exp" and routed["p"] == 0.5
+        for rid in ("b", "c"):
+            again, routed_again = one.choose(instances, f"req-{u}-{rid}")
+            assert again.label == first.label and routed_again["arm"] == routed["arm"]
+        other, routed_other = two.choose(instances, "elsewhere")
+        assert other.label == first.label and routed_other == {**routed}
+
+
+def test_arm_shares_follow_the_weights_over_20k_units():
+    weights = (0.2, 0.3, 0.5)
+    r = routing_of(table(weights))
+    n = 20_000
+    counts = {f"a{i}": 0 for i in range(3)}
+    for u in range(n):
+        _, routed = r.choose([{"user": f"u{u}"}], "rid")
+        counts[routed["arm"]] += 1
+        assert routed["p"] == weights[int(routed["arm"][1])]
+    for i, w in enumerate(weights):
+        sd = math.sqrt(n * w * (1 - w))
+        assert abs(counts[f"a{i}"] - n * w) < 4.5 * sd, counts
+
+
+def test_unit_from_the_unit_field_else_the_request_id():
+    r = routing_of(table())
+    assert r.unit([{"user": 7, "x": 1}], "rid") == "7"
+    assert r.unit([{"user": "ann"}, {"user": "bob"}], "rid") == "ann"  # the first instance
+    assert r.unit([{"user": None}], "rid") == "rid"
+    assert r.unit([{"x": 1}], "rid") == "rid"
+    assert r.unit([], "rid") == "rid"
+    assert r.unit("not a list", "rid") == "rid"
+    assert r.unit([["a list"]], "rid") == "rid"
+    no_field = routing_of(table(unit_field=None))
+    assert no_field.unit([{"user": 7}], "rid") == "rid"
+    # the same unit sent by the field and as a request id lands in the same arm
+    assert r.choose([{"user": "k"}], "x")[1]["arm"] == r.choose([{}], "k")[1]["arm"]
+
+
+def test_a_full_shadow_queue_drops_and_counts_and_never_blocks():
+    gate = threading.Event()
+    shadow = FakeModel(9, gate=gate)
+    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
+    r = routing_of(t, sh=shadow)
+    rows: list[dict] = []
+    log = SimpleNamespace(shadow=lambda **row: rows.append(row))
+    metrics = ServerMetrics()
+    scorer = ShadowScorer(log, metrics, max_queue=2)
+    try:
+        started = time.perf_counter()
+        for i in range(10):  # the worker holds the first; two wait; seven are dropped
+            scorer.submit(r, f"r{i}", [{"x": float(i)}])
+            time.sleep(0.01 if i == 0 else 0)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.5
+        assert scorer.dropped == 7
+        assert metrics.shadow_dropped._value.get() == 7
+        gate.set()
+        assert scorer.drain(10)
+        assert [row["request_id"] for row in rows] == ["r0", "r1", "r2"]
+        row = rows[0]
+        assert row["experiment"] == "exp" and row["arm"] == "sh" and row["model_version"] == "9"
+        assert row["outputs"] == [{"value": 9.0}] and row["latency_ms"] >= 0
+        assert row["positions"] == [0]
+        assert metrics.shadow_predictions.labels(arm="sh")._value.get() == 3
+    finally:
+        gate.set()
+        scorer.close()
+
+
+def test_a_shadow_error_is_counted_and_the_worker_goes_on():
+    class Broken(FakeModel):
+        def predict(self, columns):
+            raise RuntimeError("boom")
+
+    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
+    rows: list[dict] = []
+    metrics = ServerMetrics()
+    scorer = ShadowScorer(SimpleNamespace(shadow=lambda **row: rows.append(row)), metrics)
+    scorer.submit(routing_of(t, sh=Broken(9)), "bad", [{"x": 1.0}])
+    scorer.submit(routing_of(t), "good", [{"x": 1.0}], positions=[4])
+    assert scorer.drain(10)
+    scorer.close()
+    assert scorer.errors == 1 and metrics.shadow_errors._value.get() == 1
+    assert [(r["request_id"], r["positions"]) for r in rows] == [("good", [4])]
+
+
+def test_a_table_naming_a_broken_package_raises_and_the_server_keeps_its_state(tmp_path):
+    from mlsd.serving.app import Server
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    t = RoutingTable(
+        system="sys",
+        experiment="exp",
+        strategy="canary",
+        salt="s",
+        arms=(Arm(name="champion", version=1, package=str(broken), weight=1.0),),
+    )
+    with pytest.raises(ServingError, match="arm 'champion'"):
+        Routing.build(t, "sys", ServingSpec())
+
+    server = Server(tmp_path / "ws", "sys", ServingSpec(poll_s=0))
+    try:
+        champion = FakeModel(1, folder=tmp_path / "champ")
+        server.model = champion  # what load() would have put there
+        previous = routing_of(table())
+        server.routing = previous
+        routing.publish(server.root, t)
+        with pytest.raises(ServingError):
+            server.load_routing()
+        assert server.routing is previous  # the previous experiment keeps routing
+        assert "arm 'champion'" in server.routing_error
+        assert server.metrics.routing_failures._value.get() == 1
+        routing.routing_path(server.root, "sys").write_text('{"arms": []}')  # malformed
+        with pytest.raises(routing.RoutingError):
+            server.load_routing()
+        assert server.routing is previous and server.metrics.routing_failures._value.get() == 2
+        routing.clear(server.root, "sys")  # no table: back to the champion
+        assert server.load_routing() == {"routing": None}
+        assert server.routing is None and server.routing_error is None
+        assert server.served() is champion
+    finally:
+        server.close()
