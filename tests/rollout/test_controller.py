@@ -344,3 +344,27 @@ def test_models_history_shows_the_rollout_promotion(system, capsys):
     assert main(["models", "--history", "-c", str(spec.path)]) == 0
     out = capsys.readouterr().out
     assert "rollout" in out and "canary" in out and "promoted by hand" in out
+
+
+def test_retraining_hands_the_challenger_to_the_rollout_and_the_loop_steps_it(tmp_path):
+    from loop_helpers import serve
+
+    from mlsd.loop.retrain import RETRAIN_ROLLOUT, retrain
+    from mlsd.loop.run import run_iteration
+
+    extra = (
+        "retraining: {triggers: [{new_labels: 100}], window: {rows: 600}, promote: rollout}\n"
+        "rollout: {strategy: canary}\n"
+    )
+    spec, ws = champion(tmp_path / "system", frame(1200, 0), extra)
+    serve(ws, frame(800, 1, coef=OTHER))
+    result = retrain(spec, ws, if_needed=True, progress=False)
+    assert result.exit_code == 0 and not result.promoted
+    assert result.rollout["strategy"] == "canary" and result.challenger_version == 2
+    assert _champion(spec, ws) == 1  # live traffic decides, not the offline gate
+    table = routing.read(ws.root, spec.name)
+    assert {a.version: a.weight for a in table.arms} == {2: 0.05, 1: 0.95}
+    assert _events(ws, RETRAIN_ROLLOUT)[-1]["model_version"] == "2"
+    it = run_iteration(spec, ws)  # a running experiment is stepped, not retrained again
+    assert it.retrain is None and it.rollout["action"] == "hold" and it.exit_code == 0
+    assert "rollout canary: hold" in it.line()

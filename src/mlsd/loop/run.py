@@ -118,6 +118,8 @@ def _retrain_line(result: Any) -> str:
         )
     if result.promoted:
         return text + " → PROMOTED"
+    if result.rollout:
+        return text + f" → {result.rollout['strategy']} {result.rollout['experiment']} started"
     return text + f" → REFUSED ({'; '.join(result.reasons)})"
 
 
