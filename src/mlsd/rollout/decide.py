@@ -126,6 +126,15 @@ def _tau(experiment: Experiment, metric: OnlineMetric, control: stats.Sample, md
     return experiment.tau[metric.name]
 
 
+def _tau_at(experiment: Experiment, key: str, variance: float, n: int) -> float:
+    """The mixing scale that makes the confidence sequence tightest when the difference has
+    ``variance`` (of one unit) over ``n`` units (GrowthBook's tuning on the expected sample
+    size): the standard error there. Fixed the first time, as in :func:`_tau`."""
+    if key not in experiment.tau:
+        experiment.tau[key] = max(float(np.sqrt(variance / max(n, 1))), 1e-9)
+    return experiment.tau[key]
+
+
 def _elapsed(since: float, now: float) -> float:
     return max(0.0, now - since)
 
@@ -174,11 +183,12 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
     judged = min(s.n for s in samples.values()) >= MIN_LABELLED_UNITS
     ni = None
     if judged:
-        margin = cfg["margin"] * abs(samples[champion.name].mean)  # relative to the champion
-        tau = margin if margin > 0 else _tau(experiment, metric, samples[champion.name], 0.05)
+        control, test = samples[champion.name], samples[challenger.name]
+        margin = cfg["margin"] * abs(control.mean)  # relative to the champion's value
+        tau = _tau_at(experiment, metric.name, control.var + test.var, cfg["min_requests"])
         ni = stats.non_inferiority(
-            samples[champion.name],
-            samples[challenger.name],
+            control,
+            test,
             margin=margin,
             higher_is_better=metric.higher_is_better,
             tau=tau,
@@ -377,7 +387,7 @@ def _shadow(experiment: Experiment, ctx: Context) -> Decision:
         if diff.n >= MIN_LABELLED_UNITS:
             margin = cfg["margin"] * abs(float(np.nanmean(a)))  # relative to the live model's
             zero = stats.Sample(diff.n, 0.0, 0.0)  # paired: the live side is the origin
-            tau = margin if margin > 0 else max(float(np.sqrt(diff.var)) * 0.1, 1e-9)
+            tau = _tau_at(experiment, metric.name, diff.var, cfg["min_requests"])
             ni = stats.non_inferiority(
                 zero,
                 diff,
