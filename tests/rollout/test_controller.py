@@ -368,3 +368,23 @@ def test_retraining_hands_the_challenger_to_the_rollout_and_the_loop_steps_it(tm
     it = run_iteration(spec, ws)  # a running experiment is stepped, not retrained again
     assert it.retrain is None and it.rollout["action"] == "hold" and it.exit_code == 0
     assert "rollout canary: hold" in it.line()
+
+
+def test_the_cli_starts_steps_and_aborts_with_text_and_json(system, capsys):
+    spec, ws = system
+    config = ["-c", str(spec.path)]
+    assert main(["rollout", "status", *config]) == 0
+    assert "no experiment yet" in capsys.readouterr().out
+    assert main(["rollout", "start", "--strategy", "ab", "--model", "3", *config]) == 0
+    out = capsys.readouterr().out
+    assert "ab " in out and "started: challenger 50%, champion 50%" in out
+    assert main(["rollout", "step", "--json", *config]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["decision"]["action"] == "hold" and state["experiment"]["status"] == "running"
+    assert state["report"].endswith(".html") and Path(state["report"]).exists()
+    assert main(["rollout", "abort", "--reason", "wrong model", *config]) == 0
+    out = capsys.readouterr().out
+    assert "aborted (wrong model)" in out
+    assert main(["rollout", "abort", *config]) == 2  # nothing runs: a clear error
+    assert "has no running experiment" in capsys.readouterr().err
+    assert routing.read(ws.root, spec.name) is None

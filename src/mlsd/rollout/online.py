@@ -79,6 +79,8 @@ def row_values(
     metric: OnlineMetric, task: Task, classes: list | None, rows: pd.DataFrame
 ) -> np.ndarray:
     """One value of ``metric`` per labelled row (NaN where the label cannot be read)."""
+    if rows.empty:  # an empty log has no output columns
+        return np.empty(0)
     labels = rows["true_label"].tolist()
     if metric.name == "reward":
         # without a reward, a binary label is its class id (1 = positive), others a number
