@@ -444,8 +444,9 @@ def rollout_lines(state: dict) -> list[str]:
         ni = evidence["non_inferiority"]
         lines.append(
             f"  {ni['metric']} non-inferiority: {ni['status']} (difference "
-            f"{_fmt(ni['difference'])}, CI [{_fmt(ni['ci_low'])}, {_fmt(ni['ci_high'])}], "
-            f"margin {_fmt(ni['margin'])})"
+            f"{_fmt(ni['difference'])}, + favours the challenger; always-valid CI "
+            f"[{_fmt(ni['ci_low'])}, {_fmt(ni['ci_high'])}] against the margin "
+            f"-{_fmt(ni['margin'])})"
         )
     if "srm" in evidence:
         srm = evidence["srm"]

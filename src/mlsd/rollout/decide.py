@@ -224,7 +224,7 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
             )
         return Decision(HOLD, [], evidence, waiting)
     labels = (
-        f"{metric.name} not worse (difference {ni.difference:+.4g})"
+        f"{metric.name} not worse (difference {ni.difference:+.4g}, + favours the challenger)"
         if ni is not None
         else f"no labels yet: {metric.name} not judged"
     )

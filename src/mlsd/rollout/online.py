@@ -41,10 +41,12 @@ class Traffic:
 
 def load_traffic(ws: Workspace, experiment: str, since: float) -> Traffic:
     """Read the log of ``experiment`` from ``since`` (epoch seconds) on."""
-    predictions = read_predictions(ws, start=since).to_pandas()
-    predictions = predictions[predictions["experiment"] == experiment].copy()
+    # labels first: a segment finished in between adds predictions, never a labelled row
+    # whose prediction is missing
     with_labels = labelled(ws, start=since).to_pandas()
     with_labels = with_labels[with_labels["experiment"] == experiment].copy()
+    predictions = read_predictions(ws, start=since).to_pandas()
+    predictions = predictions[predictions["experiment"] == experiment].copy()
     rejects = read_rejects(ws, start=since).to_pandas()
     refused = rejects.drop_duplicates("request_id").groupby("model_version").size()
     shadow = read_shadow(ws, start=since, experiment=experiment).to_pandas()
