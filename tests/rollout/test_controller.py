@@ -266,6 +266,8 @@ def test_a_bandit_starves_the_worse_arm(system):
     experiment, decision = controller.step(spec, ws, now=t)
     # version 2 learned another world: it keeps only its floor share of the traffic
     assert decision.evidence["p_best"]["challenger1"] < 0.01
+    event = _events(ws, "rollout_reweighted")[-1]  # every change of traffic is an event
+    assert event["evidence"]["weights"] == pytest.approx(experiment.weights)
     assert experiment.weights["challenger1"] == pytest.approx(0.1 / 3, abs=1e-3)
     ips = decision.evidence["ips"]
     assert ips["challenger1"]["mean"] < min(ips["champion"]["mean"], ips["challenger2"]["mean"])

@@ -32,7 +32,12 @@ from mlsd.tasks import get_task
 from mlsd.tasks.online_metrics import OnlineMetric, default_online, online_metric
 from mlsd.workspace import Workspace
 
-STARTED, ADVANCED, ENDED = "rollout_started", "rollout_advanced", "rollout_ended"
+STARTED, ADVANCED, REWEIGHTED, ENDED = (
+    "rollout_started",
+    "rollout_advanced",
+    "rollout_reweighted",
+    "rollout_ended",
+)
 _PROMOTING = "promoting"  # the outcome while the aliases move: a rerun finishes the job
 
 
@@ -238,6 +243,18 @@ def apply(
     if decision.action == HOLD:
         return
     routing.publish(ws.root, experiment.table())
+    if decision.action == REWEIGHT:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in experiment.weights.items())
+        _events(ws).append(
+            REWEIGHTED,
+            f"bandit {experiment.id} reweighted: {shares}",
+            system=spec.name,
+            evidence={
+                "experiment": experiment.id,
+                "weights": experiment.weights,
+                **decision.to_dict(),
+            },
+        )
     if decision.action == ADVANCE:
         share = experiment.config["steps"][experiment.step]
         _events(ws).append(
