@@ -3,6 +3,7 @@
     python benchmarks/bench_serving.py [--duration 5] [--warmup 1] [--concurrency 1,8,32]
                                        [--repeat 3] [--batch-rows 1000000] [--profile 0]
                                        [--no-write]
+    python benchmarks/bench_serving.py --router [--concurrency 1,8] [--repeat 3] ...
 
 One LightGBM model (a binary table of 20 numeric features, trained by mlsd with LightGBM
 only and default parameters) is served three ways, each in its own process on a free port
@@ -31,6 +32,13 @@ rows, and ``Package.predict_matrix`` on the same columns in memory.
 Goals (from the issue): single-row p50 within 1.5x of the floor, throughput at least 10x
 MLflow's, batch scoring at least 80% of raw LightGBM's rows per second. Results go to
 BENCHMARKS.md.
+
+``--router`` (step 8) measures the routing table's cost instead: three ``mlsd serve``
+processes on the same model, up together and taking turns run by run: champion only (no
+routing table), routed (a 50/50 table of two versions, the unit being the request id), and
+routed with a shadow (the champion takes all traffic, a second version scores a copy of
+each request in the shadow process). The issue's goal: a shadow adds at most 5% to the
+caller's p50.
 """
 
 from __future__ import annotations
@@ -619,6 +627,9 @@ def main() -> None:
         "--profile", type=float, default=0, help="seconds of py-spy on mlsd serve (0: none)"
     )
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--router", action="store_true", help="measure the router and shadow overhead only"
+    )
     parser.add_argument("--floor", nargs=2, metavar=("MODEL_TXT", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-job", action="store_true", help=argparse.SUPPRESS)
@@ -638,9 +649,11 @@ def main() -> None:
     # a terminated benchmark still stops its servers (they run in sessions of their own)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: sys.exit(128 + number))
+    if args.router and args.concurrency == parser.get_default("concurrency"):
+        args.concurrency = "1,8"
     levels = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        report(args, levels, Path(tmp))
+        (report_router if args.router else report)(args, levels, Path(tmp))
 
 
 def report(args, levels: list[int], tmp: Path) -> None:
@@ -927,6 +940,248 @@ def report(args, levels: list[int], tmp: Path) -> None:
     if args.no_write:
         return
     write_section("## Serving", section)
+
+
+ROUTED = ("champion-only", "router", "router+shadow")
+
+
+def report_router(args, levels: list[int], tmp: Path) -> None:
+    """The cost of the router and of a shadow on the caller's latency (``--router``)."""
+    import numpy as np
+
+    from mlsd.models import routing
+    from mlsd.models.routing import Arm, RoutingTable
+
+    print("training the model with mlsd ...", flush=True)
+    paths = train_model(tmp)
+    package = paths["package"]
+    root = paths["config"].parent / ".mlsd"
+    found = list(paths["config"].parent.rglob("aliases/bench-serving.json"))
+    if found:
+        root = found[0].parent.parent
+    signature = json.loads((package / "signature.json").read_text())
+    low = np.array([i.get("min", -np.inf) for i in signature["inputs"]])
+    high = np.array([i.get("max", np.inf) for i in signature["inputs"]])
+    X, _ = features(64, seed=1)
+    X = np.clip(X, low, high)
+    rows = [{n: float(v) for n, v in zip(names(), x, strict=True)} for x in X]
+    import lightgbm as lgb
+
+    expected = lgb.Booster(model_file=str(package / "model" / "model.txt")).predict(X)
+
+    # the second version is the same package under another version number: a second model
+    # loaded and verified on its own, with the same cost per row as the champion
+    champion = Arm(name="champion", version=1, package=str(package), weight=1.0)
+    tables = {
+        "router": RoutingTable(
+            system="bench-serving",
+            experiment="bench-ab",
+            strategy="ab",
+            salt="bench",
+            arms=(
+                Arm(name="champion", version=1, package=str(package), weight=0.5),
+                Arm(name="challenger", version=2, package=str(package), weight=0.5),
+            ),
+        ),
+        "router+shadow": RoutingTable(
+            system="bench-serving",
+            experiment="bench-shadow",
+            strategy="shadow",
+            salt="bench",
+            arms=(champion,),
+            shadows=(Arm(name="challenger", version=2, package=str(package)),),
+        ),
+    }
+    group: dict[str, Served] = {}
+    startup: dict[str, float] = {}
+    results: dict[str, dict[int, dict]] = {}
+    ratios: dict[str, dict[int, list[float]]] = {n: {} for n in ROUTED[1:]}
+    try:
+        for name in ROUTED:  # each reads the table once at start (poll_s: 0)
+            if name in tables:
+                routing.publish(root, tables[name])
+            else:
+                routing.clear(root, "bench-serving")
+            group[name] = start("mlsd", paths, tmp)
+            startup[name] = group[name].wait_ready()
+            check_answers("mlsd", group[name].port, rows[:8], expected[:8])
+            ready = json.loads(_get(group[name].port, "/readyz"))
+            got = (ready.get("routing") or {}).get("experiment")
+            want = tables[name].experiment if name in tables else None
+            if got != want:
+                raise SystemExit(f"{name}: the server routes {got!r}, expected {want!r}")
+            print(f"{name} ready in {startup[name]:.1f} s on port {group[name].port}", flush=True)
+        shed: dict[int, tuple[float, float]] = {}  # concurrency -> shadow (scored, dropped)
+        for c in levels:
+            runs: dict[str, list[dict]] = {n: [] for n in ROUTED}
+            before = _shadow_counts(group["router+shadow"].port)
+            for i in range(args.repeat):
+                order = ROUTED[i % 3 :] + ROUTED[: i % 3]
+                for name in order:
+                    r = run_load("mlsd", group[name].port, rows, c, args)
+                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+                    print(
+                        f"  {name:<14} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
+                        f"{r['p50_ms']:6.3f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
+                        "req/s" + (f"  NON-200: {bad}" if bad else ""),
+                        flush=True,
+                    )
+                    runs[name].append(r)
+            time.sleep(1.0)  # the shadow process catches up with what it was sent
+            after = _shadow_counts(group["router+shadow"].port)
+            shed[c] = (after[0] - before[0], after[1] - before[1])
+            for name in ROUTED:
+                results.setdefault(name, {})[c] = combine(runs[name])
+            for name in ROUTED[1:]:
+                ratios[name][c] = [
+                    r["p50_ms"] / base["p50_ms"]
+                    for r, base in zip(runs[name], runs["champion-only"], strict=True)
+                ]
+        metrics = _get(group["router+shadow"].port, "/metrics")
+        shadow_counts = {
+            key: _metric(metrics, key)
+            for key in (
+                'mlsd_shadow_predictions_total{arm="challenger"}',
+                "mlsd_shadow_dropped_total",
+                "mlsd_shadow_errors_total",
+            )
+        }
+    finally:
+        for served in group.values():
+            served.stop()
+        routing.clear(root, "bench-serving")
+
+    table = [
+        fmt_row(["server", "concurrency", "requests", "p50 ms", "p50 range", "p99 ms", "req/s"]),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ROUTED:
+        for c in levels:
+            r = results[name][c]
+            lo, hi = r["p50_range"]
+            table.append(
+                fmt_row(
+                    [
+                        name,
+                        str(c),
+                        f"{r['requests']:,}",
+                        f"{r['p50_ms']:.3f}",
+                        f"{lo:.3f}–{hi:.3f}",
+                        f"{r['p99_ms']:.2f}",
+                        f"{r['rps']:,.0f}",
+                    ]
+                )
+            )
+    overhead = [
+        fmt_row(
+            [
+                "concurrency",
+                "p50 router / champion-only",
+                "p50 router+shadow / champion-only (goal ≤ 1.05)",
+                "p99 router+shadow / champion-only",
+                "req/s router+shadow / champion-only",
+                "shadow copies scored / dropped",
+            ]
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for c in levels:
+        base, shadow = results["champion-only"][c], results["router+shadow"][c]
+        routed_ratio = statistics.median(ratios["router"][c])
+        shadow_ratio = statistics.median(ratios["router+shadow"][c])
+        overhead.append(
+            fmt_row(
+                [
+                    str(c),
+                    f"{routed_ratio:.3f}x ({min(ratios['router'][c]):.2f}–"
+                    f"{max(ratios['router'][c]):.2f})",
+                    f"{shadow_ratio:.3f}x ({min(ratios['router+shadow'][c]):.2f}–"
+                    f"{max(ratios['router+shadow'][c]):.2f})",
+                    f"{shadow['p99_ms'] / base['p99_ms']:.2f}x",
+                    f"{shadow['rps'] / base['rps']:.2f}x",
+                    f"{shed[c][0]:,.0f} / {shed[c][1]:,.0f} "
+                    f"({shed[c][1] / max(1.0, shed[c][0] + shed[c][1]):.0%} dropped)",
+                ]
+            )
+        )
+        verdicts.append(
+            f"- concurrency {c}: a shadow adds {100 * (shadow_ratio - 1):+.1f}% to the "
+            f"caller's p50 ({shadow['p50_ms']:.3f} ms against {base['p50_ms']:.3f} ms, the "
+            f"median of {len(ratios['router+shadow'][c])} back-to-back ratios): goal (≤ +5%) "
+            f"{'met' if shadow_ratio <= 1.05 else 'not met'}; the router alone "
+            f"{100 * (routed_ratio - 1):+.1f}%."
+        )
+    command = "python benchmarks/bench_serving.py --router" + "".join(
+        f" --{k} {v}"
+        for k, v in (
+            ("duration", f"{args.duration:g}"),
+            ("warmup", f"{args.warmup:g}"),
+            ("concurrency", args.concurrency),
+            ("repeat", str(args.repeat)),
+        )
+    )
+    section = "\n".join(
+        [
+            "## Serving: router and shadow (`benchmarks/bench_serving.py --router`)",
+            "",
+            f"Command: `{command}` on {date.today()}, {platform.machine()}, "
+            f"{platform.python_version()}, {os.cpu_count()} cores.",
+            "",
+            "The model of the serving benchmark above (LightGBM, 20 numeric features) served by "
+            "three `mlsd serve` processes (`serving.poll_s: 0`), up together and taking turns "
+            "run by run (the order rotating): **champion-only** (no routing table), **router** "
+            "(a 50/50 table of version 1 and version 2, assigned by the request id, every row "
+            "logged with experiment, arm, unit and p, per-arm metrics) and **router+shadow** "
+            "(version 1 answers everything, version 2 scores a copy of each request in the "
+            "shadow process, `python -m mlsd.serving.router` under `SCHED_IDLE`, and logs a shadow "
+            "row; a copy that finds the queue full is dropped and counted). Version 2 is the same package under another "
+            "version number: a second model loaded and verified on its own, with the same "
+            "cost per row. Load as above (one keep-alive connection per client, 64 rows in "
+            "turn); a ratio is the median over the back-to-back runs' ratios (their range in "
+            "brackets). Client and servers share the "
+            f"{os.cpu_count()} cores. After the runs the shadow server counted "
+            + ", ".join(f"`{k}` {v:,.0f}" for k, v in shadow_counts.items())
+            + ". Ready after start: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in startup.items())
+            + ".",
+            "",
+            *table,
+            "",
+            *overhead,
+            "",
+            *verdicts,
+            "",
+        ]
+    )
+    print()
+    print(section)
+    if args.no_write:
+        return
+    write_section("## Serving: router and shadow", section)
+
+
+def _shadow_counts(port: int) -> tuple[float, float]:
+    """The shadow server's copies scored and dropped so far."""
+    text = _get(port, "/metrics")
+    scored = _metric(text, 'mlsd_shadow_predictions_total{arm="challenger"}')
+    return scored, _metric(text, "mlsd_shadow_dropped_total")
+
+
+def _get(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def _metric(text: str, key: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(key + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _version(module: str) -> str:

@@ -4,7 +4,6 @@ the request path (a full queue drops, never blocks), and tables that fail to loa
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from mlsd.models import routing
 from mlsd.models.routing import Arm, RoutingTable
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServingError
-from mlsd.serving.router import Routed, Routing, ShadowScorer
+from mlsd.serving.router import Routed, Routing, ShadowProcess, ShadowScorer
 from mlsd.spec import ServingSpec
 
 
@@ -26,7 +25,6 @@ class FakeModel:
 
     version: int
     folder: Path = Path("/nowhere")
-    gate: threading.Event | None = None
     calls: list = field(default_factory=list)
 
     @property
@@ -35,20 +33,18 @@ class FakeModel:
 
     @property
     def package(self):
-        return SimpleNamespace(folder=self.folder)
+        return SimpleNamespace(folder=self.folder, signature={"inputs": [{"name": "x"}]})
 
     @property
     def validator(self):
-        model = self
 
         class V:
             def validate(self, instances):
-                if model.gate is not None:
-                    model.gate.wait(10)
+                accepted = [i for i, row in enumerate(instances) if row.get("x") is not None]
                 return SimpleNamespace(
-                    accepted=list(range(len(instances))),
-                    problems=[],
-                    columns={"x": [i.get("x") for i in instances]},
+                    accepted=accepted,
+                    problems=[{"instance": i} for i in range(len(instances)) if i not in accepted],
+                    columns={"x": [instances[i]["x"] for i in accepted]},
                 )
 
         return V()
@@ -125,51 +121,94 @@ def test_unit_from_the_unit_field_else_the_request_id():
 
 
 def test_a_full_shadow_queue_drops_and_counts_and_never_blocks():
-    gate = threading.Event()
-    shadow = FakeModel(9, gate=gate)
+    shadow = FakeModel(9)
     t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
     r = routing_of(t, sh=shadow)
     rows: list[dict] = []
     log = SimpleNamespace(shadow=lambda **row: rows.append(row))
     metrics = ServerMetrics()
-    scorer = ShadowScorer(log, metrics, max_queue=2)
+    # the worker's first look is a tick away: two copies wait, the other eight are dropped
+    scorer = ShadowScorer(log, metrics, max_queue=2, tick_s=5.0)
     try:
         started = time.perf_counter()
-        for i in range(10):  # the worker holds the first; two wait; seven are dropped
+        for i in range(10):
             scorer.submit(r, f"r{i}", [{"x": float(i)}])
-            time.sleep(0.01 if i == 0 else 0)
-        elapsed = time.perf_counter() - started
-        assert elapsed < 0.5
-        assert scorer.dropped == 7
-        assert metrics.shadow_dropped._value.get() == 7
-        gate.set()
+        assert time.perf_counter() - started < 0.1
+        assert scorer.dropped == 8
+        assert metrics.shadow_dropped._value.get() == 8
+        assert rows == []  # nothing was scored on the caller's thread
         assert scorer.drain(10)
-        assert [row["request_id"] for row in rows] == ["r0", "r1", "r2"]
+        assert [row["request_id"] for row in rows] == ["r0", "r1"]
         row = rows[0]
         assert row["experiment"] == "exp" and row["arm"] == "sh" and row["model_version"] == "9"
         assert row["outputs"] == [{"value": 9.0}] and row["latency_ms"] >= 0
         assert row["positions"] == [0]
-        assert metrics.shadow_predictions.labels(arm="sh")._value.get() == 3
+        assert metrics.shadow_predictions.labels(arm="sh")._value.get() == 2
     finally:
-        gate.set()
         scorer.close()
 
 
-def test_a_shadow_error_is_counted_and_the_worker_goes_on():
-    class Broken(FakeModel):
-        def predict(self, columns):
-            raise RuntimeError("boom")
+def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_score(tmp_path):
+    t = table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))])
+    r = routing_of(t)
+    metrics = ServerMetrics()
+    log = SimpleNamespace(folder=tmp_path / "log")
+    shadow = ShadowProcess(log, metrics, "sys", ServingSpec(), max_queue=2, tick_s=5.0)
+    started = time.perf_counter()
+    for i in range(10):
+        shadow.submit(r, f"r{i}", [{"x": float(i)}])
+    assert time.perf_counter() - started < 0.1  # the child is not even asked yet
+    assert shadow.dropped == 8 and metrics.shadow_dropped._value.get() == 8
+    assert shadow.drain(60)  # the child starts, cannot load the package: two errors
+    assert shadow.errors == 2 and metrics.shadow_errors._value.get() == 2
+    shadow.close()
+    assert shadow._proc.poll() == 0
 
+
+def test_copies_are_scored_together_and_each_keeps_its_places():
+    shadow = FakeModel(9)
     t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
+    r = routing_of(t, sh=shadow)
     rows: list[dict] = []
     metrics = ServerMetrics()
     scorer = ShadowScorer(SimpleNamespace(shadow=lambda **row: rows.append(row)), metrics)
-    scorer.submit(routing_of(t, sh=Broken(9)), "bad", [{"x": 1.0}])
-    scorer.submit(routing_of(t), "good", [{"x": 1.0}], positions=[4])
+    scorer._tick = 5.0  # everything below waits for one batch
+    scorer.submit(r, "a", [{"x": 1.0}, {"x": None}, {"x": 3.0}])  # the shadow refuses x=None
+    scorer.submit(r, "b", [{"x": None}])  # refused whole: counted as an error
+    scorer.submit(r, "c", [{"x": 5.0}, {"x": 6.0}], positions=[2, 7])  # a partial answer
     assert scorer.drain(10)
     scorer.close()
+    assert len(shadow.calls) == 1  # one validate and one predict for the three requests
+    got = {row["request_id"]: row["positions"] for row in rows}
+    assert got == {"a": [0, 2], "c": [2, 7]}
     assert scorer.errors == 1 and metrics.shadow_errors._value.get() == 1
-    assert [(r["request_id"], r["positions"]) for r in rows] == [("good", [4])]
+    assert sum(len(row["outputs"]) for row in rows) == 4
+
+
+def test_a_shadow_with_the_live_inputs_scores_the_live_values_without_validating():
+    class Counting(FakeModel):
+        validated = 0
+
+        @property
+        def validator(self):
+            Counting.validated += 1
+            return super().validator
+
+    shadow, live = Counting(9), FakeModel(1)
+    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
+    r = routing_of(t, sh=shadow)
+    rows: list[dict] = []
+    scorer = ShadowScorer(SimpleNamespace(shadow=lambda **row: rows.append(row)), ServerMetrics())
+    scorer._tick = 5.0
+    scorer.submit(r, "a", [{"x": 1.0}], live=live, columns={"x": [1.0]})
+    scorer.submit(r, "b", [{"x": 2.0}, {"x": 3.0}], [1, 4], live=live, columns={"x": [2.0, 3.0]})
+    assert scorer.drain(10)
+    scorer.close()
+    assert Counting.validated == 0 and shadow.calls == [{"x": [1.0, 2.0, 3.0]}]
+    assert [(row["request_id"], row["positions"], len(row["outputs"])) for row in rows] == [
+        ("a", None, 1),
+        ("b", [1, 4], 2),
+    ]
 
 
 def test_a_table_naming_a_broken_package_raises_and_the_server_keeps_its_state(tmp_path):

@@ -607,24 +607,18 @@ class PredictionLog:
         ``shadow`` folder (never read as predictions). ``inputs`` are left out by default:
         the live row of the same request_id and instance holds them; given, they are kept.
         ``latency_ms`` is the shadow model's own scoring time; ``positions`` as in
-        :meth:`prediction`."""
-        if inputs is not None and len(outputs) != len(inputs):
-            raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
-        ts = time.time() if ts is None else float(ts)
-        common = {
-            "ts": ts,
-            "time": _iso(ts),
-            "model_version": str(model_version),
-            "latency_ms": float(latency_ms),
-        }
-        for i, output in enumerate(outputs):
-            row = {"request_id": request_id, "instance": positions[i] if positions else i}
-            row.update(common)
-            if inputs is not None:
-                row["inputs"] = inputs[i]
-            row["output"] = output
-            row["experiment"] = str(experiment)
-            row["arm"] = str(arm)
+        :meth:`prediction`. See :func:`shadow_rows`."""
+        for row in shadow_rows(
+            request_id=request_id,
+            model_version=model_version,
+            experiment=experiment,
+            arm=arm,
+            outputs=outputs,
+            latency_ms=latency_ms,
+            inputs=inputs,
+            ts=ts,
+            positions=positions,
+        ):
             self._shadow.log(row)
 
     def feedback(
@@ -744,6 +738,42 @@ class PredictionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def shadow_rows(
+    *,
+    request_id: str,
+    model_version: str | int,
+    experiment: str,
+    arm: str,
+    outputs: list,
+    latency_ms: float,
+    inputs: list[dict] | None = None,
+    ts: float | None = None,
+    positions: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The shadow rows of one request (what :meth:`PredictionLog.shadow` logs; a process
+    scoring shadows writes them with a :class:`LogWriter` of kind :data:`SHADOW`)."""
+    if inputs is not None and len(outputs) != len(inputs):
+        raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+    ts = time.time() if ts is None else float(ts)
+    common = {
+        "ts": ts,
+        "time": _iso(ts),
+        "model_version": str(model_version),
+        "latency_ms": float(latency_ms),
+    }
+    rows = []
+    for i, output in enumerate(outputs):
+        row = {"request_id": request_id, "instance": positions[i] if positions else i}
+        row.update(common)
+        if inputs is not None:
+            row["inputs"] = inputs[i]
+        row["output"] = output
+        row["experiment"] = str(experiment)
+        row["arm"] = str(arm)
+        rows.append(row)
+    return rows
 
 
 def segment_files(directory: Path) -> list[Path]:

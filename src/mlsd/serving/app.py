@@ -40,7 +40,7 @@ from mlsd.predlog.writer import PredictionLog
 from mlsd.serving import v2
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServedModel, ServingError, identity, load_served, load_version
-from mlsd.serving.router import Routing, ShadowScorer
+from mlsd.serving.router import Routing, ShadowProcess
 from mlsd.serving.v2 import V2Error
 from mlsd.spec import ServingSpec
 from mlsd.workspace import Workspace
@@ -128,7 +128,7 @@ class Server:
         self.last_error: str | None = None
         self.routing: Routing | None = None  # the experiment routing traffic, if any
         self.routing_error: str | None = None
-        self.shadow = ShadowScorer(self.log, self.metrics)
+        self.shadow = ShadowProcess(self.log, self.metrics, system, serving)
         self._swap_lock = threading.Lock()
         self._aliases_mtime = 0.0
         self._routing_seen: tuple | None = None  # the routing file's identity when last read
@@ -216,6 +216,7 @@ class Server:
                 self.metrics.routing_failures.inc()
                 logger.warning("routing table not followed: %s", exc.message)
                 raise
+            self.shadow.prepare(candidate)  # the shadow process loads its models now
             self.routing = candidate  # one assignment: requests see the old or the new
             self.routing_error = None
             logger.info(
@@ -345,7 +346,9 @@ class Server:
                 routed["experiment"], routed["arm"], model.label, len(outputs), latency_ms / 1000
             )
             if current.shadows:  # off the request path: queued, scored by the shadow thread
-                self.shadow.submit(current, request_id, inputs, positions)
+                self.shadow.submit(
+                    current, request_id, inputs, positions, live=model, columns=checked.columns
+                )
         if checked.problems:  # partial: a null in the place of each refused instance
             answers: list[Any] = [None] * len(instances)
             for index, output in zip(checked.accepted, outputs, strict=True):
