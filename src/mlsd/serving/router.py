@@ -11,11 +11,13 @@ folder (the champion, usually) are reused, not loaded again.
 assignment is a salted hash (:meth:`RoutingTable.assign`), the same in every process and
 after a restart.
 
-:class:`ShadowScorer` scores copies of answered requests with the shadow models on one
-background thread: ``submit`` puts the copy on a bounded queue and returns at once (a full
-queue drops the copy and counts it); the worker validates and predicts with the shadow's
-own validator and model and writes shadow rows with the shadow's own latency. A shadow that
-fails is counted; the caller's answer was sent before it ran.
+:class:`ShadowProcess` (what the server uses) scores copies of answered requests with the
+shadow models in a child process at the lowest CPU priority: ``submit`` appends the copy
+to a bounded queue and returns at once (a full queue drops the copy and counts it); a
+thread hands what waits to the child every 10 ms; the child validates and predicts with
+each shadow's own validator and model, in batches (:class:`ShadowScorer`, which can also
+run on a thread of the calling process), and writes shadow rows. A shadow that fails is
+counted; the caller's answer never waits for it.
 """
 
 from __future__ import annotations
@@ -204,8 +206,9 @@ class ShadowScorer:
     request path pays an append (a full queue drops the copy and counts it). The worker
     wakes every ``tick_s``, takes what waits in chunks of up to ``chunk`` copies, and scores
     each chunk's copies of one shadow in one validate and one predict call, then yields the
-    GIL before the next chunk: scoring row by row on the request's heels fought the request
-    path for the GIL and cost it a third of its p50 (BENCHMARKS.md). A shadow row's
+    GIL before the next chunk. In the server's own process even this batched thread still
+    cost the caller 14-40% of its p50 on 2 cores (`bench_serving.py --router`, during
+    development), so the server runs it in :class:`ShadowProcess`'s child. A shadow row's
     ``latency_ms`` is therefore the request's share of its chunk's scoring time (validation
     and prediction, in proportion to its instances), not the time a request alone would
     take.
