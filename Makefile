@@ -21,7 +21,7 @@ test: $(VENV)/.installed chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The report tests render pages in headless Chromium: install Debian's when it is missing and
 # we may (root with apt-get). A failed install does not fail the tests: that one test skips.
