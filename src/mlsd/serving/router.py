@@ -478,6 +478,7 @@ class ShadowProcess:
         self._loads: list[list] = []  # packages to load ahead of the first copies
         self._closed = False
         self._sent = self._acked = 0  # frames
+        self._handing = False  # the sender holds copies taken from the queue, not yet sent
         self._in_flight: dict[int, int] = {}  # frame -> copies, until the child answers
         self._loaded: set[tuple] = set()  # (version, folder) the child was asked to load
         self.scored = self.dropped = self.errors = 0
@@ -587,6 +588,7 @@ class ShadowProcess:
             self._wake.wait(self._tick)
             self._wake.clear()
             stop = self._closed
+            self._handing = True  # drain() waits while copies are neither queued nor sent
             with self._lock:
                 loads, self._loads = self._loads, []
             copies = []
@@ -595,6 +597,7 @@ class ShadowProcess:
             if loads or copies:
                 self._loaded.update((v, str(p)) for v, p in loads)
                 self._send({"load": loads, "copies": copies}, len(copies))
+            self._handing = False
             if stop:
                 proc = self._proc
                 if proc is not None and proc.poll() is None:
@@ -608,8 +611,6 @@ class ShadowProcess:
                 answer = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-            self._in_flight.pop(answer.get("seq"), None)
-            self._acked = max(self._acked, int(answer.get("seq", 0)))
             for arm, n in (answer.get("scored") or {}).items():
                 self.scored += n
                 self.metrics.shadowed(arm, n)
@@ -617,13 +618,21 @@ class ShadowProcess:
             if errors:
                 self.errors += errors
                 self.metrics.shadow_errors.inc(errors)
+            # acknowledged last: drain() returns only once the frame is counted
+            self._in_flight.pop(answer.get("seq"), None)
+            self._acked = max(self._acked, int(answer.get("seq", 0)))
 
     # -- tests and shutdown
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every queued copy is scored and counted."""
         deadline = time.monotonic() + timeout
-        while self._pending or self._acked < self._sent or (self._loads and self._sender):
+        while (
+            self._pending
+            or self._handing
+            or self._acked < self._sent
+            or (self._loads and self._sender)
+        ):
             if time.monotonic() > deadline:
                 return False
             self._wake.set()
