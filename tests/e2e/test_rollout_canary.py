@@ -17,16 +17,14 @@ import pytest
 from server import Client, ServerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "loop"))
-from loop_helpers import champion, frame
+from loop_helpers import frame, three_versions
 
 from mlsd.cli import main
 from mlsd.events import EventLog
 from mlsd.models import aliases, routing
-from mlsd.models.train import train
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace
 
-OTHER = (-3.0, 2.0, 0.5, 1.0)  # the world version 2 learned; traffic follows the default one
 EXTRA = """serving: {poll_s: 0.1, log_flush_s: 0.1}
 rollout:
   canary: {steps: [20, 50, 100], min_requests: 40, min_duration: 0s, margin: 0.3}
@@ -35,13 +33,7 @@ rollout:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Versions 1 (champion), 2 (learned another world) and 3 (this world, another sample)."""
-    folder = tmp_path_factory.mktemp("canary") / "system"
-    spec, ws = champion(folder, frame(1200, 0), EXTRA)
-    for seed, coef in ((1, OTHER), (2, None)):
-        frame(1200, seed, **({"coef": coef} if coef else {})).to_csv(folder / "d.csv", index=False)
-        assert train(spec, ws, progress=False).registered
-    return folder
+    return three_versions(tmp_path_factory.mktemp("canary") / "system", EXTRA)
 
 
 @pytest.fixture

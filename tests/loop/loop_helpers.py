@@ -49,6 +49,19 @@ def champion(folder: Path, source: pd.DataFrame, extra: str = "", metrics: str =
     return spec, ws
 
 
+OTHER = (-3.0, 2.0, 0.5, 1.0)  # another world than frame's default, for a worse model
+
+
+def three_versions(folder: Path, extra: str = "") -> Path:
+    """A system with versions 1 (the champion), 2 (learned the OTHER world: worse on
+    frame's traffic) and 3 (this world, another sample); returns its folder."""
+    spec, ws = champion(folder, frame(1200, 0), extra)
+    for seed, coef in ((1, OTHER), (2, None)):
+        frame(1200, seed, **({"coef": coef} if coef else {})).to_csv(folder / "d.csv", index=False)
+        assert train(spec, ws, progress=False).registered
+    return folder
+
+
 def serve(
     ws: Workspace,
     rows: pd.DataFrame,

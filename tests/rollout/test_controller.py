@@ -16,19 +16,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "loop"))
-from loop_helpers import champion, frame
+from loop_helpers import OTHER, champion, frame, three_versions
 
 from mlsd.cli import main
 from mlsd.events import EventLog
 from mlsd.models import aliases, package, routing
-from mlsd.models.train import train
 from mlsd.predlog.writer import PredictionLog
 from mlsd.rollout import controller
 from mlsd.rollout.experiment import RolloutError, latest
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace
 
-OTHER = (-3.0, 2.0, 0.5, 1.0)  # the world version 2 learned
 ROLLOUT = """rollout:
   canary: {steps: [10, 50, 100], min_requests: 30, min_duration: 1m, margin: 0.3}
   shadow: {min_requests: 100, min_duration: 1m, margin: 0.3}
@@ -40,14 +38,7 @@ T0 = 1_800_000_000.0  # simulated time: every row and decision is stamped explic
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Versions 1 (champion), 2 (another world) and 3 (this world, another sample)."""
-    folder = tmp_path_factory.mktemp("rollout") / "system"
-    spec, ws = champion(folder, frame(1200, 0), ROLLOUT)
-    for seed, coef in ((1, OTHER), (2, None)):
-        frame(1200, seed, **({"coef": coef} if coef else {})).to_csv(folder / "d.csv", index=False)
-        result = train(spec, ws, progress=False)
-        assert result.registered
-    return folder
+    return three_versions(tmp_path_factory.mktemp("rollout") / "system", ROLLOUT)
 
 
 @pytest.fixture
