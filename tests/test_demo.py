@@ -1,6 +1,7 @@
 """make demo's story holds: leakage blocked then excluded, both examples validated, and the
-closed loop on bikeshare: drift flagged, a retrain promoted, the server following it, and
-the error on October-December lower for the new champion than for the old."""
+closed loop on bikeshare: drift flagged, a retrain handed to a canary that promotes it on
+live traffic, the server following it, and the error on October-December lower for the new
+champion than for the old."""
 
 from __future__ import annotations
 
@@ -38,10 +39,21 @@ def test_demo_tells_the_story(tmp_path):
     assert gate, out
     old, new = gate.group(1), gate.group(3)
     assert re.search(r"difference -[\d.]+, 95% CI \[-[\d.]+, -[\d.]+\]", out)
-    assert f"PROMOTED: version {new} is the champion" in out
-    # the server followed the alias; October-December answered by the new version only
-    assert f"followed the champion alias to version {new}" in out
-    assert f"2,203 predictions, answered by version {new}; 0 failed (0 in the whole replay)" in out
+    assert f"version {new} is handed to the canary rollout" in out
+    # step 8: the canary walks its steps on live traffic and promotes the new version
+    decisions = re.findall(r"\d\d (?:Oct|Nov|Dec)  (advance to \d+%|PROMOTED|[A-Z_]+:)", out)
+    assert decisions == ["advance to 50%", "advance to 100%", "PROMOTED"], out
+    promoted = re.search(r"PROMOTED: MAE difference \+[\d.]+ .*CI \[([-+][\d.]+), ", out)
+    assert promoted and float(promoted.group(1)) > 0, out  # shown better, not only not worse
+    assert f"version {new} is the champion, the routing table is gone" in out
+    # October-December: both versions answered during the canary, then only the new one
+    served = re.search(
+        rf"2,203 requests, 2,203 predictions, answered by version {old} \(([\d,]+)\), "
+        rf"version {new} \(([\d,]+)\); 0 failed \(0 in the whole replay\)",
+        out,
+    )
+    assert served, out
+    assert int(served.group(2).replace(",", "")) > int(served.group(1).replace(",", ""))
     # the error drops on the following months, measured on the same rows for both versions
     before, after = map(
         float, re.search(r"MAE ([\d.]+), the new \(version \d+\) ([\d.]+)", out).groups()
@@ -52,5 +64,6 @@ def test_demo_tells_the_story(tmp_path):
     reports = tmp_path / "ws" / "reports"
     assert (reports / "bike-demand-h1" / "monitoring.html").exists()
     assert (reports / "bike-demand-h1" / "retrain.html").exists()
+    assert list((reports / "bike-demand-h1").glob("rollout-*-canary-v*.html"))
     assert (reports / "bike-demand" / "validation-without-exclusions.json").exists()
     assert (reports / "bike-demand" / "featurizer-codes.json").exists()

@@ -142,38 +142,49 @@ class _Replay:
         self.versions: dict[int, str] = {}
         self.latencies: list[float] = []
         self.failed = 0
-        self._pending: list[dict] = []
+        self._pending: list[dict] = []  # yesterday's labels, sent with today's first request
+        self._today: list[dict] = []
 
-    def send(self, first_day: int, last_day: int) -> list[int]:
-        """Serve days ``first_day``..``last_day``; return the indices of their rows."""
+    def send(
+        self, first_day: int, last_day: int, *, hourly: bool = False, after_day=None
+    ) -> list[int]:
+        """Serve days ``first_day``..``last_day``, one request per day (or per hour); call
+        ``after_day(day)`` after each; return the indices of their rows."""
         by_day: dict[int, list[int]] = {}
         for i, row in enumerate(self.inputs):
             if first_day <= int(row["day"]) <= last_day:
                 by_day.setdefault(int(row["day"]), []).append(i)
         for day, rows in sorted(by_day.items()):
-            rid = f"day-{day}"
-            start = time.perf_counter()
-            status, reply = self._call(
-                "/v1/predict",
-                {"instances": [self.inputs[i] for i in rows]},
-                {"X-Request-ID": rid},
-            )
-            self.latencies.append((time.perf_counter() - start) * 1000)
-            if self._pending:  # yesterday's counts are known today
-                fed, _ = self._call("/v1/feedback", self._pending)
-                self.failed += fed != 200
-                self._pending = []
-            if status != 200:
-                self.failed += 1
-                continue
-            for i, answer in zip(rows, reply["predictions"], strict=True):
-                self.outputs[i] = answer["value"]
-                self.versions[i] = str(reply["model_version"])
-            self._pending = [
-                {"request_id": rid, "instance": k, "label": float(self.rows[i]["bikers"])}
-                for k, i in enumerate(rows)
-            ]
+            requests = [[i] for i in rows] if hourly else [rows]
+            for k, batch in enumerate(requests):
+                rid = f"day-{day}-{k}" if hourly else f"day-{day}"
+                self._request(rid, batch)
+                if k == 0 and self._pending:  # yesterday's counts are known today
+                    fed, _ = self._call("/v1/feedback", self._pending)
+                    self.failed += fed != 200
+                    self._pending = []
+            self._pending = self._today
+            self._today = []
+            if after_day is not None:
+                after_day(day)
         return [i for rows in by_day.values() for i in rows]
+
+    def _request(self, rid: str, rows: list[int]) -> None:
+        start = time.perf_counter()
+        status, reply = self._call(
+            "/v1/predict", {"instances": [self.inputs[i] for i in rows]}, {"X-Request-ID": rid}
+        )
+        self.latencies.append((time.perf_counter() - start) * 1000)
+        if status != 200:
+            self.failed += 1
+            return
+        for i, answer in zip(rows, reply["predictions"], strict=True):
+            self.outputs[i] = answer["value"]
+            self.versions[i] = str(reply["model_version"])
+        self._today += [
+            {"request_id": rid, "instance": k, "label": float(self.rows[i]["bikers"])}
+            for k, i in enumerate(rows)
+        ]
 
     def _call(self, path: str, body=None, headers: dict | None = None) -> tuple[int, dict]:
         import http.client
@@ -241,6 +252,10 @@ def serve_story() -> None:
     _say(f"== {spec.name}: the model as of 1 July, served to the rest of the year")
     if ws.log.exists():  # a replay starts on 1 July: no earlier demo's traffic
         shutil.rmtree(ws.log)
+    from mlsd.rollout import controller
+
+    if controller.running(ws) is not None:  # nor an earlier demo's canary
+        controller.abort(spec, ws, "a new demo replay")
     result = train(spec, ws, progress=False)
     chosen = result.entry(result.chosen).scores["test"]
     if not result.registered:
@@ -279,7 +294,8 @@ def serve_story() -> None:
         replay.wait_logged(ws)  # the server makes rows durable every serving.log_flush_s
         monitored = _monitor(spec, ws, str(old))
         retrained = _retrain(spec, ws, monitored)
-        new = retrained.challenger_version if retrained.promoted else old
+        handed = retrained.promoted or retrained.rollout
+        new = retrained.challenger_version if handed else old
 
         if retrained.promoted:
             waited = replay.wait_version(str(new))
@@ -288,20 +304,95 @@ def serve_story() -> None:
                 f"itself, without a restart (answering with it {waited:.2f} s after the "
                 "retrain returned)"
             )
+        canary = _Canary(spec, ws, replay, str(new)) if retrained.rollout else None
         sent_before, failed_before = len(replay.latencies), replay.failed
-        autumn = replay.send(274, 366)
-        versions = sorted({replay.versions[i] for i in autumn if i in replay.versions})
+        autumn = replay.send(274, 366, hourly=canary is not None, after_day=canary)
+        served = {}
+        for i in autumn:
+            if i in replay.versions:
+                served[replay.versions[i]] = served.get(replay.versions[i], 0) + 1
         _say(
-            f"   step 7  Oct-Dec through the same server: {len(replay.latencies) - sent_before} "
-            f"requests, {len(autumn):,} predictions, answered by version "
-            f"{', '.join(versions)}; {replay.failed - failed_before} failed "
-            f"({replay.failed} in the whole replay)"
+            f"   step 7  Oct-Dec through the same server: {len(replay.latencies) - sent_before:,} "
+            f"requests, {len(autumn):,} predictions, answered by "
+            + ", ".join(f"version {v} ({n:,})" for v, n in sorted(served.items()))
+            + f"; {replay.failed - failed_before} failed ({replay.failed} in the whole replay)"
         )
+        if canary is not None:
+            canary.report()
         replay.conn.close()
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
     _compare_after(spec, ws, replay, autumn, old, new)
+
+
+class _Canary:
+    """Step 8 during the Oct-Dec replay: every few days, `mlsd rollout step` reads the log
+    (answers and the labels that have arrived) and takes the canary's next decision."""
+
+    EVERY = 3  # days between decisions
+
+    def __init__(self, spec, ws: Workspace, replay: _Replay, version: str):
+        from mlsd.rollout import controller
+
+        self.spec, self.ws, self.replay, self.version = spec, ws, replay, version
+        self.controller = controller
+        self.experiment = controller.running(ws)
+        self.decisions = 0
+        steps = self.experiment.config["steps"]
+        _say(
+            f"   step 8  canary {self.experiment.id}: version {version} takes "
+            f"{', then '.join(f'{s:g}%' for s in steps)} of requests (units: the request id, "
+            "a salted hash keeps each on one version); one request per hour now, and every "
+            f"{self.EVERY} days `mlsd rollout step` judges the step on what the log holds:"
+        )
+
+    def __call__(self, day: int) -> None:
+        if self.experiment is None or not self.experiment.running or (day - 273) % self.EVERY:
+            return
+        self.replay.wait_logged(self.ws)
+        self.experiment, decision = self.controller.step(self.spec, self.ws)
+        self.decisions += 1
+        if decision.action == "hold":
+            return
+        when = _date(day)
+        share = self.experiment.weights.get("challenger", 0)
+        arms = decision.evidence.get("arms", {}).get("challenger", {})
+        ni = decision.evidence.get("non_inferiority")
+        mae = (
+            f"MAE difference {ni['difference']:+.1f} (champion − challenger), always-valid CI "
+            f"[{ni['ci_low']:+.1f}, {ni['ci_high']:+.1f}] against the margin −{ni['margin']:.1f}"
+            if ni
+            else "no labelled units yet"
+        )
+        if decision.action == "advance":
+            _say(
+                f"      {when}  advance to {share:.0%}: {arms.get('requests', 0)} requests at "
+                f"the step, p99 {arms.get('p99_ms') or 0:.1f} ms, no prediction drift; {mae}"
+            )
+        elif decision.action == "promote":
+            waited = self.replay.wait_version(self.version)
+            _say(
+                f"      {when}  PROMOTED: {mae}; version {self.version} is the champion, the "
+                f"routing table is gone and the server answers with it ({waited:.2f} s later)"
+            )
+        else:
+            _say(f"      {when}  {decision.action.upper()}: {'; '.join(decision.reasons)}")
+
+    def report(self) -> None:
+        from mlsd.rollout.report import report_path
+
+        state = self.experiment
+        _say(
+            f"      → {state.status} after {self.decisions} decisions; the experiment page: "
+            f"{report_path(self.ws, state)}"
+        )
+
+
+def _date(day: int) -> str:
+    from datetime import date, timedelta
+
+    return (date(2011, 1, 1) + timedelta(days=day - 1)).strftime("%d %b")
 
 
 def _retrain(spec, ws: Workspace, monitored):
@@ -344,11 +435,15 @@ def _retrain(spec, ws: Workspace, monitored):
             f"{cmp['difference']:+.1f}, {cmp['level']:.0%} CI [{cmp['ci_low']:+.1f}, "
             f"{cmp['ci_high']:+.1f}]"
         )
-    verdict = (
-        f"PROMOTED: version {result.challenger_version} is the champion"
-        if result.promoted
-        else "REFUSED: " + "; ".join(result.reasons)
-    )
+    if result.promoted:
+        verdict = f"PROMOTED: version {result.challenger_version} is the champion"
+    elif result.rollout:
+        verdict = (
+            f"PASSED the gate: version {result.challenger_version} is handed to the "
+            f"{result.rollout['strategy']} rollout (retraining.promote: rollout)"
+        )
+    else:
+        verdict = "REFUSED: " + "; ".join(result.reasons)
     _say(f"      → {verdict} ({result.seconds:.1f} s)")
     _say(f"   retrain report: {result.report.get('html')}")
     return result

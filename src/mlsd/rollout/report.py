@@ -86,7 +86,7 @@ def _statistic_figure(history: list[dict]) -> str:
     fig, ax = subplots(5.6, 3.4)
     x = [_time(t) for t, _ in points]
     diff = [s["difference"] for _, s in points]
-    ax.plot(x, diff, "o-", label="challenger - champion")
+    ax.plot(x, diff, "o-", label="difference (+: challenger better)")
     ax.fill_between(
         x,
         [s["ci_low"] for _, s in points],
