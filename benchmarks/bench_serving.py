@@ -1012,13 +1012,27 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 raise SystemExit(f"{name}: the server routes {got!r}, expected {want!r}")
             print(f"{name} ready in {startup[name]:.1f} s on port {group[name].port}", flush=True)
         shed: dict[int, tuple[float, float]] = {}  # concurrency -> shadow (scored, dropped)
+        # CPU per request (µs) of the server process and of its children (the shadow
+        # process): unlike latency, barely moved by what else the machine is doing
+        cpu: dict[str, dict[int, list[tuple[float, float]]]] = {n: {} for n in ROUTED}
         for c in levels:
             runs: dict[str, list[dict]] = {n: [] for n in ROUTED}
             before = _shadow_counts(group["router+shadow"].port)
             for i in range(args.repeat):
                 order = ROUTED[i % 3 :] + ROUTED[: i % 3]
                 for name in order:
+                    pid = group[name].proc.pid
+                    spent = _cpu_seconds(pid), _children_cpu_seconds(pid)
                     r = run_load("mlsd", group[name].port, rows, c, args)
+                    if name == "router+shadow":
+                        time.sleep(0.3)  # the copies of this run, scored
+                    n = max(r["requests"], 1)
+                    cpu[name].setdefault(c, []).append(
+                        (
+                            (_cpu_seconds(pid) - spent[0]) / n * 1e6,
+                            (_children_cpu_seconds(pid) - spent[1]) / n * 1e6,
+                        )
+                    )
                     bad = {k: v for k, v in r["statuses"].items() if k != "200"}
                     print(
                         f"  {name:<14} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
@@ -1080,12 +1094,17 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 "p50 router+shadow / champion-only (goal ≤ 1.05)",
                 "p99 router+shadow / champion-only",
                 "req/s router+shadow / champion-only",
+                "server CPU µs/request: champion-only, router, router+shadow (+ shadow process)",
                 "shadow copies scored / dropped",
             ]
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     verdicts = []
+    server_cpu = {
+        n: {c: statistics.median(x for x, _ in cpu[n][c]) for c in levels} for n in ROUTED
+    }
+    child_cpu = {c: statistics.median(y for _, y in cpu["router+shadow"][c]) for c in levels}
     for c in levels:
         base, shadow = results["champion-only"][c], results["router+shadow"][c]
         routed_ratio = statistics.median(ratios["router"][c])
@@ -1100,6 +1119,8 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     f"{max(ratios['router+shadow'][c]):.2f})",
                     f"{shadow['p99_ms'] / base['p99_ms']:.2f}x",
                     f"{shadow['rps'] / base['rps']:.2f}x",
+                    ", ".join(f"{server_cpu[n][c]:.0f}" for n in ROUTED)
+                    + f" (+ {child_cpu[c]:.0f})",
                     f"{shed[c][0]:,.0f} / {shed[c][1]:,.0f} "
                     f"({shed[c][1] / max(1.0, shed[c][0] + shed[c][1]):.0%} dropped)",
                 ]
@@ -1110,7 +1131,11 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"caller's p50 ({shadow['p50_ms']:.3f} ms against {base['p50_ms']:.3f} ms, the "
             f"median of {len(ratios['router+shadow'][c])} back-to-back ratios): goal (≤ +5%) "
             f"{'met' if shadow_ratio <= 1.05 else 'not met'}; the router alone "
-            f"{100 * (routed_ratio - 1):+.1f}%."
+            f"{100 * (routed_ratio - 1):+.1f}%. The server's own CPU per request: "
+            f"{server_cpu['router+shadow'][c]:.0f} µs with the shadow against "
+            f"{server_cpu['router'][c]:.0f} µs routed without one "
+            f"({100 * (server_cpu['router+shadow'][c] / server_cpu['router'][c] - 1):+.1f}%); "
+            f"the shadow process used {child_cpu[c]:.0f} µs per request on top."
         )
     command = "python benchmarks/bench_serving.py --router" + "".join(
         f" --{k} {v}"
@@ -1159,6 +1184,28 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     if args.no_write:
         return
     write_section("## Serving: router and shadow", section)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads; Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the live children of ``pid`` (the shadow process)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += _cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def _shadow_counts(port: int) -> tuple[float, float]:

@@ -494,7 +494,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             )
         return 0
     if action == "start":
-        experiment = controller.start(spec, ws, args.model or [], args.strategy)
+        experiment = controller.start(spec, ws, args.model or [], args.strategy, salt=args.salt)
         state = {"experiment": experiment.to_dict()}
     elif action == "step":
         experiment, decision = controller.step(spec, ws)
@@ -646,6 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         help="start: the version (or alias) to roll out; repeat for a bandit's arms",
+    )
+    p.add_argument(
+        "--salt",
+        help="start: the assignment's hash salt (default: the experiment's key, so starting "
+        "the same experiment again splits units the same way)",
     )
     p.add_argument("--arm", help="promote: the arm to promote (default: the challenger)")
     p.add_argument("--reason", help="abort: why, for the event log")

@@ -221,6 +221,35 @@ def test_a_shadow_never_changes_an_answer_and_logs_shadow_rows(system, clean):
     assert len(answered) == 2 * len(users) and set(answered["model_version"]) == {"1"}
 
 
+def test_a_shadow_scores_only_the_instances_a_partial_answer_accepted(system, clean):
+    """The shadow process gets the request's body as it came and keeps the accepted
+    instances: here the first and third (the second's ``a`` is not a number)."""
+    from mlsd.serving.app import Server
+
+    routing.publish(system["root"], ab_table(system, "sh-partial", shadow=True))
+    serving = system["spec"].serving.model_copy(update={"partial": True})
+    good = [instance(3100), instance(3101, 1)]
+    body = {"instances": [good[0], {"user": 3102, "a": "text", "b": 0.0}, good[1]]}
+    server = Server(system["root"], SYSTEM, serving)
+    with served_in_thread(server) as client:
+        status, answer, _ = client.call("POST", "/v1/predict", body, {"X-Request-ID": "partial-1"})
+        assert status == 200 and answer["predictions"][1] is None, answer
+        assert answer["errors"][0]["instance"] == 1, answer
+        wait_for(
+            lambda: (
+                'mlsd_shadow_predictions_total{arm="challenger"} 2.0'
+                in (client.call("GET", "/metrics")[1])
+            )
+        )
+        assert "mlsd_shadow_errors_total 0.0" in client.call("GET", "/metrics")[1]
+        version2 = server.model_for("2")
+        expected = version2.predict(version2.validator.validate(good).columns)
+    shadow = read_shadow(workspace(system), experiment="sh-partial").to_pandas()
+    shadow = shadow.sort_values("instance")
+    assert list(shadow["instance"]) == [0, 2]  # the places the answer gave them
+    assert list(shadow["score"]) == pytest.approx([e["score"] for e in expected])
+
+
 def test_removing_the_table_under_load_fails_no_request(system, clean):
     from server import Client
 

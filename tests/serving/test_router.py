@@ -15,7 +15,7 @@ from mlsd.models import routing
 from mlsd.models.routing import Arm, RoutingTable
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServingError
-from mlsd.serving.router import Routed, Routing, ShadowProcess, ShadowScorer
+from mlsd.serving.router import Routed, Routing, ShadowProcess, ShadowScorer, _Copy
 from mlsd.spec import ServingSpec
 
 
@@ -120,34 +120,6 @@ def test_unit_from_the_unit_field_else_the_request_id():
     assert r.choose([{"user": "k"}], "x")[1]["arm"] == r.choose([{}], "k")[1]["arm"]
 
 
-def test_a_full_shadow_queue_drops_and_counts_and_never_blocks():
-    shadow = FakeModel(9)
-    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
-    r = routing_of(t, sh=shadow)
-    rows: list[dict] = []
-    log = SimpleNamespace(shadow=lambda **row: rows.append(row))
-    metrics = ServerMetrics()
-    # the worker's first look is a tick away: two copies wait, the other eight are dropped
-    scorer = ShadowScorer(log, metrics, max_queue=2, tick_s=5.0)
-    try:
-        started = time.perf_counter()
-        for i in range(10):
-            scorer.submit(r, f"r{i}", [{"x": float(i)}])
-        assert time.perf_counter() - started < 0.1
-        assert scorer.dropped == 8
-        assert metrics.shadow_dropped._value.get() == 8
-        assert rows == []  # nothing was scored on the caller's thread
-        assert scorer.drain(10)
-        assert [row["request_id"] for row in rows] == ["r0", "r1"]
-        row = rows[0]
-        assert row["experiment"] == "exp" and row["arm"] == "sh" and row["model_version"] == "9"
-        assert row["outputs"] == [{"value": 9.0}] and row["latency_ms"] >= 0
-        assert row["positions"] == [0]
-        assert metrics.shadow_predictions.labels(arm="sh")._value.get() == 2
-    finally:
-        scorer.close()
-
-
 def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_score(tmp_path):
     t = table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))])
     r = routing_of(t)
@@ -169,46 +141,26 @@ def test_copies_are_scored_together_and_each_keeps_its_places():
     shadow = FakeModel(9)
     t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
     r = routing_of(t, sh=shadow)
+    (sh,) = r.shadows
     rows: list[dict] = []
     metrics = ServerMetrics()
     scorer = ShadowScorer(SimpleNamespace(shadow=lambda **row: rows.append(row)), metrics)
-    scorer._tick = 5.0  # everything below waits for one batch
-    scorer.submit(r, "a", [{"x": 1.0}, {"x": None}, {"x": 3.0}])  # the shadow refuses x=None
-    scorer.submit(r, "b", [{"x": None}])  # refused whole: counted as an error
-    scorer.submit(r, "c", [{"x": 5.0}, {"x": 6.0}], positions=[2, 7])  # a partial answer
-    assert scorer.drain(10)
-    scorer.close()
+    scorer.score(
+        [
+            _Copy(
+                sh, "exp", "a", [{"x": 1.0}, {"x": None}, {"x": 3.0}], None, 0.0
+            ),  # x=None refused
+            _Copy(sh, "exp", "b", [{"x": None}], None, 0.0),  # refused whole: counted as an error
+            _Copy(sh, "exp", "c", [{"x": 5.0}, {"x": 6.0}], [2, 7], 0.0),  # a partial answer
+        ]
+    )
     assert len(shadow.calls) == 1  # one validate and one predict for the three requests
     got = {row["request_id"]: row["positions"] for row in rows}
     assert got == {"a": [0, 2], "c": [2, 7]}
     assert scorer.errors == 1 and metrics.shadow_errors._value.get() == 1
     assert sum(len(row["outputs"]) for row in rows) == 4
-
-
-def test_a_shadow_with_the_live_inputs_scores_the_live_values_without_validating():
-    class Counting(FakeModel):
-        validated = 0
-
-        @property
-        def validator(self):
-            Counting.validated += 1
-            return super().validator
-
-    shadow, live = Counting(9), FakeModel(1)
-    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
-    r = routing_of(t, sh=shadow)
-    rows: list[dict] = []
-    scorer = ShadowScorer(SimpleNamespace(shadow=lambda **row: rows.append(row)), ServerMetrics())
-    scorer._tick = 5.0
-    scorer.submit(r, "a", [{"x": 1.0}], live=live, columns={"x": [1.0]})
-    scorer.submit(r, "b", [{"x": 2.0}, {"x": 3.0}], [1, 4], live=live, columns={"x": [2.0, 3.0]})
-    assert scorer.drain(10)
-    scorer.close()
-    assert Counting.validated == 0 and shadow.calls == [{"x": [1.0, 2.0, 3.0]}]
-    assert [(row["request_id"], row["positions"], len(row["outputs"])) for row in rows] == [
-        ("a", None, 1),
-        ("b", [1, 4], 2),
-    ]
+    assert rows[0]["experiment"] == "exp" and rows[0]["model_version"] == "9"
+    assert metrics.shadow_predictions.labels(arm="sh")._value.get() == 4
 
 
 def test_a_table_naming_a_broken_package_raises_and_the_server_keeps_its_state(tmp_path):

@@ -9,7 +9,6 @@ table is cleared before the state says the experiment ended (a rerun finishes th
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,9 +82,14 @@ def start(
     strategy: str | None = None,
     *,
     now: float | None = None,
+    salt: str | None = None,
 ) -> Experiment:
     """Start ``strategy`` (default: ``rollout.strategy``) of ``models`` (refs: versions or
-    aliases) against the champion; publish its routing table and record the event."""
+    aliases) against the champion; publish its routing table and record the event.
+
+    The assignment's salt defaults to the experiment's key (system, strategy and versions),
+    so the same experiment started again splits the units the same way; pass ``salt`` to
+    draw a new split."""
     strategy = strategy or spec.rollout.strategy
     if strategy == "direct":
         raise RolloutError(
@@ -127,7 +131,7 @@ def start(
         champion=champion,
         challengers=challengers,
         config=config,
-        salt=secrets.token_hex(8),
+        salt=salt or f"{spec.name}/{strategy}/" + "/".join(f"v{v}" for v in versions),
         unit_field=spec.problem.id,
         started_at=now,
         step_started_at=now,

@@ -84,10 +84,16 @@ def decide(experiment: Experiment, ctx: Context) -> Decision:
 # --------------------------------------------------------------------------- shared tests
 
 
-def prediction_drift(task: Task, live: pd.DataFrame, other: pd.DataFrame, alpha: float) -> dict:
-    """Whether ``other``'s watched output is distributed unlike ``live``'s on the same
-    traffic: KS for numbers, chi-square for labels; drifted when significant at ``alpha``
-    and the distance is material (monitoring's default thresholds)."""
+def prediction_drift(
+    task: Task,
+    live: pd.DataFrame,
+    other: pd.DataFrame,
+    alpha: float,
+    material_at: float | None = None,
+) -> dict:
+    """Whether ``other``'s watched output is distributed unlike ``live``'s: KS for numbers,
+    chi-square for labels; drifted when significant at ``alpha`` and the distance is at least
+    ``material_at`` (default: monitoring's threshold for the method)."""
     watched = task.watched_output
     a, b = live.get(watched.name), other.get(watched.name)
     if a is None or b is None or len(a) < 2 or len(b) < 2:
@@ -105,15 +111,15 @@ def prediction_drift(task: Task, live: pd.DataFrame, other: pd.DataFrame, alpha:
         x, y = x[np.isfinite(x)], y[np.isfinite(y)]
         distance = float(ks_2samp(x, y).statistic) if len(x) and len(y) else 0.0
         p, method = ks_p_value(distance, len(x), len(y)), "ks"
-    material = distance >= DEFAULT_THRESHOLDS[method]
+    material_at = DEFAULT_THRESHOLDS[method] if material_at is None else material_at
     return {
         "output": watched.name,
         "tested": True,
         "method": method,
         "distance": distance,
         "p_value": p,
-        "material_at": DEFAULT_THRESHOLDS[method],
-        "drifted": bool(p < alpha and material),
+        "material_at": material_at,
+        "drifted": bool(p < alpha and distance >= material_at),
     }
 
 
@@ -168,13 +174,18 @@ def _canary(experiment: Experiment, ctx: Context) -> Decision:
         failed.append(f"p99 latency {ch['p99_ms']:.1f} ms over the bound of {bound:g} ms")
     live = ctx.traffic.arm_rows(champion.name, since)
     drift = prediction_drift(
-        ctx.task, live, ctx.traffic.arm_rows(challenger.name, since), cfg["drift_alpha"]
+        ctx.task,
+        live,
+        ctx.traffic.arm_rows(challenger.name, since),
+        cfg["drift_alpha"],
+        cfg["max_drift"],
     )
     evidence["prediction_drift"] = drift
     if drift["drifted"]:
         failed.append(
-            f"its {drift['output']} is distributed unlike the champion's on the same traffic "
-            f"({drift['method']} {drift['distance']:.3f}, p = {drift['p_value']:.2g})"
+            f"its {drift['output']} is distributed unlike the champion's "
+            f"({drift['method']} {drift['distance']:.3f} over the bound {drift['material_at']:g}, "
+            f"p = {drift['p_value']:.2g})"
         )
     metric = ctx.metrics[0]
     samples = online.metric_samples(

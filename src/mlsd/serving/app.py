@@ -288,10 +288,12 @@ class Server:
         request_id: str,
         started: float,
         model: ServedModel | None = None,
+        body: bytes | None = None,
     ) -> dict[str, Any]:
         """Validate, score and log one request's instances. While an experiment routes
         traffic, the request's unit picks the arm that answers (unless ``model`` pins one:
-        such a request is not part of the experiment), and a copy goes to the shadows."""
+        such a request is not part of the experiment), and a copy goes to the shadows
+        (``body``, the request's JSON whose ``instances`` these are, is sent as it came)."""
         current = self.routing
         routed = None
         if model is None:
@@ -347,7 +349,11 @@ class Server:
             )
             if current.shadows:  # off the request path: queued, scored by the shadow thread
                 self.shadow.submit(
-                    current, request_id, inputs, positions, live=model, columns=checked.columns
+                    current,
+                    request_id,
+                    inputs,
+                    positions,
+                    body=body,
                 )
         if checked.problems:  # partial: a null in the place of each refused instance
             answers: list[Any] = [None] * len(instances)
@@ -673,12 +679,17 @@ def _versioned(endpoint):
 
 
 async def _score(
-    server: Server, instances: Any, rid: str, started: float, model: ServedModel | None = None
+    server: Server,
+    instances: Any,
+    rid: str,
+    started: float,
+    model: ServedModel | None = None,
+    body: bytes | None = None,
 ) -> dict[str, Any]:
     """Score inline when small; large requests go to a worker thread, off the event loop."""
     if isinstance(instances, list) and len(instances) > INLINE_INSTANCES:
-        return await run_in_threadpool(server.predict, instances, rid, started, model)
-    return server.predict(instances, rid, started, model)
+        return await run_in_threadpool(server.predict, instances, rid, started, model, body)
+    return server.predict(instances, rid, started, model, body)
 
 
 def _finite_number(value: Any) -> bool:
@@ -747,7 +758,13 @@ class Edge:
         rid = _request_id(headers)
         try:
             body = await _read_body(headers, receive, self.server.serving.max_body_bytes)
-            result = await _score(self.server, _instances(_parse(body)), rid, scope["mlsd.started"])
+            try:
+                payload, strict = orjson.loads(body), body
+            except orjson.JSONDecodeError:  # NaN or Infinity: the lenient parser, no raw copy
+                payload, strict = _parse(body), None
+            result = await _score(
+                self.server, _instances(payload), rid, scope["mlsd.started"], body=strict
+            )
             status, payload = 200, orjson.dumps(result)
         except HTTPProblem as exc:
             status, payload = (

@@ -11,12 +11,11 @@ folder (the champion, usually) are reused, not loaded again.
 assignment is a salted hash (:meth:`RoutingTable.assign`), the same in every process and
 after a restart.
 
-:class:`ShadowProcess` (what the server uses) scores copies of answered requests with the
-shadow models in a child process at the lowest CPU priority: ``submit`` appends the copy
-to a bounded queue and returns at once (a full queue drops the copy and counts it); a
-thread hands what waits to the child every 10 ms; the child validates and predicts with
-each shadow's own validator and model, in batches (:class:`ShadowScorer`, which can also
-run on a thread of the calling process), and writes shadow rows. A shadow that fails is
+:class:`ShadowProcess` scores copies of answered requests with the shadow models in a
+child process at the lowest CPU priority: ``submit`` appends the copy to a bounded queue
+and returns at once (a full queue drops the copy and counts it); a thread hands what waits
+to the child every 50 ms (fewer, larger frames cost the server less); the child validates and predicts with each shadow's own
+validator and model, in batches (:class:`ShadowScorer`), and writes shadow rows. A shadow that fails is
 counted; the caller's answer never waits for it.
 """
 
@@ -41,7 +40,7 @@ from mlsd.spec import ServingSpec
 
 logger = logging.getLogger("mlsd.serving")
 
-SHADOW_QUEUE = 1000  # requests waiting for the shadow worker; more are dropped and counted
+SHADOW_QUEUE = 1000  # requests waiting for the shadow process; more are dropped and counted
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ class Routing:
     shadows: tuple[Routed, ...] = ()
     _by_name: dict[str, Routed] = field(default_factory=dict, repr=False)
     _by_label: dict[str, Routed] = field(default_factory=dict, repr=False)
-    _same_inputs: dict[tuple[int, int], bool] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name = {r.arm.name: r for r in (*self.arms, *self.shadows)}
@@ -151,18 +149,6 @@ class Routing:
             "p": p,
         }
 
-    def same_inputs(self, live: ServedModel, shadow: ServedModel) -> bool:
-        """Whether ``shadow`` declares exactly the inputs of ``live`` (names, types, ranges,
-        domains): then it accepts exactly what ``live`` accepted, and the values ``live``'s
-        validator produced can be scored by ``shadow`` without validating them again."""
-        key = (id(live), id(shadow))
-        same = self._same_inputs.get(key)
-        if same is None:
-            same = self._same_inputs[key] = live.package.signature.get(
-                "inputs"
-            ) == shadow.package.signature.get("inputs")
-        return same
-
     def describe(self) -> dict[str, Any]:
         """What /readyz and /v1/models show: the experiment, its arms and shadows."""
 
@@ -196,122 +182,40 @@ class _Copy:
     instances: list
     positions: list[int] | None
     ts: float
-    columns: dict[str, list] | None = None  # validated by the live model: scored as they are
 
 
 class ShadowScorer:
-    """Scores copies of answered requests with shadow models on one background thread.
+    """Scores copies of answered requests with shadow models, in the shadow process.
 
-    ``submit`` appends the copy to a deque: no lock and no wake-up of the worker, so the
-    request path pays an append (a full queue drops the copy and counts it). The worker
-    wakes every ``tick_s``, takes what waits in chunks of up to ``chunk`` copies, and scores
-    each chunk's copies of one shadow in one validate and one predict call, then yields the
-    GIL before the next chunk. In the server's own process even this batched thread still
-    cost the caller 14-40% of its p50 on 2 cores (`bench_serving.py --router`, during
-    development), so the server runs it in :class:`ShadowProcess`'s child. A shadow row's
-    ``latency_ms`` is therefore the request's share of its chunk's scoring time (validation
-    and prediction, in proportion to its instances), not the time a request alone would
-    take.
+    :meth:`score` takes the copies in chunks of up to ``chunk`` and scores each chunk's
+    copies of one shadow in one validate and one predict call. A shadow row's ``latency_ms``
+    is therefore the request's share of its chunk's scoring time (validation and prediction,
+    in proportion to its instances), not the time a request alone would take. (Scoring on a
+    thread of the server's own process cost the caller 14-40% of its p50 on 2 cores during
+    development, hence the process.)
 
     ``log`` needs a ``shadow(**row)`` method (:meth:`PredictionLog.shadow`); ``metrics``
-    ``shadowed(arm, n)``, ``shadow_dropped`` and ``shadow_errors`` (:class:`ServerMetrics`).
-    The thread starts with the first copy.
+    ``shadowed(arm, n)`` and ``shadow_errors`` (:class:`ServerMetrics`, or :class:`_Tally`).
     """
 
-    def __init__(
-        self,
-        log: Any,
-        metrics: Any,
-        *,
-        max_queue: int = SHADOW_QUEUE,
-        tick_s: float = 0.01,
-        chunk: int = 16,
-    ):
-        self.log, self.metrics = log, metrics
-        self._pending: collections.deque[_Copy] = collections.deque()
-        self._max_queue, self._tick, self._chunk = int(max_queue), float(tick_s), int(chunk)
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self._working = False
-        self.scored = self.dropped = self.errors = 0
+    def __init__(self, log: Any, metrics: Any, *, chunk: int = 16):
+        self.log, self.metrics, self._chunk = log, metrics, int(chunk)
+        self.scored = self.errors = 0
 
-    def submit(
-        self,
-        routing: Routing,
-        request_id: str,
-        instances: list,
-        positions: list[int] | None = None,
-        *,
-        live: ServedModel | None = None,
-        columns: dict[str, list] | None = None,
-    ) -> None:
-        """Queue a copy of the request for each shadow of ``routing``; never blocks.
+    def score(self, copies: list[_Copy]) -> None:
+        """Score ``copies`` chunk by chunk; a shadow that fails is counted, never raised."""
+        for at in range(0, len(copies), self._chunk):
+            self._score_chunk(copies[at : at + self._chunk])
 
-        ``instances`` are the ones the live model accepted (at ``positions`` in the request,
-        default 0, 1, ...); ``columns`` their values as ``live``'s validator produced them,
-        reused for a shadow that declares the same inputs."""
-        if self._closed:
-            return
-        if self._thread is None:
-            self._start()
-        ts = time.time()
-        pending = self._pending
-        for shadow in routing.shadows:
-            if len(pending) >= self._max_queue:
-                self.dropped += 1
-                self.metrics.shadow_dropped.inc()
-                continue
-            reuse = (
-                columns
-                if columns is not None
-                and live is not None
-                and routing.same_inputs(live, shadow.model)
-                else None
-            )
-            pending.append(
-                _Copy(shadow, routing.experiment, request_id, instances, positions, ts, reuse)
-            )
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="mlsd-shadow", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        pending = self._pending
-        while True:
-            self._wake.wait(self._tick)
-            self._wake.clear()
-            stop = self._closed  # read first: what was queued before close() is scored
-            self._working = True
-            try:
-                while pending:
-                    batch = []
-                    while pending and len(batch) < self._chunk:
-                        batch.append(pending.popleft())
-                    self._score_batch(batch)
-                    time.sleep(0)  # the request path takes the GIL between chunks
-            finally:
-                self._working = False
-            if stop:
-                return
-
-    def _score_batch(self, batch: list[_Copy]) -> None:
+    def _score_chunk(self, chunk: list[_Copy]) -> None:
         groups: dict[tuple[int, str, str], list[_Copy]] = {}
-        for copy in batch:
+        for copy in chunk:
             key = (id(copy.routed.model), copy.routed.arm.name, copy.experiment)
             groups.setdefault(key, []).append(copy)
         for copies in groups.values():
             try:
-                validated = [c for c in copies if c.columns is not None]
-                if validated:
-                    self._score_columns(validated)
-                if len(validated) < len(copies):
-                    self._score([c for c in copies if c.columns is None])
-            except Exception as exc:  # a shadow never takes the server down
+                self._score(copies)
+            except Exception as exc:  # a shadow never takes the process down
                 self.errors += len(copies)
                 self.metrics.shadow_errors.inc(len(copies))
                 logger.warning(
@@ -364,56 +268,6 @@ class ShadowScorer:
             self.errors += refused
             self.metrics.shadow_errors.inc(refused)
 
-    def _score_columns(self, copies: list[_Copy]) -> None:
-        """Score copies whose values the live model's validator produced (same inputs)."""
-        routed = copies[0].routed
-        model = routed.model
-        names = list(copies[0].columns)
-        columns: dict[str, list] = {name: [] for name in names}
-        for copy in copies:
-            for name in names:
-                columns[name].extend(copy.columns[name])
-        started = time.perf_counter()
-        outputs = model.predict(columns)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        at = 0
-        for copy in copies:
-            n = len(copy.instances)
-            self.log.shadow(
-                request_id=copy.request_id,
-                model_version=model.label,
-                experiment=copy.experiment,
-                arm=routed.arm.name,
-                outputs=outputs[at : at + n],
-                latency_ms=elapsed_ms * n / len(outputs),
-                ts=copy.ts,
-                positions=copy.positions,
-            )
-            at += n
-        self.scored += len(outputs)
-        self.metrics.shadowed(routed.arm.name, len(outputs))
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued copy is scored (tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._pending or self._working:
-            if time.monotonic() > deadline:
-                return False
-            self._wake.set()
-            time.sleep(0.005)
-        return True
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Score what is queued, then stop the thread. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._wake.set()
-            thread.join(timeout)
-
 
 # --- shadows in a process of their own -----------------------------------------------------
 
@@ -425,7 +279,6 @@ class _Tally:
         self.scored: dict[str, int] = {}
         self.errors = 0
         self.shadow_errors = self  # ShadowScorer calls metrics.shadow_errors.inc(n)
-        self.shadow_dropped = self
 
     def shadowed(self, arm: str, n: int) -> None:
         self.scored[arm] = self.scored.get(arm, 0) + n
@@ -443,10 +296,10 @@ class ShadowProcess:
     """Scores copies of answered requests with shadow models in a child process, so a
     shadow's validation and prediction never hold the server's GIL.
 
-    The request path pays what :class:`ShadowScorer` costs it (an append to a deque; a full
-    queue drops the copy and counts it). A sender thread wakes every ``tick_s`` and writes
-    what waits to the child's stdin as one frame (4-byte length, then JSON: the accepted
-    instances, request id, arm, version and package folder of each copy); the child
+    The request path pays an append to a deque (a full queue drops the copy and counts it).
+    A sender thread wakes every ``tick_s`` and writes what waits to the child's stdin as one
+    frame (4-byte length, then JSON: each copy's request body as it came, or its accepted
+    instances, with request id, arm, version and package folder); the child
     (``python -m mlsd.serving.router``, at the lowest CPU priority: ``SCHED_IDLE`` on Linux, else nice 19) loads each shadow's package
     once, verified as the server would, scores the copies with a :class:`ShadowScorer`'s
     batching and writes the shadow rows to the same log with a writer of its own. It answers
@@ -464,7 +317,7 @@ class ShadowProcess:
         serving: ServingSpec,
         *,
         max_queue: int = SHADOW_QUEUE,
-        tick_s: float = 0.01,
+        tick_s: float = 0.05,
         nice: int = 19,
     ):
         self.log, self.metrics, self.system, self.serving = log, metrics, system, serving
@@ -492,16 +345,21 @@ class ShadowProcess:
         instances: list,
         positions: list[int] | None = None,
         *,
-        live: ServedModel | None = None,
-        columns: dict[str, list] | None = None,
+        body: bytes | None = None,
     ) -> None:
-        """Queue a copy of the request for each shadow of ``routing``; never blocks."""
+        """Queue a copy of the request for each shadow of ``routing``; never blocks.
+
+        ``instances`` are the ones the live model accepted (at ``positions`` in the request,
+        default 0, 1, ...). ``body``, the request's JSON whose ``instances`` these are, goes
+        to the child as it came: that spares the server serialising the instances again
+        (at concurrency 8 that was about a tenth of its time)."""
         if self._closed:
             return
         if self._sender is None:
             self._start()
         ts = time.time()
         pending = self._pending
+        copy = instances if body is None else orjson.Fragment(body)
         for shadow in routing.shadows:
             if len(pending) >= self._max_queue:
                 self.dropped += 1
@@ -510,7 +368,7 @@ class ShadowProcess:
             arm = shadow.arm
             pending.append(
                 (arm.name, arm.version, arm.package, routing.experiment, request_id, ts,
-                 instances, positions)
+                 copy, positions)
             )  # fmt: skip
 
     def prepare(self, routing: Routing) -> None:
@@ -727,10 +585,13 @@ def _child(config: dict[str, Any]) -> None:
                 except Exception:
                     tally.inc()
                     continue
+                if isinstance(instances, dict):  # the request's body, as it came
+                    instances = instances["instances"]
+                    if positions:
+                        instances = [instances[i] for i in positions]
                 routed = Routed(Arm(name=arm, version=version, package=folder), served)
                 batch.append(_Copy(routed, experiment, rid, instances, positions, ts))
-            for at in range(0, len(batch), scorer._chunk):
-                scorer._score_batch(batch[at : at + scorer._chunk])
+            scorer.score(batch)
             stdout.write(orjson.dumps({"seq": message.get("seq"), **tally.take()}) + b"\n")
             stdout.flush()
     finally:

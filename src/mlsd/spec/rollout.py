@@ -63,8 +63,16 @@ class CanarySpec(Section):
         0.001,
         gt=0,
         lt=1,
-        description="Prediction drift of the challenger against the champion on the same "
-        "traffic fails the step at this significance (when the distance is also material).",
+        description="Prediction drift of the challenger against the champion fails the step "
+        "when significant at this level and larger than max_drift.",
+    )
+    max_drift: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Distance (KS for numbers, Jensen-Shannon for labels) between the arms' "
+        "predictions that fails the step. A retrained model is meant to answer differently "
+        "(the bike demo's moves about 0.2); a broken one moves much further.",
     )
     max_duration: Duration = Field(
         "1d", description="A step not passed by then rolls back (no evidence is no pass)."
