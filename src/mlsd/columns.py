@@ -37,7 +37,8 @@ def cross_name(columns: Sequence[str]) -> str:
 def select_features(spec: SystemSpec, column_types: Mapping[str, str]) -> dict[str, str]:
     """The feature columns (name → type) in data order.
 
-    Drops the target, the entity id (``problem.id``) unless ``features.include`` lists it,
+    Drops the target, the entity id (``problem.id``) and a ranking's group
+    (``problem.group``) unless ``features.include`` lists them,
     ``features.exclude``, everything outside ``features.include`` when it is set,
     ``identifier`` columns and ``text`` columns (not featurized yet). Unknown names in
     ``include``, ``exclude``, ``columns`` or ``crosses`` raise FeatureError with close matches.
@@ -70,8 +71,9 @@ def select_features(spec: SystemSpec, column_types: Mapping[str, str]) -> dict[s
                 "remove it from features.include",
             )
     dropped = {spec.problem.target, *features.exclude}
-    if spec.problem.id and (include is None or spec.problem.id not in include):
-        dropped.add(spec.problem.id)
+    for key in (spec.problem.id, spec.problem.group):  # who, not what: unless included
+        if key and (include is None or key not in include):
+            dropped.add(key)
     return {
         name: kind
         for name, kind in column_types.items()

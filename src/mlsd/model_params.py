@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlsd.errors import MlsdError, did_you_mean
-from mlsd.tasks import BINARY, MULTICLASS, REGRESSION, Task
+from mlsd.tasks import BINARY, MULTICLASS, RANKING, REGRESSION, Task
 
 # How tuning draws a parameter (Search.distribution).
 UNIFORM = "uniform"
@@ -290,8 +290,8 @@ _CLASS_WEIGHT = Param(
 LINEAR = Family(
     name="linear",
     description="Ridge regression, or L2-penalised logistic regression for classes, on "
-    "standardised one-hot features.",
-    tasks=(BINARY.name, MULTICLASS.name, REGRESSION.name),
+    "standardised one-hot features; for ranking, a pointwise ridge on the relevance.",
+    tasks=(BINARY.name, MULTICLASS.name, REGRESSION.name, RANKING.name),
     importance=COEFFICIENTS,
     params=(
         Param(
@@ -302,7 +302,7 @@ LINEAR = Family(
             low=0.0,
             low_open=True,
             search=Search(LOG_UNIFORM, 1e-4, 1e3),
-            tasks=(REGRESSION.name,),
+            tasks=(REGRESSION.name, RANKING.name),
         ),
         Param(
             "C",
@@ -322,11 +322,21 @@ LINEAR = Family(
 LIGHTGBM = Family(
     name="lightgbm",
     description="LightGBM gradient-boosted trees on integer-coded features (categories "
-    "split as categories).",
-    tasks=(BINARY.name, MULTICLASS.name, REGRESSION.name),
+    "split as categories); for ranking, trained per group with a listwise objective.",
+    tasks=(BINARY.name, MULTICLASS.name, REGRESSION.name, RANKING.name),
     importance=TREES,
     pruning=True,
     params=(
+        Param(
+            "objective",
+            str,
+            "lambdarank",
+            "Ranking objective: LambdaMART's lambdarank, or rank_xendcg (cross-entropy "
+            "NDCG, faster per round).",
+            choices=("lambdarank", "rank_xendcg"),
+            search=Search(CATEGORICAL, choices=("lambdarank", "rank_xendcg")),
+            tasks=(RANKING.name,),
+        ),
         Param(
             "learning_rate",
             float,

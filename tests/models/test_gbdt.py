@@ -128,8 +128,15 @@ def test_errors_name_the_problem():
         GBDTModel(TaskInfo("regression"), {"class_weight": "balanced"})
     with pytest.raises(ModelError, match=r"num_leaves must be an integer in \[2, 131072\]"):
         GBDTModel(TaskInfo("regression"), {"num_leaves": 1})
-    with pytest.raises(ModelError, match="cannot learn a 'ranking' task"):
-        GBDTModel(TaskInfo("ranking"))
+    with pytest.raises(ModelError, match="objective must be one of lambdarank, rank_xendcg"):
+        GBDTModel(TaskInfo("ranking"), {"objective": "pairwise"})
+    groups = np.repeat(np.arange(5), 4)
+    with pytest.raises(ModelError, match=r"whole grades 0\.\.30"):
+        GBDTModel(TaskInfo("ranking")).fit(FitData(np.zeros((20, 2)), groups * 0.5, groups=groups))
+    with pytest.raises(ModelError, match="not contiguous"):
+        GBDTModel(TaskInfo("ranking")).fit(
+            FitData(np.zeros((20, 2)), np.ones(20), groups=np.tile(np.arange(5), 4))
+        )
     with pytest.raises(ModelError, match=r"labels must be 0\.\.1"):
         GBDTModel(TaskInfo("binary", 2)).fit(FitData(np.zeros((10, 2)), np.arange(10.0)))
     model = GBDTModel(TaskInfo("regression")).fit(_data("regression", n=200))

@@ -126,17 +126,19 @@ def test_breast_cancer_reaches_auc_098(tmp_path):
     assert result.to_dict()["test"]["roc_auc"] >= 0.98
 
 
-def test_task_info_asks_the_task_and_refuses_ranking():
+def test_task_info_asks_the_task():
     from mlsd.models.train import task_info
 
     def spec_for(task):
-        return parse_spec(f"name: t\nproblem: {{task: {task}, target: y}}\ndata: {{source: d.csv}}")
+        group = ", group: q" if task == "ranking" else ""
+        return parse_spec(
+            f"name: t\nproblem: {{task: {task}, target: y{group}}}\ndata: {{source: d.csv}}"
+        )
 
     assert task_info(spec_for("regression"), []).n_classes == 0
     assert task_info(spec_for("multiclass"), ["a", "b", "c"]).n_classes == 3
     assert task_info(spec_for("binary"), ["n", "p"]).n_classes == 2
-    with pytest.raises(TrainError, match="ranking tasks are not trained"):
-        task_info(spec_for("ranking"), [])
+    assert task_info(spec_for("ranking"), []).definition.grouped
 
 
 def test_the_leaderboard_ranks_by_the_metric_direction_and_unscored_last():

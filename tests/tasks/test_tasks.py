@@ -30,7 +30,7 @@ def test_every_task_declares_a_usable_contract(name):
         assert name in get_metric(metric, name).tasks
     assert task.outputs and len({f.name for f in task.outputs}) == len(task.outputs)
     assert task.watched_output is task.outputs[0]
-    assert task.default_split in ("stratified", "random")
+    assert task.default_split in (("group",) if task.grouped else ("stratified", "random"))
 
 
 @pytest.mark.parametrize("task", TASKS.values(), ids=NAMES)

@@ -67,6 +67,9 @@ class FitData:
     sample_weight: np.ndarray | None = None
     feature_names: list[str] = field(default_factory=list)
     categorical: list[int] = field(default_factory=list)  # integer-code columns (trees)
+    # grouped tasks (ranking): the group of each row, the rows of a group contiguous
+    groups: np.ndarray | None = None
+    groups_valid: np.ndarray | None = None
 
 
 class Model(ABC):
@@ -124,6 +127,11 @@ def check_labels(y: Any, task: TaskInfo) -> np.ndarray:
         raise ModelError("no training rows", hint="check the training split")
     if not np.isfinite(y).all():
         raise ModelError("the labels hold missing values", hint="drop rows without a label")
+    if task.definition.grouped and (y < 0).any():
+        raise ModelError(
+            f"relevance grades must be >= 0, got {y.min():g}",
+            hint="shift or re-grade the target so that 0 means not relevant",
+        )
     if task.is_classification:
         k = task.definition.n_labels(task.n_classes)
         if k < 2 or not np.isin(y, np.arange(k)).all():
@@ -132,6 +140,20 @@ def check_labels(y: Any, task: TaskInfo) -> np.ndarray:
                 hint="encode the target with mlsd's target encoder",
             )
     return y
+
+
+def group_sizes(groups: Any) -> np.ndarray:
+    """The row counts of consecutive groups (what LightGBM's ranking objectives take);
+    refused when a group's rows are not contiguous."""
+    groups = np.asarray(groups)
+    if not len(groups):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    if len(np.unique(groups)) != len(starts):
+        raise ModelError(
+            "the rows of a group are not contiguous", hint="sort the rows by their group first"
+        )
+    return np.diff(np.r_[starts, len(groups)])
 
 
 def read_header(folder: Path, family: str | None = None) -> dict[str, Any]:

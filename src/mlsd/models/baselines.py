@@ -559,10 +559,10 @@ def make_baselines(
     """The baselines a model must beat: random, zero_rule, and the spec's heuristic or,
     without one, the learned stump. ``statistic`` is what regression baselines predict per
     side (median for absolute-error metrics); ``target`` lets a group heuristic be checked."""
-    if not task.definition.trainable:
+    if task.definition.grouped:
         raise ModelError(
-            f"these baselines cover the tasks `mlsd train` fits, not {task.kind!r}",
-            hint=f"{task.kind} tasks are compared against their own baselines",
+            f"these baselines score rows one by one, not the groups of a {task.kind} task",
+            hint="use mlsd.models.ranking_baselines",
         )
     if task.is_classification and _n_classes(task) < 2:
         raise ModelError(f"a {task.kind} task needs n_classes >= 2", hint="set TaskInfo.n_classes")

@@ -34,6 +34,12 @@ class TrainingData:
     task: TaskInfo
     metric: Metric  # the primary metric: candidates are tuned and chosen on it
     classes: list  # the target's classes, positive last for binary; [] without classes
+    # grouped tasks (ranking): each split's group ids, the rows of a group contiguous
+    groups: dict[str, np.ndarray] | None = None
+
+    def groups_of(self, split: str) -> np.ndarray | None:
+        """The group of each of ``split``'s rows (None when the task is not grouped)."""
+        return None if self.groups is None else self.groups[split]
 
     def inputs(self, split: str) -> dict[str, Any]:
         """The feature columns of ``split`` as a featurizer reads them."""
@@ -50,6 +56,7 @@ class TrainingData:
             names=metrics_for(self.task.kind),
             n_features=n_features,
             threshold=threshold,
+            groups=self.groups_of(split),
         )
 
 
@@ -82,21 +89,22 @@ class EnsembleTrial:
 
 def fit_baselines(spec: SystemSpec, data: TrainingData) -> list[Entry]:
     """The baselines of the task, fitted on train and scored on every split."""
-    from mlsd.models.baselines import make_baselines
-
-    statistic = "median" if data.metric.name in ("mae", "medae") else "mean"
     features = list(data.columns)
+    if data.groups is not None:  # a ranking heuristic may order by any column but the target
+        features = [c for c in data.parts["train"].columns if c != spec.problem.target]
     entries = []
-    for baseline in make_baselines(
-        data.task, spec.models.baselines.heuristic, seed=spec.seed, statistic=statistic
-    ):
+    for baseline in _baselines(spec, data):
         start = time.perf_counter()
-        baseline.fit(data.parts["train"][features], data.ys["train"])
+        train = data.parts["train"][features]
+        if data.groups is not None:
+            baseline.fit(train, data.ys["train"], data.groups["train"])
+        else:
+            baseline.fit(train, data.ys["train"])
         fit_s = time.perf_counter() - start
         scores, per_row = {}, 0.0
         for split in SPLITS:
             pred, per_row = _timed_predict(baseline.predict, data.parts[split][features])
-            scores[split] = data.score(split, pred, len(features))
+            scores[split] = data.score(split, pred, len(data.columns))
         entries.append(
             Entry(
                 name=f"baseline:{baseline.name}",
@@ -109,6 +117,19 @@ def fit_baselines(spec: SystemSpec, data: TrainingData) -> list[Entry]:
             )
         )
     return entries
+
+
+def _baselines(spec: SystemSpec, data: TrainingData) -> list:
+    heuristic = spec.models.baselines.heuristic
+    if data.groups is not None:
+        from mlsd.models.ranking_baselines import ranking_baselines
+
+        columns = [c for c in data.parts["train"].columns if c != spec.problem.target]
+        return ranking_baselines(heuristic, columns, list(data.columns), data.metric)
+    from mlsd.models.baselines import make_baselines
+
+    statistic = "median" if data.metric.name in ("mae", "medae") else "mean"
+    return make_baselines(data.task, heuristic, seed=spec.seed, statistic=statistic)
 
 
 def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
@@ -128,7 +149,14 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
     budget, started = spec.models.tuning.budget_s, time.perf_counter()
 
     def score(pred):
-        return compute(task.kind, data.ys["valid"], pred, names=[metric.name])[metric.name]
+        valid = compute(
+            task.kind,
+            data.ys["valid"],
+            pred,
+            names=[metric.name],
+            groups=data.groups_of("valid"),
+        )
+        return valid[metric.name]
 
     for family in spec.models.candidates:
         encoding = FAMILIES[family].encoding
@@ -147,6 +175,8 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
             y_valid=data.ys["valid"],
             feature_names=fz.feature_names,
             categorical=fz.categorical_indices,
+            groups=data.groups_of("train"),
+            groups_valid=data.groups_of("valid"),
         )
         for weight in weights:
             # nothing left (or budget 0): the defaults only

@@ -17,9 +17,17 @@ from typing import Any
 import numpy as np
 
 from mlsd.model_params import LIGHTGBM
-from mlsd.models.base import FitData, Model, ModelError, TaskInfo, check_labels, read_header
+from mlsd.models.base import (
+    FitData,
+    Model,
+    ModelError,
+    TaskInfo,
+    check_labels,
+    group_sizes,
+    read_header,
+)
 from mlsd.models.lgbm_runtime import Booster
-from mlsd.tasks import BINARY, MULTICLASS, REGRESSION
+from mlsd.tasks import BINARY, MULTICLASS, RANKING, REGRESSION
 
 MODEL_TXT = "model.txt"
 NUM_THREADS = 2  # thread count for large tables (a fixed number: results may depend on it)
@@ -36,7 +44,10 @@ OBJECTIVES = {
     REGRESSION.name: ("regression", "l2"),
     BINARY.name: ("binary", "binary_logloss"),
     MULTICLASS.name: ("multiclass", "multi_logloss"),
+    RANKING.name: (None, "ndcg"),  # the objective is a parameter (lambdarank, rank_xendcg)
 }
+EVAL_AT = 10  # ranking: early stopping watches ndcg@10 on the validation groups
+MAX_GRADE = 30  # LightGBM's default label_gain has 31 grades
 VALID_NAME = "valid"
 
 
@@ -61,7 +72,7 @@ class GBDTModel(Model):
         objective, metric = OBJECTIVES[self.task.kind]
         params = {
             **self.booster_params,
-            "objective": objective,
+            "objective": objective or self.booster_params["objective"],
             "metric": metric,
             "seed": self.seed,
             "deterministic": True,
@@ -71,6 +82,8 @@ class GBDTModel(Model):
         }
         if self.task.n_scores > 1:
             params["num_class"] = self.task.n_classes
+        if self.task.definition.grouped:
+            params["eval_at"] = [EVAL_AT]
         return params
 
     def fit(self, data: FitData, *, callbacks: Sequence[Callable] | None = None) -> GBDTModel:
@@ -82,10 +95,14 @@ class GBDTModel(Model):
         class_weight = self.fit_params.get("class_weight")
         weight = _weights(y, data.sample_weight, self.task, class_weight)
         categorical = sorted(int(i) for i in data.categorical)
+        grouped = self.task.definition.grouped
+        if grouped:
+            _check_grades(y)
         train = lgb.Dataset(
             np.asarray(data.X, dtype=np.float64),
             label=y,
             weight=weight,
+            group=group_sizes(data.groups) if grouped else None,
             categorical_feature=categorical or "auto",
             free_raw_data=True,
             params={"verbose": -1},
@@ -101,6 +118,7 @@ class GBDTModel(Model):
                 np.asarray(data.X_valid, dtype=np.float64),
                 label=y_valid,
                 weight=valid_weight,
+                group=group_sizes(data.groups_valid) if grouped else None,
                 reference=train,
             )
             valid_sets, valid_names = [valid], [VALID_NAME]
@@ -205,6 +223,16 @@ class GBDTModel(Model):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _check_grades(y: np.ndarray) -> None:
+    """LightGBM's ranking objectives take whole relevance grades 0..30."""
+    if not np.array_equal(y, np.round(y)) or y.max() > MAX_GRADE:
+        raise ModelError(
+            f"ranking relevance must be whole grades 0..{MAX_GRADE} for LightGBM, got values "
+            f"such as {y[(y != np.round(y)) | (y > MAX_GRADE)][:3].tolist()}",
+            hint="grade the target (e.g. round it, or bin a continuous score into 0-4)",
+        )
 
 
 def _threads(n_rows: int) -> int:

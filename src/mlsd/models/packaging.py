@@ -144,7 +144,9 @@ def _signature(
     return {
         "inputs": inputs,
         "output": output,
-        "id_columns": [c for c in [spec.problem.id, *spec.problem.time] if c],
+        "id_columns": list(
+            dict.fromkeys(c for c in [spec.problem.id, spec.problem.group, *spec.problem.time] if c)
+        ),
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from mlsd.columns import select_features
@@ -167,13 +168,8 @@ class TrainResult:
 
 
 def task_info(spec: SystemSpec, classes: list) -> TaskInfo:
-    """The TaskInfo of the spec's problem (ranking is not trained by this path yet)."""
+    """The TaskInfo of the spec's problem."""
     definition = get_task(spec.problem.task)
-    if not definition.trainable:
-        raise TrainError(
-            "ranking tasks are not trained by `mlsd train` yet",
-            hint="use task regression on the relevance label for now",
-        )
     return TaskInfo(kind=definition.name, n_classes=definition.n_labels(len(classes)))
 
 
@@ -282,6 +278,12 @@ def _training_data(spec: SystemSpec, dataset: Dataset, metric: Metric) -> Traini
         name: np.flatnonzero(known & (labels == code))
         for name, code in zip(SPLITS, (TRAIN, VALID, TEST), strict=True)
     }
+    groups = None
+    if task.definition.grouped:  # a group's rows together, groups in order of first row
+        codes, _ = pd.factorize(frame[spec.problem.group], use_na_sentinel=False)
+        rows = {name: r[np.argsort(codes[r], kind="stable")] for name, r in rows.items()}
+        values = frame[spec.problem.group].to_numpy()
+        groups = {name: values[r] for name, r in rows.items()}
     if not len(rows["valid"]):
         raise TrainError(
             "the split has no validation rows; candidates are chosen on them",
@@ -299,6 +301,7 @@ def _training_data(spec: SystemSpec, dataset: Dataset, metric: Metric) -> Traini
         task=task,
         metric=metric,
         classes=classes,
+        groups=groups,
     )
 
 

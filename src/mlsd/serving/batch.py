@@ -54,6 +54,7 @@ NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 REASON = "reason"
 FLAGS = "flags"
 MODEL_VERSION = "model_version"
+RANK = "rank"  # ranking tasks: the row's place within its group, 1 = first
 # The number syntax Arrow's string → double cast accepts (finite values, and the non-finite).
 _INT_TEXT = re.compile(r"[+-]?\d+")
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -710,6 +711,18 @@ def read_ahead(items: Iterator[Any], work: Callable[[Any], Any], depth: int = 2)
         thread.join()
 
 
+def with_rank(table: pa.Table, group: str) -> pa.Table:
+    """``table`` with a ``rank`` column: each row's place in its group by descending score,
+    1 first (equal scores keep their input order; a row without a score has no rank)."""
+    import pyarrow as pa
+
+    frame = table.select([group, "score"]).to_pandas()
+    rank = frame.groupby(group, sort=False, dropna=False)["score"].rank(
+        method="first", ascending=False
+    )
+    return table.append_column(RANK, pa.array(rank.astype("Int64"), type=pa.int64()))
+
+
 def _progress(total: int | None, show: bool | None):
     if show is None:
         show = sys.stderr.isatty()
@@ -790,25 +803,37 @@ def predict_batch(
     served = load_served(workspace.root, spec.name, ref, spec.serving)
     _check_columns(spec, served, source.names, source.path)
     signature = served.package.signature
-    wanted = [*signature.get("id_columns", []), spec.problem.id]
+    group = spec.problem.group if get_task(signature["output"]["task"]).grouped else None
+    wanted = [*signature.get("id_columns", []), spec.problem.id, group]
     ids = list(dict.fromkeys(n for n in wanted if n and n in source.names))
     scorer = Scorer(served, spec.serving.on_invalid, ids)
+    if group is not None and group not in source.names:
+        raise DataError(
+            f"{source.path} has no column {group!r}: a ranking model ranks the rows of each "
+            "group (problem.group)",
+            hint=f"add the {group} column to the input",
+        )
+    held: list[pa.RecordBatch] = []  # ranking: every scored row, ranked once all are in
 
     rows = scored = rejected = flagged = 0
-    sink = rejects = None
+    sink = rejects = out_schema = None
     bar = _progress(source.rows, progress)
     chunks = read_ahead(source.chunks(), lambda b: scorer.prepare(b, source.from_csv))
     try:
         for prepared in chunks:
             batch = prepared.batch
-            if sink is None:
+            if out_schema is None:
                 out_schema, reject_schema = scorer.schemas(batch.schema)
-                sink = Sink(output_path, out_schema)
+                if group is None:  # ranked rows are written once all are scored
+                    sink = Sink(output_path, out_schema)
             result = scorer.finish(prepared)
             rows += batch.num_rows
             flagged += prepared.flagged
             if result is not None:
-                sink.write(result)
+                if group is None:
+                    sink.write(result)
+                else:
+                    held.append(result)
                 scored += result.num_rows
             if prepared.rejected is not None:
                 if rejects is None:
@@ -817,8 +842,17 @@ def predict_batch(
                 rejected += prepared.rejected.num_rows
             if bar is not None:
                 bar.update(batch.num_rows)
-        if sink is None:  # no rows at all: an empty output with the right columns
-            sink = Sink(output_path, scorer.schemas(source.empty_schema())[0])
+        if out_schema is None:  # no rows at all: an empty output with the right columns
+            out_schema = scorer.schemas(source.empty_schema())[0]
+        if group is not None:
+            import pyarrow as pa
+
+            ranked = with_rank(pa.Table.from_batches(held, schema=out_schema), group)
+            sink = Sink(output_path, ranked.schema)
+            for part in ranked.to_batches(max_chunksize=spec.serving.batch_rows):
+                sink.write(part)
+        elif sink is None:
+            sink = Sink(output_path, out_schema)
         if rejects is not None:
             rejects.commit()
         elif rejects_path.exists():

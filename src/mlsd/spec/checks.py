@@ -41,6 +41,22 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "remove it, or set problem.task: binary",
             )
         )
+    if task.grouped and not spec.problem.group:
+        found.append(
+            (
+                ("problem", "task"),
+                f"a {task.name} task needs the column that groups the rows ranked together",
+                "set problem.group (a query, session or user id column)",
+            )
+        )
+    if spec.problem.group and not task.grouped:
+        found.append(
+            (
+                ("problem", "group"),
+                f"set for a {task.name} task",
+                "remove it, or set problem.task: ranking",
+            )
+        )
     if spec.split_method == "time" and not spec.problem.time:
         found.append(
             (
@@ -53,7 +69,7 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
     found += _online_metric_problems(spec)
     found += _evaluation_problems(spec)
     found += _model_param_problems(spec)
-    if spec.split_method == "group" and not spec.split_group:
+    if spec.split_method == "group" and not spec.split_group and not task.grouped:
         found.append(
             (
                 (("data", "split", "method")),

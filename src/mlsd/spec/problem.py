@@ -25,6 +25,11 @@ class ProblemSpec(Section):
         "true, yes, or the minority class).",
     )
     id: str | None = Field(None, description="Entity id column (a user, a customer, a station).")
+    group: str | None = Field(
+        None,
+        description="Ranking tasks: the column whose value groups the rows ranked together "
+        "(a query, a session, a user); a group never spans two splits.",
+    )
     time: list[str] = Field(
         default_factory=list,
         description="Event-time columns, most significant first; they order time splits and "

@@ -83,8 +83,8 @@ class SystemSpec(Section):
 
     @property
     def split_group(self) -> str | None:
-        """Column a group split keeps together."""
-        return self.data.split.group or self.problem.id
+        """Column a group split keeps together (a ranking task's groups by default)."""
+        return self.data.split.group or self.problem.group or self.problem.id
 
 
 def json_schema() -> dict:

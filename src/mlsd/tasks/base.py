@@ -59,8 +59,9 @@ class Task:
     # a single score turned into a label by a decision threshold: the threshold rule and its
     # cost curve, a positive class, ROC/PR curves, confidence-based performance estimation
     thresholded: ClassVar[bool] = False
-    # `mlsd train` fits it (ranking trains through the funnel of its own issue)
-    trainable: ClassVar[bool] = True
+    # rows are scored and judged within groups (problem.group): ranking metrics, group
+    # splits, one list per request
+    grouped: ClassVar[bool] = False
     # what a model predicts: "value" (a number per row), "score" (P(positive) per row),
     # "probabilities" (a row of class probabilities) or "relevance" (a score to sort by)
     prediction: ClassVar[str]
@@ -80,6 +81,8 @@ class Task:
     @property
     def default_split(self) -> str:
         """How rows are split when the spec names no split and no time column."""
+        if self.grouped:
+            return "group"
         return "stratified" if self.classification else "random"
 
     @property

@@ -10,7 +10,7 @@ class Ranking(Task):
 
     name = "ranking"
     description = "order the rows of each query by relevance"
-    trainable = False
+    grouped = True
     prediction = "relevance"
     metrics = (
         "ndcg@5",
