@@ -58,6 +58,8 @@ from mlsd.predlog.reader import input_column
 from mlsd.spec import MonitoringSpec, SystemSpec, parse_duration
 from mlsd.workspace import Workspace, write_json
 
+GROUP = "group"  # the log field /v1/rank fills with the request's group
+
 _ROWS_RE = re.compile(r"^\s*(?:rows\s*[:=]\s*)?(\d+)\s*(?:rows?)?\s*$", re.IGNORECASE)
 
 
@@ -245,6 +247,16 @@ class _Monitor:
         self.alerts += found
         return out
 
+    def _groups(self, part: Any) -> np.ndarray | None:
+        """The group of each logged row: /v1/rank's ``group`` field, else the input field
+        named by ``problem.group`` (rows scored one by one through /v1/predict)."""
+        for column in (GROUP, input_column(self.spec.problem.group or "")):
+            if column in part.column_names:
+                values = part.column(column).to_pandas().astype(object).to_numpy()
+                if not any(v is None or v != v for v in values):
+                    return values.astype(str)
+        return None
+
     def performance(self, ref: Reference, part: Any, pred, scores, alert, where) -> dict:
         """Realised metrics on the labelled rows of ``part`` (``scores``: the prediction as
         the metrics take it), label drift, and CBPE's estimate from the scores ``pred``."""
@@ -271,6 +283,21 @@ class _Monitor:
         has = np.array([v is not None for v in labels], dtype=bool)
         if not has.any():
             return result
+        groups = None
+        if task.grouped:
+            groups = self._groups(part)
+            if groups is None:
+                result["realised"] = {
+                    "n": int(has.sum()),
+                    "metrics": {},
+                    "note": "the log has no group for its rows (neither /v1/rank's group nor "
+                    f"the input field {self.spec.problem.group!r}): ranking metrics need them",
+                }
+                return result
+            # implicit feedback: in a group with any label, an item without one (shown, not
+            # clicked) counts as not relevant; groups without feedback are left out
+            has = np.isin(groups, groups[has])
+            labels = [0 if v is None else v for v in labels]
         y = task.truth([labels[i] for i in np.flatnonzero(has)], ref.classes)
         known = ~np.isnan(y)
         rows = np.flatnonzero(has)[known]
@@ -289,7 +316,8 @@ class _Monitor:
             threshold=ref.threshold,
             offline=ref.offline(primary),
             max_drop=m.max_metric_drop,
-            extra=performance.ESTIMATED if task.thresholded else (),
+            extra=performance.extra_metrics(task),
+            groups=None if groups is None else groups[rows],
         )
         result["realised"] = real
         if len(y) >= m.min_rows:
@@ -318,7 +346,9 @@ class _Monitor:
                         f"{len(y):,} labelled rows",
                         {**rail, "n_labelled": len(y), "window": where},
                     )
-            if ref.target is not None:
+            # not for ranking: its feedback is often clicks, another scale than the training
+            # grades, with implicit zeros; the realised ranking metrics watch it instead
+            if ref.target is not None and not task.grouped:
                 # numbers as the task's truth() read them; categories as sent (the profile's keys)
                 values = (
                     y
@@ -371,6 +401,9 @@ class _Monitor:
         ]
         outputs = output_columns(ref.task, available)
         inputs = [input_column(c) for c in columns if input_column(c) in available]
+        if ref.task.grouped:  # the rows' groups, for the ranking metrics
+            grouping = (GROUP, input_column(self.spec.problem.group or ""))
+            inputs += [c for c in grouping if c in available and c not in inputs]
         table = read_rows(con, ref.version, [*inputs, *outputs.values()])
         ts = numbers(table.column("ts"))
         windows = cut_windows(ts, seconds=self.mspec.window_seconds, rows=self.mspec.window_rows)
@@ -499,7 +532,10 @@ def monitor(
             mine = [r for r in rejects if r.get("model_version") == version]
             # this version's inputs read with the types its signature declares (the
             # segments' inferred types are remembered: no second inference)
-            duckdb_view(con, ws, pinned=True, inputs=input_types(ref.signature))
+            inputs = input_types(ref.signature)
+            if ref.task.grouped and spec.problem.group:  # not a feature, but ranked by
+                inputs.setdefault(spec.problem.group, "categorical")
+            duckdb_view(con, ws, pinned=True, inputs=inputs)
             available = {row[0] for row in con.execute("DESCRIBE predictions").fetchall()}
             models.append(run.model(con, ref, available, mine))
     finally:

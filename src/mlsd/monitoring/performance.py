@@ -19,8 +19,17 @@ from typing import Any
 import numpy as np
 
 from mlsd.evaluation.metrics import compute, get_metric
+from mlsd.tasks import Task
 
 ESTIMATED = ("accuracy", "precision", "recall", "f1")
+# ranking, beside the primary metric: with click feedback, precision@k is CTR@k
+RANKED = ("ndcg@10", "mrr", "precision@1", "precision@5", "precision@10")
+
+
+def extra_metrics(task: Task) -> tuple[str, ...]:
+    """What is reported beside the primary metric and guardrails: the metrics CBPE
+    estimates (to set them side by side), or a ranking's."""
+    return ESTIMATED if task.thresholded else RANKED if task.grouped else ()
 
 
 def realised(
@@ -34,6 +43,7 @@ def realised(
     offline: float | None = None,
     max_drop: float = 0.1,
     extra: Sequence[str] = (),
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics on labelled rows: ``{n, metrics, primary, guardrails}``.
 
@@ -42,10 +52,10 @@ def realised(
     (positive = worse), and ``passed`` is ``drop <= max_drop``. ``guardrails`` maps a metric
     to a bound (``min``/``max``); each gives ``{metric, value, min, max, passed}``.
     ``extra`` names more metrics to report (e.g. those CBPE estimates, to set them side by
-    side).
+    side). ``groups``: each row's group, for a ranking task.
     """
     names = list(dict.fromkeys([primary, *guardrails, *extra]))
-    values = compute(task, y_true, pred, names=names, threshold=threshold)
+    values = compute(task, y_true, pred, names=names, threshold=threshold, groups=groups)
     metric = get_metric(primary, task)
     value = values.get(metric.name)
     drop = None
@@ -61,6 +71,7 @@ def realised(
         rails.append({"metric": name, "value": got, "min": low, "max": high, "passed": ok})
     return {
         "n": len(y_true),
+        **({} if groups is None else {"groups": len(np.unique(groups))}),
         "metrics": values,
         "primary": {
             "metric": metric.name,
