@@ -79,7 +79,7 @@ def test_round_trip_filters_join_and_known(tmp_path):
     assert table.column_names == [
         "request_id", "instance", "ts", "time", "model_version",
         "age", "city", "prediction", "score", "latency_ms", "flags",
-        "experiment", "arm", "unit", "p",
+        "experiment", "arm", "unit", "p", "group", "position",
     ]  # fmt: skip
     rows = table.to_pylist()
     first = rows[0]

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import pyarrow
 
 _ROUTING = [("experiment", "VARCHAR"), ("arm", "VARCHAR"), ("unit", "VARCHAR"), ("p", "DOUBLE")]
+# a ranked item (/v1/rank): its request's group and the 1-based position it was given
+_RANKING = [("group", "VARCHAR"), ("position", "BIGINT")]
 _PREDICTION_META = [
     "request_id",
     "instance",
@@ -41,6 +43,7 @@ _PREDICTION_META = [
     "latency_ms",
     "flags",
     *(name for name, _ in _ROUTING),
+    *(name for name, _ in _RANKING),
 ]
 
 
@@ -54,7 +57,8 @@ _EMPTY_PREDICTIONS = (
     "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
     "NULL::TIMESTAMPTZ AS time, NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms, "
     "NULL::VARCHAR[] AS flags, NULL::VARCHAR AS experiment, NULL::VARCHAR AS arm, "
-    "NULL::VARCHAR AS unit, NULL::DOUBLE AS p WHERE false"
+    'NULL::VARCHAR AS unit, NULL::DOUBLE AS p, NULL::VARCHAR AS "group", '
+    "NULL::BIGINT AS position WHERE false"
 )
 _EMPTY_SHADOW = (
     "SELECT NULL::VARCHAR AS request_id, NULL::BIGINT AS instance, NULL::DOUBLE AS ts, "
@@ -168,9 +172,10 @@ def _scan(
 
 
 def _meta(columns: dict[str, Any], name: str, sql_type: str) -> str:
+    alias = sql_identifier(name)  # `group` is an SQL keyword
     if name not in columns:
-        return f"NULL::{sql_type} AS {name}"
-    return f"CAST({sql_identifier(name)} AS {sql_type}) AS {name}"
+        return f"NULL::{sql_type} AS {alias}"
+    return f"CAST({alias} AS {sql_type}) AS {alias}"
 
 
 # -- inputs read as the model reads them (the ``inputs`` keyword of the readers)
@@ -315,7 +320,7 @@ def _predictions_sql(
         items += [_meta(columns, "experiment", "VARCHAR"), _meta(columns, "arm", "VARCHAR")]
         return f"SELECT {', '.join(items)} FROM {source}"
     items.append(sql_identifier("flags") if "flags" in columns else "NULL::VARCHAR[] AS flags")
-    items += [_meta(columns, name, kind) for name, kind in _ROUTING]
+    items += [_meta(columns, name, kind) for name, kind in (*_ROUTING, *_RANKING)]
     return f"SELECT {', '.join(items)} FROM {source}"
 
 
@@ -430,7 +435,9 @@ def read_predictions(
     model_version, one column per input field, the output (one column per key of dict
     outputs, else ``output``), latency_ms, flags, and the routing of step 8: experiment,
     arm, unit (text) and p (the assignment probability), NULL for rows logged while no
-    experiment routed traffic. Shadow rows are not predictions (:func:`read_shadow`).
+    experiment routed traffic; and for items ranked by ``/v1/rank``, ``group`` (text: the
+    request's group; quote it in SQL, ``"group"``) and ``position`` (the 1-based place the
+    ranking gave the item, NULL when it was cut by ``k``), NULL for other rows. Shadow rows are not predictions (:func:`read_shadow`).
     ``start <= ts < end`` and
     ``model_version`` filter the rows. Sorted by ts, request_id, instance.
 

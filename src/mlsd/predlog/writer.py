@@ -504,8 +504,11 @@ class PredictionLog:
         {"request_id": "r1", "instance": 0, "ts": 1763921700.12, "time": "2025-...Z",
          "model_version": "3", "latency_ms": 4.2, "inputs": {...}, "output": ...,
          "flags": [...],            # flags only when there are some
-         "experiment": "e1", "arm": "challenger", "unit": "u42", "p": 0.5}
+         "experiment": "e1", "arm": "challenger", "unit": "u42", "p": 0.5,
                                     # the routing keys only while an experiment routes
+         "group": "q7", "position": 3}
+                                    # a ranked item (/v1/rank): its request's group and
+                                    # the 1-based place it was given (null: cut by k)
 
     A shadow row has the same shape without ``inputs`` (the live row of the same
     request_id and instance holds them), ``flags``, ``unit`` and ``p``: request_id,
@@ -545,6 +548,8 @@ class PredictionLog:
         flags: list | None = None,
         positions: list[int] | None = None,
         routed: Mapping[str, Any] | None = None,
+        group: str | None = None,
+        ranks: list[int | None] | None = None,
     ) -> None:
         """Log one request: one row per instance, ``inputs[i]`` with ``outputs[i]``.
 
@@ -555,10 +560,15 @@ class PredictionLog:
         answered in part logs its valid instances under their own numbers, which feedback
         refers to. ``routed`` (while an experiment routes traffic): the ``experiment``, the
         ``arm``, the ``unit`` it was assigned by and the assignment probability ``p``, added
-        to every row.
+        to every row. ``group`` (a ranking request, ``/v1/rank``): the group its items
+        belong to, added to every row as text, with ``ranks[i]``, the 1-based position the
+        ranking gave instance ``i`` (None: scored but not returned, beyond the top k), as
+        ``position``: what a study of position bias joins clicks to.
         """
         if len(outputs) != len(inputs):
             raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+        if group is not None and (ranks is None or len(ranks) != len(inputs)):
+            raise ValueError("a ranked request needs one rank (or None) per instance")
         ts = time.time() if ts is None else float(ts)
         common = {"ts": ts, "time": _iso(ts), "model_version": str(model_version)}
         latency = float(latency_ms)
@@ -587,6 +597,9 @@ class PredictionLog:
                 row["flags"] = list(instance_flags)
             if routing:
                 row.update(routing)
+            if group is not None:
+                row["group"] = str(group)
+                row["position"] = ranks[i]
             self._predictions.log(row)
         self._remember(request_id)
 
