@@ -7,6 +7,10 @@ never send stay empty). The most recent of the rows labelled after the champion 
 form the fresh holdout: neither model has seen them, so champion and challenger are compared
 on equal terms. The rest, with the source, is cut by the spec's window and is what the
 challenger learns from.
+
+Ranking (``problem.group``): a request with any feedback brings all its items, those without
+a label as not relevant (0: shown, not clicked); the holdout takes whole groups, and no other
+log row of a held-out group is learned from.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import pyarrow as pa
 
 from mlsd.errors import DataError, MlsdError
 from mlsd.spec import SystemSpec, parse_duration
+from mlsd.tasks import get_task
 from mlsd.timestamps import epoch
 from mlsd.workspace import Workspace
 
 LOG_TS = "__mlsd_ts"  # epoch seconds of the prediction (source rows: their own time, or NaN)
 LABEL_TS = "__mlsd_label_ts"  # epoch seconds the label arrived (source rows: NaN)
+GROUP = "group"  # the log field /v1/rank fills with the request's group
 
 
 class RetrainDataError(MlsdError):
@@ -115,6 +121,34 @@ def read_log(
     return table.filter(arrived)
 
 
+def with_implicit_negatives(
+    workspace: Workspace, log: pa.Table, now: float, inputs: dict[str, str] | None
+) -> pa.Table:
+    """``log`` plus the unlabelled items of the requests it has feedback for, labelled 0
+    and stamped with their request's latest label time (a ranking's implicit feedback)."""
+    import pandas as pd
+
+    from mlsd.predlog.reader import read_predictions
+
+    if log.num_rows == 0:
+        return log
+    labelled = log.to_pandas()
+    served = read_predictions(workspace, end=now, inputs=inputs).to_pandas()
+    served = served[served["request_id"].isin(labelled["request_id"])]
+    seen = pd.MultiIndex.from_frame(labelled[["request_id", "instance"]])
+    unlabelled = served[~pd.MultiIndex.from_frame(served[["request_id", "instance"]]).isin(seen)]
+    if unlabelled.empty:
+        return log
+    latest = labelled.groupby("request_id")["label_ts"].max()
+    unlabelled = unlabelled.assign(
+        true_label=0, label_ts=unlabelled["request_id"].map(latest), reward=None
+    )
+    both = pd.concat([labelled, unlabelled[list(labelled.columns)]], ignore_index=True)
+    return pa.Table.from_pandas(
+        both.sort_values(["ts", "request_id", "instance"]), preserve_index=False
+    )
+
+
 def count_fresh(table: pa.Table, since: float) -> int:
     """Labelled log rows whose label arrived after ``since`` (epoch seconds)."""
     if table.num_rows == 0:
@@ -154,10 +188,16 @@ def _cast(values: pa.ChunkedArray, kind: pa.DataType, name: str) -> pa.ChunkedAr
 def log_rows(spec: SystemSpec, log: pa.Table, schema: pa.Schema) -> pa.Table:
     """Labelled log rows as rows of the source: its columns, types and order, plus
     ``__mlsd_ts`` and ``__mlsd_label_ts``."""
+    import pyarrow.compute as pc
+
     target = spec.problem.target
     arrays, names = [], []
     for item in schema:
         values = log.column("true_label") if item.name == target else _log_column(log, item.name)
+        if item.name == spec.problem.group and GROUP in log.column_names:
+            # /v1/rank logs the group beside the items, not as an input field of theirs
+            logged = log.column(GROUP)
+            values = logged if values is None else pc.coalesce(logged, values.cast(logged.type))
         if values is None:
             arrays.append(pa.nulls(log.num_rows, item.type))
         else:
@@ -219,7 +259,11 @@ def assemble(
     now = to_epoch(now)
     policy = spec.retraining
     source = read_source(spec.data.source, spec.base_dir)
-    log = read_log(workspace, now, inputs=champ.inputs) if log is None else log
+    grouped = get_task(spec.problem.task).grouped
+    if log is None:
+        log = read_log(workspace, now, inputs=champ.inputs)
+        if grouped:
+            log = with_implicit_negatives(workspace, log, now, champ.inputs)
     served = log_rows(spec, log, source.schema)
     label_ts = served.column(LABEL_TS).to_numpy(zero_copy_only=False)
     fresh = np.flatnonzero(label_ts > champ.created_at)
@@ -241,6 +285,11 @@ def assemble(
     held = np.sort(by_time[len(by_time) - n_holdout :])
     keep = np.ones(served.num_rows, dtype=bool)
     keep[held] = False
+    if grouped:  # whole groups: every fresh row of a held-out group, none learned from
+        groups = served.column(spec.problem.group).to_numpy(zero_copy_only=False).astype(str)
+        chosen = np.isin(groups, groups[held])
+        held = np.intersect1d(np.flatnonzero(chosen), fresh)
+        keep &= ~chosen
     holdout = served.take(pa.array(held))
 
     source_rows = source.append_column(
