@@ -1,6 +1,6 @@
 """``mlsd serve``: the online prediction service.
 
-Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``,
+Routes: ``POST /v1/predict``, ``POST /v1/rank`` (ranking models), ``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (bearer token from
 ``MLSD_ADMIN_TOKEN``), the Open Inference Protocol V2 routes, and OpenAPI at ``/docs``.
 
@@ -27,7 +27,7 @@ import threading
 import time
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import FastAPI, Request
@@ -108,6 +108,35 @@ def _parse(body: bytes) -> Any:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPProblem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+class _Scored(NamedTuple):
+    """One request's instances scored: the model that answered (and the routing it came
+    from, if an experiment chose it), the validation result and the outputs."""
+
+    model: ServedModel
+    routed: dict[str, Any] | None
+    routing: Routing | None
+    instances: Any
+    checked: Any
+    outputs: list
+
+
+def _order(scores: list) -> list[int]:
+    """Indices of ``scores`` by score descending; equal scores keep their order, a null
+    score (not finite) comes last."""
+    return sorted(range(len(scores)), key=lambda j: _NULL_LAST if scores[j] is None else -scores[j])
+
+
+_NULL_LAST = math.inf
+
+
+def _group_key(group: Any) -> str:
+    """A ranking request's group as text (how routing hashes it and the log keeps it):
+    a string as it is, an integer (or an integral float: 7.0 is 7) as its digits."""
+    if isinstance(group, float) and group.is_integer():
+        return str(int(group))
+    return str(group)
 
 
 class Server:
@@ -294,67 +323,9 @@ class Server:
         traffic, the request's unit picks the arm that answers (unless ``model`` pins one:
         such a request is not part of the experiment), and a copy goes to the shadows
         (``body``, the request's JSON whose ``instances`` these are, is sent as it came)."""
-        current = self.routing
-        routed = None
-        if model is None:
-            if current is not None:
-                model, routed = current.choose(instances, request_id)
-            else:
-                model = self.served()
-        if isinstance(instances, list) and len(instances) > self.serving.max_instances:
-            raise HTTPProblem(
-                413,
-                "too_many_instances",
-                f"{len(instances)} instances; at most {self.serving.max_instances} per request",
-            )
-        checked = model.validator.validate(instances)
-        for name, count in checked.unknown.items():
-            self.metrics.unknown_fields.labels(field=name).inc(count)
-        if checked.problems:
-            for p in checked.problems:
-                self.metrics.validation_failures.labels(field=str(p["field"])).inc()
-            self.log.rejected(  # queued like predictions: monitoring counts them by field
-                request_id=request_id,
-                model_version=model.label,
-                problems=checked.problems,
-                instances=len(instances) if isinstance(instances, list) else 1,
-            )
-            if not (self.serving.partial and checked.accepted):
-                raise HTTPProblem(
-                    422,
-                    "invalid_instances",
-                    f"{len(checked.problems)} problem(s) in the instances",
-                    checked.problems,
-                )
-        if not checked.accepted:
-            raise HTTPProblem(422, "no_instances", "the request holds no instances")
-        outputs = model.predict(checked.columns)
-        self.metrics.predicted(model.label, len(outputs))
-        latency_ms = (time.perf_counter() - started) * 1000
-        inputs = [instances[i] for i in checked.accepted]
-        positions = checked.accepted if checked.problems else None
-        self.log.prediction(
-            request_id=request_id,
-            model_version=model.label,
-            inputs=inputs,
-            outputs=outputs,
-            latency_ms=latency_ms,
-            flags=checked.flags if any(checked.flags) else None,
-            positions=positions,
-            routed=routed,
-        )
-        if routed is not None:
-            self.metrics.routed(
-                routed["experiment"], routed["arm"], model.label, len(outputs), latency_ms / 1000
-            )
-            if current.shadows:  # off the request path: queued, scored by the shadow thread
-                self.shadow.submit(
-                    current,
-                    request_id,
-                    inputs,
-                    positions,
-                    body=body,
-                )
+        scored = self._score(instances, request_id, model)
+        model, checked, outputs = scored.model, scored.checked, scored.outputs
+        self._log(scored, request_id, started, body)
         if checked.problems:  # partial: a null in the place of each refused instance
             answers: list[Any] = [None] * len(instances)
             for index, output in zip(checked.accepted, outputs, strict=True):
@@ -366,6 +337,151 @@ class Server:
                 "errors": checked.problems,
             }
         return {"model_version": model.label, "request_id": request_id, "predictions": outputs}
+
+    def rank(
+        self,
+        group: Any,
+        items: Any,
+        request_id: str,
+        started: float,
+        k: int | None = None,
+    ) -> dict[str, Any]:
+        """Score a group's items with a ranking model and answer them ordered by score,
+        highest first (equal scores keep the request's order), the top ``k`` when given.
+        Validation, routing and the log are the predict path's: the request's unit is
+        ``problem.id`` of the first item when the experiment names one, else the group;
+        each item is logged as a prediction row with the group and its position."""
+        scored = self._score(items, request_id, None, unit=_group_key(group), ranking=True)
+        model, checked, outputs = scored.model, scored.checked, scored.outputs
+        scores = [o["score"] for o in outputs]
+        order = _order(scores)
+        shown = order if k is None else order[:k]
+        ranks: list[int | None] = [None] * len(order)
+        for position, j in enumerate(shown, 1):
+            ranks[j] = position
+        accepted = checked.accepted
+        self._log(scored, request_id, started, None, group=_group_key(group), ranks=ranks)
+        self.metrics.ranked(len(outputs))
+        answer: dict[str, Any] = {
+            "model_version": model.label,
+            "request_id": request_id,
+            "group": group,
+            "ranking": [
+                {"item": accepted[j], "score": scores[j], "position": position}
+                for position, j in enumerate(shown, 1)
+            ],
+        }
+        if checked.problems:  # partial: the valid items ranked, the others named
+            answer["errors"] = checked.problems
+        return answer
+
+    def _score(
+        self,
+        instances: Any,
+        request_id: str,
+        model: ServedModel | None,
+        unit: str | None = None,
+        ranking: bool = False,
+    ) -> _Scored:
+        """Choose the model (the arm of ``unit``, default the request id, while an
+        experiment routes), validate, and score the accepted instances."""
+        current = self.routing
+        routed = None
+        if model is None:
+            if current is not None:
+                model, routed = current.choose(instances, unit or request_id)
+            else:
+                model = self.served()
+        if ranking and not model.task.grouped:
+            raise HTTPProblem(
+                409,
+                "not_a_ranking_model",
+                f"/v1/rank orders items with a ranking model; version {model.label} of "
+                f"{self.system} is a {model.task.name} model: use /v1/predict",
+            )
+        if isinstance(instances, list) and len(instances) > self.serving.max_instances:
+            noun = "items" if ranking else "instances"
+            raise HTTPProblem(
+                413,
+                f"too_many_{noun}",
+                f"{len(instances)} {noun}; at most {self.serving.max_instances} per request",
+            )
+        checked = model.validator.validate(instances)
+        for name, count in checked.unknown.items():
+            self.metrics.unknown_fields.labels(field=name).inc(count)
+        if checked.problems:
+            if ranking:  # the request's list is `items`
+                for p in checked.problems:
+                    if p.get("field") == "instances":
+                        p["field"] = "items"
+            for p in checked.problems:
+                self.metrics.validation_failures.labels(field=str(p["field"])).inc()
+            self.log.rejected(  # queued like predictions: monitoring counts them by field
+                request_id=request_id,
+                model_version=model.label,
+                problems=checked.problems,
+                instances=len(instances) if isinstance(instances, list) else 1,
+            )
+            if not (self.serving.partial and checked.accepted):
+                noun = "items" if ranking else "instances"
+                raise HTTPProblem(
+                    422,
+                    f"invalid_{noun}",
+                    f"{len(checked.problems)} problem(s) in the {noun}",
+                    checked.problems,
+                )
+        if not checked.accepted:
+            noun = "items" if ranking else "instances"
+            raise HTTPProblem(422, f"no_{noun}", f"the request holds no {noun}")
+        outputs = model.predict(checked.columns)
+        self.metrics.predicted(model.label, len(outputs))
+        return _Scored(model, routed, current, instances, checked, outputs)
+
+    def _log(
+        self,
+        scored: _Scored,
+        request_id: str,
+        started: float,
+        body: bytes | None,
+        group: str | None = None,
+        ranks: list[int | None] | None = None,
+    ) -> None:
+        """Log the scored instances, count the arm, queue the shadows' copy."""
+        model, checked, outputs, routed = (
+            scored.model,
+            scored.checked,
+            scored.outputs,
+            scored.routed,
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        instances = scored.instances
+        inputs = [instances[i] for i in checked.accepted]
+        positions = checked.accepted if checked.problems else None
+        self.log.prediction(
+            request_id=request_id,
+            model_version=model.label,
+            inputs=inputs,
+            outputs=outputs,
+            latency_ms=latency_ms,
+            flags=checked.flags if any(checked.flags) else None,
+            positions=positions,
+            routed=routed,
+            group=group,
+            ranks=ranks,
+        )
+        if routed is not None:
+            current = scored.routing
+            self.metrics.routed(
+                routed["experiment"], routed["arm"], model.label, len(outputs), latency_ms / 1000
+            )
+            if current.shadows:  # off the request path: queued, scored by the shadow thread
+                self.shadow.submit(
+                    current,
+                    request_id,
+                    inputs,
+                    positions,
+                    body=body,
+                )
 
     def feedback(self, payload: Any) -> dict[str, Any]:
         """Record true labels for earlier request ids; unknown ids are reported back."""
@@ -494,6 +610,14 @@ def create_app(server: Server) -> Edge:
         payload = await body_of(request)
         rid = request_id(request)
         result = await score(request, _instances(payload), rid)
+        return _json(result, headers={"x-request-id": rid})
+
+    @app.post("/v1/rank", summary="Rank a group's items")
+    async def rank(request: Request):
+        """Documentation only: the Edge answers this route before FastAPI sees it."""
+        payload = await body_of(request)
+        rid = request_id(request)
+        result = await _rank(server, payload, rid, request.scope["mlsd.started"])
         return _json(result, headers={"x-request-id": rid})
 
     @app.post("/v1/feedback", summary="Record true labels")
@@ -692,6 +816,52 @@ async def _score(
     return server.predict(instances, rid, started, model, body)
 
 
+async def _rank(server: Server, payload: Any, rid: str, started: float) -> dict[str, Any]:
+    """Answer a ``/v1/rank`` body; large item lists are scored in a worker thread."""
+    group, items, k = _ranking_request(payload)
+    if isinstance(items, list) and len(items) > INLINE_INSTANCES:
+        return await run_in_threadpool(server.rank, group, items, rid, started, k)
+    return server.rank(group, items, rid, started, k)
+
+
+def _ranking_request(payload: Any) -> tuple[Any, Any, int | None]:
+    """``(group, items, k)`` of a ``/v1/rank`` body: 400 when it is not
+    ``{"group", "items"}``, 422 naming ``group`` or ``k`` when either is not one."""
+    if not isinstance(payload, dict) or "items" not in payload or "group" not in payload:
+        raise HTTPProblem(
+            400, "invalid_request", 'expected {"group": <id>, "items": [{...}, ...], "k": <n>}'
+        )
+    group, k = payload["group"], payload.get("k")
+    problems = []
+    if not (
+        isinstance(group, str)
+        or (isinstance(group, int) and not isinstance(group, bool))
+        or (isinstance(group, float) and group.is_integer())
+    ):
+        problems.append(
+            {
+                "instance": None,
+                "field": "group",
+                "problem": f"expected a string or an integer, got {group!r}"[:200],
+            }
+        )
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)  # JSON's 3.0 is the integer 3
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        problems.append(
+            {
+                "instance": None,
+                "field": "k",
+                "problem": f"expected an integer from 1 (how many items to return), got {k!r}"[
+                    :200
+                ],
+            }
+        )
+    if problems:
+        raise HTTPProblem(422, "invalid_request", "the ranking request is malformed", problems)
+    return group, payload["items"], k
+
+
 def _finite_number(value: Any) -> bool:
     """A JSON number that is a finite float (not a boolean, not beyond float's range)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -709,6 +879,7 @@ def _instances(payload: Any) -> Any:
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_FAST = frozenset({"/v1/predict", "/v1/rank"})  # answered by the Edge, not FastAPI
 _INTERNAL = orjson.dumps(
     {"error": {"code": "internal", "message": "internal error", "details": []}}
 )
@@ -717,7 +888,7 @@ _V2_INTERNAL = orjson.dumps({"error": "internal error"})
 
 class Edge:
     """The outermost ASGI app: measures every request, turns a bug into a JSON 500 instead of
-    a stack trace, and answers ``POST /v1/predict`` itself, without FastAPI's routing and
+    a stack trace, and answers ``POST /v1/predict`` and ``POST /v1/rank`` itself, without FastAPI's routing and
     middleware stack (about four times the cost of scoring one row)."""
 
     def __init__(self, app: FastAPI, server: Server):
@@ -737,10 +908,10 @@ class Edge:
                 status, started_response = message["status"], True
             await send(message)
 
-        fast = scope["path"] == "/v1/predict" and scope["method"] == "POST"
+        fast = scope["path"] in _FAST and scope["method"] == "POST"
         try:
             if fast:
-                status = await self._predict(scope, receive, send)
+                status = await self._answer(scope, receive, send, scope["path"] == "/v1/rank")
             else:
                 await self.app(scope, receive, send_status)
         except Exception:  # a bug, never an input
@@ -750,10 +921,11 @@ class Edge:
                 await send({"type": "http.response.start", "status": 500, "headers": _JSON_HEADERS})
                 body = _V2_INTERNAL if _is_v2(scope["path"]) else _INTERNAL
                 await send({"type": "http.response.body", "body": body})
-        route = "/v1/predict" if fast else getattr(scope.get("route"), "path", "unmatched")
+        route = scope["path"] if fast else getattr(scope.get("route"), "path", "unmatched")
         self.server.metrics.observe(route, status, time.perf_counter() - started)
 
-    async def _predict(self, scope: dict, receive: Any, send: Any) -> int:
+    async def _answer(self, scope: dict, receive: Any, send: Any, rank: bool) -> int:
+        """``POST /v1/predict`` (or ``/v1/rank`` when ``rank``), answered here."""
         headers = dict(scope["headers"])
         rid = _request_id(headers)
         try:
@@ -762,9 +934,12 @@ class Edge:
                 payload, strict = orjson.loads(body), body
             except orjson.JSONDecodeError:  # NaN or Infinity: the lenient parser, no raw copy
                 payload, strict = _parse(body), None
-            result = await _score(
-                self.server, _instances(payload), rid, scope["mlsd.started"], body=strict
-            )
+            if rank:
+                result = await _rank(self.server, payload, rid, scope["mlsd.started"])
+            else:
+                result = await _score(
+                    self.server, _instances(payload), rid, scope["mlsd.started"], body=strict
+                )
             status, payload = 200, orjson.dumps(result)
         except HTTPProblem as exc:
             status, payload = (
@@ -985,9 +1160,65 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
             "errors": {"type": "array"},
         },
     }
+    v1_common = [405, 413]
+    request_id_header = {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the request's id in the answer and the log, trimmed to "
+        "200 characters (default: a new one)",
+    }
+    rank_body = {
+        "type": "object",
+        "required": ["group", "items"],
+        "properties": {
+            "group": {
+                "anyOf": [{"type": "string"}, {"type": "integer"}],
+                "description": "the group the items belong to (a query, a user's session): "
+                "logged with each item, and the routing unit unless the experiment names one",
+            },
+            "items": {
+                "type": "array",
+                "items": instance,
+                "minItems": 1,
+                "maxItems": serving.max_instances,
+                "description": "the candidates to order, each with the model's inputs",
+            },
+            "k": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "return only the top k items (default: all)",
+            },
+        },
+    }
+    ranking = {
+        "type": "object",
+        "required": ["model_version", "request_id", "group", "ranking"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "request_id": {"type": "string"},
+            "group": {"type": ["string", "integer", "number"]},
+            "ranking": {
+                "type": "array",
+                "description": "by score, highest first; equal scores keep the request's order",
+                "items": {
+                    "type": "object",
+                    "required": ["item", "score", "position"],
+                    "properties": {
+                        "item": {"type": "integer", "description": "the item's index in items"},
+                        "score": {"type": ["number", "null"]},
+                        "position": {"type": "integer", "minimum": 1},
+                    },
+                },
+            },
+            "errors": {"type": "array"},
+        },
+    }
+    rank_errors = _errors([400, *v1_common, 409, 422, 503], _V1_ERROR)
+    rank_errors["409"]["description"] = "The served model is not a ranking model"
     any_object = {"type": "object"}
     json_body = {"required": True, "content": {"application/json": {"schema": predict_body}}}
-    v1_common = [405, 413]
     name = {"type": "string"}
     version = {"type": "string"}
     if model is not None:
@@ -1008,17 +1239,18 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
     operations: dict[tuple[str, str], dict[str, Any]] = {
         ("/v1/predict", "post"): {
             "requestBody": json_body,
-            "parameters": [
-                {
-                    "name": "X-Request-ID",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string"},
-                    "description": "the request's id in the answer and the log, trimmed to "
-                    "200 characters (default: a new one)",
-                }
-            ],
+            "parameters": [request_id_header],
             "responses": _ok(predictions) | _errors([400, *v1_common, 422, 503], _V1_ERROR),
+        },
+        ("/v1/rank", "post"): {
+            "description": "Order a group's items by the ranking model's score. Answered "
+            "by ranking models only (409 otherwise: /v1/predict scores any model's rows).",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": rank_body}},
+            },
+            "parameters": [request_id_header],
+            "responses": _ok(ranking) | rank_errors,
         },
         ("/v1/feedback", "post"): {
             "requestBody": {

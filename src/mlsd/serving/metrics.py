@@ -16,10 +16,12 @@ from prometheus_client import (
 # Latency buckets from 0.25 ms: single-row predictions take about a millisecond.
 _BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+_ITEM_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
 
 class ServerMetrics:
     """Requests by route and status, latency, predictions by model version, validation
-    failures and unknown fields by field, feedback, model swaps and the log's health; while
+    failures and unknown fields by field, items per ranking request, feedback, model swaps and the log's health; while
     an experiment routes traffic (step 8), requests, latency and predictions per arm,
     shadow predictions, drops and errors, and routing tables that failed to load."""
 
@@ -87,6 +89,12 @@ class ServerMetrics:
             "Routing tables that were malformed or named a package that failed verification",
             registry=r,
         )
+        self.rank_items = Histogram(
+            "mlsd_rank_items",
+            "Items scored per /v1/rank request (the candidate lists' lengths)",
+            buckets=_ITEM_BUCKETS,
+            registry=r,
+        )
         self.log_rows = Gauge(
             "mlsd_log_rows",
             "Prediction and feedback log rows by outcome",
@@ -113,6 +121,10 @@ class ServerMetrics:
                 model_version=model_version
             )
         child.inc(n)
+
+    def ranked(self, n: int) -> None:
+        """Count one ranking request of ``n`` scored items."""
+        self.rank_items.observe(n)
 
     def routed(self, experiment: str, arm: str, model_version: str, n: int, seconds: float) -> None:
         """Count one request of ``arm`` (``n`` predictions) and its latency."""
