@@ -132,8 +132,10 @@ def with_implicit_negatives(
 
     if log.num_rows == 0:
         return log
-    labelled = log.to_pandas()
-    served = read_predictions(workspace, end=now, inputs=inputs).to_pandas()
+    # without the derived timestamp column (ts holds the same instant)
+    labelled = log.drop_columns([c for c in ("time",) if c in log.column_names]).to_pandas()
+    served = read_predictions(workspace, end=now, inputs=inputs)
+    served = served.drop_columns([c for c in ("time",) if c in served.column_names]).to_pandas()
     served = served[served["request_id"].isin(labelled["request_id"])]
     seen = pd.MultiIndex.from_frame(labelled[["request_id", "instance"]])
     unlabelled = served[~pd.MultiIndex.from_frame(served[["request_id", "instance"]]).isin(seen)]
