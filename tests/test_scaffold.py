@@ -90,6 +90,29 @@ def test_an_entity_with_several_rows_gets_a_group_split(tmp_path):
     assert spec.data.split.method == "stratified"  # one row per entity: nothing to keep apart
 
 
+def test_a_group_makes_a_ranking_spec_split_by_group(tmp_path):
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "query": np.repeat(np.arange(50), 8),
+            "x": rng.normal(size=400),
+            "grade": rng.integers(0, 5, 400),
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    spec = parse_spec(
+        render_spec(tmp_path / "d.csv", "grade", out=tmp_path / "s.yaml", group="query")
+    )
+    assert spec.problem.task == "ranking" and spec.problem.group == "query"
+    assert spec.metrics.primary == "ndcg@10" and spec.data.split.method == "group"
+    with pytest.raises(DataError, match="did you mean 'query'"):
+        render_spec(tmp_path / "d.csv", "grade", out=tmp_path / "s.yaml", group="querry")
+    with pytest.raises(DataError, match="--group ranks rows"):
+        render_spec(
+            tmp_path / "d.csv", "grade", out=tmp_path / "s.yaml", group="query", task="binary"
+        )
+
+
 def _table(tmp_path, target_values):
     rng = np.random.default_rng(3)
     pd.DataFrame({"x": rng.normal(size=300), "y": rng.choice(target_values, 300)}).to_csv(

@@ -40,6 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         task=args.task,
         time=args.time,
         entity=args.id,
+        group=args.group,
         name=args.name,
     )
     if args.json:
@@ -564,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--time", nargs="+", help="event-time column(s), most significant first")
     p.add_argument("--id", help="entity id column")
+    p.add_argument(
+        "--group",
+        help="ranking: the column grouping the rows ranked together (a query, session or user)",
+    )
     p.add_argument("--name", help="system name (default: the data file's name)")
     p.add_argument("-o", "--output", default="system.yaml", help="where to write the spec")
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")

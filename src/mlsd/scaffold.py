@@ -77,9 +77,11 @@ def render_spec(
     task: str | None = None,
     time: list[str] | None = None,
     entity: str | None = None,
+    group: str | None = None,
     name: str | None = None,
 ) -> str:
-    """The text of a commented system.yaml for ``data`` predicting ``target``."""
+    """The text of a commented system.yaml for ``data`` predicting ``target`` (ranked within
+    ``group`` when given: a ranking task)."""
     base = out.parent.resolve()
     source = SourceSpec(path=str(data))
     table = read_source(source, Path.cwd())
@@ -89,9 +91,15 @@ def render_spec(
             f"--target {target!r} is not a column of {data}{did_you_mean(target, frame.columns)}",
             hint=f"columns: {', '.join(map(str, frame.columns[:30]))}",
         )
-    for col in [*(time or []), *([entity] if entity else [])]:
+    for col in [*(time or []), *(c for c in (entity, group) if c)]:
         if col not in frame.columns:
-            raise DataError(f"column {col!r} is not in {data}", hint="check --time and --id")
+            raise DataError(
+                f"column {col!r} is not in {data}{did_you_mean(col, frame.columns)}",
+                hint="check --time, --id and --group",
+            )
+    if group and task not in (None, "ranking"):
+        raise DataError(f"--group ranks rows, but --task is {task}", hint="leave out --task")
+    task = "ranking" if group else task
     schema, typed = infer_schema(frame)
     classes = classes_of(typed[target])
     task = task or infer_task(schema.columns[target].type, len(classes))
@@ -125,6 +133,8 @@ def render_spec(
         if isinstance(positive, float) and positive.is_integer():
             positive = int(positive)
         lines.append(_line(1, "positive_class", positive, _doc(ProblemSpec, "positive_class")))
+    if group:
+        lines.append(_line(1, "group", group, _doc(ProblemSpec, "group")))
     if entity:
         lines.append(_line(1, "id", entity, _doc(ProblemSpec, "id")))
     if time:
