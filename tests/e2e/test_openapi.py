@@ -48,10 +48,9 @@ def served(tmp_path_factory):
     proc.stop()
 
 
-@pytest.mark.timeout(240)  # one pass over every operation (a max-time would loop until it)
-def test_schemathesis_finds_no_failure(served):
+def run_schemathesis(port: int, only: list[str] | None = None) -> set[str]:
     """Schemathesis's examples, coverage and fuzzing phases, positive and negative data,
-    every check."""
+    every check, on every operation (or the paths in ``only``); the labels tested."""
     from schemathesis.engine import Status, from_schema
     from schemathesis.engine.events import (
         EngineFinished,
@@ -61,9 +60,11 @@ def test_schemathesis_finds_no_failure(served):
     )
 
     api = schemathesis.openapi.from_url(
-        f"http://127.0.0.1:{served.port}/openapi.json",
+        f"http://127.0.0.1:{port}/openapi.json",
         config=SchemathesisConfig.from_dict(CONFIG),
     )
+    if only:
+        api = api.include(path=only)
     failures, errors, tested, stop = [], [], set(), None
     for event in from_schema(api).execute():
         if isinstance(event, EngineFinished):
@@ -84,8 +85,46 @@ def test_schemathesis_finds_no_failure(served):
             errors.append(repr(event.exception))
     assert not errors, "\n".join(errors)
     assert not failures, f"{len(failures)} failure(s):\n" + "\n\n".join(sorted(set(failures)))
-    assert any("/v2/models/{name}/infer" in label for label in tested), tested
     assert str(stop) == "completed", stop
+    return tested
+
+
+@pytest.mark.timeout(240)  # one pass over every operation (a max-time would loop until it)
+def test_schemathesis_finds_no_failure(served):
+    tested = run_schemathesis(served.port)
+    assert any("/v2/models/{name}/infer" in label for label in tested), tested
+    assert any("/v1/rank" in label for label in tested), tested  # 409: not a ranking model
+
+
+@pytest.fixture(scope="module")
+def ranker(tmp_path_factory):
+    """A small ranking system (LightGBM lambdarank on 40 queries of 10 items) served."""
+    from test_rank import write_table
+
+    folder = tmp_path_factory.mktemp("openapi-rank")
+    write_table(folder / "d.csv", groups=40, size=10)
+    (folder / "system.yaml").write_text(
+        "name: tiny-rank\n"
+        "problem: {task: ranking, target: rel, group: query}\n"
+        "data: {source: d.csv}\n"
+        "models: {candidates: [lightgbm]}\n"
+        "serving: {max_instances: 20}\n"
+    )
+    run = subprocess.run(
+        [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    proc = ServerProcess(folder)
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.timeout(240)
+def test_schemathesis_finds_no_failure_ranking(ranker):
+    """The ranking routes of a ranking model: /v1/rank answers 200 for what the document
+    says is valid, 4xx for the rest; /v2 infer answers a score per row."""
+    tested = run_schemathesis(ranker.port, only=["/v1/rank", "/v2/models/{name}/infer"])
+    assert any("/v1/rank" in label for label in tested), tested
 
 
 def test_the_document_names_the_inputs_and_every_status(served):
@@ -104,3 +143,11 @@ def test_the_document_names_the_inputs_and_every_status(served):
     error = infer["responses"]["422"]["content"]["application/json"]["schema"]
     assert error["properties"]["error"] == {"type": "string"}
     assert "/v2/models/{name}/versions/{version}/config" in paths
+    rank = paths["/v1/rank"]["post"]
+    body = rank["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["group", "items"]
+    assert body["properties"]["items"]["items"]["required"] == ["x", "n", "flag", "color"]
+    assert body["properties"]["k"]["minimum"] == 1
+    assert set(rank["responses"]) == {"200", "400", "405", "409", "413", "422", "503"}
+    ranking = rank["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ranking["properties"]["ranking"]["items"]["required"] == ["item", "score", "position"]

@@ -176,6 +176,16 @@ def test_reject_policy_and_partial_answers(caravan):
         proc.stop()
 
 
+def test_rank_is_refused_for_a_binary_model(server, caravan):
+    """/v1/rank orders items with a ranking model only; /v1/predict scores them here."""
+    status, body, _ = server.client.call(
+        "POST", "/v1/rank", {"group": "u1", "items": rows(caravan, 3)}
+    )
+    assert status == 409, body
+    assert body["error"]["code"] == "not_a_ranking_model"
+    assert "binary" in body["error"]["message"] and "/v1/predict" in body["error"]["message"]
+
+
 def test_unknown_fields_are_ignored_and_counted(server, caravan):
     status, body, _ = server.client.call(
         "POST", "/v1/predict", {"instances": [dict(rows(caravan, 1)[0], color="red")]}
