@@ -4,6 +4,7 @@
                                        [--repeat 3] [--batch-rows 1000000] [--profile 0]
                                        [--no-write]
     python benchmarks/bench_serving.py --router [--concurrency 1,8] [--repeat 3] ...
+    python benchmarks/bench_serving.py --rank [--concurrency 1,8] [--repeat 3] ...
 
 One LightGBM model (a binary table of 20 numeric features, trained by mlsd with LightGBM
 only and default parameters) is served three ways, each in its own process on a free port
@@ -39,6 +40,13 @@ routing table), routed (a 50/50 table of two versions, the unit being the reques
 routed with a shadow (the champion takes all traffic, a second version scores a copy of
 each request in the shadow process). The issue's goal: a shadow adds at most 5% to the
 caller's p50.
+
+``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
+numeric features, relevance 0-4 by quintile of the hidden score within groups of 100 items)
+trained by mlsd and served by ``mlsd serve``; each request ranks a list of 100 items. The
+same lists go to ``/v1/predict`` (scores only: what ranking adds), and the raw
+``lightgbm.Booster.predict`` scores the same 100-row arrays in this process (one thread,
+as the server calls LightGBM for fewer rows than its threading threshold) for the ratio.
 """
 
 from __future__ import annotations
@@ -630,6 +638,9 @@ def main() -> None:
     parser.add_argument(
         "--router", action="store_true", help="measure the router and shadow overhead only"
     )
+    parser.add_argument(
+        "--rank", action="store_true", help="measure /v1/rank on 100-item lists only"
+    )
     parser.add_argument("--floor", nargs=2, metavar=("MODEL_TXT", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-job", action="store_true", help=argparse.SUPPRESS)
@@ -649,11 +660,12 @@ def main() -> None:
     # a terminated benchmark still stops its servers (they run in sessions of their own)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: sys.exit(128 + number))
-    if args.router and args.concurrency == parser.get_default("concurrency"):
+    if (args.router or args.rank) and args.concurrency == parser.get_default("concurrency"):
         args.concurrency = "1,8"
     levels = [int(c) for c in args.concurrency.split(",")]
+    chosen = report_router if args.router else report_rank if args.rank else report
     with tempfile.TemporaryDirectory() as tmp:
-        (report_router if args.router else report)(args, levels, Path(tmp))
+        chosen(args, levels, Path(tmp))
 
 
 def report(args, levels: list[int], tmp: Path) -> None:
@@ -1184,6 +1196,276 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     if args.no_write:
         return
     write_section("## Serving: router and shadow", section)
+
+
+RANK_ITEMS = 100  # items per /v1/rank request
+RANK_GROUPS = 500  # training groups (50,000 rows)
+RANKED = ("rank", "predict")
+
+
+def train_ranker(tmp: Path) -> dict[str, Any]:
+    """A LightGBM lambdarank model trained by mlsd (default parameters) on groups of
+    :data:`RANK_ITEMS` items: the 20 features, relevance 0-4 by quintile of the hidden
+    score within each group."""
+    import numpy as np
+    import pandas as pd
+
+    from mlsd.models.train import train
+    from mlsd.spec import load_spec
+    from mlsd.workspace import Workspace
+
+    X, _ = features(RANK_GROUPS * RANK_ITEMS, seed=0)
+    rng = np.random.default_rng(0)
+    hidden = (
+        np.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2] + np.abs(X[:, 3]) + 0.5 * X[:, 4]
+        + 0.2 * X[:, 7:12].sum(axis=1) + rng.normal(scale=0.5, size=len(X))
+    )  # fmt: skip
+    frame = pd.DataFrame(X, columns=names())
+    frame.insert(0, "query", np.repeat(np.arange(RANK_GROUPS), RANK_ITEMS))
+    order = pd.Series(hidden).groupby(frame["query"]).rank(method="first") - 1
+    frame["rel"] = (order * 5 // RANK_ITEMS).astype(int)
+    frame.to_parquet(tmp / "rank.parquet")
+    config = tmp / "system.yaml"
+    config.write_text(
+        "name: bench-rank\n"
+        "problem: {task: ranking, target: rel, group: query}\n"
+        "metrics: {primary: ndcg@10}\n"
+        "data: {source: rank.parquet}\n"
+        "models: {candidates: [lightgbm], tuning: {budget_s: 0}}\n"
+        f"serving: {{poll_s: 0, max_instances: {RANK_ITEMS}}}\n"
+    )
+    spec = load_spec(config)
+    started = time.perf_counter()
+    result = train(spec, Workspace.for_spec(spec), progress=False)
+    if not result.registered:
+        raise SystemExit(f"the ranking model was not registered: {result.reasons}")
+    return {
+        "config": config,
+        "package": Path(result.package),
+        "train_s": time.perf_counter() - started,
+    }
+
+
+def raw_booster(model_txt: Path, arrays: list, seconds: float, repeat: int) -> list[dict]:
+    """``Booster.predict`` on each 100-row array in turn (one thread), ``repeat`` windows
+    of ``seconds``: p50, p99 and calls per second of each window."""
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(model_txt))
+    for x in arrays:  # warm-up
+        booster.predict(x, num_threads=1)
+    windows = []
+    for _ in range(repeat):
+        times: list[int] = []
+        stop = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < stop:
+            x = arrays[i % len(arrays)]
+            t0 = time.perf_counter_ns()
+            booster.predict(x, num_threads=1)
+            times.append(time.perf_counter_ns() - t0)
+            i += 1
+        times.sort()
+        windows.append(
+            {
+                "p50_ms": times[len(times) // 2] / 1e6,
+                "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))] / 1e6,
+                "calls_s": len(times) / seconds,
+            }
+        )
+    return windows
+
+
+def report_rank(args, levels: list[int], tmp: Path) -> None:
+    """``POST /v1/rank`` on 100-item lists against raw ``Booster.predict`` (``--rank``)."""
+    import numpy as np
+
+    print("training the ranking model with mlsd ...", flush=True)
+    paths = train_ranker(tmp)
+    package = paths["package"]
+    signature = json.loads((package / "signature.json").read_text())
+    low = np.array([i.get("min", -np.inf) for i in signature["inputs"]])
+    high = np.array([i.get("max", np.inf) for i in signature["inputs"]])
+    lists = 8
+    X, _ = features(lists * RANK_ITEMS, seed=1)
+    X = np.clip(X, low, high)
+    arrays = [X[i * RANK_ITEMS : (i + 1) * RANK_ITEMS] for i in range(lists)]
+    items = [[{n: float(v) for n, v in zip(names(), x, strict=True)} for x in a] for a in arrays]
+    model_txt = package / "model" / "model.txt"
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(model_txt))
+    expected = [booster.predict(a, num_threads=1) for a in arrays]
+    payloads = {
+        "rank": [json.dumps({"group": g, "items": it}).encode() for g, it in enumerate(items)],
+        "predict": [json.dumps({"instances": it}).encode() for it in items],
+    }
+    served = start("mlsd", paths, tmp)
+    results: dict[str, dict[int, dict]] = {n: {} for n in RANKED}
+    runs_by: dict[str, dict[int, list[dict]]] = {n: {} for n in RANKED}
+    try:
+        startup = served.wait_ready()
+        print(f"mlsd ready in {startup:.1f} s on port {served.port}", flush=True)
+        _check_ranking(served.port, payloads["rank"], expected)
+        for c in levels:
+            for i in range(args.repeat):
+                for name in RANKED if i % 2 == 0 else RANKED[::-1]:
+                    path = "/v1/rank" if name == "rank" else "/v1/predict"
+                    job = {
+                        "port": served.port,
+                        "path": path,
+                        "bodies": [b.decode() for b in payloads[name]],
+                        "concurrency": c,
+                        "warmup": args.warmup,
+                        "duration": args.duration,
+                        "max_requests": args.max_requests,
+                    }
+                    r = run_self("--load", job, timeout=args.warmup + args.duration + 120)
+                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+                    print(
+                        f"  {path:<12} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
+                        f"{r['p50_ms']:6.3f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
+                        "req/s" + (f"  NON-200: {bad}" if bad else ""),
+                        flush=True,
+                    )
+                    runs_by[name].setdefault(c, []).append(r)
+            for name in RANKED:
+                results[name][c] = combine(runs_by[name][c])
+    finally:
+        served.stop()
+    raw_runs = raw_booster(model_txt, arrays, max(1.0, args.duration), args.repeat)
+    raw = {k: statistics.median(w[k] for w in raw_runs) for k in ("p50_ms", "p99_ms", "calls_s")}
+    raw_range = (min(w["p50_ms"] for w in raw_runs), max(w["p50_ms"] for w in raw_runs))
+
+    table = [
+        fmt_row(
+            [
+                "route",
+                "concurrency",
+                "requests",
+                "p50 ms",
+                "p50 range",
+                "p99 ms",
+                "req/s",
+                "p50 / raw p50",
+                "p99 / raw p99",
+            ]
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in RANKED:
+        for c in levels:
+            r = results[name][c]
+            lo, hi = r["p50_range"]
+            table.append(
+                fmt_row(
+                    [
+                        "/v1/rank" if name == "rank" else "/v1/predict",
+                        str(c),
+                        f"{r['requests']:,}",
+                        f"{r['p50_ms']:.3f}",
+                        f"{lo:.3f}–{hi:.3f}",
+                        f"{r['p99_ms']:.2f}",
+                        f"{r['rps']:,.0f}",
+                        f"{r['p50_ms'] / raw['p50_ms']:.1f}x",
+                        f"{r['p99_ms'] / raw['p99_ms']:.1f}x",
+                    ]
+                )
+            )
+    table.append(
+        fmt_row(
+            [
+                "raw `Booster.predict` (in process, 1 thread)",
+                "1",
+                f"{int(raw['calls_s'] * max(1.0, args.duration) * args.repeat):,}",
+                f"{raw['p50_ms']:.3f}",
+                f"{raw_range[0]:.3f}–{raw_range[1]:.3f}",
+                f"{raw['p99_ms']:.2f}",
+                f"{raw['calls_s']:,.0f}",
+                "1x",
+                "1x",
+            ]
+        )
+    )
+    verdicts = []
+    for c in levels:
+        rank, predict = results["rank"][c], results["predict"][c]
+        verdicts.append(
+            f"- concurrency {c}: `/v1/rank` answers 100 items in {rank['p50_ms']:.2f} ms p50 "
+            f"({rank['p50_range'][0]:.2f}–{rank['p50_range'][1]:.2f} over the runs), "
+            f"{rank['p50_ms'] / raw['p50_ms']:.1f}x raw LightGBM's {raw['p50_ms']:.3f} ms on the "
+            f"same rows; p99 {rank['p99_ms']:.2f} ms ({rank['p99_ms'] / raw['p99_ms']:.1f}x). "
+            f"Ranking costs {100 * (rank['p50_ms'] / predict['p50_ms'] - 1):+.0f}% over "
+            f"`/v1/predict` of the same items ({predict['p50_ms']:.2f} ms)."
+        )
+    command = "python benchmarks/bench_serving.py --rank" + "".join(
+        f" --{k} {v}"
+        for k, v in (
+            ("duration", f"{args.duration:g}"),
+            ("warmup", f"{args.warmup:g}"),
+            ("concurrency", args.concurrency),
+            ("repeat", str(args.repeat)),
+        )
+    )
+    section = "\n".join(
+        [
+            "## Serving: ranking (`benchmarks/bench_serving.py --rank`)",
+            "",
+            f"Command: `{command}` on {date.today()}, {platform.machine()}, "
+            f"{platform.python_version()}, {os.cpu_count()} cores, LightGBM "
+            f"{_version('lightgbm')}.",
+            "",
+            "A LightGBM lambdarank model (20 numeric features, default parameters, trained by "
+            f"`mlsd train` in {paths['train_s']:.0f} s on {RANK_GROUPS} groups of "
+            f"{RANK_ITEMS} items) served by `mlsd serve` (`serving.poll_s: 0`). Each request "
+            f'is `POST /v1/rank` with `{{"group", "items"}}` of {RANK_ITEMS} items '
+            f"({lists} lists in turn): validation, featurizer, one LightGBM call, the sort, "
+            "the answer and one log row per item. `/v1/predict` gets the same 100 items as "
+            "`instances`, in runs alternating with the rank runs. The raw floor is "
+            "`Booster.predict` on the same 100-row float64 arrays in one Python process, one "
+            "thread (the server's LightGBM call for fewer than its threading threshold of "
+            "rows), no HTTP, no JSON: the ratio is what the service around the model costs. "
+            "Load as above (one keep-alive connection per client, one request in flight on "
+            f"each), {args.repeat} runs per figure, medians, the p50's run-to-run range shown; "
+            f"client and server share the {os.cpu_count()} cores with whatever else runs on "
+            "the machine. Lists over 64 items are scored on the thread pool, off the event "
+            f"loop. Ready after start: {startup:.1f} s.",
+            "",
+            *table,
+            "",
+            *verdicts,
+            "",
+        ]
+    )
+    print()
+    print(section)
+    if args.no_write:
+        return
+    write_section("## Serving: ranking", section)
+
+
+def _check_ranking(port: int, payloads: list[bytes], expected: list) -> None:
+    """Every ranking must order the raw booster's scores, highest first."""
+    import numpy as np
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for body, want in zip(payloads, expected, strict=True):
+            conn.request(
+                "POST", "/v1/rank", body=body, headers={"content-type": "application/json"}
+            )
+            response = conn.getresponse()
+            text = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"/v1/rank answered {response.status}: {text[:500]!r}")
+            ranking = json.loads(text)["ranking"]
+            order = [r["item"] for r in ranking]
+            if order != list(np.argsort(-want, kind="stable")):
+                raise RuntimeError("/v1/rank's order is not the raw booster's")
+            if not np.allclose([r["score"] for r in ranking], want[order], rtol=0, atol=1e-9):
+                raise RuntimeError("/v1/rank's scores are not the raw booster's")
+    finally:
+        conn.close()
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -246,3 +246,41 @@ def test_while_an_experiment_routes_the_group_is_the_unit(server, system):
         assert row["arm"] == table.assign(row["group"])[0].name
     assert {r["arm"] for r in rows} == {"left", "right"}
     assert json.dumps(rows[0]["p"]) == "0.5"
+
+
+def test_a_partial_answer_ranks_the_valid_items_under_their_indices(system):
+    """``serving.partial: true``: the invalid items are named in ``errors``, the others
+    ranked and logged under their places in the request."""
+    from server import served_in_thread
+
+    from mlsd.serving.app import Server
+    from mlsd.spec import load_spec
+
+    spec = load_spec(system["folder"] / "system.yaml")
+    serving = spec.serving.model_copy(update={"partial": True, "poll_s": 0})
+    items = [dict(i) for i in system["items"][:6]]
+    items[1]["views"] = "many"
+    server = Server(system["folder"] / ".mlsd", SYSTEM, serving)
+    with served_in_thread(server) as client:
+        status, answer, _ = client.call(
+            "POST", "/v1/rank", {"group": "p", "items": items}, {"X-Request-ID": "partial-1"}
+        )
+        status_all, whole, _ = client.call(
+            "POST", "/v1/rank", {"group": "p", "items": items[:1] + items[2:]}
+        )
+    assert status == 200 and status_all == 200, (answer, whole)
+    assert [e["instance"] for e in answer["errors"]] == [1]
+    assert answer["errors"][0]["field"] == "views"
+    got = [r["item"] for r in answer["ranking"]]
+    assert 1 not in got and sorted(got) == [0, 2, 3, 4, 5]
+    back = {0: 0, 1: 2, 2: 3, 3: 4, 4: 5}  # the request without item 1, mapped back
+    assert got == [back[r["item"]] for r in whole["ranking"]]
+    assert [r["position"] for r in answer["ranking"]] == [1, 2, 3, 4, 5]
+
+    rows = wait_for(
+        lambda: [r for r in read_predictions(workspace(system)).to_pylist()
+                 if r["request_id"] == "partial-1"] or None
+    )  # fmt: skip
+    assert sorted(r["instance"] for r in rows) == [0, 2, 3, 4, 5]
+    positions = {r["item"]: r["position"] for r in answer["ranking"]}
+    assert all(r["position"] == positions[r["instance"]] for r in rows)
