@@ -16,7 +16,7 @@ from test_cli_data import mlsd
 
 from mlsd.models import aliases, routing
 from mlsd.models.routing import Arm, RoutingTable
-from mlsd.predlog.reader import labelled, read_predictions
+from mlsd.predlog.reader import labelled, read_predictions, read_shadow
 from mlsd.workspace import Workspace
 
 SYSTEM = "rk"
@@ -210,7 +210,7 @@ def test_v2_infer_answers_a_score_per_row(server, system):
     assert meta["outputs"] == [{"name": "score", "datatype": "FP64", "shape": [-1]}]
 
 
-def test_while_an_experiment_routes_the_group_is_the_unit(server, system):
+def test_while_an_experiment_routes_the_group_is_the_unit_and_shadows_score(server, system):
     root = system["folder"] / ".mlsd"
     package = aliases.read(root, SYSTEM)["versions"]["1"]
     table = RoutingTable(  # two arms of the same version: which arm is the group's hash
@@ -222,6 +222,7 @@ def test_while_an_experiment_routes_the_group_is_the_unit(server, system):
             Arm(name="left", version=1, package=package, weight=0.5),
             Arm(name="right", version=1, package=package, weight=0.5),
         ),
+        shadows=(Arm(name="shadow", version=1, package=package),),  # scores a copy
     )
     routing.publish(root, table)
     try:
@@ -246,6 +247,14 @@ def test_while_an_experiment_routes_the_group_is_the_unit(server, system):
         assert row["arm"] == table.assign(row["group"])[0].name
     assert {r["arm"] for r in rows} == {"left", "right"}
     assert json.dumps(rows[0]["p"]) == "0.5"
+
+    def shadowed():
+        found = read_shadow(workspace(system), experiment="rank-ab")
+        return found if found.num_rows == 2 * 12 * 3 else None
+
+    shadow = wait_for(shadowed).to_pylist()  # the same items, scored by the shadow
+    live = {(r["request_id"], r["instance"]): r["score"] for r in rows}
+    assert all(live[(s["request_id"], s["instance"])] == s["score"] for s in shadow)
 
 
 def test_a_partial_answer_ranks_the_valid_items_under_their_indices(system):
