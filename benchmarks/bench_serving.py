@@ -1246,9 +1246,14 @@ def train_ranker(tmp: Path) -> dict[str, Any]:
     }
 
 
-def raw_booster(model_txt: Path, arrays: list, seconds: float, repeat: int) -> list[dict]:
-    """``Booster.predict`` on each 100-row array in turn (one thread), ``repeat`` windows
-    of ``seconds``: p50, p99 and calls per second of each window."""
+def raw_booster(
+    model_txt: Path, arrays: list, seconds: float, repeat: int, concurrency: int
+) -> list[dict]:
+    """``Booster.predict`` (one OpenMP thread per call) on the 100-row arrays in turn from
+    ``concurrency`` Python threads at once (LightGBM releases the GIL), ``repeat`` windows
+    of ``seconds``: each call's p50 and p99, and calls per second."""
+    import threading
+
     import lightgbm as lgb
 
     booster = lgb.Booster(model_file=str(model_txt))
@@ -1258,22 +1263,85 @@ def raw_booster(model_txt: Path, arrays: list, seconds: float, repeat: int) -> l
     for _ in range(repeat):
         times: list[int] = []
         stop = time.perf_counter() + seconds
-        i = 0
-        while time.perf_counter() < stop:
-            x = arrays[i % len(arrays)]
-            t0 = time.perf_counter_ns()
-            booster.predict(x, num_threads=1)
-            times.append(time.perf_counter_ns() - t0)
-            i += 1
+
+        def client(index: int, stop: float = stop, times: list = times) -> None:
+            mine, i = [], index
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter_ns()
+                booster.predict(arrays[i % len(arrays)], num_threads=1)
+                mine.append(time.perf_counter_ns() - t0)
+                i += 1
+            times.extend(mine)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         times.sort()
         windows.append(
             {
                 "p50_ms": times[len(times) // 2] / 1e6,
                 "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))] / 1e6,
-                "calls_s": len(times) / seconds,
+                "rps": len(times) / seconds,
+                "calls": len(times),
             }
         )
     return windows
+
+
+def rank_breakdown(paths: dict, items: list[list[dict]], tmp: Path) -> dict[str, float]:
+    """Where one 100-item ranking's time goes on the server, in this process: median
+    milliseconds of each step of ``Server.rank`` and of the whole call."""
+    import numpy as np
+    import orjson
+
+    from mlsd.predlog.writer import PredictionLog
+    from mlsd.serving.app import Server
+    from mlsd.serving.model import load_version
+    from mlsd.spec import load_spec
+
+    spec = load_spec(paths["config"])
+    model = load_version("bench-rank", 1, paths["package"], spec.serving)
+    log = PredictionLog(tmp / "breakdown-log", flush_s=1.0)
+    server = Server(tmp / "breakdown", "bench-rank", spec.serving, log=log)
+    server.model = model
+    bodies = [orjson.dumps({"group": g, "items": it}) for g, it in enumerate(items)]
+    checked = [model.validator.validate(it) for it in items]
+    outputs = [model.predict(c.columns) for c in checked]
+    featurizer, booster = model.package.featurizer, model.package.model
+    features_ = [featurizer.transform(c.columns) for c in checked]
+
+    steps = {
+        "parse the JSON body": lambda i: orjson.loads(bodies[i]),
+        "validate 100 items": lambda i: model.validator.validate(items[i]),
+        "featurizer": lambda i: featurizer.transform(checked[i].columns),
+        "LightGBM (the package's call)": lambda i: booster.predict(features_[i]),
+        "log 100 rows": lambda i: log.prediction(
+            request_id="b",
+            model_version="1",
+            inputs=items[i],
+            outputs=outputs[i],
+            latency_ms=1.0,
+            group=str(i),
+            ranks=list(range(1, len(items[i]) + 1)),
+        ),
+        "whole Server.rank": lambda i: server.rank(i, items[i], "b", time.perf_counter()),
+        "whole Server.predict (the same items, no ranking)": lambda i: server.predict(
+            items[i], "b", time.perf_counter()
+        ),
+    }
+    spent: dict[str, list[float]] = {name: [] for name in steps}
+    for k in range(300 + len(items)):  # the steps in turn, so drift hits each alike
+        i = k % len(items)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(i)
+            if k >= len(items):  # the first round of lists warms up
+                spent[name].append(time.perf_counter() - t0)
+    out = {name: float(np.median(times)) * 1e3 for name, times in spent.items()}
+    server.close()
+    return out
 
 
 def report_rank(args, levels: list[int], tmp: Path) -> None:
@@ -1282,6 +1350,7 @@ def report_rank(args, levels: list[int], tmp: Path) -> None:
 
     print("training the ranking model with mlsd ...", flush=True)
     paths = train_ranker(tmp)
+    load_before = os.getloadavg()[0]
     package = paths["package"]
     signature = json.loads((package / "signature.json").read_text())
     low = np.array([i.get("min", -np.inf) for i in signature["inputs"]])
@@ -1320,22 +1389,50 @@ def report_rank(args, levels: list[int], tmp: Path) -> None:
                         "duration": args.duration,
                         "max_requests": args.max_requests,
                     }
+                    key = f'mlsd_requests_total{{route="{path}",status="200"}}'
+                    pid = served.proc.pid
+                    before = (
+                        _cpu_seconds(pid),
+                        _metric(_get(served.port, "/metrics"), key),
+                        _thread_cpu_seconds(pid, pid),
+                    )
                     r = run_self("--load", job, timeout=args.warmup + args.duration + 120)
+                    answered = max(_metric(_get(served.port, "/metrics"), key) - before[1], 1)
+                    # the server's CPU per answered request (warm-up included on both sides),
+                    # and its main thread's: the event loop (HTTP, JSON parsing, dispatch)
+                    r["cpu_ms"] = (_cpu_seconds(pid) - before[0]) / answered * 1e3
+                    r["loop_ms"] = (_thread_cpu_seconds(pid, pid) - before[2]) / answered * 1e3
                     bad = {k: v for k, v in r["statuses"].items() if k != "200"}
                     print(
                         f"  {path:<12} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
                         f"{r['p50_ms']:6.3f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
-                        "req/s" + (f"  NON-200: {bad}" if bad else ""),
+                        f"req/s  server CPU {r['cpu_ms']:.2f} ms/request"
+                        + (f"  NON-200: {bad}" if bad else ""),
                         flush=True,
                     )
                     runs_by[name].setdefault(c, []).append(r)
             for name in RANKED:
                 results[name][c] = combine(runs_by[name][c])
+                for k in ("cpu_ms", "loop_ms"):
+                    results[name][c][k] = statistics.median(r[k] for r in runs_by[name][c])
     finally:
         served.stop()
-    raw_runs = raw_booster(model_txt, arrays, max(1.0, args.duration), args.repeat)
-    raw = {k: statistics.median(w[k] for w in raw_runs) for k in ("p50_ms", "p99_ms", "calls_s")}
-    raw_range = (min(w["p50_ms"] for w in raw_runs), max(w["p50_ms"] for w in raw_runs))
+    raws: dict[int, dict] = {}
+    for c in levels:
+        windows = raw_booster(model_txt, arrays, max(1.0, args.duration), args.repeat, c)
+        raws[c] = {k: statistics.median(w[k] for w in windows) for k in ("p50_ms", "p99_ms", "rps")}
+        raws[c]["p50_range"] = (
+            min(w["p50_ms"] for w in windows),
+            max(w["p50_ms"] for w in windows),
+        )
+        raws[c]["requests"] = sum(w["calls"] for w in windows)
+        print(
+            f"  raw Booster.predict concurrency {c:>2}: p50 {raws[c]['p50_ms']:6.3f} ms  p99 "
+            f"{raws[c]['p99_ms']:6.2f} ms  {raws[c]['rps']:8,.0f} calls/s",
+            flush=True,
+        )
+    steps = rank_breakdown(paths, items, tmp)
+    load_after = os.getloadavg()[0]
 
     table = [
         fmt_row(
@@ -1347,57 +1444,78 @@ def report_rank(args, levels: list[int], tmp: Path) -> None:
                 "p50 range",
                 "p99 ms",
                 "req/s",
-                "p50 / raw p50",
-                "p99 / raw p99",
+                "p50 / raw",
+                "p99 / raw",
+                "req/s / raw",
+                "server CPU ms/request",
             ]
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in RANKED:
+    for name in (*RANKED, "raw"):
         for c in levels:
-            r = results[name][c]
+            r = raws[c] if name == "raw" else results[name][c]
             lo, hi = r["p50_range"]
             table.append(
                 fmt_row(
                     [
-                        "/v1/rank" if name == "rank" else "/v1/predict",
+                        {
+                            "rank": "`/v1/rank`",
+                            "predict": "`/v1/predict`",
+                            "raw": "raw `Booster.predict`",
+                        }[name],
                         str(c),
                         f"{r['requests']:,}",
                         f"{r['p50_ms']:.3f}",
                         f"{lo:.3f}–{hi:.3f}",
                         f"{r['p99_ms']:.2f}",
                         f"{r['rps']:,.0f}",
-                        f"{r['p50_ms'] / raw['p50_ms']:.1f}x",
-                        f"{r['p99_ms'] / raw['p99_ms']:.1f}x",
+                        f"{r['p50_ms'] / raws[c]['p50_ms']:.2f}x",
+                        f"{r['p99_ms'] / raws[c]['p99_ms']:.2f}x",
+                        f"{r['rps'] / raws[c]['rps']:.2f}x",
+                        f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "–",
                     ]
                 )
             )
-    table.append(
-        fmt_row(
-            [
-                "raw `Booster.predict` (in process, 1 thread)",
-                "1",
-                f"{int(raw['calls_s'] * max(1.0, args.duration) * args.repeat):,}",
-                f"{raw['p50_ms']:.3f}",
-                f"{raw_range[0]:.3f}–{raw_range[1]:.3f}",
-                f"{raw['p99_ms']:.2f}",
-                f"{raw['calls_s']:,.0f}",
-                "1x",
-                "1x",
-            ]
-        )
-    )
+    breakdown = [
+        fmt_row(["step of one 100-item `/v1/rank` (in process)", "ms (median)"]),
+        "|---|---|",
+        *(fmt_row([step, f"{ms:.3f}"]) for step, ms in steps.items()),
+    ]
     verdicts = []
     for c in levels:
-        rank, predict = results["rank"][c], results["predict"][c]
+        rank, predict, raw = results["rank"][c], results["predict"][c], raws[c]
         verdicts.append(
             f"- concurrency {c}: `/v1/rank` answers 100 items in {rank['p50_ms']:.2f} ms p50 "
-            f"({rank['p50_range'][0]:.2f}–{rank['p50_range'][1]:.2f} over the runs), "
-            f"{rank['p50_ms'] / raw['p50_ms']:.1f}x raw LightGBM's {raw['p50_ms']:.3f} ms on the "
-            f"same rows; p99 {rank['p99_ms']:.2f} ms ({rank['p99_ms'] / raw['p99_ms']:.1f}x). "
-            f"Ranking costs {100 * (rank['p50_ms'] / predict['p50_ms'] - 1):+.0f}% over "
-            f"`/v1/predict` of the same items ({predict['p50_ms']:.2f} ms)."
+            f"({rank['p50_range'][0]:.2f}–{rank['p50_range'][1]:.2f} over the runs) against "
+            f"{raw['p50_ms']:.2f} ms for raw `Booster.predict` on the same rows from {c} "
+            f"thread(s): **{rank['p50_ms'] / raw['p50_ms']:.1f}x slower** at p50, "
+            f"{rank['p99_ms'] / raw['p99_ms']:.1f}x at p99 ({rank['p99_ms']:.1f} ms), "
+            f"{rank['rps'] / raw['rps']:.2f}x its throughput ({rank['rps']:,.0f} against "
+            f"{raw['rps']:,.0f} lists/s). Ranking adds "
+            f"{100 * (rank['p50_ms'] / predict['p50_ms'] - 1):+.0f}% to `/v1/predict` of "
+            f"the same items ({predict['p50_ms']:.2f} ms p50)."
         )
+    model_ms = steps["LightGBM (the package's call)"]
+    whole = steps["whole Server.rank"]
+    plain = steps["whole Server.predict (the same items, no ranking)"]
+    cpu = statistics.median(results["rank"][c]["cpu_ms"] for c in levels)
+    loop = statistics.median(results["rank"][c]["loop_ms"] for c in levels)
+    verdicts.append(
+        f"- Where mlsd is slower: the model itself is {model_ms:.2f} ms of the "
+        f"{whole:.2f} ms `Server.rank` takes in process; validation, the featurizer and the "
+        f"log add {whole - model_ms:.2f} ms ({100 * (whole / model_ms - 1):.0f}%). The server "
+        f"process spends {cpu:.2f} ms of CPU per answered `/v1/rank` (its `/proc` CPU time "
+        f"over the requests `/metrics` counted), {loop:.2f} ms of it on the event loop's "
+        "thread (HTTP, reading the ~40 KB body, parsing it, handing the list to a worker "
+        "thread, sending the answer) and the rest on the worker thread that runs "
+        "`Server.rank` and the log writer's. At "
+        "concurrency 8 the Python part runs under one GIL while the raw threads only wait "
+        "on LightGBM (which releases it), so the gap widens; the server also shares the "
+        "2 cores with the load generator, the raw threads do not. In process, "
+        f"`Server.rank` takes {100 * (whole / plain - 1):+.0f}% over `Server.predict` of the "
+        "same items (the sort, the answer's list, group and position in each log row)."
+    )
     command = "python benchmarks/bench_serving.py --rank" + "".join(
         f" --{k} {v}"
         for k, v in (
@@ -1422,16 +1540,24 @@ def report_rank(args, levels: list[int], tmp: Path) -> None:
             f"({lists} lists in turn): validation, featurizer, one LightGBM call, the sort, "
             "the answer and one log row per item. `/v1/predict` gets the same 100 items as "
             "`instances`, in runs alternating with the rank runs. The raw floor is "
-            "`Booster.predict` on the same 100-row float64 arrays in one Python process, one "
-            "thread (the server's LightGBM call for fewer than its threading threshold of "
-            "rows), no HTTP, no JSON: the ratio is what the service around the model costs. "
+            "`Booster.predict` on the same 100-row float64 arrays in this Python process, one "
+            "OpenMP thread per call (as the server calls LightGBM for fewer rows than its "
+            "threading threshold), no HTTP, no JSON, no validation, no log: the ratio is what "
+            "the service around the model costs. "
             "Load as above (one keep-alive connection per client, one request in flight on "
             f"each), {args.repeat} runs per figure, medians, the p50's run-to-run range shown; "
             f"client and server share the {os.cpu_count()} cores with whatever else runs on "
             "the machine. Lists over 64 items are scored on the thread pool, off the event "
-            f"loop. Ready after start: {startup:.1f} s.",
+            f"loop. Ready after start: {startup:.1f} s. The machine's 1-minute load average "
+            f"was {load_before:.2f} when the runs started and {load_after:.2f} at the end "
+            "(other processes share it). The raw rows: `Booster.predict` from as "
+            "many Python threads as the server has clients (LightGBM releases the GIL), each "
+            "call's latency; the ratios compare each route with the raw figure at the same "
+            "concurrency.",
             "",
             *table,
+            "",
+            *breakdown,
             "",
             *verdicts,
             "",
@@ -1472,6 +1598,15 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (all its threads; Linux)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU seconds of thread ``tid`` of process ``pid`` (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
