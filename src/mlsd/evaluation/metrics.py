@@ -966,6 +966,38 @@ def score(
     return float(metric.impl(ctx))
 
 
+def per_group_values(
+    name: str, y_true: Any, pred: Any, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ranking metric per query group: ``(group ids, values)``.
+
+    Groups come in sorted id order (first-appearance order for ids held as Python objects);
+    ``groups=None`` is one query with id 0. A group with no relevant row has no value (NaN):
+    the mean of the other values is exactly what :func:`compute` reports for ``name``.
+    """
+    metric = get_metric(name, "ranking")
+    ctx = _Ranking(y_true, pred, groups)
+    seen: list[np.ndarray] = []
+
+    def keep(per_group: np.ndarray, what: str) -> float:  # the impl's per-group array
+        seen.append(per_group)
+        return 0.0
+
+    ctx.mean = keep  # type: ignore[method-assign]
+    metric.impl(ctx)
+    values = np.where(ctx.valid, np.asarray(seen[-1], dtype=np.float64), np.nan)
+    if groups is None:
+        ids: np.ndarray = np.zeros(1, dtype=np.int64)
+    else:
+        g = np.asarray(groups)
+        if g.dtype.kind in "biufUSmM":
+            ids = np.unique(g)
+        else:
+            ids = np.empty(ctx.n_groups, dtype=object)
+            ids[:] = list(dict.fromkeys(g.tolist()))
+    return ids, values
+
+
 def confusion_matrix(y_true: Any, labels: Any, n_classes: int) -> np.ndarray:
     """Counts of (true class, predicted class): int64 ``(n_classes, n_classes)``, rows = true."""
     if isinstance(n_classes, bool) or int(n_classes) != n_classes or n_classes < 1:
