@@ -135,3 +135,231 @@ def test_most_misranked_lists_the_worst_groups_with_their_items():
     assert len(one) == 1 and set(one[0]["ranked"][0]["features"]) == {"views"}
     with pytest.raises(ValueError, match="same rows"):
         ranking.most_misranked(frame.iloc[:3], Y, P, G)
+
+
+def _queries(n_groups: int, items: int, seed: int) -> pd.DataFrame:
+    """Queries whose grade follows ``x`` (quintile within the query); the model is told the
+    truth except in country "xx", where it sees ``x`` upside down."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * items
+    query = np.repeat(np.arange(n_groups), items)
+    country = np.repeat(rng.choice(["xx", "yy", "zz"], size=n_groups, p=[0.3, 0.4, 0.3]), items)
+    x = rng.normal(size=n)
+    frame = pd.DataFrame({"query": query, "country": country, "x": x, "noise": rng.normal(size=n)})
+    frame["grade"] = (
+        pd.Series(x).groupby(query).rank(method="first", pct=True).mul(4).sub(1e-9).astype(int)
+    )
+    return frame
+
+
+def test_group_slices_find_the_country_ranked_badly():
+    from mlsd.evaluation import slices
+
+    frame = _queries(120, 8, seed=0)
+    pred = np.where(frame["country"] == "xx", -frame["x"], frame["x"])
+    out = slices.by_group(
+        frame,
+        frame["grade"].to_numpy(),
+        pred,
+        frame["query"].to_numpy(),
+        metric="ndcg@5",
+        columns=["x", "country", "noise"],
+        spec_entries=["country", "country == 'yy'", "x"],
+        min_support=10,
+        seed=0,
+    )
+    assert out["unit"] == "groups" and out["group_columns"] == ["country"]
+    assert out["groups"] == 120 and out["rows"] == len(frame)
+    overall = compute("ranking", frame["grade"], pred, names=["ndcg@5"], groups=frame["query"])
+    assert out["overall"] == pytest.approx(overall["ndcg@5"])
+    worst = out["worst"][0]
+    assert worst["slice"] == "country == 'xx'" and worst["significant"] and worst["gap"] < 0
+    assert worst["ci_low"] <= worst["metric"] <= worst["ci_high"]
+    assert worst["support"] == frame.groupby("query")["country"].first().eq("xx").sum()
+    assert all(w["gap"] < 0 for w in out["worst"])
+    spec = {s["slice"]: s for s in out["spec"]}
+    assert set(spec) == {"country == 'xx'", "country == 'yy'", "country == 'zz'"}
+    assert sum(s["support"] for s in out["spec"] if s["columns"] == ["country"]) == 120
+    assert out["skipped"] == [{"slice": "x", "reason": "not one value per group"}]
+    assert not spec["country == 'yy'"]["significant"]
+
+
+SPEC = """\
+name: rank
+problem: {task: ranking, target: grade, group: query}
+metrics: {primary: ndcg@5}
+data: {source: docs.csv}
+evaluation:
+  slices: [country, "country == 'zz'", "x > 0"]
+  min_support: 5
+"""
+
+
+def test_training_report_of_a_ranking_model(tmp_path):
+    """for_training on a stand-in TrainingData (parts, ys, groups): metrics per group, the
+    metric-at-k table against a random order, the per-group histogram, slices of groups by
+    country, the most misranked groups, importance, no calibration nor threshold."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mlsd.evaluation import report as reports
+    from mlsd.features import Featurizer
+    from mlsd.models.base import FitData, TaskInfo
+    from mlsd.models.candidates import Candidate
+    from mlsd.models.leaderboard import Entry
+    from mlsd.models.linear import LinearModel
+    from mlsd.spec import parse_spec
+
+    frame = _queries(150, 8, seed=1)
+    frame["x"] = np.where(frame["country"] == "xx", -frame["x"], frame["x"])  # learned wrong
+    parts = {
+        "train": frame[frame["query"] < 90],
+        "valid": frame[(frame["query"] >= 90) & (frame["query"] < 120)],
+        "test": frame[frame["query"] >= 120],
+    }
+    parts = {k: v.reset_index(drop=True) for k, v in parts.items()}
+    columns = {"x": "numeric", "country": "categorical", "noise": "numeric"}
+    cols = {c: parts["train"][c].array for c in columns}
+    fz = Featurizer(columns, encoding="onehot").fit(cols)
+    task = TaskInfo("ranking")
+    y = {k: v["grade"].to_numpy(dtype=float) for k, v in parts.items()}
+    model = LinearModel(task, {}).fit(
+        FitData(X=fz.transform(cols), y=y["train"], feature_names=fz.feature_names)
+    )
+    pred = model.predict(fz.transform({c: parts["test"][c].array for c in columns}))
+    test_groups = parts["test"]["query"].to_numpy()
+    scores = compute("ranking", y["test"], pred, groups=test_groups)
+    entries = [
+        Entry("baseline:random", "baseline", "random", {}, {"valid": {"ndcg@5": 0.4}}),
+        Entry("linear", "candidate", "linear", {}, {"valid": {"ndcg@5": 0.7}, "test": scores}),
+    ]
+    entries[1].chosen = True
+    spec = parse_spec(SPEC)
+    result = SimpleNamespace(
+        primary_metric="ndcg@5", snapshot="abc", leaderboard=entries, evaluation={}
+    )
+    data = SimpleNamespace(
+        parts=parts,
+        ys=y,
+        columns=columns,
+        task=task,
+        classes=[],
+        groups={k: v["query"].to_numpy() for k, v in parts.items()},
+    )
+    decisions = SimpleNamespace(threshold=None, calibration=None)  # ranking: neither
+    files = reports.for_training(
+        spec,
+        SimpleNamespace(reports=tmp_path),
+        result,
+        Candidate(entries[1], model, fz),
+        decisions,
+        data,
+    )
+    saved = json.loads(Path(files["json"]).read_text())
+    assert set(saved) == set(reports.TOP_KEYS) | set(reports.GROUPED_KEYS)
+    assert saved["metrics"] == pytest.approx(scores)  # per group, as the leaderboard scores
+    assert saved["model"]["threshold"] is None and saved["calibration"] is None
+    assert saved["decisions"]["applies"] is False
+    assert "do not apply to ranking" in saved["decisions"]["text"]
+    assert saved["learning_curve"]["verdict"] == "not_run"
+
+    r = saved["ranking"]
+    at_k = r["metric_at_k"]
+    assert set(at_k) == {"linear", "random order"}
+    row5 = next(x for x in at_k["linear"]["rows"] if x["k"] == 5)
+    assert row5["ndcg"] == pytest.approx(scores["ndcg@5"])
+    random5 = next(x for x in at_k["random order"]["rows"] if x["k"] == 5)
+    assert random5["ndcg"] < row5["ndcg"]
+    g = r["per_group"]
+    assert g["metric"] == "ndcg@5" and g["scored_groups"] == 30
+    assert g["mean"] == pytest.approx(scores["ndcg@5"]) and sum(g["histogram"]["counts"]) == 30
+    worst = r["most_misranked"]
+    assert len(worst) == 5 and [w["value"] for w in worst] == sorted(w["value"] for w in worst)
+    assert worst[0]["value"] == pytest.approx(
+        np.nanmin(per_group_values("ndcg@5", y["test"], pred, test_groups)[1])
+    )
+    assert all(len(w["ranked"]) == 8 for w in worst)
+    assert parts["test"].loc[worst[0]["ranked"][0]["row"], "query"] == worst[0]["group"]
+    assert saved["errors"]["rows"] == []
+
+    s = saved["slices"]
+    assert s["unit"] == "groups" and s["group_columns"] == ["country"]
+    assert s["worst"][0]["slice"] == "country == 'xx'"
+    assert [x["slice"] for x in s["skipped"]] == ["x > 0"]
+    assert {x["slice"] for x in s["spec"]} >= {"country == 'zz'", "country == 'xx'"}
+    imp = saved["importance"]
+    assert imp["split"] == "valid" and imp["permutation"]["metric"] == "ndcg@5"
+    assert imp["permutation"]["drop"][0]["feature"] in {"x", "country"}
+
+    page = Path(files["html"]).read_text()
+    assert "calibration and decision thresholds do not apply to ranking" in page
+    assert "Most misranked groups" in page and "Metrics at k" in page
+    assert page.count("<svg") >= 4
+
+
+def test_report_compares_models_and_reads_groups_from_the_spec_column(tmp_path):
+    """build() without groups on the rows takes them from problem.group (the mlsd evaluate
+    path); other models' scores on the same rows join the metric-at-k table and chart."""
+    import json
+    from pathlib import Path
+
+    from mlsd.evaluation import report as reports
+    from mlsd.features import Featurizer
+    from mlsd.models.base import FitData, TaskInfo
+    from mlsd.models.linear import LinearModel
+    from mlsd.spec import parse_spec
+
+    frame = _queries(60, 6, seed=2)
+    columns = {"x": "numeric", "noise": "numeric"}
+    cols = {c: frame[c].array for c in columns}
+    fz = Featurizer(columns, encoding="onehot").fit(cols)
+    y = frame["grade"].to_numpy(dtype=float)
+    model = LinearModel(TaskInfo("ranking"), {}).fit(
+        FitData(X=fz.transform(cols), y=y, feature_names=fz.feature_names)
+    )
+    inputs = reports.ReportInputs(
+        system="rank",
+        subject=reports.Subject(
+            name="linear",
+            family="linear",
+            task="ranking",
+            predict=lambda c: model.predict(fz.transform(c)),
+            model=model,
+            featurizer=fz,
+        ),
+        primary="mrr",
+        data=reports.Labelled(frame, y),
+        split="data",
+        source="new rows",
+        columns=columns,
+        spec=parse_spec(SPEC),
+        compare={"by noise": frame["noise"].to_numpy()},
+    )
+    report, arrays = reports.build(inputs)
+    files = reports.write(report, arrays, tmp_path)
+    saved = json.loads(Path(files["json"]).read_text())
+    groups = frame["query"].to_numpy()
+    assert saved["metrics"]["mrr"] == pytest.approx(
+        compute("ranking", y, arrays["pred"], names=["mrr"], groups=groups)["mrr"]
+    )
+    at_k = saved["ranking"]["metric_at_k"]
+    assert list(report["ranking"]["metric_at_k"]) == ["linear", "by noise", "random order"]
+    assert at_k["by noise"] == ranking.metric_at_k(y, frame["noise"], groups)
+    assert at_k["linear"]["mrr"] > at_k["by noise"]["mrr"]
+    assert saved["ranking"]["per_group"]["metric"] == "mrr"
+    assert saved["ranking"]["per_group"]["groups"] == 60
+    assert saved["importance"]["split"] == "data"  # no valid rows given
+    assert saved["leaderboard"][0]["data"] == saved["metrics"]["mrr"]
+    assert "by noise" in Path(files["html"]).read_text()
+
+
+def test_permutation_importance_samples_whole_groups():
+    from mlsd.evaluation import importance
+
+    groups = np.repeat(np.arange(700), 5)  # 3,500 rows: more than PERMUTATION_ROWS
+    rows = importance._sample_groups(groups, importance.PERMUTATION_ROWS, seed=0)
+    assert 0 < len(rows) <= importance.PERMUTATION_ROWS and len(rows) % 5 == 0
+    kept = np.unique(groups[rows])
+    assert len(rows) == 5 * len(kept)  # every row of a drawn group
+    assert (importance._sample_groups(groups[:50], 2000, 0) == np.arange(50)).all()

@@ -135,19 +135,28 @@ def permutation(
     threshold: float = 0.5,
     repeats: int = PERMUTATION_REPEATS,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """How much ``metric`` worsens when each input column is shuffled (mean over ``repeats``),
-    positive when the column matters. None when the metric is undefined on these rows."""
+    positive when the column matters. None when the metric is undefined on these rows.
+    With ``groups`` (ranking) whole groups are sampled and the metric is scored per group."""
     if not len(X):
         return None
     rng = np.random.default_rng(seed)
-    rows = _sample(len(X), PERMUTATION_ROWS, seed)
+    if groups is None:
+        rows = _sample(len(X), PERMUTATION_ROWS, seed)
+    else:
+        groups = np.asarray(groups)
+        rows = _sample_groups(groups, PERMUTATION_ROWS, seed)
+        groups = groups[rows]
     X, y = np.array(X[rows], dtype=np.float64), np.asarray(y)[rows]
     direction = 1.0 if get_metric(metric).direction == "max" else -1.0
 
     def score(matrix: np.ndarray) -> float | None:
         try:
-            value = compute(task, y, predict(matrix), names=[metric], threshold=threshold)
+            value = compute(
+                task, y, predict(matrix), names=[metric], threshold=threshold, groups=groups
+            )
         except MetricError:
             return None
         return value[metric]
@@ -182,6 +191,16 @@ def _sample(n: int, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
 
 
+def _sample_groups(groups: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """Rows of whole groups, drawn at random until about ``cap`` rows (at least one group)."""
+    if len(groups) <= cap:
+        return np.arange(len(groups))
+    codes, sizes = np.unique(groups, return_inverse=True, return_counts=True)[1:]
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    take = order[: max(1, int(np.searchsorted(np.cumsum(sizes[order]), cap, side="right")))]
+    return np.flatnonzero(np.isin(codes, take))
+
+
 def analyse(
     model: Any,
     featurizer: Any,
@@ -192,8 +211,10 @@ def analyse(
     metric: str,
     threshold: float = 0.5,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The importance section of the evaluation report (views that do not apply are None)."""
+    """The importance section of the evaluation report (views that do not apply are None);
+    ``groups``: the query group of each row (ranking)."""
     return {
         "by": "input column",
         "gain": gain(model, featurizer),
@@ -208,5 +229,6 @@ def analyse(
             metric=metric,
             threshold=threshold,
             seed=seed,
+            groups=groups,
         ),
     }

@@ -153,7 +153,7 @@ def error_range_figure(by_range: list[dict]) -> str:
     return svg(fig)
 
 
-def slices_figure(items: list[dict], overall: float, metric: str) -> str:
+def slices_figure(items: list[dict], overall: float, metric: str, whole: str = "all rows") -> str:
     """Each slice's metric with its 95% bootstrap interval, against the whole."""
     items = [i for i in items if i["metric"] is not None][:15]
     if not items:
@@ -166,7 +166,7 @@ def slices_figure(items: list[dict], overall: float, metric: str) -> str:
     colors = [COLORS["bad"] if i["significant"] else COLORS["model"] for i in items]
     ax.barh(y, values, color=colors, alpha=0.75)
     ax.errorbar(values, y, xerr=[values - low, high - values], fmt="none", ecolor="black", lw=0.8)
-    ax.axvline(overall, color=COLORS["baseline"], ls="--", label=f"all rows {fmt(overall, 3)}")
+    ax.axvline(overall, color=COLORS["baseline"], ls="--", label=f"{whole} {fmt(overall, 3)}")
     ax.set_yticks(y, [_short(i["slice"]) for i in items], fontsize=7)
     ax.invert_yaxis()
     ax.set(xlabel=f"{metric} (95% bootstrap CI); red: worse beyond noise", title="Slices")
@@ -187,6 +187,60 @@ def bars_figure(items: list[dict], key: str, title: str, xlabel: str, err: str =
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
     ax.set(title=title, xlabel=xlabel)
+    return svg(fig)
+
+
+def at_k_figure(at_k: dict[str, dict], model: str) -> str:
+    """nDCG, precision, recall and MAP against the cutoff k: the model (solid), the models it
+    is compared with, and a random order (dashed)."""
+    families = ("ndcg", "precision", "recall", "map")
+    fig, axes = subplots(9.6, 2.6, ncols=len(families))
+    others = [n for n in at_k if n not in (model, "random order")]
+    palette = ["#bf8700", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
+    for ax, family in zip(axes, families, strict=True):
+        for i, name in enumerate([model, *others, "random order"]):
+            if name not in at_k:
+                continue
+            rows = at_k[name]["rows"]
+            values = [r[family] if r[family] is not None else np.nan for r in rows]
+            if name == model:
+                style = {"color": COLORS["model"], "lw": 2.0, "marker": "o", "ms": 3}
+            elif name == "random order":
+                style = {"color": COLORS["baseline"], "ls": "--"}
+            else:
+                style = {"color": palette[(i - 1) % len(palette)], "marker": ".", "lw": 1.0}
+            ax.plot([r["k"] for r in rows], values, label=_short(name, 24), **style)
+        ax.set(xlabel="k", title=f"{family}@k", ylim=(0, 1.02))
+    axes[0].legend(fontsize=7, loc="best")
+    return svg(fig)
+
+
+def per_group_figure(per_group: dict) -> str:
+    """Histogram of the per-group metric over the groups with a relevant item."""
+    hist = per_group["histogram"]
+    if not sum(hist["counts"]):
+        return ""
+    edges = np.asarray(hist["edges"])
+    fig, ax = subplots(4.8, 3.2)
+    ax.bar(
+        edges[:-1],
+        hist["counts"],
+        width=np.diff(edges),
+        align="edge",
+        color=COLORS["model"],
+        alpha=0.8,
+        edgecolor="white",
+    )
+    if per_group.get("mean") is not None:
+        ax.axvline(
+            per_group["mean"],
+            color=COLORS["threshold"],
+            ls="--",
+            label=f"mean {fmt(per_group['mean'], 3)}",
+        )
+        ax.legend(fontsize=8, loc="upper left")
+    metric = per_group["metric"]
+    ax.set(xlabel=f"{metric} of a group", ylabel="groups", title=f"{metric} per group")
     return svg(fig)
 
 
@@ -227,13 +281,19 @@ def render(report: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     )
     _summary(page, report)
     _leaderboard(page, report)
-    _performance(page, report, arrays)
+    if report.get("ranking"):
+        _ranking(page, report)
+    else:
+        _performance(page, report, arrays)
     _slices(page, report)
     _calibration(page, report)
     _decisions(page, report, arrays)
     _behavioral(page, report)
     _importance(page, report)
-    _errors(page, report)
+    if report.get("ranking"):
+        _misranked(page, report)
+    else:
+        _errors(page, report)
     _learning(page, report)
     page.section("All metrics", f"on {report['split']}; * primary")
     page.table(
@@ -306,6 +366,91 @@ def _performance(page: Page, report: dict, arrays: dict) -> None:
         page.figures(scatter_figure(arrays["y"], arrays["pred"]))
 
 
+def _ranking(page: Page, report: dict) -> None:
+    r = report["ranking"]
+    at_k, model = r["metric_at_k"], r["model"]
+    mine = at_k[model]
+    page.section(
+        "Ranking quality",
+        f"on {report['split']}: per group, averaged over the groups with a relevant item; "
+        "a random order is what a model that knows nothing scores",
+    )
+    page.kpis(
+        {
+            "nDCG (whole list)": mine["ndcg"],
+            "MAP": mine["map"],
+            "MRR": mine["mrr"],
+            "MRR, random order": at_k.get("random order", {}).get("mrr"),
+        }
+    )
+    page.heading("Metrics at k")
+    rows = []
+    for name, values in at_k.items():
+        for row in values["rows"]:
+            rows.append({"model": name, **row})
+    page.table(
+        rows,
+        ["model", "k", "ndcg", "precision", "recall", "map"],
+        classes={i: "pass" for i, x in enumerate(rows) if x["model"] == model},
+    )
+    g = r["per_group"]
+    lengths = g["list_length"]
+    page.heading(f"{g['metric']} per group")
+    page.kpis(
+        {
+            "groups scored": g["scored_groups"],
+            "without a relevant item": g["groups_without_relevant"],
+            "median": g["quantiles"].get("0.5"),
+            "10th percentile": g["quantiles"].get("0.1"),
+            "share at 0": g["share_zero"],
+            "share perfect": g["share_perfect"],
+            "items per group (mean)": lengths["mean"],
+        }
+    )
+    if lengths.get("shorter_than_k"):
+        page.text(
+            f"{lengths['shorter_than_k']:.0%} of the groups hold fewer items than the cutoff of "
+            f"{g['metric']} (lengths {lengths['min']}–{lengths['max']}).",
+            cls="note",
+        )
+    page.figures(at_k_figure(at_k, model), per_group_figure(g))
+
+
+def _misranked(page: Page, report: dict) -> None:
+    worst = report["ranking"]["most_misranked"]
+    metric = report["ranking"]["per_group"]["metric"]
+    page.section(
+        "Most misranked groups",
+        f"the groups with the lowest {metric} among those holding a relevant item, their "
+        "items in the model's order; ideal position: where the best order puts the item",
+    )
+    if not worst:
+        page.text("No group holds a relevant item.", cls="note")
+        return
+    for w in worst:
+        page.heading(
+            f"group {w['group']}: {metric} {fmt(w['value'], 3)}, {w['items']} items, "
+            f"{w['relevant']} relevant"
+        )
+        page.table(
+            [
+                {
+                    "position": x["position"],
+                    "ideal position": x["ideal_position"],
+                    "relevance": x["relevance"],
+                    "score": x["score"],
+                    **x["features"],
+                }
+                for x in w["ranked"]
+            ],
+            classes={
+                i: "fail"
+                for i, x in enumerate(w["ranked"])
+                if x["ideal_position"] < x["position"] and x["relevance"] > 0
+            },
+        )
+
+
 def _slice_rows(items: list[dict], primary: str) -> list[dict]:
     return [
         {
@@ -322,12 +467,26 @@ def _slice_rows(items: list[dict], primary: str) -> list[dict]:
 
 def _slices(page: Page, report: dict) -> None:
     s = report["slices"]
-    page.section(
-        "Slices",
-        f"{s['metric']} per slice (all rows: {fmt(s['overall'])}); gap = slice − all rows, "
-        f"positive is worse; searched slices hold at least {s['min_support']} rows",
-    )
     primary = report["primary_metric"]
+    if s.get("unit") == "groups":
+        worse = "negative" if s.get("direction") == "max" else "positive"
+        page.section(
+            "Slices",
+            f"{s['metric']} per slice of groups (all {s['groups']:,} groups with a relevant "
+            f"item: {fmt(s['overall'])}); gap = slice − all groups, {worse} is worse; sliced "
+            f"by the columns with one value per group; searched slices hold at least "
+            f"{s['min_support']} groups",
+        )
+        if not s.get("group_columns"):
+            page.text("No column holds one value per group: no slices of groups.", cls="note")
+        for skipped in s.get("skipped", []):
+            page.text(f"Spec slice {skipped['slice']!r} skipped: {skipped['reason']}.", cls="note")
+    else:
+        page.section(
+            "Slices",
+            f"{s['metric']} per slice (all rows: {fmt(s['overall'])}); gap = slice − all rows, "
+            f"positive is worse; searched slices hold at least {s['min_support']} rows",
+        )
     if s["spec"]:
         page.heading("Slices named in the spec")
         page.table(
@@ -343,12 +502,18 @@ def _slices(page: Page, report: dict) -> None:
             _slice_rows(s["worst"], primary),
             classes={i: "fail" for i, x in enumerate(s["worst"]) if x["significant"]},
         )
-    page.figures(slices_figure(s["spec"] + s.get("worst", []), s["overall"], s["metric"]))
+    if s["overall"] is not None:
+        whole = "all groups" if s.get("unit") == "groups" else "all rows"
+        items = s["spec"] + s.get("worst", [])
+        page.figures(slices_figure(items, s["overall"], s["metric"], whole))
 
 
 def _calibration(page: Page, report: dict) -> None:
     c = report["calibration"]
     page.section("Calibration", "do predicted probabilities match observed frequencies?")
+    if c is None and report.get("ranking"):
+        page.text(f"Not applicable: {report['ranking']['not_applicable']}.", cls="note")
+        return
     if c is None:
         page.text("Regression: see the residuals under Performance and Decisions.", cls="note")
         return
@@ -374,6 +539,9 @@ def _decisions(page: Page, report: dict, arrays: dict) -> None:
     d = report["decisions"]
     page.section("Decisions")
     task = get_task(report["task"])
+    if d.get("applies") is False:
+        page.text(f"Not applicable: {d['text']}.", cls="note")
+        return
     if not task.classification:
         r = d["residuals"]
         page.kpis({"mean residual": r["mean"], "residual std": r["std"]})

@@ -80,6 +80,7 @@ def per_group(y: Any, pred: Any, groups: Any, metric: str = "ndcg@10") -> dict[s
     valid = table["value"].notna().to_numpy()
     values = table["value"].to_numpy()[valid]
     counts, edges = np.histogram(values, bins=BINS, range=(0.0, 1.0))
+    edges = edges.round(12)
     lengths = table["items"].to_numpy()
     return {
         "metric": name,
@@ -115,6 +116,12 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int | float):
         return value
     return None if pd.isna(value) else str(value)
+
+
+def _group_id(value: Any) -> Any:
+    """A group id for JSON; a whole float (ids read from a column with gaps) as an int."""
+    value = _plain(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def most_misranked(
@@ -157,7 +164,7 @@ def most_misranked(
         }  # competition rank by relevance
         out.append(
             {
-                "group": _plain(row["group"]),
+                "group": _group_id(row["group"]),
                 "value": float(row["value"]),
                 "items": int(row["items"]),
                 "relevant": int(row["relevant"]),

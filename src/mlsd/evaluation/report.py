@@ -5,6 +5,11 @@ keys are stable and documented in the README) and ``evaluation.html`` for people
 figures, no JS, opens offline), under ``workspace.reports``. Both paths feed the same builder
 with "a model that predicts from raw columns, plus labelled frames": training passes the chosen
 model and its splits, ``mlsd evaluate`` a loaded package and the new labelled data.
+
+A ranking model (a grouped task) is judged per query group: its report adds the key
+``ranking`` (metrics at several cutoffs against a random order, the per-group distribution,
+the most misranked groups with their items), slices groups by group-level columns, and has no
+calibration nor decision threshold (``decisions`` says so).
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ TOP_KEYS = (
     "timings",
     "files",
 )
+GROUPED_KEYS = ("ranking",)  # added to TOP_KEYS in the report of a grouped task (ranking)
+MISRANKED_SHOWN = 5  # most misranked groups listed
+MISRANKED_ITEMS = 10  # items shown of each
 
 
 @dataclass
@@ -92,10 +100,12 @@ class Subject:
 
 @dataclass
 class Labelled:
-    """Rows with labels: the raw frame (every column, for slices) and the encoded target."""
+    """Rows with labels: the raw frame (every column, for slices) and the encoded target;
+    ``groups``: each row's query group (grouped tasks: ranking)."""
 
     frame: pd.DataFrame
     y: np.ndarray
+    groups: np.ndarray | None = None
 
 
 @dataclass
@@ -117,11 +127,14 @@ class ReportInputs:
     learning: dict[str, Any] | None = None
     spec: Any = None  # SystemSpec: slices, costs, tests, seed
     seed: int = 0
+    # ranking: other models' predictions on the judged rows (e.g. baselines), name -> scores,
+    # drawn beside the subject in the metric-at-k table and chart
+    compare: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The report dict (every key of ``TOP_KEYS``) and the arrays its figures need."""
-    from mlsd.evaluation import importance, slices
+    from mlsd.evaluation import importance, ranking, slices
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -136,9 +149,13 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     metric = get_metric(inputs.primary)
     spec = inputs.spec
     data = inputs.data
+    grouped = s.kind.grouped
+    groups = _groups_of(data, spec) if grouped else None
     pred = np.asarray(s.predict(frame_inputs(data.frame, inputs.columns)))
     n_features = len(s.featurizer.feature_names)
-    scores = compute(task, data.y, pred, threshold=s.threshold, n_features=n_features)
+    scores = compute(
+        task, data.y, pred, threshold=s.threshold, n_features=n_features, groups=groups
+    )
     lap("predict_s")
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -164,28 +181,48 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     report["fit"] = _fit(inputs, metric, scores)
     lap("leaderboard_s")
     ev = getattr(spec, "evaluation", None)
-    report["slices"] = slices.analyse(
-        data.frame,
-        data.y,
-        pred,
-        task=task,
-        primary=metric.name,
-        columns=list(inputs.columns),
-        spec_entries=list(ev.slices) if ev else [],
-        auto=ev.auto_slices if ev else True,
-        min_support=ev.min_support if ev else 30,
-        min_share=ev.min_support_share if ev else 0.01,
-        k=ev.max_slices if ev else 10,
-        threshold=s.threshold,
-        seed=inputs.seed,
-    )
+    options = {
+        "spec_entries": list(ev.slices) if ev else [],
+        "auto": ev.auto_slices if ev else True,
+        "min_support": ev.min_support if ev else 30,
+        "min_share": ev.min_support_share if ev else 0.01,
+        "k": ev.max_slices if ev else 10,
+        "seed": inputs.seed,
+    }
+    if grouped:
+        report["ranking"] = _ranking(inputs, pred, groups, metric.name)
+        lap("ranking_s")
+        report["slices"] = slices.by_group(
+            data.frame,
+            data.y,
+            pred,
+            groups,
+            metric=_group_metric(metric.name),
+            columns=_group_slice_columns(inputs),
+            **options,
+        )
+    else:
+        report["slices"] = slices.analyse(
+            data.frame,
+            data.y,
+            pred,
+            task=task,
+            primary=metric.name,
+            columns=list(inputs.columns),
+            threshold=s.threshold,
+            **options,
+        )
     lap("slices_s")
     report["calibration"] = _calibration(inputs, pred)
-    report["decisions"] = _decisions(inputs, pred)
+    report["decisions"] = (
+        {"applies": False, "text": ranking.NOT_APPLICABLE} if grouped else _decisions(inputs, pred)
+    )
     lap("decisions_s")
     report["behavioral"] = _behavioral(inputs)
     lap("behavioral_s")
-    imp_rows = inputs.valid or data
+    imp_rows = inputs.valid if inputs.valid is not None else data
+    if grouped and imp_rows is not data and imp_rows.groups is None:
+        imp_rows = data  # valid rows without their groups cannot be ranked
     X_imp = s.featurizer.transform(frame_inputs(imp_rows.frame, inputs.columns))
     report["importance"] = importance.analyse(
         s.model,
@@ -196,10 +233,24 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         metric=metric.name,
         threshold=s.threshold,
         seed=inputs.seed,
+        groups=(groups if imp_rows is data else imp_rows.groups) if grouped else None,
     )
-    report["importance"]["split"] = "valid" if inputs.valid is not None else inputs.split
+    report["importance"]["split"] = "valid" if imp_rows is not data else inputs.split
     lap("importance_s")
-    report["errors"] = _errors(inputs, pred, report["importance"])
+    if grouped:
+        report["ranking"]["most_misranked"] = ranking.most_misranked(
+            data.frame,
+            data.y,
+            pred,
+            groups,
+            _group_metric(metric.name),
+            n=MISRANKED_SHOWN,
+            items=MISRANKED_ITEMS,
+            columns=_shown_columns(inputs, report["importance"]),
+        )
+        report["errors"] = _ranking_errors(report["ranking"])
+    else:
+        report["errors"] = _errors(inputs, pred, report["importance"])
     report["learning_curve"] = inputs.learning or {
         "points": [],
         "verdict": "not_run",
@@ -214,6 +265,79 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 # --------------------------------------------------------------------------- sections
+
+
+def _group_column(spec: Any) -> str | None:
+    return getattr(getattr(spec, "problem", None), "group", None)
+
+
+def _groups_of(data: Labelled, spec: Any) -> np.ndarray | None:
+    """The judged rows' query groups: given with the rows, else the spec's group column."""
+    if data.groups is not None:
+        return np.asarray(data.groups)
+    column = _group_column(spec)
+    if column and column in data.frame.columns:
+        return data.frame[column].to_numpy()
+    return None  # one query: every row ranked together
+
+
+def _group_slice_columns(inputs: ReportInputs) -> list[str]:
+    """Columns that may slice groups: the model's inputs, then the frame's other columns
+    (a query's country need not be an input), never the target nor the group id."""
+    problem = getattr(inputs.spec, "problem", None)
+    skip = {getattr(problem, "target", None), getattr(problem, "group", None)}
+    names = [*inputs.columns, *(c for c in inputs.data.frame.columns if c not in inputs.columns)]
+    return [c for c in names if c not in skip]
+
+
+def _group_metric(primary: str) -> str:
+    """The per-group metric of a ranking report: the primary one (all ranking metrics are
+    means over groups)."""
+    return primary if get_metric(primary).needs == "relevance" else "ndcg@10"
+
+
+def _ranking(
+    inputs: ReportInputs, pred: np.ndarray, groups: np.ndarray | None, primary: str
+) -> dict[str, Any]:
+    """Metrics at several cutoffs (the subject, the models to compare, a random order), and the
+    per-group distribution of the primary metric."""
+    from mlsd.evaluation import ranking
+
+    y = inputs.data.y
+    models = {inputs.subject.name: pred, **inputs.compare}
+    at_k = {}
+    for name, scores in models.items():
+        at_k[name] = ranking.metric_at_k(y, np.asarray(scores, dtype=np.float64), groups)
+    # every order equally likely: what a model that knows nothing scores (ties are averaged)
+    at_k["random order"] = ranking.metric_at_k(y, np.zeros(len(y)), groups)
+    return {
+        "model": inputs.subject.name,
+        "metric_at_k": at_k,
+        "per_group": ranking.per_group(y, pred, groups, _group_metric(primary)),
+        "most_misranked": [],
+        "not_applicable": ranking.NOT_APPLICABLE,
+    }
+
+
+def _shown_columns(inputs: ReportInputs, imp: dict) -> list[str]:
+    order = [r["feature"] for r in (_importance_order(imp) or [])]
+    return [c for c in order if c in inputs.columns][:5] or list(inputs.columns)[:5]
+
+
+def _ranking_errors(section: dict) -> dict[str, Any]:
+    """The errors of a ranking model are misranked groups: listed under ``ranking``."""
+    per_group = section["per_group"]
+    worst = section["most_misranked"]
+    imperfect = None
+    if per_group["share_perfect"] is not None:
+        imperfect = round(per_group["scored_groups"] * (1 - per_group["share_perfect"]))
+    return {
+        "what": f"the {len(worst)} groups ranked worst by {per_group['metric']}: see "
+        "ranking.most_misranked",
+        "n_wrong": imperfect,
+        "shown_columns": list(worst[0]["ranked"][0]["features"]) if worst else [],
+        "rows": [],
+    }
 
 
 def _primary_of(scores: Mapping[str, Any] | None, name: str) -> float | None:
@@ -601,16 +725,28 @@ def for_training(
     from mlsd.models.families import FAMILIES
 
     fz, model, entry = chosen.featurizer, chosen.model, chosen.entry
+    grouped = data.task.definition.grouped
+    groups = getattr(data, "groups", None) or {}
+    calibrated = getattr(decisions, "calibrated", None)
+    threshold = getattr(decisions, "threshold", None)
 
     def predict(cols: Mapping[str, Any]) -> np.ndarray:
-        return decisions.calibrated(np.asarray(model.predict(fz.transform(cols))))
+        raw = np.asarray(model.predict(fz.transform(cols)))
+        return raw if calibrated is None else calibrated(raw)
 
     learning: dict[str, Any] = {
         "points": [],
         "verdict": "not_run",
         "text": "not drawn (evaluation.learning_curve is false)",
     }
-    if spec.evaluation.learning_curve and entry.family not in FAMILIES:
+    if spec.evaluation.learning_curve and grouped:
+        learning = {
+            "points": [],
+            "verdict": "not_run",
+            "text": "not drawn for ranking (refits on shares of the training rows would have "
+            "to keep whole groups)",
+        }
+    elif spec.evaluation.learning_curve and entry.family not in FAMILIES:
         learning = {
             "points": [],
             "verdict": "not_run",
@@ -639,15 +775,15 @@ def for_training(
             predict=predict,
             model=model,
             featurizer=fz,
-            threshold=float(decisions.threshold),
+            threshold=0.5 if threshold is None else float(threshold),
             classes=[c.item() if isinstance(c, np.generic) else c for c in data.classes] or None,
         ),
         primary=result.primary_metric,
-        data=Labelled(data.parts["test"], data.ys["test"]),
+        data=Labelled(data.parts["test"], data.ys["test"], groups.get("test")),
         split="test",
         source=f"test split of snapshot {result.snapshot}",
         columns=dict(data.columns),
-        valid=Labelled(data.parts["valid"], data.ys["valid"]),
+        valid=Labelled(data.parts["valid"], data.ys["valid"], groups.get("valid")),
         leaderboard=[e.to_dict() for e in result.leaderboard],
         evaluation=result.evaluation,
         learning=learning,

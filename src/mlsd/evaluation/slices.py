@@ -7,6 +7,9 @@ an 85-column table takes a fraction of a second. Candidates are ranked by how su
 worse than the whole (the gap in standard errors), not by the raw gap, so a 30-row slice that is
 bad by luck does not outrank a 300-row slice that is reliably bad. The slices reported carry a
 bootstrap confidence interval of their metric and, when it is defined there, the primary metric.
+
+A ranking model is judged per query group, not per row: :func:`by_group` slices the groups by
+the columns that hold one value per group, on the primary metric of each group.
 """
 
 from __future__ import annotations
@@ -428,3 +431,139 @@ def analyse(
     else:
         out["worst"] = []
     return out
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def group_level_columns(
+    frame: pd.DataFrame, position: np.ndarray, first: np.ndarray, columns: Sequence[str]
+) -> list[str]:
+    """The ``columns`` of ``frame`` that hold one value in every group (``position``: each
+    row's group index; ``first``: the first row of each group)."""
+    out = []
+    for c in columns:
+        if c not in frame.columns:
+            continue
+        values = frame[c].reset_index(drop=True)
+        head = values.iloc[first[position]].reset_index(drop=True)
+        same = (values == head) | (values.isna() & head.isna())
+        if bool(same.all()):
+            out.append(c)
+    return out
+
+
+def by_group(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    metric: str,
+    columns: Sequence[str],
+    spec_entries: Sequence[str] = (),
+    auto: bool = True,
+    min_support: int = 30,
+    min_share: float = 0.01,
+    k: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The slices section for a ranking model: the per-group ``metric`` (nDCG@10…) sliced by
+    the columns that are constant within each group (a query's country, a user's segment).
+
+    Only groups with a relevant item count (the others carry no value); support is counted in
+    groups, the minimum being ``max(min_support, min_share * groups)``. A slice is worse than
+    the whole when its metric is lower (higher for a "min" metric); ``significant`` when its
+    95% bootstrap interval (over groups) lies on the worse side of the whole. Spec entries that
+    name a column or condition on group-level columns are sliced; the rest are listed in
+    ``skipped`` with the reason. No pairs are searched.
+    """
+    from mlsd.evaluation.metrics import get_metric
+    from mlsd.evaluation.ranking import group_table
+
+    m = get_metric(metric, "ranking")
+    sign = 1.0 if m.direction == "max" else -1.0
+    frame = frame.reset_index(drop=True)
+    table = group_table(y, pred, groups, m.name)
+    position = pd.Index(table["group"]).get_indexer(np.asarray(groups))
+    order = np.argsort(position, kind="stable")
+    first = order[np.r_[0, np.flatnonzero(np.diff(position[order])) + 1]]
+    level = group_level_columns(frame, position, first, columns)
+    valid = table["value"].notna().to_numpy()
+    values = table["value"].to_numpy()[valid]
+    gframe = frame.iloc[first[valid]].reset_index(drop=True)
+    n = len(values)
+    loss = SliceLoss(m.name, values)
+    overall = float(values.mean()) if n else math.nan
+    support = max(int(min_support), math.ceil(min_share * n))
+    rng = np.random.default_rng(seed)
+    skipped: list[dict[str, str]] = []
+
+    def describe(name: str, cols: list[str], rows: np.ndarray) -> dict[str, Any]:
+        value = float(values[rows].mean()) if len(rows) else None
+        low, high = bootstrap_ci(loss, rows, rng) if len(rows) else (None, None)
+        worse_side = None if low is None else (high if sign > 0 else low)
+        return {
+            "slice": name,
+            "columns": cols,
+            "support": len(rows),
+            "share": len(rows) / max(n, 1),
+            "metric": value,
+            "ci_low": low,
+            "ci_high": high,
+            "gap": None if value is None else value - overall,
+            "significant": bool(worse_side is not None and sign * (overall - worse_side) > 0),
+        }
+
+    spec: list[dict[str, Any]] = []
+    for entry in spec_entries:
+        if entry in frame.columns and entry not in level:
+            skipped.append({"slice": entry, "reason": "not one value per group"})
+            continue
+        if entry in level:
+            coded = code_column(entry, gframe[entry])
+            for code, label in enumerate(coded.labels):
+                spec.append(describe(label, [entry], np.flatnonzero(coded.codes == code)))
+            continue
+        try:
+            spec.append(describe(entry, [], spec_slice_rows(gframe[level], entry)))
+        except SliceError:
+            skipped.append({"slice": entry, "reason": "not a condition on group-level columns"})
+    worst: list[dict[str, Any]] = []
+    candidates = 0
+    if auto and n > 1:
+        sd = float(values.std()) or 1.0
+        table_z = []
+        for c in level:
+            coded = code_column(c, gframe[c])
+            cells, counts, means = _cells(coded.codes, len(coded.labels), values, support)
+            keep = counts < n
+            for cell, count, mean in zip(cells[keep], counts[keep], means[keep], strict=True):
+                z = float(_z(np.array([sign * (overall - mean)]), np.array([count]), 0.0, sd, n)[0])
+                candidates += 1
+                if z > 0:
+                    table_z.append((z, c, coded, int(cell)))
+        z_crit = NormalDist().inv_cdf(1 - ALPHA / max(candidates, 1))
+        table_z.sort(key=lambda t: -t[0])
+        for z, c, coded, cell in table_z[:k]:
+            item = describe(coded.labels[cell], [c], np.flatnonzero(coded.codes == cell))
+            item["z"] = z
+            item["beyond_chance"] = bool(z >= z_crit)
+            worst.append(item)
+    return {
+        "metric": m.name,
+        "direction": m.direction,
+        "unit": "groups",
+        "overall": overall if n else None,
+        "primary_metric": m.name,
+        "rows": len(frame),
+        "groups": n,
+        "min_support": support,
+        "group_columns": level,
+        "spec": spec,
+        "skipped": skipped,
+        "worst": worst,
+        "columns_searched": len(level) if auto else 0,
+        "pairs_searched": 0,
+        "candidates": candidates,
+    }
