@@ -255,6 +255,7 @@ def test_training_report_of_a_ranking_model(tmp_path):
         Candidate(entries[1], model, fz),
         decisions,
         data,
+        compare={"baseline:noise": parts["test"]["noise"].to_numpy()},
     )
     saved = json.loads(Path(files["json"]).read_text())
     assert set(saved) == set(reports.TOP_KEYS) | set(reports.GROUPED_KEYS)
@@ -266,7 +267,7 @@ def test_training_report_of_a_ranking_model(tmp_path):
 
     r = saved["ranking"]
     at_k = r["metric_at_k"]
-    assert set(at_k) == {"linear", "random order"}
+    assert set(at_k) == {"linear", "baseline:noise", "random order"}
     row5 = next(x for x in at_k["linear"]["rows"] if x["k"] == 5)
     assert row5["ndcg"] == pytest.approx(scores["ndcg@5"])
     random5 = next(x for x in at_k["random order"]["rows"] if x["k"] == 5)

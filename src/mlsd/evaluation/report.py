@@ -717,10 +717,15 @@ def for_training(
     chosen: Candidate,
     decisions: Evaluation,
     data: TrainingData,
+    compare: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, str]:
     """Build and write the report of a training run (judged on the test split): the chosen
     candidate with the decisions taken on valid. Returns the two file paths and records them
-    in ``result.evaluation["report"]``."""
+    in ``result.evaluation["report"]``.
+
+    Ranking: ``data.groups`` (split -> each row's group) scores the rows per group, and
+    ``compare`` (name -> scores of the test rows, e.g. the baselines') joins the metric-at-k
+    table and chart."""
     from mlsd.evaluation.learning import learning_curve
     from mlsd.models.families import FAMILIES
 
@@ -789,6 +794,7 @@ def for_training(
         learning=learning,
         spec=spec,
         seed=spec.seed,
+        compare=dict(compare or {}),
     )
     report, arrays = build(inputs)
     files = write(report, arrays, workspace.reports)
@@ -805,8 +811,11 @@ def for_package(
     source: str,
     ref: str,
     folder: Path,
+    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Build and write the report of a packaged model on labelled rows (``mlsd evaluate``)."""
+    """Build and write the report of a packaged model on labelled rows (``mlsd evaluate``).
+    Ranking: ``groups`` is each row's group (default: the ``problem.group`` column of
+    ``frame``)."""
     meta = package.meta
     inputs = ReportInputs(
         system=spec.name,
@@ -822,7 +831,7 @@ def for_package(
             package=str(package.folder),
         ),
         primary=meta.get("primary_metric") or "",
-        data=Labelled(frame.reset_index(drop=True), y),
+        data=Labelled(frame.reset_index(drop=True), y, groups),
         split="data",
         source=source,
         columns=dict(package.featurizer.input_columns),
