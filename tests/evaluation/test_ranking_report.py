@@ -354,6 +354,13 @@ def test_report_compares_models_and_reads_groups_from_the_spec_column(tmp_path):
     assert saved["leaderboard"][0]["data"] == saved["metrics"]["mrr"]
     assert "by noise" in Path(files["html"]).read_text()
 
+    from browser import find_chromium, render
+
+    if find_chromium():  # the page opens in a real browser with nothing on its console
+        rendered = render(Path(files["html"]))
+        assert rendered.console == [], rendered.console
+        assert "Most misranked groups" in rendered.dom
+
 
 def test_permutation_importance_samples_whole_groups():
     from mlsd.evaluation import importance
