@@ -290,3 +290,67 @@ def test_group_invariants_property(groups, valid, test, seed):
     if all(size == 1 for size in pd.Series(groups, dtype=object).value_counts(dropna=False)):
         n = len(groups)  # singleton groups: counts as close as a random split's
         assert abs(n_test - max(1, round(n * test))) <= 1
+
+
+# --- ranking: whole groups -----------------------------------------------------------------
+
+
+def ranking_spec(method: str = "auto", *, time=None, group_split=None) -> SystemSpec:
+    problem = {"task": "ranking", "target": "grade", "group": "query", "time": time or []}
+    split = {"method": method, "valid": 0.15, "test": 0.15}
+    if group_split:
+        split["group"] = group_split
+    return SystemSpec.model_validate(
+        {"name": "r", "seed": 3, "problem": problem, "data": {"source": "x.csv", "split": split}}
+    )
+
+
+def _ranking_frame() -> pd.DataFrame:
+    from ranking_tables import make_ranking_table
+
+    df = make_ranking_table(120, 10, seed=1)
+    # events within a query happen over a few days after it starts: rows of one group differ
+    df["day"] = df["day"] + np.random.default_rng(0).integers(0, 8, len(df))
+    return df.sample(frac=1, random_state=0).reset_index(drop=True)  # groups interleaved
+
+
+def _groups_per_split(df, labels) -> pd.Series:
+    return pd.Series(labels).groupby(df["query"].to_numpy()).nunique()
+
+
+@pytest.mark.parametrize("method", ["auto", "group", "time"])
+def test_ranking_splits_keep_every_group_whole(method):
+    df = _ranking_frame()
+    spec = ranking_spec(method, time=["day"] if method == "time" else None)
+    assert spec.split_method == ("group" if method == "auto" else method)
+    labels = split_rows(df, spec)
+    assert (_groups_per_split(df, labels) == 1).all()
+    train, valid, test = counts(labels)
+    assert train and valid and test and abs(test - 180) <= 30
+    summary = json.loads(json.dumps(split_summary(labels, df, spec)))
+    per_split = summary["group"]["groups"]
+    assert summary["group"]["column"] == "query"
+    assert sum(per_split.values()) == 120 and min(per_split.values()) > 0
+
+
+def test_ranking_time_split_orders_whole_groups_by_their_first_event():
+    df = _ranking_frame()
+    spec = ranking_spec(time=["day"])  # auto resolves to time when problem.time is set
+    assert spec.split_method == "time"
+    labels = split_rows(df, spec)
+    start = df.groupby("query")["day"].transform("min").to_numpy()
+    assert start[labels == TRAIN].max() < start[labels == VALID].min()
+    assert start[labels == VALID].max() < start[labels == TEST].min()
+    # a group starting in train has events after a valid group starts: it is kept whole
+    assert df["day"][labels == TRAIN].max() > start[labels == VALID].min()
+    bounds = split_summary(labels, df, spec)["time"]
+    assert bounds["by"] == "group start"
+    assert bounds["bounds"]["test"]["first"]["day"] == start[labels == TEST].min()
+    assert bounds["bounds"]["train"]["last"]["day"] == start[labels == TRAIN].max()
+    assert np.array_equal(labels, split_rows(df, spec))
+
+
+def test_ranking_time_split_needs_groups_starting_at_distinct_times():
+    df = pd.DataFrame({"query": [1, 1, 2, 2, 3, 3], "day": [0, 5, 0, 6, 0, 7], "grade": 1})
+    with pytest.raises(DataError, match="start times of the groups of 'query'"):
+        split_rows(df, ranking_spec("time", time=["day"]))

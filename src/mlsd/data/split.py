@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlsd.errors import DataError
 from mlsd.spec import SystemSpec
+from mlsd.tasks import get_task
 
 TRAIN, VALID, TEST = 0, 1, 2
 NAMES = ("train", "valid", "test")
@@ -226,15 +227,34 @@ def _stratified(
     return labels
 
 
-def _time(df: pd.DataFrame, columns: list[str], counts: tuple[int, int, int]) -> np.ndarray:
+def group_start_rank(rank: np.ndarray, groups: pd.Series) -> np.ndarray:
+    """Per row, the dense rank of its group's earliest time (``rank`` is the rows' time
+    rank): the order in which a grouped time split places whole groups."""
+    codes, _ = pd.factorize(groups, use_na_sentinel=False)  # missing values: one group
+    start = np.full(int(codes.max()) + 1 if len(codes) else 0, np.iinfo(np.int64).max)
+    np.minimum.at(start, codes, rank)
+    _, block = np.unique(start, return_inverse=True)
+    return block.astype(np.int64)[codes]
+
+
+def _time(
+    df: pd.DataFrame,
+    columns: list[str],
+    counts: tuple[int, int, int],
+    group: str | None = None,
+) -> np.ndarray:
     _, n_valid, n_test = counts
     rank = _time_rank(df, columns)
+    if group is not None:  # whole groups, ordered by their first event
+        groups = _column(df, group, "group", "problem.group")
+        rank = group_start_rank(rank, groups)
     sizes = np.bincount(rank)
     need = 3 if n_valid else 2
     if len(sizes) < need:
         cols = ", ".join(f"'{c}'" for c in columns)
+        what = f"distinct start times of the groups of '{group}'" if group else "distinct times"
         raise DataError(
-            f"a time split needs at least {need} distinct times so that every split is "
+            f"a time split needs at least {need} {what} so that every split is "
             f"strictly later than the one before — given {len(sizes)} distinct value"
             f"{'s' * (len(sizes) != 1)} of {cols} in {len(df)} rows",
             hint="use data.split.method: random (or group), or add rows from more points in time",
@@ -277,7 +297,9 @@ def split_rows(df: pd.DataFrame, spec: SystemSpec) -> np.ndarray:
       in the same proportions, within one row.
     - time: rows ordered by ``problem.time`` (most significant column first); every valid
       row is strictly later than every train row and every test row strictly later than
-      every valid row, so rows with equal times always share a split.
+      every valid row, so rows with equal times always share a split. For a grouped task
+      (ranking) whole groups of ``spec.split_group`` are ordered by their earliest time
+      instead, so no group spans two splits.
     - group: whole groups of ``spec.split_group`` go to one split (missing values form one
       group).
 
@@ -299,7 +321,8 @@ def split_rows(df: pd.DataFrame, spec: SystemSpec) -> np.ndarray:
                 "a time split needs event-time columns — given none in problem.time",
                 hint="set problem.time to the column(s) that order the rows",
             )
-        return _time(df, list(spec.problem.time), counts)
+        group = spec.split_group if get_task(spec.problem.task).grouped else None
+        return _time(df, list(spec.problem.time), counts, group)
     if method == "group":
         column = spec.split_group
         if not column:
@@ -349,7 +372,8 @@ def split_summary(labels: np.ndarray, df: pd.DataFrame, spec: SystemSpec) -> dic
 
     Always: ``method`` (resolved), ``seed``, requested ``valid`` and ``test`` shares,
     ``counts`` and actual ``shares`` per split. Then, by method: ``time`` gives the first
-    and last event-time key of each split; ``group`` the number of groups per split;
+    and last event-time key of each split (for a grouped task, of the groups' first
+    events); ``group`` the number of groups per split (every grouped task too);
     ``stratified`` each split's class shares (when there are at most 100 classes).
     """
     labels = np.asarray(labels)
@@ -365,28 +389,37 @@ def split_summary(labels: np.ndarray, df: pd.DataFrame, spec: SystemSpec) -> dic
         "counts": counts,
         "shares": {name: (c / n if n else 0.0) for name, c in counts.items()},
     }
+    grouped = get_task(spec.problem.task).grouped and spec.split_group in df.columns
     if method == "time":
         columns = list(spec.problem.time)
         rank = _time_rank(df, columns)
+        starts = np.ones(n, dtype=bool)
+        if grouped:  # only each group's first event: the time its group is placed by
+            block = group_start_rank(rank, df[spec.split_group])
+            first_rank = np.full(int(block.max()) + 1 if n else 0, np.iinfo(np.int64).max)
+            np.minimum.at(first_rank, block, rank)
+            starts = rank == first_rank[block]
         bounds: dict[str, Any] = {}
         for name, mask in masks.items():
             if not mask.any():
                 continue
-            rows = np.flatnonzero(mask)
+            rows = np.flatnonzero(mask & starts)
             first, last = rows[np.argmin(rank[rows])], rows[np.argmax(rank[rows])]
             bounds[name] = {
                 edge: {c: _jsonable(df[c].iloc[row]) for c in columns}
                 for edge, row in (("first", first), ("last", last))
             }
         summary["time"] = {"columns": columns, "bounds": bounds}
-    elif method == "group":
+        if grouped:
+            summary["time"]["by"] = "group start"
+    if method == "group" or grouped:
         column = spec.split_group
         codes, _ = pd.factorize(df[column], use_na_sentinel=False)
         summary["group"] = {
             "column": column,
             "groups": {name: int(np.unique(codes[mask]).size) for name, mask in masks.items()},
         }
-    elif method == "stratified":
+    if method == "stratified":
         target = df[spec.problem.target]
         codes, uniques = pd.factorize(target, use_na_sentinel=False)
         keys = [_label_key(u) for u in uniques]
