@@ -21,6 +21,15 @@ fit did not see or on a statistic that cannot be reached by chance:
 A **strong** feature is one whose coarse lookup (32 quantile bins, cross-fitted) scores at
 least ``data.checks.leakage`` (R², ROC AUC or accuracy) without determining the target: a
 warning with its score and its error count.
+
+Ranking (grouped tasks) adds a fourth test of determination and scores strength per group:
+
+- **order**: the column alone (higher first, or lower first) orders every group whose
+  relevance varies perfectly (NDCG 1: ties only between equal relevance), in at least
+  :data:`ORDER_SHARE` of at least :data:`MIN_GROUPS` such groups: a copy of the relevance,
+  or a rank written down once the outcome was known, even when its scale differs by group.
+- strength is the NDCG lift of the cross-fitted coarse lookup (folds of whole groups): the
+  share of the gap between a random order and the ideal one that the column alone closes.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.data import ranking
 from mlsd.tasks import get_task
 
 SAMPLE = 20_000  # rows the checks look at: determination shows on any sample this size
@@ -40,6 +50,8 @@ SUM_FIT = 0.9999  # R² of a linear combination that "is" the target
 MIN_ROWS = 20  # below this no claim of determination is made
 COARSE_BINS = 32
 FOLDS = 5  # for the strength score: every row is scored once
+MIN_GROUPS = 20  # ranking: groups with varying relevance needed to claim an exact order
+ORDER_SHARE = 0.99  # ranking: share of those groups a determining column orders perfectly
 
 
 @dataclass
@@ -47,7 +59,7 @@ class Finding:
     """One column's verdict: how it relates to the target and the evidence."""
 
     column: str
-    kind: str  # "monotone" | "lookup" | "sum" | "strong"
+    kind: str  # "monotone" | "lookup" | "order" | "sum" | "strong"
     evidence: dict[str, Any]
 
     @property
@@ -183,6 +195,38 @@ def strength(
     return _r2(y, pred)
 
 
+def ranking_strength(
+    x: np.ndarray | None, codes: np.ndarray | None, y: np.ndarray, groups: np.ndarray, seed
+) -> dict[str, Any]:
+    """How well the column's coarse bins alone order held-out groups: the bins' mean
+    relevance learnt on the other folds (folds of whole groups), scored by NDCG per group
+    against a random order; ``lift`` is the share of the gap to the ideal order closed."""
+    n_groups = int(groups.max()) + 1
+    fold = _folds(n_groups, FOLDS, seed)[groups]
+    pred = np.empty(len(y))
+    binned = _coarse_codes(x, codes)
+    size = int(binned.max()) + 1
+    for f in range(FOLDS):
+        fit, held = fold != f, fold == f
+        if not held.any():
+            continue
+        count = np.bincount(binned[fit], minlength=size).astype(float)
+        total = np.bincount(binned[fit], weights=y[fit], minlength=size)
+        mean = np.where(count > 0, total / np.maximum(count, 1), y[fit].mean())
+        pred[held] = mean[binned[held]]
+    return ranking.ndcg_lift(y, pred, groups)
+
+
+def exact_order(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any] | None:
+    """Evidence that the column alone orders every group perfectly (either direction), or
+    None: see :data:`ORDER_SHARE` and :data:`MIN_GROUPS`."""
+    for direction, score in (("higher first", x), ("lower first", -x)):
+        share, n = ranking.perfect_order_share(y, score, groups)
+        if n >= MIN_GROUPS and share >= ORDER_SHARE:
+            return {"perfect_share": round(share, 4), "groups": n, "direction": direction}
+    return None
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     finite = np.isfinite(x)
     if finite.sum() < MIN_ROWS:
@@ -202,10 +246,13 @@ def column_findings(
     classes: int,
     limit: float,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> list[Finding]:
-    """Per feature: ``monotone`` or ``lookup`` when it determines the target, ``strong`` when
-    it merely scores at least ``limit`` alone; columns that are neither are left out.
-    ``y`` is the encoded target (floats, or class indices with ``classes`` > 0)."""
+    """Per feature: ``monotone``, ``lookup`` or (ranking) ``order`` when it determines the
+    target, ``strong`` when it merely scores at least ``limit`` alone; columns that are
+    neither are left out. ``y`` is the encoded target (floats, or class indices with
+    ``classes`` > 0); ``groups`` the group code of each row (0..G-1) for a grouped task,
+    whose strength is then the NDCG lift per group (see :func:`ranking_strength`)."""
     found = []
     numeric_target = not get_task(task).classification
     for name in features:
@@ -219,6 +266,11 @@ def column_findings(
                 if abs(rho) >= MONOTONE_RHO:
                     found.append(Finding(name, "monotone", {"spearman": round(rho, 6)}))
                     continue
+            if groups is not None and x is not None:
+                order = exact_order(x, y, groups)
+                if order is not None:
+                    found.append(Finding(name, "order", order))
+                    continue
             fit = _lookup(x, codes, y, classes, seed)
             if numeric_target:
                 if fit["r2"] >= EXACT_FIT:
@@ -227,6 +279,18 @@ def column_findings(
             elif fit["errors"] <= 2 * (classes - 1) + 0.01 * fit["majority_errors"]:
                 found.append(Finding(name, "lookup", fit))
                 continue
+        if groups is not None:
+            lift = ranking_strength(x, codes, y, groups, seed)
+            if lift["lift"] >= limit:
+                evidence = {k: round(v, 4) for k, v in lift.items()}
+                found.append(
+                    Finding(
+                        name,
+                        "strong",
+                        {"metric": "ndcg lift", "score": evidence.pop("lift"), **evidence},
+                    )
+                )
+            continue
         score = strength(x, codes, y, task, classes, seed)
         if score >= limit:
             metric = get_task(task).leakage_metric

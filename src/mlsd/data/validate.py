@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.columns import select_features
-from mlsd.data import leakage
+from mlsd.data import leakage, ranking
 from mlsd.data.profile import profile, psi, psi_categorical, psi_numeric
 from mlsd.data.snapshot import Dataset, load_dataset, split_dataset
 from mlsd.data.split import TEST, TRAIN
@@ -62,6 +62,7 @@ class ValidationReport:
     timings: dict[str, float]
     peak_memory_mb: dict[str, float]
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    groups: dict | None = None  # grouped tasks (ranking): see check_groups
 
     @property
     def passed(self) -> bool:
@@ -88,6 +89,7 @@ class ValidationReport:
             "column_types": self.column_types,
             "features": self.features,
             "split": self.split,
+            "groups": self.groups,
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
             "anomalies": [{**asdict(a), "blocking": a.blocking} for a in self.anomalies],
@@ -107,6 +109,7 @@ def check_spec_columns(spec: SystemSpec, columns: list[str]) -> list[Anomaly]:
         "problem.target": [spec.problem.target],
         "problem.time": spec.problem.time,
         "problem.id": [spec.problem.id] if spec.problem.id else [],
+        "problem.group": [spec.problem.group] if spec.problem.group else [],
         "data.split.group": [spec.data.split.group] if spec.data.split.group else [],
         "data.columns": list(spec.data.columns),
         "features.exclude": spec.features.exclude,
@@ -172,6 +175,8 @@ def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
         )
         return found
     kind = get_task(task)
+    if kind.grouped:
+        return found + check_relevance(spec, series)
     if not kind.classification and not pd.api.types.is_numeric_dtype(series.dtype):
         found.append(
             Anomaly(
@@ -198,6 +203,129 @@ def check_target(spec: SystemSpec, frame: pd.DataFrame) -> list[Anomaly]:
         else:
             positive_class(spec, classes)  # raises when the declared class is absent
     return found
+
+
+_RELEVANCE_FIX = (
+    "give '{target}' graded relevance: 0 for an irrelevant row, then 1, 2, ... for better "
+    "ones (e.g. a rating, or clicked 1 / bought 2); map labels to grades at the source"
+)
+
+
+def check_relevance(spec: SystemSpec, series: pd.Series) -> list[Anomaly]:
+    """A ranking target is graded relevance: numbers, none below 0."""
+    target = spec.problem.target
+    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):
+        values = pd.to_numeric(series, errors="coerce")
+        bad = series[values.isna() & series.notna()]
+        if len(bad) or pd.api.types.is_bool_dtype(series):
+            examples = [str(v) for v in pd.unique(bad)[:5]] or ["True", "False"]
+            return [
+                Anomaly(
+                    "target_relevance",
+                    ERROR,
+                    target,
+                    f"a ranking needs numeric relevance; '{target}' holds {series.dtype} "
+                    f"values such as {', '.join(repr(v) for v in examples[:3])}",
+                    _RELEVANCE_FIX.format(target=target),
+                    {"kind": "not_numeric", "count": len(bad), "examples": examples},
+                )
+            ]
+        series = values
+    negative = series < 0
+    if negative.any():
+        n = int(negative.sum())
+        return [
+            Anomaly(
+                "target_relevance",
+                ERROR,
+                target,
+                f"{n} rows of '{target}' have a negative relevance (lowest "
+                f"{float(series.min()):g}); ranking metrics need relevance >= 0",
+                _RELEVANCE_FIX.format(target=target)
+                + f", or shift the scale so its lowest value is 0 (e.g. {target} - min)",
+                {"kind": "negative", "count": n, "min": float(series.min())},
+            )
+        ]
+    return []
+
+
+def check_groups(spec: SystemSpec, frame: pd.DataFrame) -> tuple[list[Anomaly], dict]:
+    """A ranking's lists: how long they are, rows with no group, lists too short to rank,
+    and lists with no relevant row (relevance > 0), which no ranking metric can score."""
+    column, target = spec.problem.group, spec.problem.target
+    codes = ranking.group_codes(frame[column])
+    lengths = ranking.list_lengths(codes)
+    info: dict[str, Any] = {"column": column, "list_length": lengths}
+    found = []
+    missing = int((codes < 0).sum())
+    info["rows_without_group"] = missing
+    if missing:
+        found.append(
+            Anomaly(
+                "group_missing",
+                ERROR,
+                column,
+                f"{missing} rows ({missing / len(codes):.1%}) have no '{column}' "
+                "(problem.group): a ranked row must belong to a list",
+                f"fill '{column}' for those rows at the source, or drop them",
+                {"count": missing, "share": _round(missing / len(codes))},
+            )
+        )
+    if not lengths["n_groups"]:
+        return found, info
+    known = codes >= 0
+    sizes = np.bincount(codes[known])
+    names = pd.Series(pd.unique(frame[column].dropna()))  # code i is the i-th distinct value
+    small = np.flatnonzero(sizes < ranking.MIN_ROWS)
+    info["small_groups"] = len(small)
+    if len(small):
+        found.append(
+            Anomaly(
+                "group_too_small",
+                WARNING,
+                column,
+                f"{len(small)} of {len(sizes)} groups of '{column}' ({len(small) / len(sizes):.1%})"
+                f" hold a single row: there is nothing to rank in them, e.g. "
+                f"{', '.join(repr(str(v)) for v in names.iloc[small[:3]])}",
+                "they carry no signal for a ranker and no ranking metric can score them: drop "
+                "them, or check that problem.group names the column that forms the lists",
+                {
+                    "count": len(small),
+                    "share": _round(len(small) / len(sizes)),
+                    "examples": [str(v) for v in names.iloc[small[:5]]],
+                },
+            )
+        )
+    relevance = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=float)
+    relevant = np.bincount(codes[known], weights=(relevance[known] > 0).astype(float))
+    empty = np.flatnonzero(relevant == 0)
+    info["groups_without_relevant"] = len(empty)
+    info["relevant_per_group"] = {
+        "median": float(np.median(relevant)),
+        "mean": round(float(relevant.mean()), 2),
+    }
+    if len(empty):
+        share = len(empty) / len(sizes)
+        rows = int(sizes[empty].sum())
+        found.append(
+            Anomaly(
+                "group_no_relevant",
+                WARNING,
+                column,
+                f"{len(empty)} of {len(sizes)} groups of '{column}' ({share:.1%}, {rows:,} rows)"
+                f" have no relevant row ('{target}' > 0): ranking metrics skip them and they "
+                "carry no signal for the ranking",
+                "check the labels of those lists (clicks lost, a join that dropped them); "
+                "drop them if they are real lists nobody acted on",
+                {
+                    "count": len(empty),
+                    "share": _round(share),
+                    "rows": rows,
+                    "examples": [str(v) for v in names.iloc[empty[:5]]],
+                },
+            )
+        )
+    return found, info
 
 
 def check_types(schema_cols: dict, used: set[str]) -> list[Anomaly]:
@@ -436,16 +564,25 @@ def check_leakage(
     predict it strongly (warnings); see :mod:`mlsd.data.leakage` for the tests."""
     y_all, classes = encode_target(frame, spec)
     keep = ~np.isnan(y_all)
+    grouped = get_task(spec.problem.task).grouped
+    codes = ranking.group_codes(frame[spec.problem.group]) if grouped else None
+    if codes is not None:
+        keep &= codes >= 0
     if keep.sum() > leakage.SAMPLE:  # a seeded sample keeps this check fast on big tables
         rng = np.random.default_rng(spec.seed)
-        keep &= rng.random(len(keep)) < leakage.SAMPLE / keep.sum()
+        if codes is None:
+            keep &= rng.random(len(keep)) < leakage.SAMPLE / keep.sum()
+        else:  # whole groups, so that orders within a group can be scored
+            n_groups = int(codes.max()) + 1
+            keep &= (rng.random(n_groups) < leakage.SAMPLE / keep.sum())[np.maximum(codes, 0)]
     rows = np.flatnonzero(keep)
     if len(rows) < 2:
         return []
     y, sample = y_all[rows], frame.iloc[rows]
+    groups = None if codes is None else np.unique(codes[rows], return_inverse=True)[1]
     task, target = spec.problem.task, spec.problem.target
     findings = leakage.column_findings(
-        sample, y, features, task, len(classes), spec.data.checks.leakage, spec.seed
+        sample, y, features, task, len(classes), spec.data.checks.leakage, spec.seed, groups
     )
     found = [_leakage_anomaly(f, target, len(classes)) for f in findings]
     flagged = {f.column for f in findings if f.determines}
@@ -493,19 +630,31 @@ def _leakage_anomaly(f: leakage.Finding, target: str, n_classes: int) -> Anomaly
             f"{e['errors']} errors in {e['rows']} (always guessing the majority class makes "
             f"{e['majority_errors']}): '{name}' determines '{target}'"
         )
+    elif f.kind == "order":
+        why = (
+            f"ordering each group by '{name}' ({e['direction']}) alone ranks "
+            f"{e['perfect_share']:.1%} of the {e['groups']} groups whose '{target}' varies "
+            "perfectly: it is the relevance in another form, such as a copy or a rank"
+        )
     elif f.kind == "lookup":
         why = (
             f"the target of the row with the nearest '{name}' predicts held-out targets with "
             f"R² {e['r2']:.5f}: '{name}' determines '{target}'"
         )
     else:
+        held_out = (
+            f"NDCG {e['ndcg']:.4f} against {e['random']:.4f} for a random order on held-out "
+            f"groups: it closes {e['score']:.1%} of the gap to the ideal order"
+            if "random" in e
+            else f"{e['metric']} {e['score']:.4f} on held-out rows"
+        )
         return Anomaly(
             "leakage",
             WARNING,
             name,
-            f"'{name}' alone predicts '{target}' strongly ({e['metric']} {e['score']:.4f} on "
-            "held-out rows) but does not determine it: a strong feature is not a leak, as long "
-            "as its value is known when the prediction is made",
+            f"'{name}' alone predicts '{target}' strongly ({held_out}) but does not determine "
+            "it: a strong feature is not a leak, as long as its value is known when the "
+            "prediction is made",
             f"check that '{name}' is recorded before the outcome; acknowledge it to silence "
             f"this: data.checks.acknowledge: ['leakage:{name}']",
             {"kind": "strong", **e},
@@ -569,6 +718,15 @@ def _chi2_p_value(a: pd.Series, b: pd.Series) -> float:
     return float(chi2_contingency(table.T).pvalue)
 
 
+def _group_level_columns(spec: SystemSpec, frame: pd.DataFrame, names: list[str]) -> list[str]:
+    """Of ``names``, the columns that hold one value per group of a grouped task."""
+    if not get_task(spec.problem.task).grouped or spec.problem.group not in frame.columns:
+        return []
+    groups = frame.groupby(spec.problem.group, dropna=False, sort=False, observed=True)
+    counts = groups[[n for n in names if n != spec.problem.group]].nunique(dropna=False)
+    return [n for n in counts.columns if counts[n].max() <= 1]
+
+
 def check_split_drift(
     spec: SystemSpec,
     frame: pd.DataFrame,
@@ -590,17 +748,36 @@ def check_split_drift(
         )
         for c in cols
     }
-    train, test = frame[labels == TRAIN], frame[labels == TEST]
-    if train.empty or test.empty:
+    full_train, full_test = frame[labels == TRAIN], frame[labels == TEST]
+    if full_train.empty or full_test.empty:
         return []
-    reference = profile(train[cols], col_types)["columns"]
     tested = [c for c in cols if col_types[c] in ("numeric", "categorical", "boolean")]
+    # a ranking's group-level columns (a user's age) are tested on one row per group: its
+    # rows repeat one value, and counting them as independent finds drift in every split
+    per_group = _group_level_columns(spec, frame, tested)
+    first = None
+    if per_group:
+        first = ~pd.Series(ranking.group_codes(frame[spec.problem.group])).duplicated().to_numpy()
+    references = {
+        False: profile(full_train[cols], col_types)["columns"],
+        True: profile(
+            frame[(labels == TRAIN) & first][per_group], {n: col_types[n] for n in per_group}
+        )["columns"]
+        if per_group
+        else {},
+    }
     alpha = SPLIT_DRIFT_ALPHA / max(len(tested), 1)
     method = spec.split_method
     fix = _SPLIT_DRIFT_FIX.get(method) or _SPLIT_DRIFT_RANDOM_FIX.format(method=method)
     found = []
     for name in tested:
-        kind, ref = col_types[name], reference[name]
+        level = name in per_group
+        train, test = (
+            (frame[(labels == TRAIN) & first], frame[(labels == TEST) & first])
+            if level
+            else (full_train, full_test)
+        )
+        kind, ref = col_types[name], references[level][name]
         if kind == "numeric":
             values = test[name].to_numpy(dtype=float, na_value=np.nan)
             value = psi_numeric(ref, values)
@@ -626,7 +803,8 @@ def check_split_drift(
                 WARNING,
                 name,
                 f"{what} is distributed differently in test than in train (PSI {value:.2f}, "
-                f"{test_name} p={p_value:.1g}, {len(train):,} vs {len(test):,} rows)",
+                f"{test_name} p={p_value:.1g}, {len(train):,} vs {len(test):,} "
+                f"{'groups' if level else 'rows'})",
                 fix,
                 {
                     "psi": _round(value),
@@ -637,6 +815,7 @@ def check_split_drift(
                     "split": method,
                     "n_train": len(train),
                     "n_test": len(test),
+                    "unit": "group" if level else "row",
                 },
             )
         )
@@ -689,6 +868,11 @@ def validate_dataset(
         anomalies += check_identifiers(schema.columns, features, len(frame))
         anomalies += check_unused_text(spec, schema.columns)
         anomalies += check_imbalance(spec, frame)
+    groups = None
+    if get_task(spec.problem.task).grouped and spec.problem.group in frame.columns:
+        with stages("groups"):
+            found_groups, groups = check_groups(spec, frame)
+            anomalies += found_groups
     split: dict = {}
     if not any(a.blocking and a.check.startswith(("target", "missing_column")) for a in anomalies):
         with stages("split"):
@@ -700,7 +884,9 @@ def validate_dataset(
     _acknowledge(spec, anomalies)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     anomalies.sort(key=lambda a: (a.acknowledged, order[a.severity], a.check, a.column or ""))
-    return ValidationReport(**base, features=features, split=split, anomalies=anomalies)
+    return ValidationReport(
+        **base, features=features, split=split, anomalies=anomalies, groups=groups
+    )
 
 
 def validate(
@@ -712,7 +898,8 @@ def validate(
     progress bar on stderr (default: when stderr is a terminal).
     """
     workspace = workspace or Workspace.for_spec(spec)
-    stages = Stages(7, label=f"validate {spec.name}", show=progress)
+    steps = 8 if get_task(spec.problem.task).grouped else 7  # + the groups' checks
+    stages = Stages(steps, label=f"validate {spec.name}", show=progress)
     try:
         dataset = load_dataset(spec, workspace, stages)
         report = validate_dataset(spec, dataset, stages)
