@@ -14,10 +14,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# MovieLens 100k ships inside the recbole wheel (its licence forbids copying it here):
+# install the wheel alone, without torch and its other dependencies; mlsd reads its files.
+$(VENV)/.recbole: | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1
+	touch $@
+
+demo: $(VENV)/.installed $(VENV)/.recbole
 	$(BIN)/python -m mlsd.demo
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed $(VENV)/.recbole chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports --no-cache

@@ -304,6 +304,20 @@ def check_groups(spec: SystemSpec, frame: pd.DataFrame) -> tuple[list[Anomaly], 
         "median": float(np.median(relevant)),
         "mean": round(float(relevant.mean()), 2),
     }
+    if relevant.sum() == known.sum():
+        found.append(
+            Anomaly(
+                "all_relevant",
+                INFO,
+                target,
+                f"every row has '{target}' > 0, so every row counts as relevant: precision@k, "
+                "MAP and MRR give every order the same score; graded metrics (NDCG) still "
+                "tell orders apart",
+                f"judge models by ndcg, or shift '{target}' so that the rows not worth "
+                "showing are 0",
+                {"rows": int(known.sum())},
+            )
+        )
     if len(empty):
         share = len(empty) / len(sizes)
         rows = int(sizes[empty].sum())
