@@ -578,7 +578,7 @@ def check_leakage(
     predict it strongly (warnings); see :mod:`mlsd.data.leakage` for the tests."""
     y_all, classes = encode_target(frame, spec)
     keep = ~np.isnan(y_all)
-    grouped = get_task(spec.problem.task).grouped
+    grouped = get_task(spec.problem.task).grouped and spec.problem.group in frame.columns
     codes = ranking.group_codes(frame[spec.problem.group]) if grouped else None
     if codes is not None:
         keep &= codes >= 0
