@@ -1,7 +1,7 @@
 """``mlsd serve``: the online prediction service.
 
-Routes: ``POST /v1/predict``, ``POST /v1/rank`` (ranking models), ``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (bearer token from
+Routes: ``POST /v1/predict``, ``POST /v1/rank`` (ranking models), ``POST /v1/feedback``,
+``GET /v1/models``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (bearer token from
 ``MLSD_ADMIN_TOKEN``), the Open Inference Protocol V2 routes, and OpenAPI at ``/docs``.
 
 The server follows two files beside the registry: the aliases (which version is the
@@ -122,13 +122,13 @@ class _Scored(NamedTuple):
     outputs: list
 
 
+_NULL_LAST = math.inf
+
+
 def _order(scores: list) -> list[int]:
     """Indices of ``scores`` by score descending; equal scores keep their order, a null
     score (not finite) comes last."""
     return sorted(range(len(scores)), key=lambda j: _NULL_LAST if scores[j] is None else -scores[j])
-
-
-_NULL_LAST = math.inf
 
 
 def _group_key(group: Any) -> str:
@@ -351,7 +351,8 @@ class Server:
         Validation, routing and the log are the predict path's: the request's unit is
         ``problem.id`` of the first item when the experiment names one, else the group;
         each item is logged as a prediction row with the group and its position."""
-        scored = self._score(items, request_id, None, unit=_group_key(group), ranking=True)
+        key = _group_key(group)
+        scored = self._score(items, request_id, None, unit=key, ranking=True)
         model, checked, outputs = scored.model, scored.checked, scored.outputs
         scores = [o["score"] for o in outputs]
         order = _order(scores)
@@ -360,7 +361,7 @@ class Server:
         for position, j in enumerate(shown, 1):
             ranks[j] = position
         accepted = checked.accepted
-        self._log(scored, request_id, started, None, group=_group_key(group), ranks=ranks)
+        self._log(scored, request_id, started, None, group=key, ranks=ranks)
         self.metrics.ranked(len(outputs))
         answer: dict[str, Any] = {
             "model_version": model.label,
@@ -384,7 +385,9 @@ class Server:
         ranking: bool = False,
     ) -> _Scored:
         """Choose the model (the arm of ``unit``, default the request id, while an
-        experiment routes), validate, and score the accepted instances."""
+        experiment routes), validate, and score the accepted instances. ``ranking``: a
+        ``/v1/rank`` request, refused by a model of another task; its list is ``items``."""
+        noun = "items" if ranking else "instances"
         current = self.routing
         routed = None
         if model is None:
@@ -400,7 +403,6 @@ class Server:
                 f"{self.system} is a {model.task.name} model: use /v1/predict",
             )
         if isinstance(instances, list) and len(instances) > self.serving.max_instances:
-            noun = "items" if ranking else "instances"
             raise HTTPProblem(
                 413,
                 f"too_many_{noun}",
@@ -410,11 +412,9 @@ class Server:
         for name, count in checked.unknown.items():
             self.metrics.unknown_fields.labels(field=name).inc(count)
         if checked.problems:
-            if ranking:  # the request's list is `items`
-                for p in checked.problems:
-                    if p.get("field") == "instances":
-                        p["field"] = "items"
             for p in checked.problems:
+                if ranking and p.get("field") == "instances":
+                    p["field"] = "items"  # the request's list is `items`
                 self.metrics.validation_failures.labels(field=str(p["field"])).inc()
             self.log.rejected(  # queued like predictions: monitoring counts them by field
                 request_id=request_id,
@@ -423,7 +423,6 @@ class Server:
                 instances=len(instances) if isinstance(instances, list) else 1,
             )
             if not (self.serving.partial and checked.accepted):
-                noun = "items" if ranking else "instances"
                 raise HTTPProblem(
                     422,
                     f"invalid_{noun}",
@@ -431,7 +430,6 @@ class Server:
                     checked.problems,
                 )
         if not checked.accepted:
-            noun = "items" if ranking else "instances"
             raise HTTPProblem(422, f"no_{noun}", f"the request holds no {noun}")
         outputs = model.predict(checked.columns)
         self.metrics.predicted(model.label, len(outputs))
@@ -848,15 +846,8 @@ def _ranking_request(payload: Any) -> tuple[Any, Any, int | None]:
     if isinstance(k, float) and k.is_integer():
         k = int(k)  # JSON's 3.0 is the integer 3
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        problems.append(
-            {
-                "instance": None,
-                "field": "k",
-                "problem": f"expected an integer from 1 (how many items to return), got {k!r}"[
-                    :200
-                ],
-            }
-        )
+        problem = f"expected an integer from 1 (how many items to return), got {k!r}"
+        problems.append({"instance": None, "field": "k", "problem": problem[:200]})
     if problems:
         raise HTTPProblem(422, "invalid_request", "the ranking request is malformed", problems)
     return group, payload["items"], k
@@ -888,8 +879,8 @@ _V2_INTERNAL = orjson.dumps({"error": "internal error"})
 
 class Edge:
     """The outermost ASGI app: measures every request, turns a bug into a JSON 500 instead of
-    a stack trace, and answers ``POST /v1/predict`` and ``POST /v1/rank`` itself, without FastAPI's routing and
-    middleware stack (about four times the cost of scoring one row)."""
+    a stack trace, and answers ``POST /v1/predict`` and ``POST /v1/rank`` itself, without
+    FastAPI's routing and middleware stack (about four times the cost of scoring one row)."""
 
     def __init__(self, app: FastAPI, server: Server):
         self.app, self.server = app, server
