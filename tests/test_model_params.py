@@ -64,12 +64,16 @@ def test_validate_resolves_types_and_names_what_is_wrong():
         ({"learning_rate": float("nan")}, BINARY, "learning_rate must be a number > 0"),
         ({"class_weight": "heavy"}, BINARY, "class_weight must be one of null, balanced"),
         ({"class_weight": "balanced"}, REGRESSION, "applies to binary and multiclass tasks"),
-        ({}, RANKING, "cannot learn a 'ranking' task"),
+        ({"objective": "l2"}, RANKING, "objective must be one of lambdarank, rank_xendcg"),
+        ({"objective": "lambdarank"}, REGRESSION, "applies to ranking tasks, not regression"),
+        ({"class_weight": "balanced"}, RANKING, "applies to binary and multiclass tasks"),
     ]
     for params, task, message in cases:
         with pytest.raises(ParamError, match=message):
             LIGHTGBM.validate(params, task)
-    with pytest.raises(ParamError, match="alpha applies to regression tasks, not binary"):
+    with pytest.raises(
+        ParamError, match="alpha applies to regression and ranking tasks, not binary"
+    ):
         LINEAR.validate({"alpha": 2.0}, BINARY)
 
 

@@ -20,7 +20,7 @@ from mlsd.spec import (
     SystemSpec,
     parse_spec,
 )
-from mlsd.tasks import BINARY, MULTICLASS, REGRESSION, get_task
+from mlsd.tasks import BINARY, MULTICLASS, RANKING, REGRESSION, get_task
 
 
 def infer_task(kind: str, n_classes: int) -> str:
@@ -97,9 +97,9 @@ def render_spec(
                 f"column {col!r} is not in {data}{did_you_mean(col, frame.columns)}",
                 hint="check --time, --id and --group",
             )
-    if group and task not in (None, "ranking"):
+    if group and task not in (None, RANKING.name):
         raise DataError(f"--group ranks rows, but --task is {task}", hint="leave out --task")
-    task = "ranking" if group else task
+    task = RANKING.name if group else task
     schema, typed = infer_schema(frame)
     classes = classes_of(typed[target])
     task = task or infer_task(schema.columns[target].type, len(classes))

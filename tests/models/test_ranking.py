@@ -102,6 +102,26 @@ def test_no_query_is_in_two_splits_and_the_test_score_matches_sklearn(system):
     assert spec.split_method == "group" and "group" in split
 
 
+def test_evaluate_judges_new_labelled_queries_per_query(system, tmp_path):
+    from mlsd.evaluation.evaluate import evaluate
+
+    frame = documents(40, 12, seed=7, start=500)
+    frame.sample(frac=1.0, random_state=2).to_csv(tmp_path / "new.csv", index=False)
+    out = evaluate(system["spec"], "champion", tmp_path / "new.csv", system["ws"], report=False)
+    from mlsd.models import package as packages
+
+    package = packages.load(system["result"].package)
+    pred = package.predict_matrix({c: frame[c].tolist() for c in package.featurizer.input_columns})
+    per_query = [
+        ndcg_score([frame["grade"].to_numpy()[r]], [pred[r]], k=10)
+        for r in frame.groupby("query").indices.values()
+    ]
+    assert out["metrics"]["ndcg@10"] == pytest.approx(np.mean(per_query))
+    frame.drop(columns=["query"]).to_csv(tmp_path / "flat.csv", index=False)
+    with pytest.raises(Exception, match="no 'query' column"):
+        evaluate(system["spec"], "champion", tmp_path / "flat.csv", system["ws"], report=False)
+
+
 def test_batch_scoring_adds_each_rows_rank_within_its_query(system, tmp_path):
     from mlsd.serving.batch import predict_batch
 

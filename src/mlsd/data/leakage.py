@@ -279,21 +279,18 @@ def column_findings(
             elif fit["errors"] <= 2 * (classes - 1) + 0.01 * fit["majority_errors"]:
                 found.append(Finding(name, "lookup", fit))
                 continue
+        metric = get_task(task).leakage_metric
         if groups is not None:
             lift = ranking_strength(x, codes, y, groups, seed)
             if lift["lift"] >= limit:
                 evidence = {k: round(v, 4) for k, v in lift.items()}
+                score = evidence.pop("lift")
                 found.append(
-                    Finding(
-                        name,
-                        "strong",
-                        {"metric": "ndcg lift", "score": evidence.pop("lift"), **evidence},
-                    )
+                    Finding(name, "strong", {"metric": metric, "score": score, **evidence})
                 )
             continue
         score = strength(x, codes, y, task, classes, seed)
         if score >= limit:
-            metric = get_task(task).leakage_metric
             found.append(Finding(name, "strong", {"metric": metric, "score": round(score, 4)}))
     return found
 

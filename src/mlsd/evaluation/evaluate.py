@@ -97,9 +97,19 @@ def evaluate(
             f"{source} lacks the model's input columns {missing[:10]}",
             hint="evaluate on data with the same columns as the training data",
         )
+    groups = None
+    if get_task(meta["task"]).grouped:  # ranking metrics are means over the query groups
+        column = spec.problem.group
+        if column not in frame.columns:
+            raise DataError(
+                f"{source} has no {column!r} column (problem.group): ranking is judged per group",
+                hint="evaluate on data holding each row's group",
+            )
+        groups = frame[column].to_numpy()
     y = package_labels(frame[target], meta)
     keep = ~np.isnan(y)
     frame = frame[keep]
+    groups = None if groups is None else groups[keep]
     columns = frame_inputs(frame, package.featurizer.input_columns)
     pred = package.predict_matrix(columns)
     scores = compute(
@@ -109,6 +119,7 @@ def evaluate(
         names=metrics_for(meta["task"]),
         threshold=meta.get("threshold", 0.5),
         n_features=len(package.featurizer.feature_names),
+        groups=groups,
     )
     out = {
         "model": str(ref),
@@ -130,6 +141,7 @@ def evaluate(
             source=source,
             ref=str(ref),
             folder=workspace.reports / REPORT_FOLDER,
+            groups=groups,
         )
         # one MLflow run per evaluation, so the UI lists it beside the training runs
         out["run_id"] = registry.log_run(

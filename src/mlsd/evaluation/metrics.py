@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import did_you_mean
-from mlsd.tasks import BINARY, MULTICLASS, NAMES, TASKS, get_task
+from mlsd.tasks import BINARY, MULTICLASS, NAMES, RANKING, TASKS, get_task
 from mlsd.tasks.metric_names import ALL, MetricError, cutoff, resolve, tasks_of
 
 DIRECTIONS = ("max", "min")
@@ -975,7 +975,7 @@ def per_group_values(
     ``groups=None`` is one query with id 0. A group with no relevant row has no value (NaN):
     the mean of the other values is exactly what :func:`compute` reports for ``name``.
     """
-    metric = get_metric(name, "ranking")
+    metric = get_metric(name, RANKING.name)
     ctx = _Ranking(y_true, pred, groups)
     seen: list[np.ndarray] = []
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.evaluation.ranking import SECTION
 from mlsd.reporting import COLORS, Page, fmt, subplots, svg
 from mlsd.tasks import get_task
 
@@ -281,7 +282,7 @@ def render(report: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     )
     _summary(page, report)
     _leaderboard(page, report)
-    if report.get("ranking"):
+    if report.get(SECTION):
         _ranking(page, report)
     else:
         _performance(page, report, arrays)
@@ -290,7 +291,7 @@ def render(report: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     _decisions(page, report, arrays)
     _behavioral(page, report)
     _importance(page, report)
-    if report.get("ranking"):
+    if report.get(SECTION):
         _misranked(page, report)
     else:
         _errors(page, report)
@@ -367,7 +368,7 @@ def _performance(page: Page, report: dict, arrays: dict) -> None:
 
 
 def _ranking(page: Page, report: dict) -> None:
-    r = report["ranking"]
+    r = report[SECTION]
     at_k, model = r["metric_at_k"], r["model"]
     mine = at_k[model]
     page.section(
@@ -417,8 +418,8 @@ def _ranking(page: Page, report: dict) -> None:
 
 
 def _misranked(page: Page, report: dict) -> None:
-    worst = report["ranking"]["most_misranked"]
-    metric = report["ranking"]["per_group"]["metric"]
+    worst = report[SECTION]["most_misranked"]
+    metric = report[SECTION]["per_group"]["metric"]
     page.section(
         "Most misranked groups",
         f"the groups with the lowest {metric} among those holding a relevant item, their "
@@ -511,8 +512,8 @@ def _slices(page: Page, report: dict) -> None:
 def _calibration(page: Page, report: dict) -> None:
     c = report["calibration"]
     page.section("Calibration", "do predicted probabilities match observed frequencies?")
-    if c is None and report.get("ranking"):
-        page.text(f"Not applicable: {report['ranking']['not_applicable']}.", cls="note")
+    if c is None and report.get(SECTION):
+        page.text(f"Not applicable: {report[SECTION]['not_applicable']}.", cls="note")
         return
     if c is None:
         page.text("Regression: see the residuals under Performance and Decisions.", cls="note")

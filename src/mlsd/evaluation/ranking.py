@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from mlsd.evaluation.metrics import compute, get_metric, per_group_values
+from mlsd.tasks import RANKING
 
+SECTION = "ranking"  # the report key of everything on this page
 KS = (1, 3, 5, 10, 20)  # cutoffs of the metric-at-k table
 FAMILIES = ("ndcg", "precision", "recall", "map")  # the metrics that take a cutoff
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -36,7 +38,7 @@ def metric_at_k(y: Any, pred: Any, groups: Any, ks: Sequence[int] = KS) -> dict[
     "map", "mrr"}``. A value undefined on the rows (no relevant row anywhere) is None."""
     ks = [int(k) for k in ks]
     names = [f"{f}@{k}" for k in ks for f in FAMILIES] + ["ndcg", "map", "mrr"]
-    values = compute("ranking", y, pred, names=names, groups=groups)
+    values = compute(RANKING.name, y, pred, names=names, groups=groups)
     return {
         "ks": ks,
         "rows": [{"k": k, **{f: values[f"{f}@{k}"] for f in FAMILIES}} for k in ks],
@@ -75,7 +77,7 @@ def _quantiles(values: np.ndarray) -> dict[str, float | None]:
 def per_group(y: Any, pred: Any, groups: Any, metric: str = "ndcg@10") -> dict[str, Any]:
     """The distribution of ``metric`` over the groups: its mean (the reported value), quantiles,
     histogram over [0, 1], the shares of groups at 0 and at 1, and the list lengths."""
-    name = get_metric(metric, "ranking").name
+    name = get_metric(metric, RANKING.name).name
     table = group_table(y, pred, groups, name)
     valid = table["value"].notna().to_numpy()
     values = table["value"].to_numpy()[valid]
@@ -104,7 +106,7 @@ def per_group(y: Any, pred: Any, groups: Any, metric: str = "ndcg@10") -> dict[s
 
 def _shorter(lengths: np.ndarray, metric: str) -> float | None:
     """Share of lists shorter than the metric's cutoff (their @k scores the whole list)."""
-    k = get_metric(metric, "ranking").k
+    k = get_metric(metric, RANKING.name).k
     return None if k is None else float(np.mean(lengths < k))
 
 
@@ -140,7 +142,7 @@ def most_misranked(
     ``relevance``, ``ideal_position`` (where the best order puts it: 1 + the items more
     relevant) and the ``columns`` of ``frame`` (default: its first five), plus ``row``, the
     item's row position in ``frame``."""
-    name = get_metric(metric, "ranking").name
+    name = get_metric(metric, RANKING.name).name
     frame = frame.reset_index(drop=True)
     rel = np.asarray(y, dtype=np.float64)
     score = np.asarray(pred, dtype=np.float64)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlsd.evaluation import ranking
 from mlsd.evaluation.metrics import MetricError, _curve, compute, confusion_matrix, get_metric
 from mlsd.features import frame_inputs
 from mlsd.tasks import Task, get_task
@@ -67,7 +68,7 @@ TOP_KEYS = (
     "timings",
     "files",
 )
-GROUPED_KEYS = ("ranking",)  # added to TOP_KEYS in the report of a grouped task (ranking)
+GROUPED_KEYS = (ranking.SECTION,)  # added to TOP_KEYS in the report of a grouped task (ranking)
 MISRANKED_SHOWN = 5  # most misranked groups listed
 MISRANKED_ITEMS = 10  # items shown of each
 
@@ -134,7 +135,7 @@ class ReportInputs:
 
 def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The report dict (every key of ``TOP_KEYS``) and the arrays its figures need."""
-    from mlsd.evaluation import importance, ranking, slices
+    from mlsd.evaluation import importance, slices
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -190,7 +191,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "seed": inputs.seed,
     }
     if grouped:
-        report["ranking"] = _ranking(inputs, pred, groups, metric.name)
+        report[ranking.SECTION] = _ranking(inputs, pred, groups, metric.name)
         lap("ranking_s")
         report["slices"] = slices.by_group(
             data.frame,
@@ -238,7 +239,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     report["importance"]["split"] = "valid" if imp_rows is not data else inputs.split
     lap("importance_s")
     if grouped:
-        report["ranking"]["most_misranked"] = ranking.most_misranked(
+        report[ranking.SECTION]["most_misranked"] = ranking.most_misranked(
             data.frame,
             data.y,
             pred,
@@ -248,7 +249,7 @@ def build(inputs: ReportInputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             items=MISRANKED_ITEMS,
             columns=_shown_columns(inputs, report["importance"]),
         )
-        report["errors"] = _ranking_errors(report["ranking"])
+        report["errors"] = _ranking_errors(report[ranking.SECTION])
     else:
         report["errors"] = _errors(inputs, pred, report["importance"])
     report["learning_curve"] = inputs.learning or {
@@ -301,8 +302,6 @@ def _ranking(
 ) -> dict[str, Any]:
     """Metrics at several cutoffs (the subject, the models to compare, a random order), and the
     per-group distribution of the primary metric."""
-    from mlsd.evaluation import ranking
-
     y = inputs.data.y
     models = {inputs.subject.name: pred, **inputs.compare}
     at_k = {}

@@ -27,7 +27,7 @@ import pandas as pd
 
 from mlsd.errors import MlsdError
 from mlsd.evaluation.metrics import MetricError, compute
-from mlsd.tasks import get_task
+from mlsd.tasks import RANKING, get_task
 
 BOOTSTRAP = 500  # resamples behind each confidence interval
 LEVELS = 12  # a numeric column with at most this many distinct values is sliced by value
@@ -481,7 +481,7 @@ def by_group(
     from mlsd.evaluation.metrics import get_metric
     from mlsd.evaluation.ranking import group_table
 
-    m = get_metric(metric, "ranking")
+    m = get_metric(metric, RANKING.name)
     sign = 1.0 if m.direction == "max" else -1.0
     frame = frame.reset_index(drop=True)
     table = group_table(y, pred, groups, m.name)

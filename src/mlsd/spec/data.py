@@ -107,7 +107,8 @@ class ChecksSpec(Section):
         gt=0.5,
         le=1,
         description="A feature that alone scores above this on held-out rows (R², ROC AUC "
-        "or accuracy) is reported as strong (a warning). Errors are kept for columns that "
+        "or accuracy; for ranking, the share of the NDCG gap between a random and the ideal "
+        "order it closes) is reported as strong (a warning). Errors are kept for columns that "
         "determine the target (mlsd.data.leakage).",
     )
     split_drift_psi: float = Field(

@@ -152,10 +152,16 @@ class EvaluationSpec(Section):
         "where the model is worst.",
     )
     min_support: int = Field(
-        30, ge=1, description="Fewest rows a searched slice may hold (also min_support_share)."
+        30,
+        ge=1,
+        description="Fewest rows (for ranking: groups) a searched slice may hold (also "
+        "min_support_share).",
     )
     min_support_share: float = Field(
-        0.01, ge=0, lt=1, description="Smallest share of the rows a searched slice may hold."
+        0.01,
+        ge=0,
+        lt=1,
+        description="Smallest share of the rows (for ranking: groups) a searched slice may hold.",
     )
     max_slices: int = Field(
         10, ge=1, le=100, description="How many of the worst searched slices are reported."

@@ -26,5 +26,5 @@ class Ranking(Task):
     )
     cutoff_metrics = ("ndcg", "precision", "recall", "map")
     default_metric = "ndcg@10"
-    leakage_metric = "r2"
+    leakage_metric = "ndcg lift"  # over a random order, per group (mlsd.data.leakage)
     outputs = (OutputField("score", NUMBER),)
