@@ -59,6 +59,24 @@ def test_popularity_counts_only_earlier_ratings(built):
 
 
 @needs_recbole
+def test_a_users_history_counts_only_their_earlier_ratings(built):
+    _, table = built
+    genres = [c for c in table.columns if c.startswith("genre_")]
+    user = table[table["user_id"] == 13]  # 636 ratings over many sessions
+    for _, row in user.iloc[[0, 40, 300, -1]].iterrows():
+        before = user[user["timestamp"] < row["timestamp"]]
+        assert row["user_prior_ratings"] == len(before)
+        # an earlier movie counts once per genre it shares with this one
+        shared = (before[genres].to_numpy() * row[genres].to_numpy(dtype=int)).sum(axis=1)
+        if shared.sum():
+            pooled = (before["rating"] * shared).sum() / shared.sum()
+            expected = pooled - before["rating"].mean()
+            assert row["user_genre_affinity"] == pytest.approx(expected, abs=1e-4)
+        else:
+            assert pd.isna(row["user_genre_affinity"])
+
+
+@needs_recbole
 def test_the_example_validates(built):
     folder, _ = built
     spec = load_spec(folder / "system.yaml")
@@ -72,6 +90,23 @@ def test_the_example_validates(built):
     assert report.split["method"] == "time"
     assert sum(report.split["group"]["groups"].values()) == 943
     assert not [a for a in report.anomalies if a.check == "leakage" and a.blocking]
+
+
+@needs_recbole
+def test_the_example_trains_against_the_best_single_column(built):
+    from mlsd.models.train import train
+
+    folder, _ = built
+    spec = load_spec(folder / "system.yaml")
+    spec.models.tuning.budget_s = 0  # default parameters: the tuned run is in the README
+    result = train(spec, Workspace(folder / ".mlsd", spec.name), progress=False)
+    test = {e.name: e.scores["test"]["ndcg@10"] for e in result.leaderboard if e.scores["test"]}
+    best = result.entry("baseline:best_column")
+    assert best.details["rule"] == "order by prior_mean_rating desc"
+    assert test["baseline:best_column"] > test["baseline:random"] + 0.1
+    assert test[result.chosen] > test["baseline:random"] + 0.1
+    # registered exactly when it beats the single column on test (the README's figures)
+    assert result.registered == (test[result.chosen] > test["baseline:best_column"])
 
 
 def test_a_missing_recbole_says_how_to_install_it(monkeypatch):

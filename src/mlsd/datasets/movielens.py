@@ -10,9 +10,12 @@ One row per (user, rated movie): the group is ``user_id``, the relevance ``ratin
 the time ``timestamp`` (Unix seconds). Features: the user's age, gender and occupation; the
 movie's release year and genre flags; and what the service knew of the movie *when the
 rating was given*: ``popularity``, the number of earlier ratings of the movie, and
-``prior_mean_rating``, their mean (missing for a movie's first ratings). Counting all
-100,000 ratings instead would tell every row about ratings given after it: a leak of the
-future that a time split cannot undo, since the column itself holds it.
+``prior_mean_rating``, their mean (missing for a movie's first ratings). Of the user, from
+their own earlier ratings: ``user_prior_ratings``, how many, and ``user_genre_affinity``, the
+mean of their earlier ratings of this movie's genres (a movie counted once per genre it
+shares) minus the mean of all their earlier ratings (missing without such a rating). Counting all 100,000 ratings instead would tell every row about ratings given
+after it: a leak of the future that a time split cannot undo, since the column itself holds
+it. Ratings given in the same second count as simultaneous: none is earlier than another.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ def ranking_table(folder: Path | None = None) -> pd.DataFrame:
 
     table = log.merge(users, on="user_id", how="left").merge(movies, on="item_id", how="left")
     table = table.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    table = table.reset_index(drop=True)
+    table = table.assign(**_user_history(table))
     columns = [
         "user_id",
         "item_id",
@@ -151,8 +156,31 @@ def ranking_table(folder: Path | None = None) -> pd.DataFrame:
         *[_genre_column(g) for g in GENRES],
         "popularity",
         "prior_mean_rating",
+        "user_prior_ratings",
+        "user_genre_affinity",
     ]
-    return table[columns].reset_index(drop=True)
+    return table[columns]
+
+
+def _user_history(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What each user's strictly earlier ratings say (rows sorted by user, then time)."""
+    user, ratings = table["user_id"], table["rating"].to_numpy(dtype=np.float64)
+
+    def earlier(values: np.ndarray) -> np.ndarray:
+        # running sum before the row; rows of one second all take the first one's value
+        series = pd.Series(values, index=table.index)
+        total = series.groupby(user).cumsum() - series
+        return total.groupby([user, table["timestamp"]]).transform("min").to_numpy()
+
+    count = earlier(np.ones(len(table)))
+    mean = earlier(ratings) / np.where(count > 0, count, np.nan)
+    shared_sum, shared_count = np.zeros(len(table)), np.zeros(len(table))
+    for genre in GENRES:
+        flag = table[_genre_column(genre)].to_numpy(dtype=np.float64)
+        shared_sum += flag * earlier(flag * ratings)
+        shared_count += flag * earlier(flag)
+    affinity = shared_sum / np.where(shared_count > 0, shared_count, np.nan) - mean
+    return {"user_prior_ratings": count.astype(np.int64), "user_genre_affinity": affinity.round(4)}
 
 
 def write_ranking_table(path: str | Path, folder: Path | None = None) -> Path:
