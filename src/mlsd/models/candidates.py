@@ -125,7 +125,9 @@ def _baselines(spec: SystemSpec, data: TrainingData) -> list:
         from mlsd.models.ranking_baselines import ranking_baselines
 
         columns = [c for c in data.parts["train"].columns if c != spec.problem.target]
-        return ranking_baselines(heuristic, columns, list(data.columns), data.metric)
+        return ranking_baselines(
+            heuristic, columns, list(data.columns), data.metric, seed=spec.seed
+        )
     from mlsd.models.baselines import make_baselines
 
     statistic = "median" if data.metric.name in ("mae", "medae") else "mean"

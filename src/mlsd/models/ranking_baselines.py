@@ -1,5 +1,5 @@
-"""The baselines a ranker must beat: a random order, the order of one column, and the best
-single-column order learned on train.
+"""The baselines a ranker must beat: a random order, the order of one column (declared, or
+the best one learned on train) and a pointwise model.
 
 Like the other baselines (:mod:`mlsd.models.baselines`) they read raw columns, are fitted on
 the training split and are never packaged. Each predicts a score per row; rows are ranked
@@ -12,6 +12,9 @@ one score for every row *is* the random order, measured exactly rather than by o
   popularity; ``order by published desc``: recency); missing values rank last.
 - ``best_column``: without a heuristic, the numeric feature and direction whose order scores
   best on train by the primary metric (a pointwise model of one feature).
+- ``pointwise``: gradient-boosted trees regressing each row's relevance on the model's
+  inputs, blind to its group ("ranking as regression"): what learning the order within
+  each list must add to.
 """
 
 from __future__ import annotations
@@ -141,14 +144,66 @@ class BestColumn(ColumnOrder):
         }
 
 
+class Pointwise(RankingBaseline):
+    """LightGBM regression of the relevance on the model's inputs, one row at a time."""
+
+    name = "pointwise"
+    ROUNDS = 100
+
+    def __init__(self, features: list[str], seed: int = 0):
+        self.features, self.seed = features, seed
+        self.booster: Any = None
+        self.levels: dict[str, pd.Index] = {}  # train's categories of each text column
+
+    def _inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = {}
+        for column in self.features:
+            series = frame[column]
+            if column in self.levels:
+                out[column] = pd.Categorical(series.astype("string"), self.levels[column])
+            else:
+                out[column] = pd.to_numeric(series, errors="coerce").astype(np.float64)
+        return pd.DataFrame(out, index=frame.index)
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> Pointwise:
+        import lightgbm as lgb
+
+        for column in self.features:
+            series = frame[column]
+            if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+                self.levels[column] = pd.Index(series.astype("string").dropna().unique())
+        params = {
+            "objective": "regression",
+            "verbose": -1,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 1,
+        }
+        dataset = lgb.Dataset(self._inputs(frame), label=np.asarray(y, dtype=np.float64))
+        self.booster = lgb.train(params, dataset, num_boost_round=self.ROUNDS)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self._inputs(frame))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "family": self.name,
+            "strategy": f"LightGBM regression of the relevance, {self.ROUNDS} trees, "
+            "default parameters, groups ignored",
+        }
+
+
 def ranking_baselines(
-    heuristic: str | None, columns: list[str], features: list[str], metric: Metric
+    heuristic: str | None, columns: list[str], features: list[str], metric: Metric, seed: int = 0
 ) -> list[RankingBaseline]:
-    """random, and the spec's heuristic (over any of ``columns``) or, without one, the best
-    single-feature order."""
+    """random, the spec's heuristic (over any of ``columns``) or, without one, the best
+    single-feature order, and the pointwise model of ``features``."""
     if heuristic is not None and str(heuristic).strip():
-        return [RandomOrder(), ColumnOrder.parse(heuristic, columns)]
-    return [RandomOrder(), BestColumn(metric, features)]
+        order: RankingBaseline = ColumnOrder.parse(heuristic, columns)
+    else:
+        order = BestColumn(metric, features)
+    return [RandomOrder(), order, Pointwise(features, seed)]
 
 
 def _order(values: np.ndarray, descending: bool) -> np.ndarray:
