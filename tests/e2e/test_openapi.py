@@ -98,11 +98,11 @@ def test_schemathesis_finds_no_failure(served):
 
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory):
-    """A small ranking system (LightGBM lambdarank on 40 queries of 10 items) served."""
+    """A small ranking system (LightGBM lambdarank on 100 queries of 20 items) served."""
     from test_rank import write_table
 
     folder = tmp_path_factory.mktemp("openapi-rank")
-    write_table(folder / "d.csv", groups=40, size=10)
+    write_table(folder / "d.csv")
     (folder / "system.yaml").write_text(
         "name: tiny-rank\n"
         "problem: {task: ranking, target: rel, group: query}\n"

@@ -32,15 +32,18 @@ FIELDS = ("x1", "x2", "cat", "views")
 
 
 def write_table(path, groups: int = 100, size: int = 20) -> pd.DataFrame:
-    """Queries of ``size`` items; relevance 0-4 by quintile of a hidden score within each."""
+    """Queries of ``size`` items; relevance 0-4 by quintile of a hidden score within each.
+    ``x1`` is shifted per query (relevance is relative to the list), so ordering lists beats
+    the pointwise baseline."""
     rng = np.random.default_rng(0)
     n = groups * size
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     cat = rng.choice(["a", "b", "c"], size=n)
     views = np.round(np.exp(x1 * 0.5 + rng.normal(size=n)) * 100)
     hidden = x1 + 0.5 * x2**2 + (cat == "a") * 0.8 + rng.normal(scale=0.5, size=n)
+    shift = np.repeat(rng.normal(scale=2.0, size=groups), size)
     frame = pd.DataFrame(
-        {"query": np.repeat(np.arange(groups), size), "x1": x1, "x2": x2, "cat": cat}
+        {"query": np.repeat(np.arange(groups), size), "x1": x1 + shift, "x2": x2, "cat": cat}
     )
     frame["views"] = views
     frame["rel"] = (
