@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -954,7 +955,8 @@ def report(args, levels: list[int], tmp: Path) -> None:
     write_section("## Serving", section)
 
 
-ROUTED = ("champion-only", "router", "router+shadow")
+ROUTED = ("champion-only", "router", "router+shadow", "router+shadow 25%")
+MIRROR = 0.25  # the share of requests the last server copies to its shadow
 
 
 def report_router(args, levels: list[int], tmp: Path) -> None:
@@ -1004,6 +1006,9 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             shadows=(Arm(name="challenger", version=2, package=str(package)),),
         ),
     }
+    tables["router+shadow 25%"] = dataclasses.replace(
+        tables["router+shadow"], experiment="bench-shadow-25", mirror=MIRROR
+    )
     group: dict[str, Served] = {}
     startup: dict[str, float] = {}
     results: dict[str, dict[int, dict]] = {}
@@ -1031,12 +1036,12 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             runs: dict[str, list[dict]] = {n: [] for n in ROUTED}
             before = _shadow_counts(group["router+shadow"].port)
             for i in range(args.repeat):
-                order = ROUTED[i % 3 :] + ROUTED[: i % 3]
+                order = ROUTED[i % len(ROUTED) :] + ROUTED[: i % len(ROUTED)]
                 for name in order:
                     pid = group[name].proc.pid
                     spent = _cpu_seconds(pid), _children_cpu_seconds(pid)
                     r = run_load("mlsd", group[name].port, rows, c, args)
-                    if name == "router+shadow":
+                    if name.startswith("router+shadow"):
                         time.sleep(0.3)  # the copies of this run, scored
                     n = max(r["requests"], 1)
                     cpu[name].setdefault(c, []).append(
@@ -1104,23 +1109,28 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 "concurrency",
                 "p50 router / champion-only",
                 "p50 router+shadow / champion-only (goal ≤ 1.05)",
+                f"p50 router+shadow {MIRROR:.0%} / champion-only",
                 "p99 router+shadow / champion-only",
                 "req/s router+shadow / champion-only",
-                "server CPU µs/request: champion-only, router, router+shadow (+ shadow process)",
+                "server CPU µs/request: champion-only, router, router+shadow (+ shadow "
+                f"process), router+shadow {MIRROR:.0%} (+ shadow process)",
                 "shadow copies scored / dropped",
             ]
         ),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     server_cpu = {
         n: {c: statistics.median(x for x, _ in cpu[n][c]) for c in levels} for n in ROUTED
     }
-    child_cpu = {c: statistics.median(y for _, y in cpu["router+shadow"][c]) for c in levels}
+    child_cpu = {
+        n: {c: statistics.median(y for _, y in cpu[n][c]) for c in levels} for n in ROUTED[2:]
+    }
     for c in levels:
         base, shadow = results["champion-only"][c], results["router+shadow"][c]
         routed_ratio = statistics.median(ratios["router"][c])
         shadow_ratio = statistics.median(ratios["router+shadow"][c])
+        mirror_ratio = statistics.median(ratios["router+shadow 25%"][c])
         overhead.append(
             fmt_row(
                 [
@@ -1129,10 +1139,15 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     f"{max(ratios['router'][c]):.2f})",
                     f"{shadow_ratio:.3f}x ({min(ratios['router+shadow'][c]):.2f}–"
                     f"{max(ratios['router+shadow'][c]):.2f})",
+                    f"{mirror_ratio:.3f}x ({min(ratios['router+shadow 25%'][c]):.2f}–"
+                    f"{max(ratios['router+shadow 25%'][c]):.2f})",
                     f"{shadow['p99_ms'] / base['p99_ms']:.2f}x",
                     f"{shadow['rps'] / base['rps']:.2f}x",
-                    ", ".join(f"{server_cpu[n][c]:.0f}" for n in ROUTED)
-                    + f" (+ {child_cpu[c]:.0f})",
+                    ", ".join(
+                        f"{server_cpu[n][c]:.0f}"
+                        + (f" (+ {child_cpu[n][c]:.0f})" if n in child_cpu else "")
+                        for n in ROUTED
+                    ),
                     f"{shed[c][0]:,.0f} / {shed[c][1]:,.0f} "
                     f"({shed[c][1] / max(1.0, shed[c][0] + shed[c][1]):.0%} dropped)",
                 ]
@@ -1147,7 +1162,9 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"{server_cpu['router+shadow'][c]:.0f} µs with the shadow against "
             f"{server_cpu['router'][c]:.0f} µs routed without one "
             f"({100 * (server_cpu['router+shadow'][c] / server_cpu['router'][c] - 1):+.1f}%); "
-            f"the shadow process used {child_cpu[c]:.0f} µs per request on top."
+            f"the shadow process used {child_cpu['router+shadow'][c]:.0f} µs per request on "
+            f"top. Mirroring {MIRROR:.0%} of requests: {100 * (mirror_ratio - 1):+.1f}% to the "
+            "caller's p50."
         )
     command = "python benchmarks/bench_serving.py --router" + "".join(
         f" --{k} {v}"
@@ -1166,13 +1183,15 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"{platform.python_version()}, {os.cpu_count()} cores.",
             "",
             "The model of the serving benchmark above (LightGBM, 20 numeric features) served by "
-            "three `mlsd serve` processes (`serving.poll_s: 0`), up together and taking turns "
+            "four `mlsd serve` processes (`serving.poll_s: 0`), up together and taking turns "
             "run by run (the order rotating): **champion-only** (no routing table), **router** "
             "(a 50/50 table of version 1 and version 2, assigned by the request id, every row "
             "logged with experiment, arm, unit and p, per-arm metrics) and **router+shadow** "
             "(version 1 answers everything, version 2 scores a copy of each request in the "
             "shadow process, `python -m mlsd.serving.router` under `SCHED_IDLE`, and logs a shadow "
-            "row; a copy that finds the queue full is dropped and counted). Version 2 is the same package under another "
+            "row; a copy that finds the queue full is dropped and counted), and **router+shadow "
+            f"{MIRROR:.0%}**, the same with `rollout.shadow.share: {MIRROR:g}` (a hash of the "
+            "request id picks the requests copied). Version 2 is the same package under another "
             "version number: a second model loaded and verified on its own, with the same "
             "cost per row. Load as above (one keep-alive connection per client, 64 rows in "
             "turn); a ratio is the median over the back-to-back runs' ratios (their range in "

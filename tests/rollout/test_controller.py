@@ -91,7 +91,7 @@ class Clients:
                     ts=ts,
                     routed={"experiment": table.experiment, "arm": arm.name, "unit": unit, "p": p},
                 )
-                for shadow in table.shadows:
+                for shadow in table.shadows if table.mirrored(unit) else ():
                     log.shadow(
                         request_id=unit,
                         model_version=str(shadow.version),
@@ -231,6 +231,21 @@ def test_a_shadow_compares_both_models_on_the_same_requests(system):
     assert decision.evidence["latency_ms"]["shadow"]["p50"] == pytest.approx(3.0)
     assert decision.action == "promote", decision.to_dict()
     assert _champion(spec, ws) == 3
+
+
+def test_a_shadow_mirroring_half_the_requests_decides_on_those_pairs(system):
+    spec, ws = system
+    spec = spec.model_copy(deep=True)
+    spec.rollout.shadow.share = 0.5
+    controller.start(spec, ws, ["3"], "shadow", now=T0)
+    table = routing.read(ws.root, spec.name)
+    assert table.mirror == 0.5
+    t = Clients(spec, ws).send(300, T0)
+    mirrored = sum(table.mirrored(f"u{i}") for i in range(300))
+    assert 110 < mirrored < 190
+    _, decision = controller.step(spec, ws, now=t + 120)
+    assert decision.evidence["pairs"] == mirrored
+    assert decision.action == "promote", decision.to_dict()
 
 
 def test_a_shadow_of_a_worse_model_stops_and_the_champion_stays(system):

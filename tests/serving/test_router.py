@@ -137,6 +137,32 @@ def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_scor
     assert shadow._proc.poll() == 0
 
 
+def test_a_mirror_share_copies_that_share_of_requests_and_the_same_ones_everywhere(tmp_path):
+    import dataclasses
+
+    t = dataclasses.replace(
+        table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))]),
+        mirror=0.25,
+    )
+    ids = [f"r{i}" for i in range(20_000)]
+    picked = {rid for rid in ids if t.mirrored(rid)}
+    assert abs(len(picked) - 5_000) < 4.5 * math.sqrt(20_000 * 0.25 * 0.75), len(picked)
+    assert {rid for rid in ids if RoutingTable.from_dict(t.to_dict()).mirrored(rid)} == picked
+    other = {rid for rid in ids if dataclasses.replace(t, salt="s2").mirrored(rid)}
+    assert abs(len(picked & other) - 1_250) < 200  # another experiment, another sample
+    assert all(dataclasses.replace(t, mirror=1.0).mirrored(rid) for rid in ids[:100])
+    with pytest.raises(routing.RoutingError, match="must be in"):
+        dataclasses.replace(t, mirror=0.0)
+    shadow = ShadowProcess(
+        SimpleNamespace(folder=tmp_path / "log"), ServerMetrics(), "sys", ServingSpec(),
+        tick_s=60.0,
+    )  # fmt: skip
+    for rid in ids[:400]:
+        shadow.submit(routing_of(t), rid, [{"x": 1.0}])
+    assert [c[4] for c in shadow._pending] == [rid for rid in ids[:400] if rid in picked]
+    shadow.close()
+
+
 def test_copies_are_scored_together_and_each_keeps_its_places():
     shadow = FakeModel(9)
     t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])

@@ -42,7 +42,8 @@ class Arm:
 @dataclass(frozen=True)
 class RoutingTable:
     """Who answers while an experiment runs. ``arms`` share traffic by weight (they sum to
-    1); ``shadows`` score a copy of each request, off the request path, never answering."""
+    1); ``shadows`` score a copy of the requests :meth:`mirrored` picks (a ``mirror`` share of
+    them), off the request path, never answering."""
 
     system: str
     experiment: str
@@ -53,6 +54,7 @@ class RoutingTable:
     unit_field: str | None = None  # problem.id: the request field that names the unit
     updated_at: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    mirror: float = 1.0  # share of requests copied to the shadows
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -62,6 +64,11 @@ class RoutingTable:
             raise RoutingError(
                 f"the arms' weights of experiment {self.experiment!r} must be >= 0 and sum to "
                 f"1 ({weights})"
+            )
+        if not 0 < self.mirror <= 1:
+            raise RoutingError(
+                f"experiment {self.experiment!r} mirrors a share of {self.mirror} of requests: "
+                "it must be in (0, 1]"
             )
         names = [a.name for a in (*self.arms, *self.shadows)]
         if len(set(names)) != len(names):
@@ -77,6 +84,10 @@ class RoutingTable:
                 return arm, arm.weight
         last = next(a for a in reversed(self.arms) if a.weight > 0)  # rounding at the top
         return last, last.weight
+
+    def mirrored(self, request_id: str) -> bool:
+        """Whether the shadows score a copy of this request (the same answer everywhere)."""
+        return self.mirror >= 1 or bucket(f"{self.salt}/mirror", request_id) < self.mirror
 
     def arm(self, name: str) -> Arm:
         """The arm or shadow called ``name``."""
@@ -106,6 +117,7 @@ class RoutingTable:
                 unit_field=data.get("unit_field"),
                 updated_at=float(data.get("updated_at", 0.0)),
                 meta=dict(data.get("meta") or {}),
+                mirror=float(data.get("mirror", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RoutingError(

@@ -83,9 +83,11 @@ class Experiment:
         traffic to the champion and copies it to the challenger; the other strategies split
         it by ``weights``, challengers first so a canary step only moves units into them."""
         arm = {m.name: Arm(m.name, m.version, m.package) for m in self.members}
+        mirror = 1.0
         if self.strategy == "shadow":
             arms = (Arm(**{**asdict(arm[self.champion.name]), "weight": 1.0}),)
             shadows = tuple(arm[m.name] for m in self.challengers)
+            mirror = float(self.config.get("share", 1.0))  # experiments started before: all
         else:
             order = [*self.challengers, self.champion]
             arms = tuple(
@@ -103,6 +105,7 @@ class Experiment:
             unit_field=self.unit_field,
             updated_at=time.time(),
             meta={"step": self.step},
+            mirror=mirror,
         )
 
     def record(self, decision: dict[str, Any]) -> None:

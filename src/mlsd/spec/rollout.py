@@ -28,6 +28,14 @@ class ShadowSpec(Section):
     max_duration: Duration = Field(
         "7d", description="Without a decision by then, stop and keep the champion."
     )
+    share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of requests copied to the shadow, picked by a hash of the request "
+        "id (Istio's mirror percentage). Below 1 it bounds what the shadow costs a busy "
+        "server; min_requests then takes longer to reach.",
+    )
 
 
 class CanarySpec(Section):
