@@ -956,7 +956,8 @@ def report(args, levels: list[int], tmp: Path) -> None:
 
 
 ROUTED = ("champion-only", "router", "router+shadow", "router+shadow 25%")
-MIRROR = 0.25  # the share of requests the last server copies to its shadow
+MIRROR = 0.25  # the share of requests the last table copies to its shadow
+POLL_S = 0.2  # how often the routed server reads the routing table
 
 
 def report_router(args, levels: list[int], tmp: Path) -> None:
@@ -1009,40 +1010,59 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     tables["router+shadow 25%"] = dataclasses.replace(
         tables["router+shadow"], experiment="bench-shadow-25", mirror=MIRROR
     )
-    group: dict[str, Served] = {}
-    startup: dict[str, float] = {}
+    # One server follows the routing table (polled every POLL_S) and the table is switched
+    # before each run: every configuration is measured in the same process, so what differs
+    # between runs is the table, not where a process landed on the cores.
+    config = paths["config"].with_name("system-routed.yaml")
+    config.write_text(paths["config"].read_text().replace("poll_s: 0}", f"poll_s: {POLL_S}}}"))
     results: dict[str, dict[int, dict]] = {}
     ratios: dict[str, dict[int, list[float]]] = {n: {} for n in ROUTED[1:]}
+    shed = {n: {} for n in ROUTED[2:]}  # concurrency -> shadow copies (scored, dropped)
+    routing.clear(root, "bench-serving")
+    server = start("mlsd", {**paths, "config": config}, tmp)
     try:
-        for name in ROUTED:  # each reads the table once at start (poll_s: 0)
+        startup = server.wait_ready()
+        port, pid = server.port, server.proc.pid
+
+        def switch(name: str) -> None:
             if name in tables:
                 routing.publish(root, tables[name])
             else:
                 routing.clear(root, "bench-serving")
-            group[name] = start("mlsd", paths, tmp)
-            startup[name] = group[name].wait_ready()
-            check_answers("mlsd", group[name].port, rows[:8], expected[:8])
-            ready = json.loads(_get(group[name].port, "/readyz"))
-            got = (ready.get("routing") or {}).get("experiment")
             want = tables[name].experiment if name in tables else None
-            if got != want:
-                raise SystemExit(f"{name}: the server routes {got!r}, expected {want!r}")
-            print(f"{name} ready in {startup[name]:.1f} s on port {group[name].port}", flush=True)
-        shed: dict[int, tuple[float, float]] = {}  # concurrency -> shadow (scored, dropped)
+            deadline = time.monotonic() + 30
+            while (json.loads(_get(port, "/readyz")).get("routing") or {}).get(
+                "experiment"
+            ) != want:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: the server did not take the routing table")
+                time.sleep(POLL_S / 2)
+            check_answers("mlsd", port, rows[:8], expected[:8])
+
+        for name in ROUTED:  # each table once, so the shadow process has loaded its model
+            switch(name)
+        print(f"mlsd serve ready in {startup:.1f} s on port {port}", flush=True)
         # CPU per request (µs) of the server process and of its children (the shadow
         # process): unlike latency, barely moved by what else the machine is doing
         cpu: dict[str, dict[int, list[tuple[float, float]]]] = {n: {} for n in ROUTED}
         for c in levels:
             runs: dict[str, list[dict]] = {n: [] for n in ROUTED}
-            before = _shadow_counts(group["router+shadow"].port)
+            counted = {n: (0.0, 0.0) for n in ROUTED[2:]}
             for i in range(args.repeat):
                 order = ROUTED[i % len(ROUTED) :] + ROUTED[: i % len(ROUTED)]
                 for name in order:
-                    pid = group[name].proc.pid
+                    switch(name)
+                    time.sleep(0.3)  # the copies of an earlier run, scored
                     spent = _cpu_seconds(pid), _children_cpu_seconds(pid)
-                    r = run_load("mlsd", group[name].port, rows, c, args)
-                    if name.startswith("router+shadow"):
-                        time.sleep(0.3)  # the copies of this run, scored
+                    before = _shadow_counts(port)
+                    r = run_load("mlsd", port, rows, c, args)
+                    if name in counted:
+                        time.sleep(0.3)  # this run's copies, scored
+                        after = _shadow_counts(port)
+                        counted[name] = tuple(
+                            total + a - b
+                            for total, a, b in zip(counted[name], after, before, strict=True)
+                        )
                     n = max(r["requests"], 1)
                     cpu[name].setdefault(c, []).append(
                         (
@@ -1052,15 +1072,14 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     )
                     bad = {k: v for k, v in r["statuses"].items() if k != "200"}
                     print(
-                        f"  {name:<14} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
+                        f"  {name:<17} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
                         f"{r['p50_ms']:6.3f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
                         "req/s" + (f"  NON-200: {bad}" if bad else ""),
                         flush=True,
                     )
                     runs[name].append(r)
-            time.sleep(1.0)  # the shadow process catches up with what it was sent
-            after = _shadow_counts(group["router+shadow"].port)
-            shed[c] = (after[0] - before[0], after[1] - before[1])
+            for name in ROUTED[2:]:
+                shed[name][c] = counted[name]
             for name in ROUTED:
                 results.setdefault(name, {})[c] = combine(runs[name])
             for name in ROUTED[1:]:
@@ -1068,7 +1087,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     r["p50_ms"] / base["p50_ms"]
                     for r, base in zip(runs[name], runs["champion-only"], strict=True)
                 ]
-        metrics = _get(group["router+shadow"].port, "/metrics")
+        metrics = _get(port, "/metrics")
         shadow_counts = {
             key: _metric(metrics, key)
             for key in (
@@ -1078,8 +1097,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             )
         }
     finally:
-        for served in group.values():
-            served.stop()
+        server.stop()
         routing.clear(root, "bench-serving")
 
     table = [
@@ -1114,7 +1132,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 "req/s router+shadow / champion-only",
                 "server CPU µs/request: champion-only, router, router+shadow (+ shadow "
                 f"process), router+shadow {MIRROR:.0%} (+ shadow process)",
-                "shadow copies scored / dropped",
+                f"shadow copies scored / dropped: full, {MIRROR:.0%}",
             ]
         ),
         "|---|---|---|---|---|---|---|---|",
@@ -1148,8 +1166,11 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                         + (f" (+ {child_cpu[n][c]:.0f})" if n in child_cpu else "")
                         for n in ROUTED
                     ),
-                    f"{shed[c][0]:,.0f} / {shed[c][1]:,.0f} "
-                    f"({shed[c][1] / max(1.0, shed[c][0] + shed[c][1]):.0%} dropped)",
+                    "; ".join(
+                        f"{shed[n][c][0]:,.0f} / {shed[n][c][1]:,.0f} "
+                        f"({shed[n][c][1] / max(1.0, sum(shed[n][c])):.0%} dropped)"
+                        for n in ROUTED[2:]
+                    ),
                 ]
             )
         )
@@ -1183,8 +1204,10 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"{platform.python_version()}, {os.cpu_count()} cores.",
             "",
             "The model of the serving benchmark above (LightGBM, 20 numeric features) served by "
-            "four `mlsd serve` processes (`serving.poll_s: 0`), up together and taking turns "
-            "run by run (the order rotating): **champion-only** (no routing table), **router** "
+            f"one `mlsd serve` process following the routing table (`serving.poll_s: {POLL_S}`), "
+            "the table switched before each run so every configuration is measured in the same "
+            "process, in turns (the order rotating): **champion-only** (no routing table), "
+            "**router** "
             "(a 50/50 table of version 1 and version 2, assigned by the request id, every row "
             "logged with experiment, arm, unit and p, per-arm metrics) and **router+shadow** "
             "(version 1 answers everything, version 2 scores a copy of each request in the "
@@ -1196,11 +1219,9 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             "cost per row. Load as above (one keep-alive connection per client, 64 rows in "
             "turn); a ratio is the median over the back-to-back runs' ratios (their range in "
             "brackets). Client and servers share the "
-            f"{os.cpu_count()} cores. After the runs the shadow server counted "
+            f"{os.cpu_count()} cores. After the runs the server counted "
             + ", ".join(f"`{k}` {v:,.0f}" for k, v in shadow_counts.items())
-            + ". Ready after start: "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in startup.items())
-            + ".",
+            + f". Ready after start: {startup:.1f} s.",
             "",
             *table,
             "",
