@@ -1,0 +1,71 @@
+"""Offline evaluation of a recommender over the whole catalogue: each user's top items,
+with what they already have masked, judged against their held-out items by the ranking
+metrics of the registry (one definition of each: :mod:`mlsd.evaluation.metrics`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from mlsd.evaluation.metrics import compute
+from mlsd.recsys.generators import Generator
+from mlsd.tasks import RANKING
+
+BATCH = 256  # users scored at once: a (BATCH, items) float32 array
+
+
+def top_items(
+    generator: Generator,
+    users: np.ndarray,
+    n: int,
+    exclude: sp.csr_matrix | None = None,
+    batch: int = BATCH,
+) -> np.ndarray:
+    """A (len(users), n) array of item columns, best first; the items of each user's row of
+    ``exclude`` (what they already have) never appear."""
+    out = np.empty((len(users), n), dtype=np.int64)
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        scores = generator.score(chunk).astype(np.float32, copy=True)
+        if exclude is not None:
+            seen = exclude[chunk]
+            scores[np.repeat(np.arange(len(chunk)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        out[start : start + len(chunk)] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def ranking_scores(
+    top: np.ndarray,
+    relevant: sp.csr_matrix,
+    users: np.ndarray,
+    names: Sequence[str] = ("ndcg@10", "recall@10", "precision@10", "map@10", "recall@100"),
+) -> dict[str, float | None]:
+    """The registry's ranking metrics of the lists ``top`` (one row per user of ``users``)
+    against each user's ``relevant`` items (binary), mean over users with any.
+
+    Each user is a group holding their listed items at their places and, below them, the
+    relevant items the list missed: so recall's denominator and NDCG's ideal order count
+    every relevant item, as full-catalogue evaluation requires. A metric at k judges the
+    first k of the list: ``top`` must be at least as long as the largest k."""
+    rows = relevant[users]
+    has = np.diff(rows.indptr) > 0
+    n = top.shape[1]
+    y, score, group = [], [], []
+    for r in np.flatnonzero(has):
+        wanted = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+        hit = np.isin(top[r], wanted)
+        missed = np.setdiff1d(wanted, top[r], assume_unique=True)
+        y.append(np.r_[hit.astype(np.float64), np.ones(len(missed))])
+        score.append(np.r_[np.arange(n, 0, -1, dtype=np.float64), np.zeros(len(missed))])
+        group.append(np.full(n + len(missed), r))
+    return compute(
+        RANKING.name,
+        np.concatenate(y),
+        np.concatenate(score),
+        names=list(names),
+        groups=np.concatenate(group),
+    )
