@@ -34,6 +34,7 @@ GRIDS = {
 }
 METRICS = ("ndcg@10", "recall@10", "precision@10", "map@10", "recall@100")
 ANCHOR = "RecBole BPR: NDCG@10 0.277-0.292, Recall@10 0.237-0.252"
+ANCHOR_NDCG = (0.277, 0.292)
 
 
 def main() -> None:
@@ -104,6 +105,11 @@ def main() -> None:
             + " | ".join(cells)
             + f" | {runs[0]['params'] or '-'} | {statistics.median(r['fit_s'] for r in runs):.2f} |"
         )
+    verdicts = []
+    for name, runs in results.items():
+        ndcg = statistics.mean(r["ndcg@10"] for r in runs)
+        where = "above" if ndcg > ANCHOR_NDCG[1] else "below" if ndcg < ANCHOR_NDCG[0] else "within"
+        verdicts.append(f"- {name}: NDCG@10 {ndcg:.3f}, {where} RecBole's BPR range.")
     section = "\n".join(
         [
             "## Recommendation quality: MovieLens 100k (`benchmarks/bench_recsys.py`)",
@@ -121,6 +127,8 @@ def main() -> None:
             "that will combine them are not measured here yet.",
             "",
             *rows,
+            "",
+            *verdicts,
             "",
         ]
     )
