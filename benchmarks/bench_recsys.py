@@ -37,11 +37,85 @@ ANCHOR = "RecBole BPR: NDCG@10 0.277-0.292, Recall@10 0.237-0.252"
 ANCHOR_NDCG = (0.277, 0.292)
 
 
+def ann(args) -> None:
+    """Retrieval on a generated catalogue: an IVF index calibrated to recall@100 0.95
+    against exact search, one query at a time (``--ann``)."""
+    from mlsd.recsys.retrieval import ExactIndex, IVFIndex
+
+    rng = np.random.default_rng(0)
+    n, d = args.items, 64
+    centres = rng.normal(size=(1000, d)).astype(np.float32)
+    items = centres[rng.integers(0, len(centres), n)]
+    items += 0.5 * rng.normal(size=(n, d)).astype(np.float32)
+    started = time.perf_counter()
+    index = IVFIndex.build(items, target_recall=0.95, k=100, seed=0)
+    build_s = time.perf_counter() - started
+    exact = ExactIndex(items)
+    users = (
+        rng.normal(size=(args.queries, d)).astype(np.float32)
+        + centres[rng.integers(0, len(centres), args.queries)]
+    )
+    truth, _ = exact.search(users, 100)
+    found, _ = index.search(users, 100)
+    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth, strict=True))
+    recall = hits / truth.size
+
+    def latency(search) -> list[float]:
+        times = []
+        for q in users:
+            t = time.perf_counter()
+            search(q[None, :], 100)
+            times.append((time.perf_counter() - t) * 1000)
+        return times
+
+    ann_ms, exact_ms = latency(index.search), latency(exact.search)
+    p50 = {k: statistics.median(v) for k, v in (("ann", ann_ms), ("exact", exact_ms))}
+    p99 = {k: float(np.percentile(v, 99)) for k, v in (("ann", ann_ms), ("exact", exact_ms))}
+    described = index.describe()
+    section = "\n".join(
+        [
+            "## Retrieval: approximate nearest neighbours (`benchmarks/bench_recsys.py --ann`)",
+            "",
+            f"Command: `python benchmarks/bench_recsys.py --ann --items {n} --queries "
+            f"{args.queries}` on {date.today()}, {platform.machine()}, "
+            f"{platform.python_version()}, {os.cpu_count()} cores.",
+            "",
+            f"{n:,} generated item vectors of {d} dimensions around 1,000 centres (as matrix "
+            "factorisation leaves them); user vectors drawn the same way. `IVFIndex.build` "
+            f"(faiss `IndexIVFFlat`, inner product, {described['cells']:,} cells) chose nprobe "
+            f"{described['nprobe']} as the fewest cells at which 200 calibration queries find "
+            f"95% of their exact top 100 (measured: {described['recall']:.3f}); built in "
+            f"{build_s:.1f} s. Then {args.queries:,} fresh queries, one at a time, against "
+            "exact search (one numpy matrix product over every item, `ExactIndex`).",
+            "",
+            "| search | recall@100 vs exact | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+            f"| IVF (nprobe {described['nprobe']}) | {recall:.3f} | {p50['ann']:.2f} | "
+            f"{p99['ann']:.2f} |",
+            f"| exact (numpy) | 1.000 | {p50['exact']:.2f} | {p99['exact']:.2f} |",
+            "",
+            f"- The index answers in {p50['ann']:.2f} ms p50, {p50['exact'] / p50['ann']:.0f}x "
+            f"faster than exact search, finding {recall:.1%} of the exact top 100 on queries "
+            "it was not calibrated on (goal: 20 ms p50 for the whole funnel, recall@100 0.95).",
+            "",
+        ]
+    )
+    print(section)
+    if not args.no_write:
+        write_section("## Retrieval: approximate nearest neighbours", section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="splits, each seeded")
+    parser.add_argument("--ann", action="store_true", help="measure retrieval only")
+    parser.add_argument("--items", type=int, default=1_000_000, help="--ann: catalogue size")
+    parser.add_argument("--queries", type=int, default=1_000, help="--ann: queries timed")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    if args.ann:
+        ann(args)
+        return
 
     from mlsd.datasets.movielens import find_ml100k, read_atomic
     from mlsd.recsys.evaluate import ranking_scores, top_items
