@@ -46,7 +46,7 @@ def ann(args) -> None:
     n, d = args.items, 64
     centres = rng.normal(size=(1000, d)).astype(np.float32)
     items = centres[rng.integers(0, len(centres), n)]
-    items += 0.5 * rng.normal(size=(n, d)).astype(np.float32)
+    items += rng.normal(size=(n, d)).astype(np.float32)  # as wide as the centres' spread
     started = time.perf_counter()
     index = IVFIndex.build(items, target_recall=0.95, k=100, seed=0)
     build_s = time.perf_counter() - started
@@ -80,8 +80,10 @@ def ann(args) -> None:
             f"{args.queries}` on {date.today()}, {platform.machine()}, "
             f"{platform.python_version()}, {os.cpu_count()} cores.",
             "",
-            f"{n:,} generated item vectors of {d} dimensions around 1,000 centres (as matrix "
-            "factorisation leaves them); user vectors drawn the same way. `IVFIndex.build` "
+            f"{n:,} generated item vectors of {d} dimensions around 1,000 centres, the noise "
+            "as wide as the centres' spread; user vectors drawn the same way. How well real "
+            "factors cluster decides the nprobe needed, which is why the index measures its "
+            "recall when it is built rather than assuming it. `IVFIndex.build` "
             f"(faiss `IndexIVFFlat`, inner product, {described['cells']:,} cells) chose nprobe "
             f"{described['nprobe']} as the fewest cells at which 200 calibration queries find "
             f"95% of their exact top 100 (measured: {described['recall']:.3f}); built in "
