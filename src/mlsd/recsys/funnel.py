@@ -1,0 +1,189 @@
+"""The funnel: candidate generators propose, a learnt ranker orders what they proposed.
+
+Training follows what serving will see. Each user's training interactions are split (seeded,
+per user) into a *history* and *targets*: the generators are fitted on the histories, propose
+``candidates`` items each per user (history masked), and the ranker (LightGBM lambdarank,
+one group per user) learns which proposals are targets from features that exist at serving
+time: each generator's score (as a share of its best score for the user) and its rank of
+the item (``candidates`` when it did not propose it), how many generators proposed it, the
+item's popularity and the user's history length. The generators are then refitted on all
+training interactions for serving, so the ranker sees the same kind of lists it learnt on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mlsd.recsys.evaluate import BATCH
+from mlsd.recsys.generators import Generator
+from mlsd.recsys.interactions import TEST, split_per_user
+
+ROUNDS = 200  # lambdarank trees, learning rate 0.05
+
+
+@dataclass
+class Candidates:
+    """Per proposal (user row, item column): its features; ``rows`` index ``users``."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    features: np.ndarray
+    names: list[str]
+
+
+def propose(
+    generators: dict[str, Generator],
+    users: np.ndarray,
+    seen: sp.csr_matrix,
+    n: int,
+    popularity: np.ndarray,
+) -> Candidates:
+    """Each generator's top ``n`` unseen items per user, united, with their features."""
+    rows, items, features = [], [], []
+    history = np.log1p(np.diff(seen.indptr)).astype(np.float32)
+    names = [f"{g}_{what}" for g in generators for what in ("score", "rank")]
+    names += ["proposed_by", "item_popularity", "user_history"]
+    for start in range(0, len(users), BATCH):
+        chunk = users[start : start + BATCH]
+        mask = seen[chunk]
+        masked_rows = np.repeat(np.arange(len(chunk)), np.diff(mask.indptr))
+        scores, ranks = [], []
+        for g in generators.values():
+            s = g.score(chunk).astype(np.float32, copy=True)
+            s[masked_rows, mask.indices] = -np.inf
+            top = np.argpartition(-s, n - 1, axis=1)[:, :n]
+            order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            rank = np.full(s.shape, n, dtype=np.float32)
+            np.put_along_axis(rank, top, np.arange(n, dtype=np.float32)[None, :], axis=1)
+            best = np.take_along_axis(s, top[:, :1], axis=1)
+            finite = np.where(np.isfinite(s), s, 0.0)
+            scores.append(finite / np.where(np.abs(best) > 0, np.abs(best), 1.0))
+            ranks.append(rank)
+        proposed = np.sum([r < n for r in ranks], axis=0)
+        r, i = np.nonzero(proposed)
+        columns = []
+        for s, rank in zip(scores, ranks, strict=True):
+            columns += [s[r, i], rank[r, i]]
+        columns += [proposed[r, i].astype(np.float32), popularity[i], history[chunk][r]]
+        rows.append(start + r)
+        items.append(i)
+        features.append(np.column_stack(columns).astype(np.float32))
+    return Candidates(np.concatenate(rows), np.concatenate(items), np.concatenate(features), names)
+
+
+class Funnel:
+    """Generators, then a lambdarank ranker over their united proposals."""
+
+    def __init__(
+        self,
+        factories: dict[str, Callable[[], Generator]],
+        candidates: int = 100,
+        target_share: float = 0.25,
+        seed: int = 0,
+    ):
+        self.factories, self.candidates = factories, int(candidates)
+        self.target_share, self.seed = float(target_share), seed
+
+    def fit(self, train: sp.csr_matrix) -> Funnel:
+        """Fit the ranker on proposals from histories, then refit the generators on all."""
+        import lightgbm as lgb
+
+        coo = train.tocoo()
+        labels = split_per_user(coo.row, (1 - self.target_share, 0.0, self.target_share), self.seed)
+        shape = train.shape
+        part = {
+            name: sp.csr_matrix(
+                (np.ones(int(keep.sum()), np.float32), (coo.row[keep], coo.col[keep])), shape
+            )
+            for name, keep in (("history", labels != TEST), ("target", labels == TEST))
+        }
+        history, target = part["history"], part["target"]
+        generators = {name: make().fit(history) for name, make in self.factories.items()}
+        popularity = np.log1p(np.asarray(history.sum(axis=0)).ravel()).astype(np.float32)
+        users = np.flatnonzero(np.diff(target.indptr))
+        proposals = propose(generators, users, history, self.candidates, popularity)
+        y = np.asarray(target[users[proposals.rows], proposals.items]).ravel()
+        keep = _groups_with_a_positive(proposals.rows, y)
+        order = np.argsort(proposals.rows[keep], kind="stable")
+        rows = proposals.rows[keep][order]
+        dataset = lgb.Dataset(
+            proposals.features[keep][order],
+            label=y[keep][order],
+            group=np.bincount(rows)[np.unique(rows)],
+            feature_name=proposals.names,
+        )
+        params = {
+            "objective": "lambdarank",
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 50,
+            "lambdarank_truncation_level": 20,
+            "eval_at": [10],
+            "verbose": -1,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 1,
+        }
+        self.ranker = lgb.train(params, dataset, num_boost_round=ROUNDS)
+        self.names = proposals.names
+        self.generators = {name: make().fit(train) for name, make in self.factories.items()}
+        self.popularity = np.log1p(np.asarray(train.sum(axis=0)).ravel()).astype(np.float32)
+        return self
+
+    def recommend(
+        self, users: np.ndarray, k: int, seen: sp.csr_matrix
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """(len(users), k) item columns, best first, nothing ``seen``; and what the stages
+        passed on: the mean number of united candidates per user."""
+        proposals = propose(self.generators, users, seen, self.candidates, self.popularity)
+        score = self.ranker.predict(proposals.features)
+        out = np.full((len(users), k), -1, dtype=np.int64)
+        order = np.lexsort((-score, proposals.rows))
+        rows, items = proposals.rows[order], proposals.items[order]
+        starts = np.searchsorted(rows, np.arange(len(users)))
+        ends = np.searchsorted(rows, np.arange(len(users)), side="right")
+        for u, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            chosen = items[a : min(b, a + k)]
+            out[u, : len(chosen)] = chosen
+        return out, {"candidates_per_user": float(len(score) / max(len(users), 1))}
+
+    def importance(self) -> dict[str, float]:
+        """The ranker's gain per feature, as shares."""
+        gain = self.ranker.feature_importance("gain")
+        return dict(zip(self.names, (gain / max(gain.sum(), 1e-12)).round(4).tolist(), strict=True))
+
+
+def candidate_recall(
+    generators: dict[str, Generator],
+    users: np.ndarray,
+    seen: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    n: int,
+) -> dict[str, float]:
+    """recall@``n`` of each generator's proposals and of their union (the share of each
+    user's relevant items proposed, mean over users with any)."""
+    pop = np.zeros(seen.shape[1], np.float32)
+    proposals = propose(generators, users, seen, n, pop)
+    wanted = relevant[users]
+    has = np.diff(wanted.indptr) > 0
+    got = np.asarray(wanted[proposals.rows, proposals.items]).ravel() > 0
+    out = {}
+    names: Sequence[str] = [*generators, "union"]
+    for j, name in enumerate(names):
+        proposed = proposals.features[:, 2 * j + 1] < n if name != "union" else np.ones_like(got)
+        hits = np.bincount(proposals.rows[got & proposed], minlength=len(users))
+        out[name] = float(np.mean(hits[has] / np.diff(wanted.indptr)[has]))
+    return out
+
+
+def _groups_with_a_positive(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows of users with at least one positive proposal: the others teach lambdarank
+    nothing."""
+    positive = np.bincount(rows, weights=y, minlength=rows.max() + 1) > 0
+    return positive[rows]
