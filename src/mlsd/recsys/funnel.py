@@ -12,7 +12,7 @@ training interactions for serving, so the ranker sees the same kind of lists it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,9 +174,11 @@ def candidate_recall(
     has = np.diff(wanted.indptr) > 0
     got = np.asarray(wanted[proposals.rows, proposals.items]).ravel() > 0
     out = {}
-    names: Sequence[str] = [*generators, "union"]
-    for j, name in enumerate(names):
-        proposed = proposals.features[:, 2 * j + 1] < n if name != "union" else np.ones_like(got)
+    for name in [*generators, "union"]:
+        if name == "union":
+            proposed = np.ones_like(got)
+        else:
+            proposed = proposals.features[:, proposals.names.index(f"{name}_rank")] < n
         hits = np.bincount(proposals.rows[got & proposed], minlength=len(users))
         out[name] = float(np.mean(hits[has] / np.diff(wanted.indptr)[has]))
     return out
