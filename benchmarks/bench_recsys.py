@@ -30,7 +30,7 @@ GRIDS = {
     "itemknn": {"neighbours": [50, 100, 200, 400], "shrink": [0.0, 10.0, 50.0]},
     "ease": {"l2": [100.0, 250.0, 500.0, 1000.0]},
     "als": {"factors": [64, 128], "regularization": [0.01, 0.1], "alpha": [1.0, 5.0]},
-    "bpr": {"factors": [64, 128], "learning_rate": [0.01, 0.05], "iterations": [200]},
+    "bpr": {"factors": [16, 32], "learning_rate": [0.002, 0.005], "iterations": [100, 300]},
 }
 METRICS = ("ndcg@10", "recall@10", "precision@10", "map@10", "recall@100")
 ANCHOR = "RecBole BPR: NDCG@10 0.277-0.292, Recall@10 0.237-0.252"
