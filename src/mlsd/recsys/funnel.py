@@ -6,7 +6,8 @@ per user) into a *history* and *targets*: the generators are fitted on the histo
 one group per user) learns which proposals are targets from features that exist at serving
 time: each generator's score (as a share of its best score for the user) and its rank of
 the item (``candidates`` when it did not propose it), how many generators proposed it, the
-item's popularity and the user's history length. The generators are then refitted on all
+item's popularity and the user's history length (as percentiles, which do not grow when the
+generators are refitted on more). The generators are then refitted on all
 training interactions for serving, so the ranker sees the same kind of lists it learnt on.
 """
 
@@ -45,7 +46,7 @@ def propose(
 ) -> Candidates:
     """Each generator's top ``n`` unseen items per user, united, with their features."""
     rows, items, features = [], [], []
-    history = np.log1p(np.diff(seen.indptr)).astype(np.float32)
+    history = _percentile(np.diff(seen.indptr))
     names = [f"{g}_{what}" for g in generators for what in ("score", "rank")]
     names += ["proposed_by", "item_popularity", "user_history"]
     for start in range(0, len(users), BATCH):
@@ -91,32 +92,17 @@ class Funnel:
         self.target_share, self.seed = float(target_share), seed
 
     def fit(self, train: sp.csr_matrix) -> Funnel:
-        """Fit the ranker on proposals from histories, then refit the generators on all."""
+        """Fit the ranker on proposals from the histories, then refit the generators on
+        all of ``train``."""
         import lightgbm as lgb
 
-        coo = train.tocoo()
-        labels = split_per_user(coo.row, (1 - self.target_share, 0.0, self.target_share), self.seed)
-        shape = train.shape
-        part = {
-            name: sp.csr_matrix(
-                (np.ones(int(keep.sum()), np.float32), (coo.row[keep], coo.col[keep])), shape
-            )
-            for name, keep in (("history", labels != TEST), ("target", labels == TEST))
-        }
-        history, target = part["history"], part["target"]
-        generators = {name: make().fit(history) for name, make in self.factories.items()}
-        popularity = np.log1p(np.asarray(history.sum(axis=0)).ravel()).astype(np.float32)
-        users = np.flatnonzero(np.diff(target.indptr))
-        proposals = propose(generators, users, history, self.candidates, popularity)
-        y = np.asarray(target[users[proposals.rows], proposals.items]).ravel()
-        keep = _groups_with_a_positive(proposals.rows, y)
-        order = np.argsort(proposals.rows[keep], kind="stable")
-        rows = proposals.rows[keep][order]
+        x, y, rows = self._proposals(train)
+        keep = _groups_with_a_positive(rows, y)
         dataset = lgb.Dataset(
-            proposals.features[keep][order],
-            label=y[keep][order],
-            group=np.bincount(rows)[np.unique(rows)],
-            feature_name=proposals.names,
+            x[keep],
+            label=y[keep],
+            group=np.bincount(rows[keep])[np.unique(rows[keep])],
+            feature_name=self.names,
         )
         params = {
             "objective": "lambdarank",
@@ -131,10 +117,30 @@ class Funnel:
             "num_threads": 1,
         }
         self.ranker = lgb.train(params, dataset, num_boost_round=ROUNDS)
-        self.names = proposals.names
         self.generators = {name: make().fit(train) for name, make in self.factories.items()}
-        self.popularity = np.log1p(np.asarray(train.sum(axis=0)).ravel()).astype(np.float32)
+        self.popularity = _percentile(np.asarray(train.sum(axis=0)).ravel())
         return self
+
+    def _proposals(self, train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user's items cut into history and targets: the proposals made on the
+        history, sorted by user, with their features and whether each is a target."""
+        coo = train.tocoo()
+        shares = (1 - self.target_share, 0.0, self.target_share)
+        labels = split_per_user(coo.row, shares, self.seed)
+
+        def part(keep: np.ndarray) -> sp.csr_matrix:
+            ones = np.ones(int(keep.sum()), np.float32)
+            return sp.csr_matrix((ones, (coo.row[keep], coo.col[keep])), train.shape)
+
+        history, target = part(labels != TEST), part(labels == TEST)
+        generators = {name: make().fit(history) for name, make in self.factories.items()}
+        popularity = _percentile(np.asarray(history.sum(axis=0)).ravel())
+        users = np.flatnonzero(np.diff(target.indptr))
+        proposals = propose(generators, users, history, self.candidates, popularity)
+        self.names = proposals.names
+        y = np.asarray(target[users[proposals.rows], proposals.items]).ravel()
+        order = np.argsort(proposals.rows, kind="stable")
+        return proposals.features[order], y[order], proposals.rows[order]
 
     def recommend(
         self, users: np.ndarray, k: int, seen: sp.csr_matrix
@@ -144,7 +150,11 @@ class Funnel:
         proposals = propose(self.generators, users, seen, self.candidates, self.popularity)
         score = self.ranker.predict(proposals.features)
         out = np.full((len(users), k), -1, dtype=np.int64)
-        order = np.lexsort((-score, proposals.rows))
+        # trees give equal scores to many proposals: the best rank any generator gave breaks
+        # those ties (left to column order, they scramble the top of the list)
+        ranks = [j for j, name in enumerate(proposals.names) if name.endswith("_rank")]
+        best_rank = proposals.features[:, ranks].min(axis=1)
+        order = np.lexsort((best_rank, -score, proposals.rows))
         rows, items = proposals.rows[order], proposals.items[order]
         starts = np.searchsorted(rows, np.arange(len(users)))
         ends = np.searchsorted(rows, np.arange(len(users)), side="right")
@@ -182,6 +192,13 @@ def candidate_recall(
         hits = np.bincount(proposals.rows[got & proposed], minlength=len(users))
         out[name] = float(np.mean(hits[has] / np.diff(wanted.indptr)[has]))
     return out
+
+
+def _percentile(counts: np.ndarray) -> np.ndarray:
+    """Each count's place among all of them, in [0, 1]: unlike the count, it does not grow
+    when the generators are refitted on more interactions than the ranker learnt from."""
+    ranks = np.argsort(np.argsort(counts, kind="stable"), kind="stable")
+    return (ranks / max(len(counts) - 1, 1)).astype(np.float32)
 
 
 def _groups_with_a_positive(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
