@@ -114,3 +114,23 @@ def test_a_missing_recbole_says_how_to_install_it(monkeypatch):
     with pytest.raises(DataError) as err:
         movielens.find_ml100k()
     assert "pip install --no-deps recbole==1.2.1" in str(err.value.hint)
+
+
+@needs_recbole
+def test_the_interactions_validate_clean():
+    from mlsd.recsys.validate import validate_interactions
+
+    folder = movielens.find_ml100k()
+    inter = movielens.read_atomic(folder / "ml-100k.inter")
+    items = movielens.read_atomic(folder / "ml-100k.item")
+    facts, found = validate_interactions(
+        inter, "user_id", "item_id", time_column="timestamp", items=items
+    )
+    assert facts["users"] == 943 and facts["items"] == 1682 and facts["per_user"]["min"] == 20
+    assert facts["time"]["first"].startswith("1997-09") and facts["time"]["last"].startswith(
+        "1998-04"
+    )
+    # 333 movies have fewer than 5 ratings: the only finding, and not a blocking one
+    assert [(a.check, a.severity, a.evidence["items"]) for a in found] == [
+        ("sparse_items", "info", 333)
+    ]
