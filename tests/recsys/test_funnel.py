@@ -37,3 +37,22 @@ def test_the_funnel_ranks_the_union_of_its_generators_proposals():
     recall = candidate_recall(funnel.generators, users, train, test, 20)
     assert recall["union"] >= max(v for n, v in recall.items() if n != "union")
     assert recall["union"] <= 1.0 and recall["popularity"] < recall["ease"]
+
+
+def test_the_gate_keeps_the_funnel_only_when_it_beats_every_generator_alone():
+    from mlsd.recsys.funnel import choose
+
+    data = Interactions.from_frame(clustered(seed=4), "user", "item")
+    labels = split_per_user(data.user_codes, seed=3)
+    train, valid = data.matrix(labels == 0), data.matrix(labels == 1)
+    factories = {"popularity": Popularity, "ease": partial(EASE, 50.0)}
+    choice = choose(factories, train, valid, metric="recall@10", candidates=20)
+    assert set(choice.valid) == {"popularity", "ease", "funnel"}
+    assert choice.valid["ease"] > choice.valid["popularity"]
+    # clusters the ranker can use (EASE's rank with popularity and history): 0.31 vs 0.24
+    assert choice.valid["funnel"] > choice.valid["ease"] + 0.03
+    assert choice.chosen == "funnel" and "beats ease" in choice.reason
+    # popularity alone: nothing for a ranker to combine, so it is judged like any other
+    alone = choose({"popularity": Popularity}, train, valid, metric="recall@10", candidates=20)
+    assert alone.chosen in {"popularity", "funnel"}
+    assert alone.valid[alone.chosen] == max(alone.valid.values())

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mlsd.recsys.evaluate import BATCH
+from mlsd.evaluation.metrics import get_metric
+from mlsd.recsys.evaluate import BATCH, ranking_scores, top_items
 from mlsd.recsys.generators import Generator
 from mlsd.recsys.interactions import TEST, split_per_user
 
@@ -206,3 +207,47 @@ def _groups_with_a_positive(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
     nothing."""
     positive = np.bincount(rows, weights=y, minlength=rows.max() + 1) > 0
     return positive[rows]
+
+
+@dataclass
+class Choice:
+    """What the gate kept: ``"funnel"`` or one generator's name, the validation metric of
+    every candidate, and why."""
+
+    chosen: str
+    metric: str
+    valid: dict[str, float]
+    reason: str
+
+
+def choose(
+    factories: dict[str, Callable[[], Generator]],
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    *,
+    metric: str = "ndcg@10",
+    candidates: int = 100,
+    seed: int = 0,
+) -> Choice:
+    """The honest gate: every generator alone and the funnel over all of them, fitted on
+    ``train`` and judged on ``valid`` by ``metric`` (a ranking metric at k). The funnel is
+    kept only when it beats the best single generator; otherwise that generator is."""
+    k = get_metric(metric).k or 10
+    users = np.flatnonzero(np.diff(valid.indptr))
+    scores = {}
+    for name, make in factories.items():
+        top = top_items(make().fit(train), users, k, exclude=train)
+        scores[name] = ranking_scores(top, valid, users, [metric])[metric]
+    funnel = Funnel(factories, candidates=candidates, seed=seed).fit(train)
+    scores["funnel"] = ranking_scores(funnel.recommend(users, k, train)[0], valid, users, [metric])[
+        metric
+    ]
+    best = max(factories, key=lambda n: scores[n])
+    if scores["funnel"] > scores[best]:
+        reason = f"the funnel beats {best}, the best generator alone, on valid {metric}"
+        return Choice("funnel", metric, scores, reason)
+    reason = (
+        f"the funnel ({scores['funnel']:.4f}) does not beat {best} alone ({scores[best]:.4f}) "
+        f"on valid {metric}: {best} is kept"
+    )
+    return Choice(best, metric, scores, reason)
