@@ -157,8 +157,9 @@ def test_a_mirror_share_copies_that_share_of_requests_and_the_same_ones_everywhe
         SimpleNamespace(folder=tmp_path / "log"), ServerMetrics(), "sys", ServingSpec(),
         tick_s=60.0,
     )  # fmt: skip
+    routed = routing_of(t)
     for rid in ids[:400]:
-        shadow.submit(routing_of(t), rid, [{"x": 1.0}])
+        shadow.submit(routed, rid, [{"x": 1.0}])
     assert [c[4] for c in shadow._pending] == [rid for rid in ids[:400] if rid in picked]
     shadow.close()
 

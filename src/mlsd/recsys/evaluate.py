@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from mlsd.evaluation.metrics import compute
 from mlsd.recsys.generators import Generator
+from mlsd.recsys.retrieval import top_columns
 from mlsd.tasks import RANKING
 
 BATCH = 256  # users scored at once: a (BATCH, items) float32 array
@@ -30,12 +31,15 @@ def top_items(
         chunk = users[start : start + batch]
         scores = generator.score(chunk).astype(np.float32, copy=True)
         if exclude is not None:
-            seen = exclude[chunk]
-            scores[np.repeat(np.arange(len(chunk)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        out[start : start + len(chunk)] = np.take_along_axis(top, order, axis=1)
+            mask_seen(scores, exclude[chunk])
+        out[start : start + len(chunk)] = top_columns(scores, n)
     return out
+
+
+def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
+    """Set to -inf, in place, the score of every item a row of ``seen`` holds (``scores``
+    and ``seen`` have a row per user of the same batch)."""
+    scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
 
 
 def ranking_scores(

@@ -21,9 +21,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlsd.evaluation.metrics import get_metric
-from mlsd.recsys.evaluate import BATCH, ranking_scores, top_items
+from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items
 from mlsd.recsys.generators import Generator
 from mlsd.recsys.interactions import TEST, split_per_user
+from mlsd.recsys.retrieval import top_columns
 
 ROUNDS = 200  # lambdarank trees, learning rate 0.05
 
@@ -53,14 +54,11 @@ def propose(
     for start in range(0, len(users), BATCH):
         chunk = users[start : start + BATCH]
         mask = seen[chunk]
-        masked_rows = np.repeat(np.arange(len(chunk)), np.diff(mask.indptr))
         scores, ranks = [], []
         for g in generators.values():
             s = g.score(chunk).astype(np.float32, copy=True)
-            s[masked_rows, mask.indices] = -np.inf
-            top = np.argpartition(-s, n - 1, axis=1)[:, :n]
-            order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
+            mask_seen(s, mask)
+            top = top_columns(s, n)
             rank = np.full(s.shape, n, dtype=np.float32)
             np.put_along_axis(rank, top, np.arange(n, dtype=np.float32)[None, :], axis=1)
             best = np.take_along_axis(s, top[:, :1], axis=1)

@@ -47,11 +47,9 @@ class ExactIndex:
         scores = np.empty((len(queries), k), dtype=np.float32)
         for start in range(0, len(queries), BATCH):
             s = queries[start : start + BATCH] @ self.vectors.T
-            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-            part = np.take_along_axis(s, top, axis=1)
-            order = np.argsort(-part, axis=1, kind="stable")
-            ids[start : start + len(s)] = np.take_along_axis(top, order, axis=1)
-            scores[start : start + len(s)] = np.take_along_axis(part, order, axis=1)
+            top = top_columns(s, k)
+            ids[start : start + len(s)] = top
+            scores[start : start + len(s)] = np.take_along_axis(s, top, axis=1)
         return ids, scores
 
     def describe(self) -> dict[str, Any]:
@@ -154,6 +152,13 @@ class IVFIndex:
         index = _faiss().read_index(str(path))
         index.nprobe = int(nprobe)
         return cls(index, recall, k)
+
+
+def top_columns(scores: np.ndarray, n: int) -> np.ndarray:
+    """The columns of each row's ``n`` highest scores, highest first."""
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
 
 
 def build_index(vectors: np.ndarray, **ivf: Any) -> ExactIndex | IVFIndex:
