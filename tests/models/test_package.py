@@ -226,7 +226,7 @@ def test_edited_holdout_with_a_fixed_manifest_fails_the_replay(built):
     table = table.set_column(index, "__expected__", pa.array(expected))
     pq.write_table(table, path)
     manifest = json.loads((built / "manifest.json").read_text())
-    manifest["files"]["holdout.parquet"] = pkg._sha256(path)
+    manifest["files"]["holdout.parquet"] = pkg.sha256_file(path)
     (built / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PackageError, match=r"different outputs on 1 of 40 rows") as info:
         load(built)

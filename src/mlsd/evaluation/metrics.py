@@ -616,9 +616,8 @@ class _Ranking:
         first = new_block[rows]
         survive = np.exp(exclusive - exclusive[first][np.cumsum(first) - 1])
         p_first = np.where(pp <= mm - rr + 1, survive * rr / (mm - pp + 1), 0.0)
-        self.rr = np.bincount(
-            self.gidx[rows], weights=p_first / self.pos[rows], minlength=self.n_groups
-        )
+        self.first = np.zeros(len(self.pos))  # P(the first relevant row is this one)
+        self.first[rows] = p_first
 
     def per_group(self, values: np.ndarray, k: int | None) -> np.ndarray:
         if k is not None:
@@ -680,8 +679,18 @@ def _map_at(k: int | None) -> Callable[[_Ranking], float]:
     return impl
 
 
-def _mrr(c: _Ranking) -> float:
-    return c.mean(c.rr, "mrr")
+def _mrr_at(k: int | None) -> Callable[[_Ranking], float]:
+    def impl(c: _Ranking) -> float:
+        return c.mean(c.per_group(c.first / c.pos, k), _name("mrr", k))
+
+    return impl
+
+
+def _hit_rate_at(k: int) -> Callable[[_Ranking], float]:
+    def impl(c: _Ranking) -> float:
+        return c.mean(c.per_group(c.first, k), f"hit_rate@{k}")
+
+    return impl
 
 
 def _name(family: str, k: int | None) -> str:
@@ -738,6 +747,8 @@ _FAMILIES = {
     "recall": ("max", "fraction of the relevant rows found in the top {k}", _recall_at),
     "ndcg": ("max", "normalised discounted cumulative gain of the top {k}", _ndcg_at),
     "map": ("max", "mean average precision over the top {k}", _map_at),
+    "mrr": ("max", "reciprocal rank of the first relevant row in the top {k}, else 0", _mrr_at),
+    "hit_rate": ("max", "whether any relevant row is in the top {k}", _hit_rate_at),
 }
 
 
@@ -832,15 +843,6 @@ def _build_registry() -> dict[str, Metric]:
             family, k = cutoff(name)
             if family in task.cutoff_metrics:
                 ms.append(_ranking_metric(family, k))
-    ms.append(
-        _metric(
-            "mrr",
-            "max",
-            "relevance",
-            "mean reciprocal rank of the first relevant row (ties averaged)",
-            _mrr,
-        )
-    )
     registry = {m.name: m for m in ms}
     missing = [name for name in ALL if name not in registry]
     if missing:  # a task lists a metric nobody wrote

@@ -54,7 +54,7 @@ EXPECTED = "__expected__"  # regression and binary: one column of recorded outpu
 EXPECTED_PREFIX = "__expected"  # multiclass: __expected_0__, __expected_1__, …
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill")
 RTOL, ATOL = 1e-9, 1e-12  # replay tolerance: same code, same inputs, same floats
-_MODIFIED = "the package was modified after it was built; rebuild or re-register it"
+MODIFIED = "the package was modified after it was built; rebuild or re-register it"
 # Model runtimes whose version the manifest records when they are installed.
 _RUNTIMES = ("lightgbm", "xgboost", "catboost")
 
@@ -76,7 +76,7 @@ def model_loader(folder: Path) -> Model:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path, *, sync: bool = False) -> str:
+def sha256_file(path: Path, *, sync: bool = False) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -86,7 +86,17 @@ def _sha256(path: Path, *, sync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _json_bytes(obj: Any, what: str) -> bytes:
+def format_of(folder: str | Path) -> str | None:
+    """The ``format`` a package folder's manifest declares (None without a readable one):
+    which loader opens it."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest.get("format") if isinstance(manifest, dict) else None
+
+
+def json_bytes(obj: Any, what: str) -> bytes:
     """Stable, strict JSON bytes (sorted keys; NaN becomes null) or PackageError naming it."""
     try:
         text = json.dumps(jsonable(obj, strict=True), indent=2, sort_keys=True, allow_nan=False)
@@ -98,20 +108,20 @@ def _json_bytes(obj: Any, what: str) -> bytes:
     return (text + "\n").encode()
 
 
-def _read_json(path: Path, folder: Path) -> Any:
+def read_json(path: Path, folder: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PackageError(
-            f"{path.relative_to(folder)} is missing from {folder}", hint=_MODIFIED
+            f"{path.relative_to(folder)} is missing from {folder}", hint=MODIFIED
         ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PackageError(
-            f"{path.relative_to(folder)} in {folder} is not valid JSON: {exc}", hint=_MODIFIED
+            f"{path.relative_to(folder)} in {folder} is not valid JSON: {exc}", hint=MODIFIED
         ) from exc
 
 
-def _walk(folder: Path) -> list[Path]:
+def walk_files(folder: Path) -> list[Path]:
     """Every file and symlink under ``folder`` (symlinks are not followed)."""
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
@@ -136,10 +146,10 @@ def _is_pickle(path: Path) -> bool:
 def find_pickles(folder: str | Path) -> list[Path]:
     """Files under ``folder`` that are pickles, by name (.pkl, .pickle, .joblib, …) or by
     content (a pickle protocol header). A package must have none."""
-    return [path for path in _walk(Path(folder)) if path.is_file() and _is_pickle(path)]
+    return [path for path in walk_files(Path(folder)) if path.is_file() and _is_pickle(path)]
 
 
-def _versions() -> dict[str, str]:
+def runtime_versions() -> dict[str, str]:
     """Versions of what the package was built with: Python, numpy, pyarrow, mlsd, and the
     model runtimes installed (e.g. lightgbm), read from metadata without importing them."""
     versions = {"python": platform.python_version()}
@@ -220,7 +230,7 @@ def _split_expected(table: Any) -> tuple[Any, np.ndarray]:
     while f"{EXPECTED_PREFIX}_{len(columns)}__" in names:
         columns.append(f"{EXPECTED_PREFIX}_{len(columns)}__")
     if not columns:
-        raise PackageError(f"{HOLDOUT} has no recorded outputs ({EXPECTED})", hint=_MODIFIED)
+        raise PackageError(f"{HOLDOUT} has no recorded outputs ({EXPECTED})", hint=MODIFIED)
     expected = np.column_stack(
         [np.asarray(table.column(c).to_pylist(), dtype=np.float64) for c in columns]
     )
@@ -285,7 +295,7 @@ def build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
     return folder
 
 
@@ -304,14 +314,14 @@ def _write(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    atomic_write_bytes(tmp / SIGNATURE, _json_bytes(signature, "the signature"))
-    atomic_write_bytes(tmp / FEATURIZER, _json_bytes(featurizer.to_json(), "the featurizer"))
+    atomic_write_bytes(tmp / SIGNATURE, json_bytes(signature, "the signature"))
+    atomic_write_bytes(tmp / FEATURIZER, json_bytes(featurizer.to_json(), "the featurizer"))
     (tmp / MODEL_DIR).mkdir()
     model.save(tmp / MODEL_DIR)
-    atomic_write_bytes(tmp / METRICS, _json_bytes(metrics, "the metrics"))
-    atomic_write_bytes(tmp / PROFILE, _json_bytes(profile, "the profile"))
+    atomic_write_bytes(tmp / METRICS, json_bytes(metrics, "the metrics"))
+    atomic_write_bytes(tmp / PROFILE, json_bytes(profile, "the profile"))
     if calibration is not None:
-        atomic_write_bytes(tmp / CALIBRATION, _json_bytes(calibration.to_json(), "calibration"))
+        atomic_write_bytes(tmp / CALIBRATION, json_bytes(calibration.to_json(), "calibration"))
 
     table = _holdout_table(holdout, featurizer)
     predictions = _calibrated(
@@ -334,7 +344,7 @@ def _write(
             f"the model wrote pickled file(s) {names}",
             hint="save models in a native non-pickle format (JSON, LightGBM text)",
         )
-    files = {p.relative_to(tmp).as_posix(): _sha256(p, sync=True) for p in _walk(tmp)}
+    files = {p.relative_to(tmp).as_posix(): sha256_file(p, sync=True) for p in walk_files(tmp)}
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -342,13 +352,13 @@ def _write(
         "created_at": utc_now(),
         "meta": dict(meta),
         "model": {"family": model.family, "task": model.task.to_json()},
-        "packages": _versions(),
+        "packages": runtime_versions(),
     }
     # Written last: a folder without a manifest is visibly incomplete.
-    atomic_write_bytes(tmp / MANIFEST, _json_bytes(manifest, "the manifest meta"))
+    atomic_write_bytes(tmp / MANIFEST, json_bytes(manifest, "the manifest meta"))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -414,7 +424,8 @@ def load(folder: str | Path, *, verify: bool = True) -> Package:
     return _open(Path(folder), verify=verify, loader=None)
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path, fmt: str = FORMAT, version: int = VERSION) -> dict[str, Any]:
+    """The manifest of the package in ``folder``, checked to be of format ``fmt``."""
     if not folder.is_dir():
         raise PackageError(
             f"{folder} is not a folder", hint="point at a package folder built by mlsd train"
@@ -425,50 +436,51 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"{folder} has no {MANIFEST}, so it is not a complete model package",
             hint="point at a package folder built by mlsd train, or rebuild it",
         )
-    manifest = _read_json(path, folder)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = read_json(path, folder)
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         raise PackageError(
-            f"{path} is not an mlsd package manifest (no 'format': {FORMAT!r})",
+            f"{path} is not an mlsd package manifest (no 'format': {fmt!r})",
             hint="point at a package folder built by mlsd train",
         )
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") != version:
         raise PackageError(
             f"{path} has package version {manifest.get('version')!r}; this mlsd reads "
-            f"version {VERSION}",
+            f"version {version}",
             hint="rebuild the package with this version of mlsd",
         )
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in files.items()
     ):
-        raise PackageError(f"{path} has no valid 'files' table", hint=_MODIFIED)
+        raise PackageError(f"{path} has no valid 'files' table", hint=MODIFIED)
     return manifest
 
 
-def _verify_files(folder: Path, files: Mapping[str, str]) -> None:
+def verify_files(folder: Path, files: Mapping[str, str]) -> None:
+    """Every file of ``folder`` but the manifest is listed in ``files`` with its sha256."""
     present = {}
-    for path in _walk(folder):
+    for path in walk_files(folder):
         name = path.relative_to(folder).as_posix()
         if path.is_symlink():
-            raise PackageError(f"{name} in {folder} is a symbolic link", hint=_MODIFIED)
+            raise PackageError(f"{name} in {folder} is a symbolic link", hint=MODIFIED)
         if name != MANIFEST:
             present[name] = path
     extra = sorted(set(present) - set(files))
     if extra:
         raise PackageError(
             f"{folder} holds file(s) the manifest does not list: {', '.join(extra)}",
-            hint=_MODIFIED,
+            hint=MODIFIED,
         )
     missing = sorted(set(files) - set(present))
     if missing:
         raise PackageError(
             f"file(s) listed in the manifest are missing from {folder}: {', '.join(missing)}",
-            hint=_MODIFIED,
+            hint=MODIFIED,
         )
     for name in sorted(files):
-        if _sha256(present[name]) != files[name]:
+        if sha256_file(present[name]) != files[name]:
             raise PackageError(
-                f"{name} in {folder} does not match its sha256 in {MANIFEST}", hint=_MODIFIED
+                f"{name} in {folder} does not match its sha256 in {MANIFEST}", hint=MODIFIED
             )
 
 
@@ -489,21 +501,21 @@ def _replay(package: Package) -> None:
     try:  # ParquetFile, not read_table: pyarrow.dataset would import pandas
         table = pq.ParquetFile(path).read()
     except FileNotFoundError as exc:
-        raise PackageError(f"{HOLDOUT} is missing from {package.folder}", hint=_MODIFIED) from exc
+        raise PackageError(f"{HOLDOUT} is missing from {package.folder}", hint=MODIFIED) from exc
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise PackageError(f"{path} cannot be read: {exc}", hint=_MODIFIED) from exc
+        raise PackageError(f"{path} cannot be read: {exc}", hint=MODIFIED) from exc
     inputs, expected = _split_expected(table)
     try:
         got = package.predict_matrix(_inputs(inputs, package.featurizer)).astype(np.float64)
     except MlsdError as exc:
         raise PackageError(
-            f"replaying {HOLDOUT} of {package.folder} failed: {exc.message}", hint=_MODIFIED
+            f"replaying {HOLDOUT} of {package.folder} failed: {exc.message}", hint=MODIFIED
         ) from exc
     if got.shape != expected.shape:
         raise PackageError(
             f"replaying {HOLDOUT} of {package.folder} gave outputs of shape {got.shape}; "
             f"{expected.shape} were recorded",
-            hint=_MODIFIED,
+            hint=MODIFIED,
         )
     close = np.isclose(got, expected, rtol=RTOL, atol=ATOL, equal_nan=True)
     if close.all():
@@ -525,7 +537,7 @@ def _replay(package: Package) -> None:
 
 def _open(folder: Path, *, verify: bool, loader: Callable[[Path], Model] | None) -> Package:
     folder = folder.absolute()
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     pickles = find_pickles(folder)
     if pickles:
         names = ", ".join(str(p.relative_to(folder)) for p in pickles)
@@ -535,23 +547,23 @@ def _open(folder: Path, *, verify: bool, loader: Callable[[Path], Model] | None)
             hint="remove them and rebuild or re-register the package",
         )
     if verify:
-        _verify_files(folder, manifest["files"])
-    signature = _read_json(folder / SIGNATURE, folder)
-    metrics = _read_json(folder / METRICS, folder)
+        verify_files(folder, manifest["files"])
+    signature = read_json(folder / SIGNATURE, folder)
+    metrics = read_json(folder / METRICS, folder)
     try:
-        featurizer = FittedFeaturizer.from_json(_read_json(folder / FEATURIZER, folder))
+        featurizer = FittedFeaturizer.from_json(read_json(folder / FEATURIZER, folder))
     except MlsdError as exc:
-        raise PackageError(f"{FEATURIZER} of {folder}: {exc.message}", hint=_MODIFIED) from exc
+        raise PackageError(f"{FEATURIZER} of {folder}: {exc.message}", hint=MODIFIED) from exc
     try:
         model = (loader or model_loader)(folder / MODEL_DIR)
     except MlsdError as exc:
-        raise PackageError(f"{MODEL_DIR}/ of {folder}: {exc.message}", hint=_MODIFIED) from exc
+        raise PackageError(f"{MODEL_DIR}/ of {folder}: {exc.message}", hint=MODIFIED) from exc
     calibration = None
     if (folder / CALIBRATION).exists():
         try:
-            calibration = Calibrator.from_json(_read_json(folder / CALIBRATION, folder))
+            calibration = Calibrator.from_json(read_json(folder / CALIBRATION, folder))
         except CalibrationError as exc:
-            raise PackageError(f"{CALIBRATION} of {folder}: {exc.message}", hint=_MODIFIED) from exc
+            raise PackageError(f"{CALIBRATION} of {folder}: {exc.message}", hint=MODIFIED) from exc
     package = Package(folder, manifest, signature, featurizer, model, metrics, calibration)
     if verify:
         _replay(package)

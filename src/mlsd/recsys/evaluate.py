@@ -73,3 +73,34 @@ def ranking_scores(
         names=list(names),
         groups=np.concatenate(group),
     )
+
+
+def beyond_accuracy(top: np.ndarray, seen: sp.csr_matrix, k: int) -> dict[str, float]:
+    """What the lists at ``k`` do to the catalogue, from ``seen`` (the training
+    interactions), with p_i the share of users who have item i:
+
+    - ``coverage@k``: the share of the catalogue that appears in anyone's list;
+    - ``popularity@k``: the mean p_i of the recommended items (popularity bias);
+    - ``novelty@k``: the mean -log2(p_i) of the recommended items (self-information; items
+      nobody has count as seen by one user)."""
+    listed = top[:, :k]
+    listed = listed[listed >= 0]
+    share = np.asarray(seen.getnnz(axis=0), dtype=np.float64) / max(seen.shape[0], 1)
+    p = np.maximum(share[listed], 1.0 / max(seen.shape[0], 1))
+    return {
+        f"coverage@{k}": float(len(np.unique(listed)) / seen.shape[1]),
+        f"popularity@{k}": float(share[listed].mean()) if len(listed) else 0.0,
+        f"novelty@{k}": float(-np.log2(p).mean()) if len(listed) else 0.0,
+    }
+
+
+def activity_segments(seen: sp.csr_matrix, users: np.ndarray) -> dict[str, np.ndarray]:
+    """``users`` cut into thirds by how many training interactions they have: light,
+    medium and heavy (the boundaries are the tertiles over these users)."""
+    counts = np.diff(seen.indptr)[users]
+    low, high = np.quantile(counts, [1 / 3, 2 / 3]) if len(counts) else (0, 0)
+    return {
+        f"light (<= {low:g})": users[counts <= low],
+        f"medium ({low:g}-{high:g}]": users[(counts > low) & (counts <= high)],
+        f"heavy (> {high:g})": users[counts > high],
+    }

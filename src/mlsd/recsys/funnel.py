@@ -24,7 +24,7 @@ from mlsd.evaluation.metrics import get_metric
 from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items
 from mlsd.recsys.generators import Generator
 from mlsd.recsys.interactions import TEST, split_per_user
-from mlsd.recsys.retrieval import top_columns
+from mlsd.recsys.runtime import candidate_features, feature_names, order_lists
 
 ROUNDS = 200  # lambdarank trees, learning rate 0.05
 
@@ -46,35 +46,28 @@ def propose(
     n: int,
     popularity: np.ndarray,
 ) -> Candidates:
-    """Each generator's top ``n`` unseen items per user, united, with their features."""
+    """Each generator's top ``n`` unseen items per user, united, with their features
+    (:func:`mlsd.recsys.runtime.candidate_features`)."""
     rows, items, features = [], [], []
-    history = _percentile(np.diff(seen.indptr))
-    names = [f"{g}_{what}" for g in generators for what in ("score", "rank")]
-    names += ["proposed_by", "item_popularity", "user_history"]
+    history = percentile(np.diff(seen.indptr))
     for start in range(0, len(users), BATCH):
         chunk = users[start : start + BATCH]
         mask = seen[chunk]
-        scores, ranks = [], []
+        scores = []
         for g in generators.values():
             s = g.score(chunk).astype(np.float32, copy=True)
             mask_seen(s, mask)
-            top = top_columns(s, n)
-            rank = np.full(s.shape, n, dtype=np.float32)
-            np.put_along_axis(rank, top, np.arange(n, dtype=np.float32)[None, :], axis=1)
-            best = np.take_along_axis(s, top[:, :1], axis=1)
-            finite = np.where(np.isfinite(s), s, 0.0)
-            scores.append(finite / np.where(np.abs(best) > 0, np.abs(best), 1.0))
-            ranks.append(rank)
-        proposed = np.sum([r < n for r in ranks], axis=0)
-        r, i = np.nonzero(proposed)
-        columns = []
-        for s, rank in zip(scores, ranks, strict=True):
-            columns += [s[r, i], rank[r, i]]
-        columns += [proposed[r, i].astype(np.float32), popularity[i], history[chunk][r]]
+            scores.append(s)
+        r, i, f = candidate_features(scores, n, popularity, history[chunk])
         rows.append(start + r)
         items.append(i)
-        features.append(np.column_stack(columns).astype(np.float32))
-    return Candidates(np.concatenate(rows), np.concatenate(items), np.concatenate(features), names)
+        features.append(f)
+    return Candidates(
+        np.concatenate(rows),
+        np.concatenate(items),
+        np.concatenate(features),
+        feature_names(list(generators)),
+    )
 
 
 class Funnel:
@@ -117,7 +110,8 @@ class Funnel:
         }
         self.ranker = lgb.train(params, dataset, num_boost_round=ROUNDS)
         self.generators = {name: make().fit(train) for name, make in self.factories.items()}
-        self.popularity = _percentile(np.asarray(train.sum(axis=0)).ravel())
+        self.popularity = percentile(np.asarray(train.sum(axis=0)).ravel())
+        self.history = percentile(np.diff(train.indptr))
         return self
 
     def _proposals(self, train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,7 +127,7 @@ class Funnel:
 
         history, target = part(labels != TEST), part(labels == TEST)
         generators = {name: make().fit(history) for name, make in self.factories.items()}
-        popularity = _percentile(np.asarray(history.sum(axis=0)).ravel())
+        popularity = percentile(np.asarray(history.sum(axis=0)).ravel())
         users = np.flatnonzero(np.diff(target.indptr))
         proposals = propose(generators, users, history, self.candidates, popularity)
         self.names = proposals.names
@@ -148,18 +142,9 @@ class Funnel:
         passed on: the mean number of united candidates per user."""
         proposals = propose(self.generators, users, seen, self.candidates, self.popularity)
         score = self.ranker.predict(proposals.features)
-        out = np.full((len(users), k), -1, dtype=np.int64)
-        # trees give equal scores to many proposals: the best rank any generator gave breaks
-        # those ties (left to column order, they scramble the top of the list)
         ranks = [j for j, name in enumerate(proposals.names) if name.endswith("_rank")]
         best_rank = proposals.features[:, ranks].min(axis=1)
-        order = np.lexsort((best_rank, -score, proposals.rows))
-        rows, items = proposals.rows[order], proposals.items[order]
-        starts = np.searchsorted(rows, np.arange(len(users)))
-        ends = np.searchsorted(rows, np.arange(len(users)), side="right")
-        for u, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            chosen = items[a : min(b, a + k)]
-            out[u, : len(chosen)] = chosen
+        out, _, _ = order_lists(proposals.rows, proposals.items, score, best_rank, len(users), k)
         return out, {"candidates_per_user": float(len(score) / max(len(users), 1))}
 
     def importance(self) -> dict[str, float]:
@@ -193,7 +178,7 @@ def candidate_recall(
     return out
 
 
-def _percentile(counts: np.ndarray) -> np.ndarray:
+def percentile(counts: np.ndarray) -> np.ndarray:
     """Each count's place among all of them, in [0, 1]: unlike the count, it does not grow
     when the generators are refitted on more interactions than the ranker learnt from."""
     ranks = np.argsort(np.argsort(counts, kind="stable"), kind="stable")

@@ -22,9 +22,14 @@ import scipy.sparse as sp
 
 
 class Generator:
-    """Fits on a user x item matrix; scores every item for a batch of users."""
+    """Fits on a user x item matrix; scores every item for a batch of users.
+
+    ``grid`` is the settings tuned on validation; ``form`` and :meth:`arrays` are what a
+    package stores for :mod:`mlsd.recsys.runtime` to score with (numpy only)."""
 
     name: ClassVar[str] = "generator"
+    grid: ClassVar[dict[str, list]] = {}
+    form: ClassVar[str] = ""
 
     def fit(self, matrix: sp.csr_matrix) -> Generator:
         """Learn from the 0/1 user x item matrix; returns self."""
@@ -38,11 +43,16 @@ class Generator:
         """The settings, for the leaderboard."""
         return {}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays of its runtime ``form``."""
+        raise NotImplementedError
+
 
 class Popularity(Generator):
     """The number of users who have each item."""
 
     name = "popularity"
+    form = "counts"
 
     def fit(self, matrix: sp.csr_matrix) -> Popularity:
         self.counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
@@ -51,11 +61,19 @@ class Popularity(Generator):
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(users), len(self.counts))).copy()
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
+
 
 class ItemKNN(Generator):
     """Item-item cosine with shrinkage, ``neighbours`` kept per item."""
 
     name = "itemknn"
+    grid: ClassVar[dict[str, list]] = {
+        "neighbours": [50, 100, 200, 400],
+        "shrink": [0.0, 10.0, 50.0],
+    }
+    form = "item_item"
 
     def __init__(self, neighbours: int = 100, shrink: float = 10.0):
         self.neighbours, self.shrink = int(neighbours), float(shrink)
@@ -81,11 +99,16 @@ class ItemKNN(Generator):
     def params(self) -> dict[str, Any]:
         return {"neighbours": self.neighbours, "shrink": self.shrink}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.similarity}
+
 
 class EASE(Generator):
     """Steck (2019), "Embarrassingly Shallow Autoencoders for Sparse Data": closed form."""
 
     name = "ease"
+    grid: ClassVar[dict[str, list]] = {"l2": [100.0, 250.0, 500.0, 1000.0]}
+    form = "item_item"
 
     def __init__(self, l2: float = 500.0):
         self.l2 = float(l2)
@@ -106,9 +129,14 @@ class EASE(Generator):
     def params(self) -> dict[str, Any]:
         return {"l2": self.l2}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights}
+
 
 class _Factors(Generator):
     """A model of ``implicit`` whose user and item factors score by their dot product."""
+
+    form = "factors"
 
     def __init__(self, seed: int = 0, threads: int = 1, **params: Any):
         self.seed, self.threads, self.settings = seed, threads, params
@@ -134,12 +162,20 @@ class _Factors(Generator):
     def params(self) -> dict[str, Any]:
         return dict(self.settings)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
 
 class ALS(_Factors):
     """Hu, Koren and Volinsky's implicit-feedback ALS (``implicit.cpu.als``); the 0/1
     matrix times ``alpha`` is the confidence."""
 
     name = "als"
+    grid: ClassVar[dict[str, list]] = {
+        "factors": [64, 128],
+        "regularization": [0.01, 0.1],
+        "alpha": [1.0, 5.0],
+    }
 
     def __init__(
         self,
@@ -166,6 +202,11 @@ class BPR(_Factors):
     (``implicit.cpu.bpr``)."""
 
     name = "bpr"
+    grid: ClassVar[dict[str, list]] = {  # implicit's own MovieLens settings
+        "factors": [16, 32],
+        "learning_rate": [0.002, 0.005],
+        "iterations": [100, 300],
+    }
 
     def __init__(
         self,

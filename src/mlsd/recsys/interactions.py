@@ -59,16 +59,22 @@ class Interactions:
 
 
 def split_per_user(
-    user_codes: np.ndarray, shares: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+    user_codes: np.ndarray,
+    shares: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    times: np.ndarray | None = None,
 ) -> np.ndarray:
     """TRAIN, VALID or TEST for each row: each user's rows shuffled (seeded) and cut by
     ``shares``, the way published MovieLens results split (RecBole's ``RO`` ordering with a
-    per-user ratio split). Valid and test take ``int(share * n)`` rows each, at least one
-    while the user keeps two rows for training; the rest is training."""
+    per-user ratio split); with ``times``, each user's rows in time order instead, so their
+    last ones are held out (ties shuffled). Valid and test take ``int(share * n)`` rows
+    each, at least one while the user keeps two rows for training; the rest is training."""
     if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1) > 1e-9:
         raise DataError(f"split shares must be three numbers >= 0 summing to 1, not {shares}")
     rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(len(user_codes)), user_codes))  # shuffled within user
+    noise = rng.random(len(user_codes))
+    keys = (noise, user_codes) if times is None else (noise, times, user_codes)
+    order = np.lexsort(keys)  # within each user: shuffled, or by time
     codes = user_codes[order]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     counts = np.diff(np.r_[starts, len(codes)])

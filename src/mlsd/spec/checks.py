@@ -41,7 +41,8 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "remove it, or set problem.task: binary",
             )
         )
-    if task.grouped and not spec.problem.group:
+    found += _funnel_problems(spec)
+    if task.grouped and not spec.problem.group and not spec.architecture.funnel:
         found.append(
             (
                 ("problem", "task"),
@@ -75,6 +76,54 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 (("data", "split", "method")),
                 "a group split needs a group column",
                 "set data.split.group or problem.id",
+            )
+        )
+    return found
+
+
+def _funnel_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
+    """A funnel recommends items (problem.target) to users (problem.id) from interactions."""
+    if not spec.architecture.funnel:
+        if spec.data.split.method == "per_user":
+            return [
+                (
+                    ("data", "split", "method"),
+                    "per_user splits a recommender's interactions",
+                    "use random, stratified, time or group; or set architecture.kind: funnel",
+                )
+            ]
+        return []
+    found = []
+    if spec.problem.task != "ranking":
+        found.append(
+            (
+                ("problem", "task"),
+                f"a funnel ranks items for each user, not a {spec.problem.task} task",
+                "set problem.task: ranking",
+            )
+        )
+    if not spec.problem.id:
+        found.append(
+            (
+                ("problem", "id"),
+                "a funnel needs the user column",
+                "set problem.id to the interactions' user column (problem.target is the item)",
+            )
+        )
+    if spec.split_method not in ("per_user", "time"):
+        found.append(
+            (
+                ("data", "split", "method"),
+                f"a funnel splits each user's interactions, not by {spec.split_method}",
+                "use per_user (random) or time (each user's last interactions held out)",
+            )
+        )
+    if spec.architecture.filters.rules and spec.data.items is None:
+        found.append(
+            (
+                ("architecture", "filters", "rules"),
+                "rules are conditions over the item table, and there is none",
+                "set data.items to a table with one row per item",
             )
         )
     return found

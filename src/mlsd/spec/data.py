@@ -60,10 +60,11 @@ class ColumnSpec(Section):
 
 
 class SplitSpec(Section):
-    method: Literal["auto", "random", "stratified", "time", "group"] = Field(
+    method: Literal["auto", "random", "stratified", "time", "group", "per_user"] = Field(
         "auto",
         description="auto: time when problem.time is set, stratified for "
-        "classification, random otherwise.",
+        "classification, random otherwise. A funnel splits each user's interactions: "
+        "per_user at random, time by taking each user's last ones.",
     )
     valid: float = Field(0.15, ge=0, lt=1, description="Share of rows for validation.")
     test: float = Field(0.15, gt=0, lt=1, description="Share of rows for the final test.")
@@ -123,6 +124,14 @@ class ChecksSpec(Section):
 
 class DataSpec(Section):
     source: SourceSpec = Field(description="Where the rows come from.")
+    items: SourceSpec | None = Field(
+        None,
+        description="Funnel: a table of items, one row per item keyed by the problem.target "
+        "column (for rules and validation).",
+    )
+    users: SourceSpec | None = Field(
+        None, description="Funnel: a table of users, one row per user keyed by problem.id."
+    )
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Schema overrides by column: type, range, domain."
     )

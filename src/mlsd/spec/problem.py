@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from mlsd.spec.base import Scalar, Section, Task, _listify, not_available_yet
+from mlsd.spec.base import Scalar, Section, Task, _listify
 
 # --- step 1: problem -------------------------------------------------------------------------
 
@@ -73,16 +73,41 @@ class MetricsSpec(Section):
 # --- step 3: architecture --------------------------------------------------------------------
 
 
+GENERATOR_NAMES = ("popularity", "itemknn", "ease", "als", "bpr")  # mlsd.recsys.generators
+
+
+class FunnelFilters(Section):
+    exclude_seen: bool = Field(
+        True, description="Never recommend an item the user already has in the interactions."
+    )
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Business rules every recommended item must pass, as DuckDB conditions "
+        'over the item table\'s columns, e.g. "year >= 1990" (needs data.items).',
+    )
+
+
 class ArchitectureSpec(Section):
     kind: Literal["single", "funnel"] = Field(
         "single",
-        description="One model, or candidate generation → ranking → filters (funnel: not "
-        "available yet).",
+        description="One model, or a recommender funnel: candidate generators → ranker → "
+        "filters over an interactions table (problem.id the user, problem.target the item).",
+    )
+    generators: list[Literal[GENERATOR_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["popularity", "itemknn", "ease", "als"],
+        min_length=1,
+        description="Funnel: the candidate generators, each tuned on validation: popularity, "
+        "itemknn (item-item cosine), ease (closed form), als and bpr (implicit).",
+    )
+    candidates: int = Field(
+        100, ge=1, le=10000, description="Funnel: items each generator proposes per user."
+    )
+    k: int = Field(10, ge=1, le=1000, description="Funnel: items recommended per user by default.")
+    filters: FunnelFilters = Field(
+        default_factory=FunnelFilters, description="Funnel: what is never recommended."
     )
 
-    @field_validator("kind")
-    @classmethod
-    def _available(cls, value: str) -> str:
-        if value != "single":
-            raise not_available_yet(value, "single", "step 3, [recsys]")
-        return value
+    @property
+    def funnel(self) -> bool:
+        """Whether the system is a recommender funnel."""
+        return self.kind == "funnel"

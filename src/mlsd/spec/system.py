@@ -77,6 +77,8 @@ class SystemSpec(Section):
         method = self.data.split.method
         if method != "auto":
             return method
+        if self.architecture.funnel:
+            return "time" if self.problem.time else "per_user"
         if self.problem.time:
             return "time"
         return get_task(self.problem.task).default_split

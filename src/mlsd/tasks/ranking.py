@@ -23,8 +23,10 @@ class Ranking(Task):
         "map@10",
         "map",
         "mrr",
+        "mrr@10",
+        "hit_rate@10",
     )
-    cutoff_metrics = ("ndcg", "precision", "recall", "map")
+    cutoff_metrics = ("ndcg", "precision", "recall", "map", "mrr", "hit_rate")
     default_metric = "ndcg@10"
     leakage_metric = "ndcg lift"  # over a random order, per group (mlsd.data.leakage)
     outputs = (OutputField("score", NUMBER),)

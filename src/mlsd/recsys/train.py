@@ -1,0 +1,375 @@
+"""``mlsd train`` for a funnel (``architecture.kind: funnel``): validate the interactions,
+split each user's, tune every generator on validation, let the honest gate choose between
+the funnel and the best generator alone, measure everything once on test, package what was
+chosen (refitted on every interaction) and register it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mlsd.data.snapshot import load_dataset
+from mlsd.data.sources import read_source
+from mlsd.errors import MlsdError
+from mlsd.evaluation.metrics import get_metric
+from mlsd.recsys.evaluate import (
+    activity_segments,
+    beyond_accuracy,
+    ranking_scores,
+    top_items,
+)
+from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
+from mlsd.recsys.generators import GENERATORS, Generator
+from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
+from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, feature_names, scorer
+from mlsd.recsys.validate import validate_interactions
+from mlsd.spec import SystemSpec
+from mlsd.stages import Stages
+from mlsd.workspace import Workspace, write_json
+
+METRICS = ("ndcg@{k}", "recall@{k}", "precision@{k}", "mrr@{k}", "map@{k}", "hit_rate@{k}")
+
+
+class FunnelTrainError(MlsdError):
+    """A funnel cannot be trained from these interactions."""
+
+    headline = "cannot train the funnel"
+
+
+@dataclass
+class FunnelResult:
+    """What ``mlsd train`` did for a funnel: every candidate's figures, the choice and
+    where the package went."""
+
+    system: str
+    primary_metric: str
+    chosen: str
+    reason: str
+    leaderboard: list[dict[str, Any]]
+    stages: dict[str, Any]
+    snapshot: str
+    validation: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    registered: bool = False
+    model_version: int | None = None
+    alias: str | None = None
+    package: str | None = None
+    run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": "recommendation", **asdict(self)}
+
+    def summary_lines(self) -> list[str]:
+        metric = self.primary_metric
+        lines = [f"trained {self.system}: a recommender funnel on snapshot {self.snapshot}"]
+        lines.append(f"  {'candidate':<12} {'valid ' + metric:>16} {'test ' + metric:>16}")
+        for entry in self.leaderboard:
+            mark = " <- chosen" if entry["name"] == self.chosen else ""
+            lines.append(
+                f"  {entry['name']:<12} {entry['valid'][metric]:>16.4f} "
+                f"{entry['test'][metric]:>16.4f}{mark}"
+            )
+        recall = self.stages["candidate_recall"]
+        lines.append(
+            f"  candidate recall@{self.stages['candidates']} on test: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
+        )
+        lines.append(f"  {self.reason}")
+        if self.registered:
+            lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
+        return lines
+
+
+def train_funnel(
+    spec: SystemSpec,
+    workspace: Workspace | None = None,
+    *,
+    progress: bool | None = None,
+    data: Any = None,
+) -> FunnelResult:
+    """Train, evaluate per stage, package and register the spec's funnel. ``data`` (an
+    Arrow table of interactions) replaces the spec's source, as ``mlsd retrain`` passes."""
+    workspace = workspace or Workspace.for_spec(spec)
+    stages = Stages(9, label=f"train {spec.name}", show=progress)
+    try:
+        return _train(spec, workspace, stages, data)
+    finally:
+        stages.close()
+
+
+def interactions_of(spec: SystemSpec, frame: pd.DataFrame) -> Interactions:
+    """The spec's interactions: users from ``problem.id``, items from ``problem.target``."""
+    return Interactions.from_frame(frame, spec.problem.id, spec.problem.target)
+
+
+def read_table(spec: SystemSpec, which: str) -> pd.DataFrame | None:
+    """``data.items`` or ``data.users`` as a frame (None when not declared)."""
+    source = getattr(spec.data, which)
+    return None if source is None else read_source(source, spec.base_dir).to_pandas()
+
+
+def validate_funnel_data(spec: SystemSpec, frame: pd.DataFrame) -> tuple[dict, list]:
+    """Facts and findings of the spec's interactions (and item table)."""
+    return validate_interactions(
+        frame,
+        spec.problem.id,
+        spec.problem.target,
+        time_column=spec.problem.time[0] if spec.problem.time else None,
+        items=read_table(spec, "items"),
+        item_key=spec.problem.target,
+    )
+
+
+def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> np.ndarray:
+    """TRAIN/VALID/TEST per interaction: each user's, at random or their last by time."""
+    shares = (1 - spec.data.split.valid - spec.data.split.test, spec.data.split.valid)
+    shares = (*shares, spec.data.split.test)
+    times = None
+    if spec.split_method == "time":
+        column = frame[spec.problem.time[0]]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            times = column.astype("int64").to_numpy()
+        else:
+            times = pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
+    return split_per_user(interactions.user_codes, shares, spec.seed, times=times)
+
+
+def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -> FunnelResult:
+    arch = spec.architecture
+    metric = get_metric(spec.metrics.primary or f"ndcg@{arch.k}", "ranking").name
+    dataset = load_dataset(spec, workspace, stages, table=table)
+    frame = dataset.frame
+    with stages("validate"):
+        facts, findings = validate_funnel_data(spec, frame)
+        validation = {"facts": facts, "anomalies": [asdict(a) for a in findings]}
+        write_json(workspace.reports / "validation.json", validation)
+        blocking = [a for a in findings if a.blocking]
+        if blocking:
+            raise FunnelTrainError(
+                f"the interactions have {len(blocking)} blocking problem(s): "
+                + "; ".join(a.message for a in blocking[:3]),
+                hint="run `mlsd validate` for the details and fixes",
+            )
+    interactions = interactions_of(spec, frame)
+    labels = split(spec, frame, interactions)
+    train, valid, test = (interactions.matrix(labels == part) for part in (TRAIN, VALID, TEST))
+    seen_for_test = interactions.matrix(labels != TEST)
+
+    with stages("tune"):  # each generator over its grid, judged on valid
+        settings, tuning = tune(arch.generators, train, valid, metric, spec.seed)
+    factories = {name: partial(_make, name, settings[name], spec.seed) for name in arch.generators}
+    with stages("gate"):
+        choice = choose(
+            factories, train, valid, metric=metric, candidates=arch.candidates, seed=spec.seed
+        )
+    with stages("test"):
+        leaderboard, per_stage = _test(
+            spec, factories, seen_for_test, test, metric, choice.valid, settings
+        )
+    per_stage["tuning"] = tuning
+    result = FunnelResult(
+        system=spec.name,
+        primary_metric=metric,
+        chosen=choice.chosen,
+        reason=choice.reason,
+        leaderboard=leaderboard,
+        stages=per_stage,
+        snapshot=dataset.snapshot_id,
+        validation=validation,
+    )
+    write_json(workspace.reports / "leaderboard.json", leaderboard)
+    write_json(workspace.reports / "evaluation.json", result.to_dict())
+    with stages("package"):  # what was chosen, refitted on every interaction
+        package = _package(spec, workspace, interactions, factories, result, settings)
+    with stages("register"):
+        _register(spec, workspace, result, package)
+    result.timings = stages.timings
+    return result
+
+
+def _make(name: str, params: dict[str, Any], seed: int) -> Generator:
+    cls = GENERATORS[name]
+    return cls(**params, seed=seed) if cls.form == "factors" else cls(**params)
+
+
+def tune(
+    names: list[str], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str, seed: int
+) -> tuple[dict[str, dict], dict[str, list]]:
+    """Each generator's settings with the best ``metric`` on ``valid`` over its grid, and
+    every setting tried with its score."""
+    k = get_metric(metric).k or 10
+    users = np.flatnonzero(np.diff(valid.indptr))
+    best, tried = {}, {}
+    for name in names:
+        grid = GENERATORS[name].grid
+        tried[name] = []
+        for values in itertools.product(*grid.values()):
+            params = dict(zip(grid, values, strict=True))
+            top = top_items(_make(name, params, seed).fit(train), users, k, exclude=train)
+            score = ranking_scores(top, valid, users, [metric])[metric]
+            tried[name].append({"params": params, metric: score})
+        best[name] = max(tried[name], key=lambda t: t[metric])["params"]
+    return best, tried
+
+
+def _test(spec, factories, seen, test, metric, valid_scores, settings):
+    """Every generator and the funnel refitted on train + valid and scored once on test;
+    the funnel's stages: candidate recall of each generator and of their union, and
+    coverage, popularity and novelty of each list, and the primary metric per activity."""
+    arch = spec.architecture
+    k = get_metric(metric).k or arch.k
+    names = [m.format(k=k) for m in METRICS]
+    users = np.flatnonzero(np.diff(test.indptr))
+    segments = activity_segments(seen, users)
+    leaderboard, lists = [], {}
+    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed).fit(seen)
+    for name in [*factories, FUNNEL]:
+        if name == FUNNEL:
+            top = funnel.recommend(users, k, seen)[0]
+        else:
+            top = top_items(funnel.generators[name], users, k, exclude=seen)
+        lists[name] = top
+        scores = ranking_scores(top, test, users, names)
+        leaderboard.append(
+            {
+                "name": name,
+                "kind": "funnel" if name == FUNNEL else "generator",
+                "params": settings.get(name, {"candidates": arch.candidates}),
+                "valid": {metric: valid_scores[name]},
+                "test": {**scores, **beyond_accuracy(top, seen, k)},
+                "segments": {
+                    label: ranking_scores(top[np.isin(users, members)], test, members, [metric])[
+                        metric
+                    ]
+                    for label, members in segments.items()
+                    if len(members)
+                },
+            }
+        )
+    recall = candidate_recall(funnel.generators, users, seen, test, arch.candidates)
+    stages = {
+        "candidates": arch.candidates,
+        "candidate_recall": recall,
+        "ranker_importance": funnel.importance(),
+        "users_tested": len(users),
+    }
+    return leaderboard, stages
+
+
+def _allowed(spec: SystemSpec, items: pd.Index) -> np.ndarray | None:
+    """Which items pass every ``filters.rules`` condition (None without rules)."""
+    rules = spec.architecture.filters.rules
+    if not rules:
+        return None
+    import duckdb
+
+    table = read_table(spec, "items")
+    key = spec.problem.target
+    where = " and ".join(f"({rule})" for rule in rules)
+    try:
+        con = duckdb.connect()
+        con.register("items", table)
+        passing = con.execute(f'select "{key}" from items where {where}').fetchnumpy()[key]
+    except duckdb.Error as exc:
+        raise FunnelTrainError(
+            f"architecture.filters.rules cannot be evaluated on the item table: {exc}",
+            hint="write each rule as a DuckDB condition over the item table's columns",
+        ) from exc
+    return np.asarray(items.isin(pd.Index(passing)))
+
+
+def _package(spec, workspace, interactions, factories, result, settings) -> Path | None:
+    from mlsd.models.packaging import spec_hash
+    from mlsd.recsys.package import build
+
+    arch = spec.architecture
+    everything = interactions.matrix()
+    if result.chosen == FUNNEL:
+        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed).fit(everything)
+        fitted, ranker = funnel.generators, funnel.ranker
+    else:
+        fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything)}, None
+    counts = np.asarray(everything.sum(axis=0), dtype=np.float32).ravel()
+    recommender = Recommender(
+        users=interactions.users.tolist(),
+        items=interactions.items.tolist(),
+        indptr=everything.indptr.astype(np.int64),
+        indices=everything.indices.astype(np.int64),
+        generators={n: scorer(g.form, g.arrays()) for n, g in fitted.items()},
+        chosen=result.chosen,
+        k=arch.k,
+        candidates=arch.candidates,
+        popularity=percentile(counts),
+        history=percentile(np.diff(everything.indptr)),
+        fallback=Counts(counts),
+        ranker=ranker,
+        allowed=_allowed(spec, interactions.items),
+        exclude_seen=arch.filters.exclude_seen,
+    )
+    chosen = next(e for e in result.leaderboard if e["name"] == result.chosen)
+    folder = workspace.root / "packages" / f"{spec.name}-{result.snapshot}-{_stamp()}"
+    return build(
+        folder,
+        recommender,
+        forms={n: (g.form, settings.get(n, {})) for n, g in fitted.items()},
+        feature_names=feature_names(list(fitted)),
+        metrics={"test": chosen["test"], "valid": chosen["valid"], "stages": result.stages},
+        meta={
+            "system": spec.name,
+            "task": "recommendation",
+            "chosen": result.chosen,
+            "primary_metric": result.primary_metric,
+            "snapshot": result.snapshot,
+            "spec_hash": spec_hash(spec),
+            "user": spec.problem.id,
+            "item": spec.problem.target,
+        },
+        seed=spec.seed,
+    )
+
+
+def _stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+def _register(spec, workspace, result: FunnelResult, package: Path | None) -> None:
+    from mlsd.events import EventLog
+    from mlsd.models.packaging import spec_hash
+    from mlsd.models.registry import Registry
+
+    events = EventLog(workspace.root / "events.sqlite")
+    registry = Registry(workspace, spec.name, spec.models.tracking_uri, events=events)
+    chosen = next(e for e in result.leaderboard if e["name"] == result.chosen)
+    metrics = {f"test.{k}": v for k, v in chosen["test"].items()}
+    metrics.update({f"valid.{k}": v for k, v in chosen["valid"].items()})
+    metrics.update(
+        {f"candidate_recall.{k}": v for k, v in result.stages["candidate_recall"].items()}
+    )
+    result.run_id = registry.log_run(
+        params={"chosen": result.chosen, "primary_metric": result.primary_metric},
+        metrics=metrics,
+        tags={"snapshot": result.snapshot, "spec_hash": spec_hash(spec), "registered": "True"},
+        artifacts={"validation.json": workspace.reports / "validation.json"},
+        text={
+            "system.yaml": spec.path.read_text() if spec.path else "",
+            "leaderboard.json": json.dumps(result.leaderboard, indent=1, default=str),
+        },
+    )
+    if package is None:
+        return
+    registered = registry.register(package, result.run_id)
+    result.package = str(package)
+    result.registered = True
+    result.model_version = registered["version"]
+    result.alias = registered["alias"]
