@@ -144,17 +144,39 @@ def test_metric_names_are_checked_against_the_task():
     assert "does not apply to a binary task" in found["metrics.guardrails.rmse"]["problem"]
 
 
-@pytest.mark.parametrize(
-    ("section", "key", "value", "available"),
-    [
-        ("architecture", "kind", "funnel", "single"),
-    ],
-)
-def test_options_not_built_yet_are_errors_not_silence(section, key, value, available):
-    [p] = problems(MINIMAL + f"{section}:\n  {key}: {value}\n")
-    assert p["key"] == f"{section}.{key}" and p["line"] == 8
-    assert f"{value} is not available yet" in p["problem"] and f"use {available}" in p["problem"]
-    assert parse_spec(MINIMAL + f"{section}:\n  {key}: {available}\n")
+FUNNEL = """\
+name: recs
+problem:
+  task: ranking
+  id: user
+  target: item
+architecture:
+  kind: funnel
+data:
+  source: ratings.csv
+"""
+
+
+def test_a_funnel_recommends_items_to_users_from_interactions():
+    spec = parse_spec(FUNNEL)
+    assert spec.architecture.funnel and spec.split_method == "per_user"
+    assert spec.architecture.generators == ["popularity", "itemknn", "ease", "als"]
+    timed = parse_spec(FUNNEL.replace("  target: item\n", "  target: item\n  time: ts\n"))
+    assert timed.split_method == "time"  # each user's last interactions held out
+    found = {p["key"]: p for p in problems(MINIMAL + "architecture:\n  kind: funnel\n")}
+    assert "not a binary task" in found["problem.task"]["problem"]
+    assert "user column" in found["problem.id"]["problem"]
+    rules = FUNNEL.replace(
+        "  kind: funnel\n", "  kind: funnel\n  filters: {rules: [year > 1990]}\n"
+    )
+    [p] = problems(rules)
+    assert p["key"] == "architecture.filters.rules" and "data.items" in p["hint"]
+    [p] = problems(FUNNEL + "  split: {method: random}\n")
+    assert p["key"] == "data.split.method" and "per_user" in p["hint"]
+    [p] = problems(MINIMAL + "  split: {method: per_user}\n")
+    assert "architecture.kind: funnel" in p["hint"]
+    [p] = problems(FUNNEL.replace("kind: funnel", "kind: funnel\n  generators: [eas]"))
+    assert p["key"].startswith("architecture.generators")
 
 
 def test_rollout_sections_are_checked_with_their_keys():

@@ -84,12 +84,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.config)
     workspace = Workspace.for_spec(spec)
+    if spec.architecture.funnel:
+        return _validate_funnel(spec, workspace, args.json)
     report = validate(spec, workspace)
     if args.json:
         _emit_json(report.to_dict())
     else:
         _print_validation(report, workspace.reports / "validation.json")
     return 0 if report.passed else 1
+
+
+def _validate_funnel(spec, workspace, as_json: bool) -> int:
+    """Validate a funnel's interactions (and item table): facts and findings."""
+    from mlsd.recsys.train import validate_interactions_report
+
+    report = validate_interactions_report(spec, workspace)
+    if as_json:
+        _emit_json(report)
+    else:
+        facts = report["facts"]
+        print(
+            f"{spec.name}: {facts['interactions']:,} interactions, {facts['users']:,} users, "
+            f"{facts['items']:,} items (density {facts['density']:.4f})"
+        )
+        for a in report["anomalies"]:
+            print(f"  {a['severity']:<7} {a['check']} on {a['column']}: {a['message']}")
+            print(f"          fix: {a['fix']}")
+        verdict = "passed" if report["passed"] else "FAILED"
+        print(f"validation {verdict} → {workspace.reports / 'validation.json'}")
+    return 0 if report["passed"] else 1
 
 
 def _fmt(value) -> str:
@@ -101,7 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlsd.models.train import train
     from mlsd.spec import load_spec
 
-    result = train(load_spec(args.config), progress=False if args.json else None)
+    spec = load_spec(args.config)
+    if spec.architecture.funnel:
+        from mlsd.recsys.train import train_funnel
+
+        result = train_funnel(spec, progress=False if args.json else None)
+    else:
+        result = train(spec, progress=False if args.json else None)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -251,7 +280,13 @@ def example_request(served, url: str) -> str | None:
     import shlex
 
     from mlsd.models.package import holdout
+    from mlsd.serving.model import ServedRecommender
 
+    if isinstance(served, ServedRecommender):
+        user = json.dumps({"user": served.package.recommender.users[0], "k": 10})
+        return (
+            f"curl -s {url}/v1/recommend -H 'Content-Type: application/json' -d {shlex.quote(user)}"
+        )
     inputs, _ = holdout(served.package)
     names = list(inputs)
     n = len(inputs[names[0]]) if names else 0
@@ -289,7 +324,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if server.model is not None:
         curl = example_request(server.model, url)
         if curl:
-            print(f"try it with one row of the model's held-out test rows:\n{curl}", flush=True)
+            print(f"try it:\n{curl}", flush=True)
     uvicorn.run(
         create_app(server),
         host=serving.host,
@@ -325,6 +360,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"flagged {out['flagged']:,} rows outside the training range or domain (flags)")
     if out["rejected"]:
         print(f"rejected {out['rejected']:,} rows, with the reason of each → {out['rejects']}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """Every asked user's top k from a recommender package, one row per user and item."""
+    from mlsd.serving.recommend import recommend_batch
+    from mlsd.spec import load_spec
+
+    out = recommend_batch(
+        load_spec(args.config),
+        args.users,
+        Path(args.output),
+        ref=args.model,
+        k=args.k,
+        include_seen=args.include_seen,
+        progress=False if args.json else None,
+    )
+    if args.json:
+        _emit_json(out)
+        return 0
+    print(
+        f"recommended to {out['users']:,} users ({out['cold_start']:,} without history: "
+        f"popularity) with model {out['model_version']} ({out['chosen']}): {out['rows']:,} "
+        f"rows in {out['seconds']:.1f} s ({out['users_per_s'] or 0:,.0f} users/s) → "
+        f"{out['output']}"
+    )
     return 0
 
 
@@ -631,6 +692,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
     )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "recommend", parents=[common], help="every user's top k from a recommender (batch)"
+    )
+    p.add_argument("--users", default="all", help="all (default), or a CSV/Parquet of user ids")
+    p.add_argument("--k", type=int, help="items per user (default: architecture.k)")
+    p.add_argument("--output", required=True, help="where to write them (.parquet or .csv)")
+    p.add_argument(
+        "--model",
+        default="champion",
+        help="champion, challenger, a version number or a package folder",
+    )
+    p.add_argument(
+        "--include-seen", action="store_true", help="let items a user already has through"
+    )
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser(
         "rollout",

@@ -59,3 +59,29 @@ class Stages:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_bar(total: int | None, desc: str, *, unit: str = "rows", show: bool | None = None):
+    """A tqdm bar on stderr when it is a terminal (or ``show``), else one that draws
+    nothing; either is a context manager with ``update(n)``."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, leave=False, file=sys.stderr)

@@ -129,6 +129,25 @@ def validate_funnel_data(spec: SystemSpec, frame: pd.DataFrame) -> tuple[dict, l
     )
 
 
+def validate_interactions_report(spec: SystemSpec, workspace: Workspace) -> dict[str, Any]:
+    """``mlsd validate`` for a funnel: the facts and findings of the interactions, written
+    to the workspace's reports as validation.json."""
+    return _validation(spec, workspace, load_dataset(spec, workspace))
+
+
+def _validation(spec: SystemSpec, workspace: Workspace, dataset: Any) -> dict[str, Any]:
+    facts, findings = validate_funnel_data(spec, dataset.frame)
+    report = {
+        "system": spec.name,
+        "snapshot": dataset.snapshot_id,
+        "facts": facts,
+        "anomalies": [asdict(a) for a in findings],
+        "passed": not any(a.blocking for a in findings),
+    }
+    write_json(workspace.reports / "validation.json", report)
+    return report
+
+
 def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> np.ndarray:
     """TRAIN/VALID/TEST per interaction: each user's, at random or their last by time."""
     shares = (1 - spec.data.split.valid - spec.data.split.test, spec.data.split.valid)
@@ -149,14 +168,12 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
     dataset = load_dataset(spec, workspace, stages, table=table)
     frame = dataset.frame
     with stages("validate"):
-        facts, findings = validate_funnel_data(spec, frame)
-        validation = {"facts": facts, "anomalies": [asdict(a) for a in findings]}
-        write_json(workspace.reports / "validation.json", validation)
-        blocking = [a for a in findings if a.blocking]
-        if blocking:
+        validation = _validation(spec, workspace, dataset)
+        if not validation["passed"]:
+            blocking = [a["message"] for a in validation["anomalies"] if a["severity"] == "error"]
             raise FunnelTrainError(
                 f"the interactions have {len(blocking)} blocking problem(s): "
-                + "; ".join(a.message for a in blocking[:3]),
+                + "; ".join(blocking[:3]),
                 hint="run `mlsd validate` for the details and fixes",
             )
     interactions = interactions_of(spec, frame)

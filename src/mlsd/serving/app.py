@@ -39,7 +39,20 @@ from mlsd.models import aliases, routing
 from mlsd.predlog.writer import PredictionLog
 from mlsd.serving import v2
 from mlsd.serving.metrics import ServerMetrics
-from mlsd.serving.model import ServedModel, ServingError, identity, load_served, load_version
+from mlsd.serving.model import (
+    ServedModel,
+    ServedRecommender,
+    ServingError,
+    identity,
+    load_served,
+    load_version,
+)
+from mlsd.serving.recommend import (
+    RECOMMEND_REQUEST,
+    RECOMMEND_RESPONSE,
+    RecommendRequestError,
+    recommend_request,
+)
 from mlsd.serving.router import Routing, ShadowProcess
 from mlsd.serving.v2 import V2Error
 from mlsd.spec import ServingSpec
@@ -395,6 +408,13 @@ class Server:
                 model, routed = current.choose(instances, unit or request_id)
             else:
                 model = self.served()
+        if isinstance(model, ServedRecommender):
+            raise HTTPProblem(
+                409,
+                "a_recommender",
+                f"version {model.label} of {self.system} recommends items to users: use "
+                "/v1/recommend",
+            )
         if ranking and not model.task.grouped:
             raise HTTPProblem(
                 409,
@@ -480,6 +500,38 @@ class Server:
                     positions,
                     body=body,
                 )
+
+    def recommend(self, payload: Any, request_id: str, started: float) -> dict[str, Any]:
+        """Answer one user's recommendation request and log each recommended item (user,
+        item, stage, score, position) so feedback on a position joins to it."""
+        try:
+            user, k, exclude, context = recommend_request(payload)
+        except RecommendRequestError as exc:
+            raise HTTPProblem(exc.status, "invalid_request", exc.message, exc.details) from None
+        model = self.served()
+        if not isinstance(model, ServedRecommender):
+            raise HTTPProblem(
+                409,
+                "not_a_recommender",
+                f"/v1/recommend answers with a recommender (architecture.kind: funnel); "
+                f"version {model.label} of {self.system} is a {model.task.name} model: use "
+                "/v1/predict",
+            )
+        answer = model.recommend(user, k, exclude)
+        items = answer["items"]
+        self.metrics.predicted(model.label, len(items))
+        self.log.prediction(
+            request_id=request_id,
+            model_version=model.label,
+            inputs=[
+                {"user": user, "item": i["item"], "stage": i["stage"], **context} for i in items
+            ],
+            outputs=[{"score": i["score"]} for i in items],
+            latency_ms=(time.perf_counter() - started) * 1000,
+            group=str(user),
+            ranks=list(range(1, len(items) + 1)),
+        )
+        return {"model_version": model.label, "request_id": request_id, **answer}
 
     def feedback(self, payload: Any) -> dict[str, Any]:
         """Record true labels for earlier request ids; unknown ids are reported back."""
@@ -618,6 +670,14 @@ def create_app(server: Server) -> Edge:
         result = await _rank(server, payload, rid, request.scope["mlsd.started"])
         return _json(result, headers={"x-request-id": rid})
 
+    @app.post("/v1/recommend", summary="Recommend items to a user")
+    async def recommend(request: Request):
+        """Documentation only: the Edge answers this route before FastAPI sees it."""
+        payload = await body_of(request)
+        rid = request_id(request)
+        result = server.recommend(payload, rid, request.scope["mlsd.started"])
+        return _json(result, headers={"x-request-id": rid})
+
     @app.post("/v1/feedback", summary="Record true labels")
     async def feedback(request: Request):
         return _json(server.feedback(await body_of(request)))
@@ -626,6 +686,20 @@ def create_app(server: Server) -> Edge:
     async def models():
         model = server.served()
         manifest = model.package.manifest
+        if isinstance(model, ServedRecommender):
+            return _json(
+                {
+                    "name": server.system,
+                    "version": model.label,
+                    "ref": server.ref,
+                    "package": str(model.package.folder),
+                    "task": "recommendation",
+                    "chosen": model.package.recommender.chosen,
+                    "created_at": manifest.get("created_at"),
+                    "loaded_at": model.loaded_at,
+                    "metrics": model.package.metrics,
+                }
+            )
         return _json(
             {
                 "name": server.system,
@@ -711,6 +785,8 @@ def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> 
         if name != server.system:
             raise V2Error(f"unknown model {name!r}; this server serves {server.system!r}", 404)
         model = server.served()
+        if isinstance(model, ServedRecommender):
+            raise V2Error(f"{name!r} is a recommender: use /v1/recommend", 404)
         if version is not None and version != model.label:
             other = server.model_for(version)  # an arm or shadow of the running experiment
             if other is not None:
@@ -870,7 +946,7 @@ def _instances(payload: Any) -> Any:
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_FAST = frozenset({"/v1/predict", "/v1/rank"})  # answered by the Edge, not FastAPI
+_FAST = frozenset({"/v1/predict", "/v1/rank", "/v1/recommend"})  # answered by the Edge
 _INTERNAL = orjson.dumps(
     {"error": {"code": "internal", "message": "internal error", "details": []}}
 )
@@ -879,7 +955,7 @@ _V2_INTERNAL = orjson.dumps({"error": "internal error"})
 
 class Edge:
     """The outermost ASGI app: measures every request, turns a bug into a JSON 500 instead of
-    a stack trace, and answers ``POST /v1/predict`` and ``POST /v1/rank`` itself, without
+    a stack trace, and answers ``POST`` to ``/v1/predict``, ``/v1/rank`` and ``/v1/recommend`` itself, without
     FastAPI's routing and middleware stack (about four times the cost of scoring one row)."""
 
     def __init__(self, app: FastAPI, server: Server):
@@ -902,7 +978,7 @@ class Edge:
         fast = scope["path"] in _FAST and scope["method"] == "POST"
         try:
             if fast:
-                status = await self._answer(scope, receive, send, scope["path"] == "/v1/rank")
+                status = await self._answer(scope, receive, send, scope["path"])
             else:
                 await self.app(scope, receive, send_status)
         except Exception:  # a bug, never an input
@@ -915,8 +991,8 @@ class Edge:
         route = scope["path"] if fast else getattr(scope.get("route"), "path", "unmatched")
         self.server.metrics.observe(route, status, time.perf_counter() - started)
 
-    async def _answer(self, scope: dict, receive: Any, send: Any, rank: bool) -> int:
-        """``POST /v1/predict`` (or ``/v1/rank`` when ``rank``), answered here."""
+    async def _answer(self, scope: dict, receive: Any, send: Any, path: str) -> int:
+        """``POST`` to ``/v1/predict``, ``/v1/rank`` or ``/v1/recommend``, answered here."""
         headers = dict(scope["headers"])
         rid = _request_id(headers)
         try:
@@ -925,8 +1001,10 @@ class Edge:
                 payload, strict = orjson.loads(body), body
             except orjson.JSONDecodeError:  # NaN or Infinity: the lenient parser, no raw copy
                 payload, strict = _parse(body), None
-            if rank:
+            if path == "/v1/rank":
                 result = await _rank(self.server, payload, rid, scope["mlsd.started"])
+            elif path == "/v1/recommend":
+                result = self.server.recommend(payload, rid, scope["mlsd.started"])
             else:
                 result = await _score(
                     self.server, _instances(payload), rid, scope["mlsd.started"], body=strict
@@ -1103,7 +1181,7 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
 
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
     model, serving = server.model, server.serving
-    signature = model.package.signature if model is not None else None
+    signature = model.package.signature if isinstance(model, ServedModel) else None
     inputs = signature["inputs"] if signature else []
     values = {i["name"]: _value_schema(i, serving) for i in inputs}
     instance: dict[str, Any] = {"type": "object"}
@@ -1207,6 +1285,8 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
         },
     }
     rank_errors = _errors([400, *v1_common, 409, 422, 503], _V1_ERROR)
+    recommend_errors = _errors([400, *v1_common, 409, 422, 503], _V1_ERROR)
+    recommend_errors["409"]["description"] = "The served model is not a recommender"
     rank_errors["409"]["description"] = "The served model is not a ranking model"
     any_object = {"type": "object"}
     json_body = {"required": True, "content": {"application/json": {"schema": predict_body}}}
@@ -1242,6 +1322,16 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
             },
             "parameters": [request_id_header],
             "responses": _ok(ranking) | rank_errors,
+        },
+        ("/v1/recommend", "post"): {
+            "description": "A user's top k items from a recommender (architecture.kind: "
+            "funnel); 409 from any other model.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": RECOMMEND_REQUEST}},
+            },
+            "parameters": [request_id_header],
+            "responses": _ok(RECOMMEND_RESPONSE) | recommend_errors,
         },
         ("/v1/feedback", "post"): {
             "requestBody": {
@@ -1304,7 +1394,9 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
         },
     }
     infer_schema = (
-        v2.infer_request_schema(inputs, values, model.task) if model is not None else any_object
+        v2.infer_request_schema(inputs, values, model.task)
+        if isinstance(model, ServedModel)
+        else any_object
     )
     infer_doc = (
         "Open Inference Protocol V2. Besides this JSON form, the binary tensor data extension "

@@ -28,7 +28,6 @@ import contextlib
 import csv
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlsd.errors import DataError
-from mlsd.serving.model import ServedModel, load_served
+from mlsd.serving.model import ServedModel, ServedRecommender, ServingError, load_served
+from mlsd.stages import progress_bar
 from mlsd.tasks import LABEL, PER_CLASS, get_task
 from mlsd.workspace import Workspace
 
@@ -723,18 +723,6 @@ def with_rank(table: pa.Table, group: str) -> pa.Table:
     return table.append_column(RANK, pa.array(rank.astype("Int64"), type=pa.int64()))
 
 
-def _progress(total: int | None, show: bool | None):
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="rows", unit_scale=True, desc="scoring", leave=False, file=sys.stderr
-    )
-
-
 def _known(spec: SystemSpec, signature: dict) -> set[str]:
     """Columns that are not unknown fields: inputs, ids, the entity id and the target."""
     inputs = {i["name"] for i in signature["inputs"]}
@@ -801,6 +789,11 @@ def predict_batch(
     source = Source(Path(input_path), spec.serving.batch_rows)
     _distinct_paths(source.path, output_path, rejects_path)
     served = load_served(workspace.root, spec.name, ref, spec.serving)
+    if isinstance(served, ServedRecommender):
+        raise ServingError(
+            f"version {served.label} of {spec.name} is a recommender: it takes users, not rows",
+            hint="write every user's recommendations with mlsd recommend --output FILE",
+        )
     _check_columns(spec, served, source.names, source.path)
     signature = served.package.signature
     group = spec.problem.group if get_task(signature["output"]["task"]).grouped else None
@@ -817,7 +810,7 @@ def predict_batch(
 
     rows = scored = rejected = flagged = 0
     sink = rejects = out_schema = None
-    bar = _progress(source.rows, progress)
+    bar = progress_bar(source.rows, "scoring", show=progress)
     chunks = read_ahead(source.chunks(), lambda b: scorer.prepare(b, source.from_csv))
     try:
         for prepared in chunks:
@@ -840,8 +833,7 @@ def predict_batch(
                     rejects = Sink(rejects_path, reject_schema)
                 rejects.write(prepared.rejected)
                 rejected += prepared.rejected.num_rows
-            if bar is not None:
-                bar.update(batch.num_rows)
+            bar.update(batch.num_rows)
         if out_schema is None:  # no rows at all: an empty output with the right columns
             out_schema = scorer.schemas(source.empty_schema())[0]
         if group is not None:
@@ -865,8 +857,7 @@ def predict_batch(
                 open_sink.abort()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     seconds = time.perf_counter() - started
     return {
         "rows": rows,

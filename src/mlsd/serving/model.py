@@ -15,6 +15,7 @@ import numpy as np
 from mlsd.errors import MlsdError
 from mlsd.models import aliases
 from mlsd.models import package as packages
+from mlsd.recsys import package as recommenders
 from mlsd.serving.validation import RequestValidator
 from mlsd.spec import ServingSpec
 from mlsd.tasks import LABEL, NUMBER, PER_CLASS, Task, get_task
@@ -65,6 +66,27 @@ class ServedModel:
             )
 
 
+@dataclass(frozen=True)
+class ServedRecommender:
+    """A recommender package being served: ``/v1/recommend`` answers with it."""
+
+    name: str
+    version: int | None
+    package: recommenders.RecommenderPackage
+    loaded_at: float
+
+    @cached_property
+    def label(self) -> str:
+        """How responses and logs name this model: its version, else its folder."""
+        return str(self.version) if self.version is not None else self.package.folder.name
+
+    def recommend(
+        self, user: Any, k: int | None = None, exclude: list | None = None
+    ) -> dict[str, Any]:
+        """One user's answer: items with scores and stages, and whether it is a cold start."""
+        return self.package.recommender.recommend([user], k, [exclude or []])[0]
+
+
 def _numbers(output: dict[str, Any], task: Task) -> list[float]:
     """The numeric part of an output, in the order the package records it."""
     numbers = []
@@ -108,7 +130,7 @@ def format_outputs(pred: np.ndarray, signature: dict) -> list[dict[str, Any]]:
 
 def load_served(
     workspace_root: Path, system: str, ref: str | int, serving: ServingSpec
-) -> ServedModel:
+) -> ServedModel | ServedRecommender:
     """Resolve ``ref`` without MLflow, load and verify the package, check its holdout
     through the serving path, and build the request validator."""
     version, folder = aliases.resolve(workspace_root, system, ref)
@@ -117,10 +139,18 @@ def load_served(
 
 def load_version(
     system: str, version: int | None, folder: str | Path, serving: ServingSpec
-) -> ServedModel:
+) -> ServedModel | ServedRecommender:
     """Load and verify the package in ``folder`` as ``version`` of ``system`` (no alias
     resolution: a routing table names its arms' folders), check its holdout through the
-    serving path, and build the request validator."""
+    serving path, and build the request validator. A recommender's package (replayed on
+    load) becomes a :class:`ServedRecommender`."""
+    if packages.format_of(folder) == recommenders.FORMAT:
+        try:
+            return ServedRecommender(system, version, recommenders.load(folder), time.time())
+        except packages.PackageError as exc:
+            raise ServingError(
+                f"version {version} ({folder}) failed verification: {exc.message}", hint=exc.hint
+            ) from exc
     try:
         package = packages.load(folder)
     except packages.PackageError as exc:

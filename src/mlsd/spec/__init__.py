@@ -19,7 +19,6 @@ from mlsd.spec.base import (
     Scalar,
     Section,
     Task,
-    not_available_yet,
     parse_duration,
 )
 from mlsd.spec.data import (
@@ -103,7 +102,6 @@ __all__ = [
     "TuningSpec",
     "json_schema",
     "load_spec",
-    "not_available_yet",
     "parse_duration",
     "parse_spec",
 ]

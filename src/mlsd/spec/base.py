@@ -50,8 +50,3 @@ class Section(BaseModel):
     """Base of every spec section: unknown keys are errors, defaults are validated too."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def not_available_yet(value: str, available: str, issue: str) -> ValueError:
-    """The error for a declared option whose behaviour is not built yet: said, not ignored."""
-    return ValueError(f"{value} is not available yet ({issue}); use {available}")

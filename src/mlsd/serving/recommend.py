@@ -1,0 +1,201 @@
+"""Recommendations from a recommender package: loading one by alias, version or folder,
+and ``mlsd recommend``, every user's list written as one row per (user, item)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mlsd.errors import MlsdError
+from mlsd.recsys.package import RecommenderPackage
+from mlsd.serving.model import ServedRecommender, ServingError, load_served
+from mlsd.spec import SystemSpec
+from mlsd.stages import progress_bar
+from mlsd.workspace import Workspace
+
+BATCH = 256  # users answered at once
+
+
+def load_recommender(spec: SystemSpec, ref: str | int) -> ServedRecommender:
+    """The recommender ``ref`` (an alias, a version number or a package folder) names."""
+    served = load_served(Workspace.for_spec(spec).root, spec.name, ref, spec.serving)
+    if not isinstance(served, ServedRecommender):
+        raise ServingError(
+            f"version {served.label} of {spec.name} is a {served.task.name} model, not a "
+            "recommender",
+            hint="recommendations come from a system with architecture.kind: funnel; score "
+            "this one with mlsd predict",
+        )
+    return served
+
+
+def _users(which: str, spec: SystemSpec, package: RecommenderPackage) -> list:
+    """``all`` known users, or the user column (``problem.id``, else the first) of a file."""
+    if which == "all":
+        return list(package.recommender.users)
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path = Path(which)
+    if not path.is_file():
+        raise MlsdError(
+            f"--users {which}: no such file",
+            hint="pass `all`, or a CSV or Parquet file with a column of user ids",
+        )
+    table = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+    column = spec.problem.id if spec.problem.id in table.column_names else table.column_names[0]
+    return table.column(column).to_pylist()
+
+
+def recommend_batch(
+    spec: SystemSpec,
+    users: str,
+    output: Path,
+    *,
+    ref: str | int = "champion",
+    k: int | None = None,
+    include_seen: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Write every user's top ``k`` (default: the package's) to ``output`` (Parquet or CSV):
+    one row per user and item with its rank (1 = best), score and the stage that proposed
+    it. Items the user already has are left out unless ``include_seen``."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    served = load_recommender(spec, ref)
+    package = served.package
+    wanted = _users(users, spec, package)
+    columns: dict[str, list] = {"user": [], "item": [], "rank": [], "score": [], "stage": []}
+    cold = 0
+    started = time.perf_counter()
+    with progress_bar(len(wanted), "recommend", unit="users", show=progress) as bar:
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+            answers = package.recommender.recommend(chunk, k, include_seen=include_seen)
+            for answer in answers:
+                cold += answer["cold_start"]
+                for rank, entry in enumerate(answer["items"], 1):
+                    columns["user"].append(answer["user"])
+                    columns["item"].append(entry["item"])
+                    columns["rank"].append(rank)
+                    columns["score"].append(entry["score"])
+                    columns["stage"].append(entry["stage"])
+            bar.update(len(chunk))
+    seconds = time.perf_counter() - started
+    table = pa.table(columns)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.writing")
+    if output.suffix == ".csv":
+        pcsv.write_csv(table, tmp)
+    else:
+        pq.write_table(table, tmp)
+    tmp.replace(output)  # a crash never leaves half a file under the name asked for
+    return {
+        "model_version": served.label,
+        "chosen": package.recommender.chosen,
+        "users": len(wanted),
+        "cold_start": int(cold),
+        "rows": table.num_rows,
+        "seconds": round(seconds, 3),
+        "users_per_s": round(len(wanted) / seconds, 1) if seconds > 0 else None,
+        "output": str(output),
+    }
+
+
+# --- POST /v1/recommend ---------------------------------------------------------------------
+
+MAX_K = 1000
+
+
+def _id_ok(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def recommend_request(payload: Any) -> tuple[Any, int | None, list, dict]:
+    """``(user, k, exclude, context)`` of a ``/v1/recommend`` body; a body that is not one
+    raises :class:`RecommendRequestError` naming each wrong field."""
+    if not isinstance(payload, dict) or "user" not in payload:
+        raise RecommendRequestError(400, 'expected {"user": <id>, "k": <n>, "exclude": [...]}')
+    user, k = payload["user"], payload.get("k")
+    exclude, context = payload.get("exclude") or [], payload.get("context") or {}
+    problems = []
+    if not _id_ok(user):
+        problems.append(("user", f"expected a string or an integer, got {user!r}"))
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)  # JSON's 3.0 is the integer 3
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K):
+        problems.append(("k", f"expected an integer from 1 to {MAX_K}, got {k!r}"))
+    if not isinstance(exclude, list) or not all(_id_ok(i) for i in exclude):
+        problems.append(("exclude", "expected a list of item ids (strings or integers)"))
+    if not isinstance(context, dict):
+        problems.append(("context", f"expected an object, got {type(context).__name__}"))
+    if problems:
+        raise RecommendRequestError(
+            422,
+            "the recommendation request is malformed",
+            [{"instance": None, "field": f, "problem": p[:200]} for f, p in problems],
+        )
+    return user, k, exclude, context
+
+
+class RecommendRequestError(Exception):
+    """A ``/v1/recommend`` body that cannot be answered: its status, message and details."""
+
+    def __init__(self, status: int, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details or []
+
+
+ID_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+RECOMMEND_REQUEST = {
+    "type": "object",
+    "required": ["user"],
+    "properties": {
+        "user": {**ID_SCHEMA, "description": "the user's id (problem.id)"},
+        "k": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_K,
+            "description": "how many items (default: architecture.k)",
+        },
+        "exclude": {
+            "type": ["array", "null"],
+            "items": ID_SCHEMA,
+            "description": "items never to recommend in this answer",
+        },
+        "context": {
+            "type": ["object", "null"],
+            "description": "the request's context, logged with the recommendation",
+        },
+    },
+}
+RECOMMEND_RESPONSE = {
+    "type": "object",
+    "required": ["model_version", "request_id", "user", "items", "cold_start"],
+    "properties": {
+        "model_version": {"type": "string"},
+        "request_id": {"type": "string"},
+        "user": ID_SCHEMA,
+        "cold_start": {
+            "type": "boolean",
+            "description": "the user has no history: the most popular items are recommended",
+        },
+        "items": {
+            "type": "array",
+            "description": "best first; feedback names an item by its position (0-based) "
+            "as the instance",
+            "items": {
+                "type": "object",
+                "required": ["item", "score", "stage"],
+                "properties": {
+                    "item": ID_SCHEMA,
+                    "score": {"type": "number"},
+                    "stage": {"type": "string", "description": "what proposed the item"},
+                },
+            },
+        },
+    },
+}
