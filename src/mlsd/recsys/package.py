@@ -4,8 +4,9 @@ verified and replayed on load like a model package (:mod:`mlsd.models.package`).
 Layout written by :func:`build`::
 
     manifest.json              format, version, sha256 of every other file, meta, versions
-    recommender.json           chosen ("funnel" or a generator), k, candidates, each
-                               generator's form and settings, the ranker's features
+    recommender.json           chosen ("funnel" or a generator), k, candidates, the
+                               generators in order with their form and settings, the
+                               ranker's features
     users.json, items.json     the ids behind the rows and columns of the arrays
     history/indptr.npy         every known user's items (CSR: indptr, indices)
     history/indices.npy
@@ -48,7 +49,7 @@ from mlsd.models.package import (
     verify_files,
     walk_files,
 )
-from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, scorer
+from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, feature_names, scorer
 from mlsd.workspace import atomic_write_bytes
 
 FORMAT = "mlsd.recommender"
@@ -82,8 +83,7 @@ def build(
     folder: str | Path,
     recommender: Recommender,
     *,
-    forms: Mapping[str, tuple[str, Mapping[str, Any]]],
-    feature_names: list[str],
+    params: Mapping[str, Mapping[str, Any]],
     metrics: Mapping[str, Any],
     meta: Mapping[str, Any],
     holdout_users: int = 50,
@@ -92,8 +92,8 @@ def build(
     """Write ``recommender`` to ``folder`` (which must not exist), load it back, replay the
     holdout, and only then move it into place; return its path.
 
-    ``forms`` gives each generator's runtime form and settings, in the ranker's feature
-    order. ``holdout_users`` users (seeded) are answered now and again on every load.
+    ``params`` gives each generator's settings (for the record). ``holdout_users`` users
+    (seeded) are answered now and again on every load.
     """
     folder = Path(folder).absolute()
     if folder.exists():
@@ -105,7 +105,7 @@ def build(
     tmp = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        _write(tmp, recommender, forms, feature_names, metrics, meta, holdout_users, seed)
+        _write(tmp, recommender, params, metrics, meta, holdout_users, seed)
         load(tmp)  # refuse a package that would not load and answer the same
         os.rename(tmp, folder)
     except BaseException:
@@ -115,14 +115,18 @@ def build(
     return folder
 
 
-def _write(tmp, rec: Recommender, forms, feature_names, metrics, meta, holdout_users, seed):
+def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
     config = {
         "chosen": rec.chosen,
         "k": rec.k,
         "candidates": rec.candidates,
         "exclude_seen": rec.exclude_seen,
-        "generators": {name: {"form": f, "params": dict(p)} for name, (f, p) in forms.items()},
-        "features": feature_names,
+        # a list: the ranker's features follow this order (JSON objects' keys get sorted)
+        "generators": [
+            {"name": name, "form": g.form, "params": dict(params.get(name, {}))}
+            for name, g in rec.generators.items()
+        ],
+        "features": feature_names(list(rec.generators)) if rec.chosen == FUNNEL else [],
     }
     atomic_write_bytes(tmp / CONFIG, json_bytes(config, "the recommender settings"))
     atomic_write_bytes(tmp / "users.json", json_bytes(_ids(list(rec.users)), "the user ids"))
@@ -186,7 +190,8 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
         verify_files(folder, manifest["files"])
     config = read_json(folder / CONFIG, folder)
     generators = {}
-    for name, declared in config["generators"].items():
+    for declared in config["generators"]:
+        name = declared["name"]
         arrays = {
             p.stem: _load(folder, f"generators/{name}/{p.name}")
             for p in sorted((folder / "generators" / name).glob("*.npy"))

@@ -27,6 +27,8 @@ COLD_START = "popularity"  # what a user without history is recommended, said in
 class Counts:
     """One score per item, the same for every user (popularity)."""
 
+    form = "counts"
+
     def __init__(self, counts: np.ndarray):
         self.counts = np.asarray(counts, dtype=np.float32)
 
@@ -36,6 +38,8 @@ class Counts:
 
 class ItemItem:
     """A user's score of item j: the sum of ``weights[i, j]`` over the items i they have."""
+
+    form = "item_item"
 
     def __init__(self, weights: np.ndarray):
         self.weights = np.asarray(weights, dtype=np.float32)
@@ -51,6 +55,8 @@ class ItemItem:
 class Factors:
     """The dot product of the user's factors and every item's (0 for an unknown user)."""
 
+    form = "factors"
+
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray):
         self.user_factors = np.asarray(user_factors, dtype=np.float32)
         self.item_factors = np.asarray(item_factors, dtype=np.float32)
@@ -62,7 +68,7 @@ class Factors:
         return out
 
 
-FORMS = {"counts": Counts, "item_item": ItemItem, "factors": Factors}
+FORMS = {c.form: c for c in (Counts, ItemItem, Factors)}
 
 
 def scorer(form: str, arrays: dict[str, np.ndarray]) -> Counts | ItemItem | Factors:

@@ -30,7 +30,7 @@ from mlsd.recsys.evaluate import (
 from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
 from mlsd.recsys.generators import GENERATORS, Generator
 from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
-from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, feature_names, scorer
+from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, scorer
 from mlsd.recsys.validate import validate_interactions
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
@@ -304,6 +304,39 @@ def _allowed(spec: SystemSpec, items: pd.Index) -> np.ndarray | None:
     return np.asarray(items.isin(pd.Index(passing)))
 
 
+def assemble(
+    interactions: Interactions,
+    matrix: sp.csr_matrix,
+    fitted: dict[str, Generator],
+    chosen: str,
+    ranker: Any = None,
+    *,
+    k: int = 10,
+    candidates: int = 100,
+    allowed: np.ndarray | None = None,
+    exclude_seen: bool = True,
+) -> Recommender:
+    """The runtime :class:`Recommender` of generators ``fitted`` on ``matrix`` (every
+    interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel."""
+    counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
+    return Recommender(
+        users=interactions.users.tolist(),
+        items=interactions.items.tolist(),
+        indptr=matrix.indptr.astype(np.int64),
+        indices=matrix.indices.astype(np.int64),
+        generators={n: scorer(g.form, g.arrays()) for n, g in fitted.items()},
+        chosen=chosen,
+        k=k,
+        candidates=candidates,
+        popularity=percentile(counts),
+        history=percentile(np.diff(matrix.indptr)),
+        fallback=Counts(counts),
+        ranker=ranker,
+        allowed=allowed,
+        exclude_seen=exclude_seen,
+    )
+
+
 def _package(spec, workspace, interactions, factories, result, settings) -> Path | None:
     from mlsd.models.packaging import spec_hash
     from mlsd.recsys.package import build
@@ -315,20 +348,14 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
         fitted, ranker = funnel.generators, funnel.ranker
     else:
         fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything)}, None
-    counts = np.asarray(everything.sum(axis=0), dtype=np.float32).ravel()
-    recommender = Recommender(
-        users=interactions.users.tolist(),
-        items=interactions.items.tolist(),
-        indptr=everything.indptr.astype(np.int64),
-        indices=everything.indices.astype(np.int64),
-        generators={n: scorer(g.form, g.arrays()) for n, g in fitted.items()},
-        chosen=result.chosen,
+    recommender = assemble(
+        interactions,
+        everything,
+        fitted,
+        result.chosen,
+        ranker,
         k=arch.k,
         candidates=arch.candidates,
-        popularity=percentile(counts),
-        history=percentile(np.diff(everything.indptr)),
-        fallback=Counts(counts),
-        ranker=ranker,
         allowed=_allowed(spec, interactions.items),
         exclude_seen=arch.filters.exclude_seen,
     )
@@ -337,8 +364,7 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
     return build(
         folder,
         recommender,
-        forms={n: (g.form, settings.get(n, {})) for n, g in fitted.items()},
-        feature_names=feature_names(list(fitted)),
+        params={n: settings.get(n, {}) for n in fitted},
         metrics={"test": chosen["test"], "valid": chosen["valid"], "stages": result.stages},
         meta={
             "system": spec.name,

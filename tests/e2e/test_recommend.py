@@ -1,0 +1,177 @@
+"""A recommender funnel end to end, as a user runs it: validate and train with the CLI on
+interactions with a known structure (users and items in clusters), every user's list in
+batch, the same lists from a real server, feedback joined to the recommended positions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from server import Client, ServerProcess
+from test_cli_data import mlsd
+
+from mlsd.predlog.reader import labelled
+from mlsd.workspace import Workspace
+
+SPEC = """\
+name: recs
+problem:
+  task: ranking
+  id: user
+  target: item
+  time: ts
+architecture:
+  kind: funnel
+  generators: [popularity, itemknn, ease, als]
+  candidates: 30
+  filters: {rules: ["year >= 1985"]}
+data:
+  source: interactions.csv
+  items: items.csv
+  split: {valid: 0.15, test: 0.15}
+"""
+K = 10
+
+
+def clustered(users=240, items=150, clusters=4, like=0.3, stray=0.01, seed=5):
+    """Users and items in clusters: a user takes items of their own cluster with
+    probability ``like``, any other with ``stray``."""
+    rng = np.random.default_rng(seed)
+    user_cluster = rng.integers(0, clusters, users)
+    item_cluster = rng.integers(0, clusters, items)
+    p = np.where(user_cluster[:, None] == item_cluster[None, :], like, stray)
+    u, i = np.nonzero(rng.random((users, items)) < p)
+    frame = pd.DataFrame({"user": [f"u{x}" for x in u], "item": [f"m{x}" for x in i]})
+    frame["ts"] = rng.permutation(len(frame))
+    catalogue = pd.DataFrame({"item": [f"m{x}" for x in range(items)]})
+    catalogue["year"] = 1980 + np.arange(items) % 20  # 1980-1984: a quarter, banned by the rule
+    return (
+        frame,
+        catalogue,
+        dict(zip(catalogue["item"], item_cluster, strict=True)),
+        {f"u{x}": c for x, c in enumerate(user_cluster)},
+    )
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recs")
+    frame, catalogue, item_cluster, user_cluster = clustered()
+    frame.to_csv(folder / "interactions.csv", index=False)
+    catalogue.to_csv(folder / "items.csv", index=False)
+    (folder / "system.yaml").write_text(SPEC)
+    validated = mlsd("validate", "--json", cwd=folder)
+    assert validated.returncode == 0, validated.stderr
+    trained = mlsd("train", "--json", cwd=folder)
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    return {
+        "folder": folder,
+        "frame": frame,
+        "banned": set(catalogue.loc[catalogue["year"] < 1985, "item"]),
+        "item_cluster": item_cluster,
+        "user_cluster": user_cluster,
+        "validation": json.loads(validated.stdout),
+        "result": json.loads(trained.stdout),
+    }
+
+
+def test_validation_reports_the_interactions(system):
+    facts = system["validation"]["facts"]
+    assert facts["interactions"] == len(system["frame"]) and facts["users"] == 240
+    assert system["validation"]["passed"]
+
+
+def test_training_measures_every_stage_and_the_gate_keeps_the_best_on_validation(system):
+    result = system["result"]
+    board = {e["name"]: e for e in result["leaderboard"]}
+    assert set(board) == {"popularity", "itemknn", "ease", "als", "funnel"}
+    metric = result["primary_metric"]
+    assert metric == "ndcg@10"
+    best = max(board, key=lambda n: board[n]["valid"][metric])
+    assert result["chosen"] == best and result["registered"] and result["model_version"] == 1
+    for entry in board.values():
+        test = entry["test"]
+        for name in ("ndcg@10", "recall@10", "precision@10", "mrr@10", "map@10", "hit_rate@10"):
+            assert 0 <= test[name] <= 1
+        assert 0 < test["coverage@10"] <= 1 and test["novelty@10"] > 0
+        assert len(entry["segments"]) == 3
+    # the clusters are there to be found: every learnt generator far above popularity (items
+    # of a cluster are alike, so no list can do much better than ~0.2 here)
+    for name in ("itemknn", "ease", "als", "funnel"):
+        assert board[name]["test"]["ndcg@10"] > 3 * board["popularity"]["test"]["ndcg@10"]
+    # popularity's lists are the same for everyone: its coverage is the lowest
+    assert board["popularity"]["test"]["coverage@10"] < board["ease"]["test"]["coverage@10"]
+    recall = result["stages"]["candidate_recall"]
+    assert recall["union"] >= max(v for n, v in recall.items() if n != "union") - 1e-12
+    assert set(result["stages"]["tuning"]) == {"popularity", "itemknn", "ease", "als"}
+
+
+def test_batch_lists_respect_history_rules_and_the_clusters(system):
+    folder = system["folder"]
+    done = mlsd("recommend", "--output", "recs.parquet", "--json", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    recs = pq.read_table(folder / "recs.parquet").to_pandas()
+    assert out["users"] == 240 and out["rows"] == len(recs) == 240 * K
+    assert recs.groupby("user")["rank"].apply(list).map(lambda r: r == list(range(1, K + 1))).all()
+    seen = set(zip(system["frame"]["user"], system["frame"]["item"], strict=True))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
+    assert not set(recs["item"]) & system["banned"]
+    same = recs["item"].map(system["item_cluster"]) == recs["user"].map(system["user_cluster"])
+    assert same.mean() > 0.8, same.mean()  # a user's own cluster, not just what is popular
+    # a file of users: one unknown (cold start: popularity), one known
+    pd.DataFrame({"user": ["u3", "stranger"]}).to_csv(folder / "who.csv", index=False)
+    done = mlsd("recommend", "--users", "who.csv", "--k", "3", "--output", "some.csv", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    some = pd.read_csv(folder / "some.csv")
+    assert list(some["user"]) == ["u3"] * 3 + ["stranger"] * 3
+    assert set(some.loc[some["user"] == "stranger", "stage"]) == {"popularity"}
+    assert list(some.loc[some["user"] == "u3", "item"]) == list(
+        recs.loc[recs["user"] == "u3", "item"][:3]
+    )
+    refused = mlsd("predict", "--input", "interactions.csv", "--output", "x.csv", cwd=folder)
+    assert refused.returncode == 2 and "mlsd recommend" in refused.stderr
+
+
+def test_the_server_answers_the_batch_lists_and_feedback_joins_to_positions(system):
+    folder = system["folder"]
+    batch = pq.read_table(folder / "recs.parquet").to_pandas()
+    server = ServerProcess(folder)
+    try:
+        client = Client(server.port)
+        status, answer, headers = client.call("POST", "/v1/recommend", {"user": "u7", "k": K})
+        assert status == 200, answer
+        assert [i["item"] for i in answer["items"]] == list(
+            batch.loc[batch["user"] == "u7", "item"]
+        )
+        assert answer["model_version"] == "1" and not answer["cold_start"]
+        assert {i["stage"] for i in answer["items"]} <= {"popularity", "itemknn", "ease", "als"}
+        first = answer["items"][0]["item"]
+        status, again, _ = client.call(
+            "POST", "/v1/recommend", {"user": "u7", "k": 3, "exclude": [first]}
+        )
+        assert status == 200 and first not in [i["item"] for i in again["items"]]
+        status, cold, _ = client.call("POST", "/v1/recommend", {"user": "new-user"})
+        assert status == 200 and cold["cold_start"] and len(cold["items"]) == K
+        assert {i["stage"] for i in cold["items"]} == {"popularity"}
+        status, bad, _ = client.call("POST", "/v1/recommend", {"user": [1], "k": 0})
+        assert status == 422
+        assert [d["field"] for d in bad["error"]["details"]] == ["user", "k"]
+        status, bad, _ = client.call("POST", "/v1/predict", {"instances": [{"user": "u1"}]})
+        assert status == 409 and "/v1/recommend" in bad["error"]["message"]
+        status, got, _ = client.call(
+            "POST",
+            "/v1/feedback",
+            {"request_id": headers["x-request-id"], "instance": 2, "label": 1},
+        )
+        assert status == 200 and got["recorded"] == 1
+    finally:
+        server.stop()
+    rows = labelled(Workspace(folder / ".mlsd", "recs")).to_pandas()
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["user"] == "u7" and row["item"] == answer["items"][2]["item"]
+    assert row["position"] == 3 and row["group"] == "u7" and row["true_label"] == 1
