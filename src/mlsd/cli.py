@@ -152,10 +152,14 @@ def _registry(args: argparse.Namespace, spec=None):
 
 def _package_meta(folder: str | None) -> dict:
     """What a version's package recorded (family, primary metric…); {} when it cannot be read."""
-    from mlsd.models.package import load
+    from mlsd.models.package import format_of, load
+    from mlsd.recsys import package as recommenders
 
+    if not folder:
+        return {}
+    opener = recommenders.load if format_of(folder) == recommenders.FORMAT else load
     try:
-        return load(folder, verify=False).meta if folder else {}
+        return opener(folder, verify=False).meta
     except MlsdError:
         return {}
 
@@ -173,13 +177,15 @@ def versions_table(rows: list[dict], primary: str) -> list[str]:
     """Registered versions as a table: version, alias, created, family, the primary metric
     on the test split, package. Each row may carry ``family`` and ``primary_metric`` (from
     its package); ``primary`` is the spec's metric, used when a row does not say."""
+    from mlsd.models.registry import mlflow_key
+
     names = {r.get("primary_metric") or primary for r in rows}
     one = len(names) == 1  # one metric name: it goes in the header, not in every cell
     title = f"test {next(iter(names))}" if one else "test (primary metric)"
     table = [("version", "alias", "created (UTC)", "family", title, "package")]
     for row in rows:
         name = row.get("primary_metric") or primary
-        value = row.get("metrics", {}).get(f"test.{name}")
+        value = row.get("metrics", {}).get(mlflow_key(f"test.{name}"))
         score = _fmt(value) if one else f"{name} {_fmt(value)}"
         created = str(row.get("created_at") or "-").replace("T", " ")[:16]
         table.append(

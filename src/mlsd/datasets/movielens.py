@@ -97,9 +97,10 @@ def read_atomic(path: Path) -> pd.DataFrame:
     return frame.rename(columns=names)
 
 
-def ranking_table(folder: Path | None = None) -> pd.DataFrame:
-    """The ranking table (one row per rating, sorted by user then time); see the module
-    docstring for its columns."""
+def tables(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three files as typed tables: ratings (user_id, item_id, rating, timestamp), users
+    (user_id, age, gender, occupation) and movies (item_id, title, release_year, n_genres
+    and a 0/1 flag per genre)."""
     folder = folder or find_ml100k()
     inter = read_atomic(folder / "ml-100k.inter")
     users = read_atomic(folder / "ml-100k.user")
@@ -127,6 +128,15 @@ def ranking_table(folder: Path | None = None) -> pd.DataFrame:
     )
     for genre in GENRES:
         movies[_genre_column(genre)] = genres.map(lambda g, genre=genre: genre in g).astype(np.int8)
+    movies.insert(1, "title", items["movie_title"])
+    return inter, users, movies
+
+
+def ranking_table(folder: Path | None = None) -> pd.DataFrame:
+    """The ranking table (one row per rating, sorted by user then time); see the module
+    docstring for its columns."""
+    inter, users, movies = tables(folder)
+    movies = movies.drop(columns="title")
 
     # what was known of each movie when the rating was given: strictly earlier ratings only
     log = inter.sort_values(["item_id", "timestamp"], kind="stable")
@@ -196,12 +206,29 @@ def write_ranking_table(path: str | Path, folder: Path | None = None) -> Path:
     return path
 
 
+def write_interactions(folder: str | Path, source: Path | None = None) -> list[Path]:
+    """Write ``interactions.csv`` (every rating), ``users.csv`` and ``items.csv`` into
+    ``folder``: a recommender's three tables, as :func:`tables` reads them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in zip(("interactions", "users", "items"), tables(source), strict=True):
+        table.to_csv(folder / f"{name}.csv", index=False)
+        written.append(folder / f"{name}.csv")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mlsd.datasets.movielens [PATH]``: write the table (default: the
-    MovieLens example's ``ratings.parquet``)."""
+    """``python -m mlsd.datasets.movielens [PATH]``: write the ranking table (default: the
+    MovieLens example's ``ratings.parquet``); ``--interactions FOLDER``: the recommender
+    example's three tables (default: ``examples/movielens-recs``)."""
     args = sys.argv[1:] if argv is None else argv
-    target = Path(args[0]) if args else Path("examples/movielens/ratings.parquet")
     try:
+        if args and args[0] == "--interactions":
+            target = Path(args[1]) if len(args) > 1 else Path("examples/movielens-recs")
+            print("\n".join(map(str, write_interactions(target))))
+            return 0
+        target = Path(args[0]) if args else Path("examples/movielens/ratings.parquet")
         print(write_ranking_table(target))
     except DataError as exc:
         print(exc, file=sys.stderr)

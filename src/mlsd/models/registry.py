@@ -64,7 +64,7 @@ def _quiet_import() -> Any:
     return mlflow
 
 
-def _name(key: Any) -> str:
+def mlflow_key(key: Any) -> str:
     """A name MLflow accepts: disallowed characters become '_', no empty or '..' segments."""
     parts = [p for p in _BAD_NAME.sub("_", str(key)).split("/") if p not in ("", ".", "..")]
     return "/".join(parts)[:_MAX_KEY] or "_"
@@ -240,7 +240,7 @@ class Registry:
                     hint="pass metrics as numbers (nested dicts are fine)",
                 ) from exc
             if math.isfinite(number):
-                flat_metrics.append((_name(key), number))
+                flat_metrics.append((mlflow_key(key), number))
         missing = [str(p) for p in (artifacts or {}).values() if not Path(p).exists()]
         if missing:
             raise RegistryError(
@@ -255,12 +255,12 @@ class Registry:
             try:
                 now = int(datetime.now(UTC).timestamp() * 1000)
                 param_list = [
-                    Param(_name(k), _text(v)[:_MAX_PARAM])
+                    Param(mlflow_key(k), _text(v)[:_MAX_PARAM])
                     for k, v in _flatten(params or {})
                     if v is not None
                 ]
                 tag_list = [
-                    RunTag(_name(k), _text(v)[:_MAX_TAG])
+                    RunTag(mlflow_key(k), _text(v)[:_MAX_TAG])
                     for k, v in _flatten(tags or {})
                     if v is not None
                 ]

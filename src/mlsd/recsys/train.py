@@ -370,6 +370,7 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
             "system": spec.name,
             "task": "recommendation",
             "chosen": result.chosen,
+            "family": result.chosen,
             "primary_metric": result.primary_metric,
             "snapshot": result.snapshot,
             "spec_hash": spec_hash(spec),
