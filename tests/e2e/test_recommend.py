@@ -175,3 +175,22 @@ def test_the_server_answers_the_batch_lists_and_feedback_joins_to_positions(syst
     row = rows.iloc[0]
     assert row["user"] == "u7" and row["item"] == answer["items"][2]["item"]
     assert row["position"] == 3 and row["group"] == "u7" and row["true_label"] == 1
+
+
+def test_monitor_reports_online_ctr_hit_rate_coverage_and_popularity(system):
+    folder = system["folder"]
+    done = mlsd("monitor", "--json", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    [model] = report["models"]
+    [window] = model["windows"]
+    # three requests of the server test: u7 (10 items), u7 (3), a new user (10)
+    assert window["requests"] == 3 and window["items"] == 23 and window["users"] == 2
+    assert window["ctr@10"] == pytest.approx(1 / 23) and window["hit_rate@10"] == pytest.approx(
+        1 / 3
+    )
+    assert window["cold_start"] == pytest.approx(10 / 23)
+    assert 0 < window["coverage@10"] <= 20 / 150
+    assert window["popularity@10"] > 0 and "popularity@10" in model["offline"]
+    text = mlsd("monitor", cwd=folder)
+    assert "ctr@10 0.043" in text.stdout and "hit rate 0.333" in text.stdout, text.stdout

@@ -484,6 +484,17 @@ def monitor(
     started = time.perf_counter()
     ws = workspace or Workspace.for_spec(spec)
     chosen_window = parse_window(window) if window is not None else spec.monitoring.window
+    if spec.architecture.funnel:
+        from mlsd.monitoring.recommendations import monitor_recommendations
+
+        return monitor_recommendations(
+            spec,
+            ws,
+            window=chosen_window,
+            now=time.time() if now is None else float(now),
+            publish=publish,
+            write=write,
+        )
     run = _Monitor(spec, ws, chosen_window, time.time() if now is None else float(now))
     wanted: str | None = None
     if model is not None:

@@ -524,7 +524,14 @@ class Server:
             request_id=request_id,
             model_version=model.label,
             inputs=[
-                {"user": user, "item": i["item"], "stage": i["stage"], **context} for i in items
+                {
+                    **context,
+                    "user": user,
+                    "item": i["item"],
+                    "stage": i["stage"],
+                    "cold_start": answer["cold_start"],
+                }
+                for i in items
             ],
             outputs=[{"score": i["score"]} for i in items],
             latency_ms=(time.perf_counter() - started) * 1000,
