@@ -194,3 +194,32 @@ def test_monitor_reports_online_ctr_hit_rate_coverage_and_popularity(system):
     assert window["popularity@10"] > 0 and "popularity@10" in model["offline"]
     text = mlsd("monitor", cwd=folder)
     assert "ctr@10 0.043" in text.stdout and "hit rate 0.333" in text.stdout, text.stdout
+
+
+def test_retrain_learns_new_interactions_and_beats_the_champion_on_them(system):
+    folder = system["folder"]
+    frame = system["frame"]
+    rng = np.random.default_rng(11)
+    by_cluster: dict[int, list[str]] = {}
+    for item, c in system["item_cluster"].items():
+        by_cluster.setdefault(int(c), []).append(item)
+    have = frame.groupby("user")["item"].apply(set)
+    rows = []
+    start = int(frame["ts"].max()) + 1
+    for n, user in enumerate(sorted(have.index)[:120]):  # 120 users take 6 new movies each
+        fresh = [i for i in by_cluster[int(system["user_cluster"][user])] if i not in have[user]]
+        for item in rng.choice(fresh, size=min(6, len(fresh)), replace=False):
+            rows.append({"user": user, "item": item, "ts": start + n})
+    pd.concat([frame, pd.DataFrame(rows)]).to_csv(folder / "interactions.csv", index=False)
+    done = mlsd("retrain", "--json", cwd=folder)
+    assert done.stdout, done.stderr
+    result = json.loads(done.stdout)
+    assert result["trained"] and result["challenger_version"] == 2, done.stderr
+    cmp = result["comparison"]
+    # the users' newest interactions are held out (a time split): new to the champion
+    assert cmp["n_holdout"] >= 100 and cmp["metric"] == "ndcg@10"
+    assert cmp["challenger"] > cmp["champion"] and result["promoted"], result
+    assert result["data"]["counts"]["train_rows_from_log"] == 1  # the click fed back
+    assert done.returncode == 0
+    models = json.loads(mlsd("models", "--json", cwd=folder).stdout)["versions"]
+    assert {v["version"]: v["aliases"] for v in models}[2] == ["champion"]

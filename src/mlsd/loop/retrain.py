@@ -195,6 +195,11 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
     from mlsd.models.gate import guardrail_failures
     from mlsd.models.train import train
 
+    if spec.architecture.funnel:
+        from mlsd.loop.recommender import retrain_funnel
+
+        _decide(spec, ws, result, retrain_funnel(spec, ws, champ, result, progress=progress))
+        return
     data = assemble(spec, ws, champ, now=to_epoch(now))
     result.data = data.to_dict()
 
@@ -243,6 +248,12 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
             f"{cmp['n_holdout']:,} rows)"
         )
     reasons += guardrail_failures(spec, cmp["challenger_metrics"], "the fresh holdout")
+    _decide(spec, ws, result, reasons)
+
+
+def _decide(spec, ws: Workspace, result: RetrainResult, reasons: list[str]) -> None:
+    """Promote the challenger (or hand it to the rollout) when nothing stands against it;
+    record the decision either way."""
     result.reasons = reasons
     if not reasons and spec.retraining.promote == "rollout" and spec.rollout.strategy != "direct":
         _hand_to_rollout(spec, ws, result)

@@ -33,7 +33,7 @@ from mlsd.spec import SystemSpec
 from mlsd.workspace import Workspace, write_json
 
 
-def _positive(label: Any) -> bool:
+def positive(label: Any) -> bool:
     """Feedback that counts as a success: true, or a number above 0."""
     if isinstance(label, bool | np.bool_):
         return bool(label)
@@ -102,7 +102,7 @@ def monitor_recommendations(
             headline="nothing to monitor",
         )
     feedback = labelled(ws).to_pandas()
-    feedback = feedback.assign(positive=feedback["true_label"].map(_positive))
+    feedback = feedback.assign(positive=feedback["true_label"].map(positive))
     key = ["request_id", "instance"]
     frame = frame.merge(
         feedback[[*key, "positive"]].drop_duplicates(key, keep="last"), on=key, how="left"

@@ -4,7 +4,7 @@ metrics of the registry (one definition of each: :mod:`mlsd.evaluation.metrics`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,16 +56,27 @@ def ranking_scores(
     every relevant item, as full-catalogue evaluation requires. A metric at k judges the
     first k of the list: ``top`` must be at least as long as the largest k."""
     rows = relevant[users]
-    has = np.diff(rows.indptr) > 0
-    n = top.shape[1]
+    pairs = ((top[r], rows.indices[rows.indptr[r] : rows.indptr[r + 1]]) for r in range(len(users)))
+    return judge(pairs, names, n=top.shape[1])
+
+
+def judge(
+    pairs: Iterable[tuple[Sequence, Sequence]], names: Sequence[str], n: int | None = None
+) -> dict[str, float | None]:
+    """The registry's ranking metrics of (listed items, relevant items) pairs, one per user
+    (items are any ids; users without a relevant item are left out). Each user's list is
+    padded to ``n`` places (default: its own length) before the missed relevant items."""
     y, score, group = [], [], []
-    for r in np.flatnonzero(has):
-        wanted = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
-        hit = np.isin(top[r], wanted)
-        missed = np.setdiff1d(wanted, top[r], assume_unique=True)
-        y.append(np.r_[hit.astype(np.float64), np.ones(len(missed))])
-        score.append(np.r_[np.arange(n, 0, -1, dtype=np.float64), np.zeros(len(missed))])
-        group.append(np.full(n + len(missed), r))
+    for r, (listed, wanted) in enumerate(pairs):
+        if not len(wanted):
+            continue
+        listed, wanted = list(listed), set(wanted)
+        places = n or len(listed)
+        hit = [item in wanted for item in listed] + [False] * (places - len(listed))
+        missed = len(wanted - set(listed))
+        y.append(np.r_[np.asarray(hit, dtype=np.float64), np.ones(missed)])
+        score.append(np.r_[np.arange(places, 0, -1, dtype=np.float64), np.zeros(missed)])
+        group.append(np.full(places + missed, r))
     return compute(
         RANKING.name,
         np.concatenate(y),

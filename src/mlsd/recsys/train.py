@@ -64,9 +64,13 @@ class FunnelResult:
     alias: str | None = None
     package: str | None = None
     run_id: str | None = None
+    # the chosen candidate's test lists: user id -> (listed item ids, held-out item ids)
+    test_lists: dict[Any, tuple[list, list]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": "recommendation", **asdict(self)}
+        out = asdict(self)
+        del out["test_lists"]
+        return {"task": "recommendation", **out}
 
     def summary_lines(self) -> list[str]:
         metric = self.primary_metric
@@ -189,7 +193,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
             factories, train, valid, metric=metric, candidates=arch.candidates, seed=spec.seed
         )
     with stages("test"):
-        leaderboard, per_stage = _test(
+        leaderboard, per_stage, lists = _test(
             spec, factories, seen_for_test, test, metric, choice.valid, settings
         )
     per_stage["tuning"] = tuning
@@ -203,6 +207,15 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         snapshot=dataset.snapshot_id,
         validation=validation,
     )
+    users = np.flatnonzero(np.diff(test.indptr))
+    items = interactions.items
+    result.test_lists = {
+        interactions.users[u]: (
+            items[row[row >= 0]].tolist(),
+            items[test.indices[test.indptr[u] : test.indptr[u + 1]]].tolist(),
+        )
+        for u, row in zip(users, lists[choice.chosen], strict=True)
+    }
     write_json(workspace.reports / "leaderboard.json", leaderboard)
     write_json(workspace.reports / "evaluation.json", result.to_dict())
     with stages("package"):  # what was chosen, refitted on every interaction
@@ -241,7 +254,8 @@ def tune(
 def _test(spec, factories, seen, test, metric, valid_scores, settings):
     """Every generator and the funnel refitted on train + valid and scored once on test;
     the funnel's stages: candidate recall of each generator and of their union, and
-    coverage, popularity and novelty of each list, and the primary metric per activity."""
+    coverage, popularity and novelty of each list, and the primary metric per activity.
+    Also each candidate's lists of the test users."""
     arch = spec.architecture
     k = get_metric(metric).k or arch.k
     names = [m.format(k=k) for m in METRICS]
@@ -279,7 +293,7 @@ def _test(spec, factories, seen, test, metric, valid_scores, settings):
         "ranker_importance": funnel.importance(),
         "users_tested": len(users),
     }
-    return leaderboard, stages
+    return leaderboard, stages, lists
 
 
 def _allowed(spec: SystemSpec, items: pd.Index) -> np.ndarray | None:
