@@ -5,6 +5,7 @@ batch, the same lists from a real server, feedback joined to the recommended pos
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,19 @@ def test_training_measures_every_stage_and_the_gate_keeps_the_best_on_validation
     recall = result["stages"]["candidate_recall"]
     assert recall["union"] >= max(v for n, v in recall.items() if n != "union") - 1e-12
     assert set(result["stages"]["tuning"]) == {"popularity", "itemknn", "ease", "als"}
+
+
+def test_the_report_draws_the_funnel_and_renders(system):
+    from browser import render, require_chromium
+
+    page = Path(system["result"]["report"])
+    text = page.read_text()
+    assert "The funnel, stage by stage" in text and text.count("<svg") >= 3
+    recall = system["result"]["stages"]["candidate_recall"]
+    assert f"recall@30 {recall['union']:.3f}" in text  # the union's box
+    require_chromium()
+    rendered = render(page)
+    assert rendered.console == [] and "Evaluation of recs" in rendered.dom
 
 
 def test_batch_lists_respect_history_rules_and_the_clusters(system):

@@ -64,6 +64,7 @@ class FunnelResult:
     alias: str | None = None
     package: str | None = None
     run_id: str | None = None
+    report: str | None = None  # evaluation.html
     # the chosen candidate's test lists: user id -> (listed item ids, held-out item ids)
     test_lists: dict[Any, tuple[list, list]] = field(default_factory=dict, repr=False)
 
@@ -90,6 +91,8 @@ class FunnelResult:
         lines.append(f"  {self.reason}")
         if self.registered:
             lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
+        if self.report:
+            lines.append(f"report: {self.report}")
         return lines
 
 
@@ -103,7 +106,7 @@ def train_funnel(
     """Train, evaluate per stage, package and register the spec's funnel. ``data`` (an
     Arrow table of interactions) replaces the spec's source, as ``mlsd retrain`` passes."""
     workspace = workspace or Workspace.for_spec(spec)
-    stages = Stages(9, label=f"train {spec.name}", show=progress)
+    stages = Stages(10, label=f"train {spec.name}", show=progress)
     try:
         return _train(spec, workspace, stages, data)
     finally:
@@ -217,7 +220,11 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         for u, row in zip(users, lists[choice.chosen], strict=True)
     }
     write_json(workspace.reports / "leaderboard.json", leaderboard)
-    write_json(workspace.reports / "evaluation.json", result.to_dict())
+    with stages("report"):
+        from mlsd.recsys.report import write_html
+
+        result.report = str(write_html(result, workspace.reports / "evaluation.html"))
+        write_json(workspace.reports / "evaluation.json", result.to_dict())
     with stages("package"):  # what was chosen, refitted on every interaction
         package = _package(spec, workspace, interactions, factories, result, settings)
     with stages("register"):
@@ -418,7 +425,11 @@ def _register(spec, workspace, result: FunnelResult, package: Path | None) -> No
         params={"chosen": result.chosen, "primary_metric": result.primary_metric},
         metrics=metrics,
         tags={"snapshot": result.snapshot, "spec_hash": spec_hash(spec), "registered": "True"},
-        artifacts={"validation.json": workspace.reports / "validation.json"},
+        artifacts={
+            "validation.json": workspace.reports / "validation.json",
+            "evaluation.html": workspace.reports / "evaluation.html",
+            "evaluation.json": workspace.reports / "evaluation.json",
+        },
         text={
             "system.yaml": spec.path.read_text() if spec.path else "",
             "leaderboard.json": json.dumps(result.leaderboard, indent=1, default=str),
