@@ -108,6 +108,11 @@ def test_training_measures_every_stage_and_the_gate_keeps_the_best_on_validation
     recall = result["stages"]["candidate_recall"]
     assert recall["union"] >= max(v for n, v in recall.items() if n != "union") - 1e-12
     assert set(result["stages"]["tuning"]) == {"popularity", "itemknn", "ease", "als"}
+    # the chosen one again with the rule applied, as it serves: with a quarter of the
+    # movies banned, the held-out ones among them can no longer be found
+    served = result["stages"]["served"]
+    assert served["name"] == result["chosen"] and served["rules"] == ["year >= 1985"]
+    assert 0 < served["test"]["ndcg@10"] <= board[result["chosen"]]["test"]["ndcg@10"] + 0.02
 
 
 def test_the_report_draws_the_funnel_and_renders(system):

@@ -16,6 +16,7 @@ Layout written by :func:`build`::
     features/history.npy
     ranker.txt                 the funnel's LightGBM ranker in LightGBM's text format
     allowed.npy                optional: the items the business rules let through
+    embeddings.npy             optional: item vectors MMR compares items by
     metrics.json               offline evaluation figures
     holdout.json               some users and the answers recorded for them at build time
 
@@ -121,6 +122,8 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
         "k": rec.k,
         "candidates": rec.candidates,
         "exclude_seen": rec.exclude_seen,
+        "diversity": rec.diversity,
+        "exploration": rec.exploration,
         # a list: the ranker's features follow this order (JSON objects' keys get sorted)
         "generators": [
             {"name": name, "form": g.form, "params": dict(params.get(name, {}))}
@@ -143,6 +146,8 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
         atomic_write_bytes(tmp / RANKER, rec.ranker.model_to_string().encode())
     if rec.allowed is not None:
         _save(tmp / "allowed.npy", rec.allowed.astype(bool))
+    if rec.embeddings is not None:
+        _save(tmp / "embeddings.npy", rec.embeddings.astype(np.float32))
     atomic_write_bytes(tmp / METRICS, json_bytes(metrics, "the metrics"))
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(rec.users), size=min(holdout_users, len(rec.users)), replace=False)
@@ -206,6 +211,7 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
 
         ranker = Booster.from_string((folder / RANKER).read_text())
     allowed = _load(folder, "allowed.npy") if (folder / "allowed.npy").exists() else None
+    embeddings = _load(folder, "embeddings.npy") if (folder / "embeddings.npy").exists() else None
     recommender = Recommender(
         users=read_json(folder / "users.json", folder),
         items=read_json(folder / "items.json", folder),
@@ -221,6 +227,9 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
         ranker=ranker,
         allowed=allowed,
         exclude_seen=bool(config["exclude_seen"]),
+        diversity=float(config["diversity"]),
+        exploration=float(config["exploration"]),
+        embeddings=embeddings,
     )
     package = RecommenderPackage(folder, manifest, recommender, read_json(folder / METRICS, folder))
     if verify:

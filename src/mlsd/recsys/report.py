@@ -97,10 +97,13 @@ def write_html(result: FunnelResult, path: str | Path) -> Path:
     ]
     page.figures(leaderboard_figure(rows, metric, ["valid", "test"]))
     names = list(chosen["test"])
-    page.table(
-        [{"candidate": e["name"], **{n: e["test"][n] for n in names}} for e in result.leaderboard],
-        classes={i: "pass" for i, r in enumerate(rows) if r["chosen"]},
-    )
+    table = [
+        {"candidate": e["name"], **{n: e["test"][n] for n in names}} for e in result.leaderboard
+    ]
+    served = result.stages.get("served")
+    if served:  # the chosen one with the business rules and MMR applied, as it serves
+        table.append({"candidate": f"{served['name']}, as served", **served["test"]})
+    page.table(table, classes={i: "pass" for i, r in enumerate(rows) if r["chosen"]})
     page.section(
         "By user activity",
         f"{metric} on test for users cut into thirds by their training interactions.",

@@ -168,6 +168,9 @@ class Recommender:
     ranker: Any = None  # mlsd.models.lgbm_runtime.Booster, or lightgbm.Booster in training
     allowed: np.ndarray | None = None
     exclude_seen: bool = True
+    diversity: float = 0.0  # MMR's weight on dissimilarity to the items already listed
+    exploration: float = 0.0  # online: each slot's chance of going to an unlisted candidate
+    embeddings: np.ndarray | None = None  # L2-normalised item vectors (for MMR's similarity)
     user_index: dict = field(init=False, repr=False)
     item_index: dict = field(init=False, repr=False)
 
@@ -185,11 +188,18 @@ class Recommender:
         k: int | None = None,
         exclude: Sequence[Sequence[Any]] | None = None,
         include_seen: bool = False,
+        explore: np.random.Generator | None = None,
     ) -> list[dict[str, Any]]:
         """One answer per user id: ``{"user", "items": [{"item", "score", "stage"}],
         "cold_start"}``. ``exclude`` holds, per user, item ids never to recommend;
-        ``include_seen`` lets items the user already has through."""
+        ``include_seen`` lets items the user already has through. With ``explore`` (a random
+        generator: online answers only, so offline lists and replays stay exact), each slot
+        goes with probability ``exploration`` to a candidate from beyond the list (stage
+        ``exploration``)."""
         k = int(k or self.k)
+        wanted = k
+        if self.diversity > 0 or (explore is not None and self.exploration > 0):
+            k = max(4 * wanted, wanted + 20)  # a pool to choose from
         rows = np.array([self.user_index.get(u, -1) for u in users], dtype=np.int64)
         histories = [self.history_of(r) if r >= 0 else np.empty(0, np.int64) for r in rows]
         masks = self._masks(histories, exclude, include_seen)
@@ -201,9 +211,44 @@ class Recommender:
         if len(warm):
             self._answer(answers, warm, self.chosen, rows, histories, masks, k)
         for answer, user, is_cold in zip(answers, users, cold, strict=True):
+            if k != wanted:
+                answer["items"] = self._diversify(answer["items"], wanted, explore)
             answer["user"] = user
             answer["cold_start"] = bool(is_cold)
         return answers
+
+    def _diversify(
+        self, pool: list[dict[str, Any]], k: int, explore: np.random.Generator | None
+    ) -> list[dict[str, Any]]:
+        """The first ``k`` of ``pool`` (best first) picked by maximal marginal relevance,
+        then each slot given to an unlisted pool item with probability ``exploration``."""
+        if self.diversity > 0 and self.embeddings is not None and len(pool) > k:
+            columns = np.array([self.item_index[i["item"]] for i in pool])
+            vectors = self.embeddings[columns]
+            scores = np.array([i["score"] for i in pool], dtype=np.float64)
+            span = scores.max() - scores.min()
+            relevance = (scores - scores.min()) / span if span > 0 else np.ones(len(pool))
+            chosen = [0]
+            closest = vectors @ vectors[0]  # each candidate's highest similarity to the list
+            for _ in range(1, min(k, len(pool))):
+                mmr = (1 - self.diversity) * relevance - self.diversity * closest
+                mmr[chosen] = -np.inf
+                best = int(np.argmax(mmr))
+                chosen.append(best)
+                closest = np.maximum(closest, vectors @ vectors[best])
+            listed, rest = (
+                [pool[c] for c in chosen],
+                [p for c, p in enumerate(pool) if c not in chosen],
+            )
+        else:
+            listed, rest = pool[:k], pool[k:]
+        if explore is not None and self.exploration > 0 and rest:
+            for slot in np.flatnonzero(explore.random(len(listed)) < self.exploration):
+                if not rest:
+                    break
+                pick = rest.pop(int(explore.integers(len(rest))))
+                listed[slot] = {**pick, "stage": "exploration"}
+        return listed
 
     def _masks(
         self,

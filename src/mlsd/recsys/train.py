@@ -88,6 +88,13 @@ class FunnelResult:
             f"  candidate recall@{self.stages['candidates']} on test: "
             + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
         )
+        served = self.stages.get("served")
+        if served:
+            coverage = next(v for n, v in served["test"].items() if n.startswith("coverage@"))
+            lines.append(
+                f"  {self.chosen} as served (rules, diversity {served['diversity']:g}): test "
+                f"{metric} {served['test'][metric]:.4f}, coverage {coverage:.3f}"
+            )
         lines.append(f"  {self.reason}")
         if self.registered:
             lines.append(f"registered version {self.model_version} as {self.alias}: {self.package}")
@@ -197,7 +204,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         )
     with stages("test"):
         leaderboard, per_stage, lists = _test(
-            spec, factories, seen_for_test, test, metric, choice.valid, settings
+            spec, interactions, factories, seen_for_test, test, metric, choice, settings
         )
     per_stage["tuning"] = tuning
     result = FunnelResult(
@@ -258,11 +265,13 @@ def tune(
     return best, tried
 
 
-def _test(spec, factories, seen, test, metric, valid_scores, settings):
+def _test(spec, interactions, factories, seen, test, metric, choice, settings):
     """Every generator and the funnel refitted on train + valid and scored once on test;
     the funnel's stages: candidate recall of each generator and of their union, and
     coverage, popularity and novelty of each list, and the primary metric per activity.
+    With business rules or diversity, the chosen one also as served (filters applied).
     Also each candidate's lists of the test users."""
+    valid_scores = choice.valid
     arch = spec.architecture
     k = get_metric(metric).k or arch.k
     names = [m.format(k=k) for m in METRICS]
@@ -300,6 +309,30 @@ def _test(spec, factories, seen, test, metric, valid_scores, settings):
         "ranker_importance": funnel.importance(),
         "users_tested": len(users),
     }
+    if arch.filters.rules or arch.filters.diversity > 0:
+        chosen = choice.chosen
+        rec = assemble(
+            interactions,
+            seen,
+            funnel.generators if chosen == FUNNEL else {chosen: funnel.generators[chosen]},
+            chosen,
+            funnel.ranker,
+            k=k,
+            candidates=arch.candidates,
+            allowed=_allowed(spec, interactions.items),
+            diversity=arch.filters.diversity,
+        )
+        answers = rec.recommend([interactions.users[u] for u in users], k)
+        top = np.full((len(users), k), -1, dtype=np.int64)
+        for row, answer in zip(top, answers, strict=True):
+            listed = [rec.item_index[i["item"]] for i in answer["items"]]
+            row[: len(listed)] = listed
+        stages["served"] = {
+            "name": chosen,
+            "rules": arch.filters.rules,
+            "diversity": arch.filters.diversity,
+            "test": {**ranking_scores(top, test, users, names), **beyond_accuracy(top, seen, k)},
+        }
     return leaderboard, stages, lists
 
 
@@ -336,9 +369,12 @@ def assemble(
     candidates: int = 100,
     allowed: np.ndarray | None = None,
     exclude_seen: bool = True,
+    diversity: float = 0.0,
+    exploration: float = 0.0,
 ) -> Recommender:
     """The runtime :class:`Recommender` of generators ``fitted`` on ``matrix`` (every
-    interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel."""
+    interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel; with
+    ``diversity``, item vectors for MMR (:func:`item_embeddings`)."""
     counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
     return Recommender(
         users=interactions.users.tolist(),
@@ -355,7 +391,22 @@ def assemble(
         ranker=ranker,
         allowed=allowed,
         exclude_seen=exclude_seen,
+        diversity=diversity,
+        exploration=exploration,
+        embeddings=item_embeddings(matrix) if diversity > 0 else None,
     )
+
+
+def item_embeddings(matrix: sp.csr_matrix, dimensions: int = 32, seed: int = 0) -> np.ndarray:
+    """Each item's interaction profile (its column of users) reduced to ``dimensions`` by a
+    truncated SVD and L2-normalised: the dot product of two is their cosine similarity."""
+    from sklearn.utils.extmath import randomized_svd
+
+    d = max(1, min(dimensions, min(matrix.shape) - 1))
+    _, s, vt = randomized_svd(matrix.astype(np.float64), d, random_state=seed)
+    vectors = (vt.T * s).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 def _package(spec, workspace, interactions, factories, result, settings) -> Path | None:
@@ -379,6 +430,8 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
         candidates=arch.candidates,
         allowed=_allowed(spec, interactions.items),
         exclude_seen=arch.filters.exclude_seen,
+        diversity=arch.filters.diversity,
+        exploration=arch.filters.exploration,
     )
     chosen = next(e for e in result.leaderboard if e["name"] == result.chosen)
     folder = workspace.root / "packages" / f"{spec.name}-{result.snapshot}-{_stamp()}"

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -172,6 +173,7 @@ class Server:
         self.routing_error: str | None = None
         self.shadow = ShadowProcess(self.log, self.metrics, system, serving)
         self._swap_lock = threading.Lock()
+        self.explore = np.random.default_rng()  # a recommender's exploration share: live only
         self._aliases_mtime = 0.0
         self._routing_seen: tuple | None = None  # the routing file's identity when last read
         self._stop = threading.Event()
@@ -517,7 +519,7 @@ class Server:
                 f"version {model.label} of {self.system} is a {model.task.name} model: use "
                 "/v1/predict",
             )
-        answer = model.recommend(user, k, exclude)
+        answer = model.recommend(user, k, exclude, explore=self.explore)
         items = answer["items"]
         self.metrics.predicted(model.label, len(items))
         self.log.prediction(

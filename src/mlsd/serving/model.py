@@ -81,10 +81,15 @@ class ServedRecommender:
         return str(self.version) if self.version is not None else self.package.folder.name
 
     def recommend(
-        self, user: Any, k: int | None = None, exclude: list | None = None
+        self,
+        user: Any,
+        k: int | None = None,
+        exclude: list | None = None,
+        explore: np.random.Generator | None = None,
     ) -> dict[str, Any]:
-        """One user's answer: items with scores and stages, and whether it is a cold start."""
-        return self.package.recommender.recommend([user], k, [exclude or []])[0]
+        """One user's answer: items with scores and stages, and whether it is a cold start
+        (``explore``: the random source of the exploration share, for live answers)."""
+        return self.package.recommender.recommend([user], k, [exclude or []], explore=explore)[0]
 
 
 def _numbers(output: dict[str, Any], task: Task) -> list[float]:

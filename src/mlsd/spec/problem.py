@@ -85,6 +85,20 @@ class FunnelFilters(Section):
         description="Business rules every recommended item must pass, as DuckDB conditions "
         'over the item table\'s columns, e.g. "year >= 1990" (needs data.items).',
     )
+    diversity: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Maximal marginal relevance: the weight on an item's dissimilarity to "
+        "those listed above it (0: off; items compared by their interaction profiles).",
+    )
+    exploration: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="Online answers only: each slot's chance of going to a candidate from "
+        "beyond the list (stage 'exploration'), so feedback reaches items the model ranks low.",
+    )
 
 
 class ArchitectureSpec(Section):
