@@ -5,6 +5,7 @@ batch, the same lists from a real server, feedback joined to the recommended pos
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ problem:
   id: user
   target: item
   time: ts
+metrics:
+  online: [ctr]               # a click on a recommended item; silence counts as 0
 architecture:
   kind: funnel
   generators: [popularity, itemknn, ease, als]
@@ -33,6 +36,9 @@ data:
   source: interactions.csv
   items: items.csv
   split: {valid: 0.15, test: 0.15}
+rollout:
+  strategy: canary
+  canary: {steps: [50, 100], min_requests: 60, min_duration: 0s}
 """
 K = 10
 
@@ -215,6 +221,57 @@ def test_monitor_reports_online_ctr_hit_rate_coverage_and_popularity(system):
     assert "ctr@10 0.043" in text.stdout and "hit rate 0.333" in text.stdout, text.stdout
 
 
+@pytest.mark.timeout(240)
+def test_the_recommend_contract_holds_under_schemathesis(system):
+    from test_openapi import run_schemathesis
+
+    server = ServerProcess(system["folder"])
+    try:  # every example, boundary and fuzzed body: 2xx or a documented 4xx, never a 5xx
+        assert run_schemathesis(server.port, only=["/v1/recommend"]) == {"POST /v1/recommend"}
+    finally:
+        server.stop()
+
+
+def test_a_canary_routes_users_and_judges_the_challenger_on_clicks(system):
+    folder = system["folder"]
+    assert mlsd("train", cwd=folder).returncode == 0  # version 2, the challenger
+    started = mlsd("rollout", "start", "--model", "challenger", "--json", cwd=folder)
+    assert started.returncode == 0, started.stderr
+    rng = np.random.default_rng(3)
+    click = {"1": 0.05, "2": 0.25}  # per recommended item: users click the challenger's more
+    server = ServerProcess(folder)
+    try:
+        client = Client(server.port)
+        arms: dict[str, set] = {}
+        for n in range(240):
+            user = f"u{n}"
+            for _ in range(2):  # sticky: a user meets one arm for the whole experiment
+                status, answer, headers = client.call("POST", "/v1/recommend", {"user": user})
+                assert status == 200, answer
+                arms.setdefault(user, set()).add(answer["model_version"])
+            for position in np.flatnonzero(rng.random(10) < click[answer["model_version"]]):
+                feedback = {
+                    "request_id": headers["x-request-id"],
+                    "instance": int(position),
+                    "label": 1,
+                }
+                assert client.call("POST", "/v1/feedback", feedback)[0] == 200
+    finally:
+        server.stop()
+    assert all(len(v) == 1 for v in arms.values())
+    shares = [sum(v == {a} for v in arms.values()) / 240 for a in ("1", "2")]
+    assert min(shares) > 0.4  # a 50% step
+    step = json.loads(mlsd("rollout", "step", "--json", cwd=folder).stdout)
+    decision = step["last_decision"]
+    assert decision["action"] == "advance", decision
+    ctr = decision["evidence"]["non_inferiority"]
+    assert ctr["metric"] == "ctr" and ctr["status"] == "pass", ctr
+    # clicks on the second answer's items only: per user 0.25 / 2 against 0.05 / 2, a
+    # difference of 0.1, which the items left without feedback (counted 0) make visible
+    assert 0.07 < ctr["difference"] < 0.13 and ctr["ci_low"] > 0, ctr
+    assert mlsd("rollout", "abort", "--reason", "test", cwd=folder).returncode == 0
+
+
 def test_retrain_learns_new_interactions_and_beats_the_champion_on_them(system):
     folder = system["folder"]
     frame = system["frame"]
@@ -224,7 +281,7 @@ def test_retrain_learns_new_interactions_and_beats_the_champion_on_them(system):
         by_cluster.setdefault(int(c), []).append(item)
     have = frame.groupby("user")["item"].apply(set)
     rows = []
-    start = int(frame["ts"].max()) + 1
+    start = int(time.time()) + 1  # after everything, the clicks of the log included
     for n, user in enumerate(sorted(have.index)[:120]):  # 120 users take 6 new movies each
         fresh = [i for i in by_cluster[int(system["user_cluster"][user])] if i not in have[user]]
         for item in rng.choice(fresh, size=min(6, len(fresh)), replace=False):
@@ -233,12 +290,13 @@ def test_retrain_learns_new_interactions_and_beats_the_champion_on_them(system):
     done = mlsd("retrain", "--json", cwd=folder)
     assert done.stdout, done.stderr
     result = json.loads(done.stdout)
-    assert result["trained"] and result["challenger_version"] == 2, done.stderr
+    assert result["trained"] and result["challenger_version"] == 3, done.stderr
     cmp = result["comparison"]
     # the users' newest interactions are held out (a time split): new to the champion
     assert cmp["n_holdout"] >= 100 and cmp["metric"] == "ndcg@10"
     assert cmp["challenger"] > cmp["champion"] and result["promoted"], result
-    assert result["data"]["counts"]["train_rows_from_log"] == 1  # the click fed back
+    # every click fed back: the server test's and the canary's (counted, never judged on)
+    assert result["data"]["counts"]["train_rows_from_log"] > 100
     assert done.returncode == 0
     models = json.loads(mlsd("models", "--json", cwd=folder).stdout)["versions"]
-    assert {v["version"]: v["aliases"] for v in models}[2] == ["champion"]
+    assert {v["version"]: v["aliases"] for v in models}[3] == ["champion"]

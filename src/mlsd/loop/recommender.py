@@ -4,7 +4,8 @@ trained on them as ``mlsd train`` does, and the challenger judged against the ch
 
 The comparison is on what is new to the champion: the challenger's test users and, of
 each one's held-out interactions, those the champion's package does not hold (it could
-not have learnt from them). The champion answers from its own package, as it serves; the
+not have learnt from them) and that are not clicks on its own recommendations (it chose
+those items, so they would favour it: the feedback loop). The champion answers from its own package, as it serves; the
 challenger's lists are those of its test evaluation (fitted without the test split).
 """
 
@@ -19,9 +20,10 @@ from mlsd.spec import SystemSpec
 from mlsd.workspace import Workspace
 
 
-def fresh_interactions(spec: SystemSpec, ws: Workspace) -> tuple[Any, dict[str, Any]]:
+def fresh_interactions(spec: SystemSpec, ws: Workspace) -> tuple[Any, dict[str, Any], set]:
     """The source's interactions and the positive feedback of the log, as one table with
-    the source's columns (a feedback row fills the user, the item and the time)."""
+    the source's columns (a feedback row fills the user, the item and the time); what it
+    holds; and the (user, item) pairs that came from the log."""
     import pyarrow as pa
 
     from mlsd.data.sources import read_source
@@ -51,14 +53,23 @@ def fresh_interactions(spec: SystemSpec, ws: Workspace) -> tuple[Any, dict[str, 
         "train_rows_from_log": extra.num_rows,
         "holdout_rows": 0,
     }
-    return table, {"counts": counts, "window": "every interaction, with positive feedback"}
+    clicked = set(zip(extra.column(user).to_pylist(), extra.column(item).to_pylist(), strict=True))
+    data = {"counts": counts, "window": "every interaction, with positive feedback"}
+    return table, data, clicked
 
 
 def compare_on_new(
-    champ: Champion, test_lists: dict, k: int, metric: str, seed: int = 0
+    champ: Champion,
+    test_lists: dict,
+    k: int,
+    metric: str,
+    seed: int = 0,
+    clicked: set | None = None,
 ) -> dict[str, Any]:
     """Champion against challenger on the challenger's test items the champion never saw,
-    with a paired bootstrap interval of the difference over users."""
+    with a paired bootstrap interval of the difference over users. Items ``clicked`` in
+    the champion's own recommendations are left out of the judging: the champion chose
+    them, so they would favour it (they still train the challenger)."""
     from mlsd.loop.compare import BOOTSTRAP, LEVEL
     from mlsd.recsys import package as recommenders
     from mlsd.recsys.evaluate import judge
@@ -71,7 +82,7 @@ def compare_on_new(
         listed, held = test_lists[user]
         row = rec.user_index.get(user)
         known = set() if row is None else {rec.items[c] for c in rec.history_of(row)}
-        new = [i for i in held if i not in known]
+        new = [i for i in held if i not in known and (user, i) not in (clicked or ())]
         if new:  # a user with nothing new to the champion says nothing about either
             champion.append(([i["item"] for i in answer["items"]], new))
             challenger.append((listed[:k], new))
@@ -106,7 +117,7 @@ def retrain_funnel(spec: SystemSpec, ws: Workspace, champ: Champion, result: Any
     from mlsd.evaluation.metrics import get_metric
     from mlsd.recsys.train import train_funnel
 
-    table, result.data = fresh_interactions(spec, ws)
+    table, result.data, clicked = fresh_interactions(spec, ws)
     trained = train_funnel(spec, ws, progress=progress, data=table)
     result.trained = True
     report = ws.reports / "validation.json"  # train_funnel wrote it; it stops on a blocking one
@@ -121,7 +132,7 @@ def retrain_funnel(spec: SystemSpec, ws: Workspace, champ: Champion, result: Any
     }
     result.challenger_version = trained.model_version
     k = get_metric(trained.primary_metric).k or spec.architecture.k
-    cmp = compare_on_new(champ, trained.test_lists, k, trained.primary_metric, spec.seed)
+    cmp = compare_on_new(champ, trained.test_lists, k, trained.primary_metric, spec.seed, clicked)
     margin = spec.retraining.beat_champion_by
     if cmp["champion"] is None:
         return ["none of the test interactions is new to the champion: nothing to compare on"]

@@ -155,7 +155,9 @@ class IVFIndex:
 
 
 def top_columns(scores: np.ndarray, n: int) -> np.ndarray:
-    """The columns of each row's ``n`` highest scores, highest first."""
+    """The columns of each row's ``n`` highest scores, highest first (every column, when
+    there are fewer than ``n``)."""
+    n = min(n, scores.shape[1])
     top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)

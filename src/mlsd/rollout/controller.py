@@ -26,7 +26,7 @@ from mlsd.rollout.experiment import (
     save,
 )
 from mlsd.rollout.report import write_report
-from mlsd.spec import SystemSpec
+from mlsd.spec import SystemSpec, parse_duration
 from mlsd.tasks import get_task
 from mlsd.tasks.online_metrics import OnlineMetric, default_online, online_metric
 from mlsd.workspace import Workspace
@@ -72,7 +72,9 @@ def metrics_of(spec: SystemSpec, strategy: str | None = None) -> list[OnlineMetr
 
 
 def _signature(package: str) -> dict[str, Any]:
-    return json.loads((Path(package) / "signature.json").read_text())
+    """The package's signature; a recommender's package has none (its output is a score)."""
+    path = Path(package) / "signature.json"
+    return json.loads(path.read_text()) if path.exists() else {"output": {}}
 
 
 def start(
@@ -204,7 +206,13 @@ def context(spec: SystemSpec, ws: Workspace, experiment: Experiment, now: float)
     return Context(
         task=task,
         classes=_signature(experiment.champion.package)["output"].get("classes"),
-        traffic=online.load_traffic(ws, experiment.id, experiment.started_at),
+        traffic=online.load_traffic(
+            ws,
+            experiment.id,
+            experiment.started_at,
+            # a ranked or recommended item's feedback is a click: silence is a 0
+            silent_after=now - parse_duration(spec.data.label_delay) if task.grouped else None,
+        ),
         metrics=metrics_of(spec, experiment.strategy),
         alpha=spec.rollout.alpha,
         latency_budget_ms=spec.problem.latency_budget_ms,

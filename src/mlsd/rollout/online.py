@@ -39,8 +39,14 @@ class Traffic:
         return rows if since is None else rows[rows["ts"] >= since]
 
 
-def load_traffic(ws: Workspace, experiment: str, since: float) -> Traffic:
-    """Read the log of ``experiment`` from ``since`` (epoch seconds) on."""
+def load_traffic(
+    ws: Workspace, experiment: str, since: float, *, silent_after: float | None = None
+) -> Traffic:
+    """Read the log of ``experiment`` from ``since`` (epoch seconds) on.
+
+    ``silent_after`` (ranked and recommended items, whose feedback is a click): an item
+    without feedback counts as labelled 0 once its request has any feedback, or was served
+    before ``silent_after`` (now minus ``data.label_delay``): silence is the answer."""
     # labels first: a segment finished in between adds predictions, never a labelled row
     # whose prediction is missing
     with_labels = labelled(ws, start=since).to_pandas()
@@ -50,9 +56,32 @@ def load_traffic(ws: Workspace, experiment: str, since: float) -> Traffic:
     rejects = read_rejects(ws, start=since).to_pandas()
     refused = rejects.drop_duplicates("request_id").groupby("model_version").size()
     shadow = read_shadow(ws, start=since, experiment=experiment).to_pandas()
+    if silent_after is not None and not predictions.empty:
+        with_labels = _with_silence(predictions, with_labels, silent_after)
     for frame in (predictions, with_labels):
         frame["unit"] = frame["unit"].fillna(frame["request_id"])
     return Traffic(predictions, with_labels, {str(k): int(v) for k, v in refused.items()}, shadow)
+
+
+def _with_silence(
+    predictions: pd.DataFrame, with_labels: pd.DataFrame, silent_after: float
+) -> pd.DataFrame:
+    """``with_labels`` plus the items no feedback named, labelled 0, of requests that have
+    feedback or were served before ``silent_after``."""
+    key = ["request_id", "instance"]
+    named = pd.MultiIndex.from_frame(with_labels[key]) if len(with_labels) else None
+    rows = predictions
+    if named is not None:
+        rows = rows[~pd.MultiIndex.from_frame(rows[key]).isin(named)]
+    answered = set(with_labels["request_id"]) if len(with_labels) else set()
+    silent = rows[rows["request_id"].isin(answered) | (rows["ts"] < silent_after)]
+    if silent.empty:
+        return with_labels
+    silent = silent.assign(true_label=0, reward=np.nan)
+    if len(with_labels) == 0:
+        return silent.reset_index(drop=True)
+    columns = [c for c in with_labels.columns if c in silent.columns]
+    return pd.concat([with_labels, silent[columns]], ignore_index=True)
 
 
 def arm_summary(traffic: Traffic, arm: str, version: str, since: float | None = None) -> dict:

@@ -505,12 +505,19 @@ class Server:
 
     def recommend(self, payload: Any, request_id: str, started: float) -> dict[str, Any]:
         """Answer one user's recommendation request and log each recommended item (user,
-        item, stage, score, position) so feedback on a position joins to it."""
+        item, stage, score, position) so feedback on a position joins to it. While an
+        experiment routes traffic, the user's arm answers (shadows are not sent
+        recommendation requests)."""
         try:
             user, k, exclude, context = recommend_request(payload)
         except RecommendRequestError as exc:
             raise HTTPProblem(exc.status, "invalid_request", exc.message, exc.details) from None
-        model = self.served()
+        current, routed = self.routing, None
+        if current is not None:  # the user is the unit: the same arm for the whole experiment
+            field = current.table.unit_field
+            model, routed = current.choose([{field: user}] if field else [], request_id)
+        else:
+            model = self.served()
         if not isinstance(model, ServedRecommender):
             raise HTTPProblem(
                 409,
@@ -525,21 +532,27 @@ class Server:
         self.log.prediction(
             request_id=request_id,
             model_version=model.label,
-            inputs=[
+            inputs=[  # the context nested: its keys are the caller's, any and many
                 {
-                    **context,
                     "user": user,
                     "item": i["item"],
                     "stage": i["stage"],
                     "cold_start": answer["cold_start"],
+                    **({"context": context} if context else {}),
                 }
                 for i in items
             ],
             outputs=[{"score": i["score"]} for i in items],
             latency_ms=(time.perf_counter() - started) * 1000,
+            routed=routed,
             group=str(user),
             ranks=list(range(1, len(items) + 1)),
         )
+        if routed is not None:
+            latency_s = time.perf_counter() - started
+            self.metrics.routed(
+                routed["experiment"], routed["arm"], model.label, len(items), latency_s
+            )
         return {"model_version": model.label, "request_id": request_id, **answer}
 
     def feedback(self, payload: Any) -> dict[str, Any]:

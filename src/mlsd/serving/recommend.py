@@ -110,8 +110,14 @@ def recommend_batch(
 MAX_K = 1000
 
 
-def _id_ok(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+def _id(value: Any) -> Any:
+    """An id as sent: a string or an integer (JSON's 3.0, and an integer beyond 64 bits,
+    which the fast parser reads as a float, are integers); None when it is neither."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return None
 
 
 def recommend_request(payload: Any) -> tuple[Any, int | None, list, dict]:
@@ -119,16 +125,20 @@ def recommend_request(payload: Any) -> tuple[Any, int | None, list, dict]:
     raises :class:`RecommendRequestError` naming each wrong field."""
     if not isinstance(payload, dict) or "user" not in payload:
         raise RecommendRequestError(400, 'expected {"user": <id>, "k": <n>, "exclude": [...]}')
-    user, k = payload["user"], payload.get("k")
-    exclude, context = payload.get("exclude") or [], payload.get("context") or {}
+    user, k = _id(payload["user"]), payload.get("k")
+    exclude, context = payload.get("exclude"), payload.get("context")
+    exclude = [] if exclude is None else exclude  # null means none, false does not
+    context = {} if context is None else context
     problems = []
-    if not _id_ok(user):
-        problems.append(("user", f"expected a string or an integer, got {user!r}"))
+    if user is None:
+        problems.append(("user", f"expected a string or an integer, got {payload['user']!r}"))
     if isinstance(k, float) and k.is_integer():
         k = int(k)  # JSON's 3.0 is the integer 3
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K):
         problems.append(("k", f"expected an integer from 1 to {MAX_K}, got {k!r}"))
-    if not isinstance(exclude, list) or not all(_id_ok(i) for i in exclude):
+    if isinstance(exclude, list):
+        exclude = [_id(i) for i in exclude]
+    if not isinstance(exclude, list) or any(i is None for i in exclude):
         problems.append(("exclude", "expected a list of item ids (strings or integers)"))
     if not isinstance(context, dict):
         problems.append(("context", f"expected an object, got {type(context).__name__}"))

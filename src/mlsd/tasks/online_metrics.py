@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlsd.errors import did_you_mean
-from mlsd.tasks import BINARY, MULTICLASS, NAMES, REGRESSION, Task
+from mlsd.tasks import BINARY, MULTICLASS, NAMES, RANKING, REGRESSION, Task
 from mlsd.tasks.metric_names import MetricError
 
 
@@ -35,7 +35,13 @@ ONLINE_METRICS: dict[str, OnlineMetric] = {
             "the reward sent with the feedback, else the label read as a number",
         ),
         OnlineMetric("conversion", True, (BINARY.name,), "1 when the label is the positive class"),
-        OnlineMetric("ctr", True, (BINARY.name,), "clicks: 1 when the label is the positive class"),
+        OnlineMetric(
+            "ctr",
+            True,
+            (BINARY.name, RANKING.name),
+            "clicks: 1 when the label is the positive class (ranked and recommended items: "
+            "positive feedback; none by data.label_delay counts as 0)",
+        ),
         OnlineMetric("accuracy", True, _CLASSIFICATION, "1 when the answered label is right"),
         OnlineMetric(
             "log_loss", False, _CLASSIFICATION, "minus the log of the true class's probability"
