@@ -24,7 +24,7 @@ from mlsd.evaluation.metrics import get_metric
 from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items
 from mlsd.recsys.generators import Generator
 from mlsd.recsys.interactions import TEST, split_per_user
-from mlsd.recsys.runtime import candidate_features, feature_names, order_lists
+from mlsd.recsys.runtime import candidate_features, feature_names, order_lists, proposals_of
 
 ROUNDS = 200  # lambdarank trees, learning rate 0.05
 
@@ -53,12 +53,12 @@ def propose(
     for start in range(0, len(users), BATCH):
         chunk = users[start : start + BATCH]
         mask = seen[chunk]
-        scores = []
+        proposed = []
         for g in generators.values():
             s = g.score(chunk).astype(np.float32, copy=True)
             mask_seen(s, mask)
-            scores.append(s)
-        r, i, f = candidate_features(scores, n, popularity, history[chunk])
+            proposed.append(proposals_of(s, n))
+        r, i, f = candidate_features(proposed, n, popularity, history[chunk])
         rows.append(start + r)
         items.append(i)
         features.append(f)

@@ -11,6 +11,7 @@ Layout written by :func:`build`::
     history/indptr.npy         every known user's items (CSR: indptr, indices)
     history/indices.npy
     generators/<name>/*.npy    each generator's fitted arrays (counts, weights, factors)
+    generators/<name>/index.faiss  optional: its item vectors' ANN index (faiss's format)
     fallback/counts.npy        popularity, for users without history (cold start)
     features/popularity.npy    item popularity and user history-length percentiles
     features/history.npy
@@ -58,6 +59,7 @@ VERSION = 1
 CONFIG = "recommender.json"
 RANKER = "ranker.txt"
 HOLDOUT = "holdout.json"
+INDEX = "index.faiss"  # a generator's nearest-neighbour index, in faiss's own format
 METRICS = "metrics.json"
 SCORE_RTOL = 1e-6  # same code and arrays give the same floats; this absorbs BLAS threading
 
@@ -126,7 +128,12 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
         "exploration": rec.exploration,
         # a list: the ranker's features follow this order (JSON objects' keys get sorted)
         "generators": [
-            {"name": name, "form": g.form, "params": dict(params.get(name, {}))}
+            {
+                "name": name,
+                "form": g.form,
+                "params": dict(params.get(name, {})),
+                "index": g.index.describe() if getattr(g, "index", None) is not None else None,
+            }
             for name, g in rec.generators.items()
         ],
         "features": feature_names(list(rec.generators)) if rec.chosen == FUNNEL else [],
@@ -137,8 +144,11 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
     _save(tmp / "history/indptr.npy", rec.indptr.astype(np.int64))
     _save(tmp / "history/indices.npy", rec.indices.astype(np.int64))
     for name, generator in rec.generators.items():
-        for key, array in vars(generator).items():
+        for key, array in generator.arrays().items():
             _save(tmp / f"generators/{name}/{key}.npy", array)
+        index = getattr(generator, "index", None)
+        if index is not None:  # faiss's own format; its nprobe and recall in the config
+            index.save(tmp / f"generators/{name}/{INDEX}")
     _save(tmp / "fallback/counts.npy", rec.fallback.counts)
     _save(tmp / "features/popularity.npy", rec.popularity.astype(np.float32))
     _save(tmp / "features/history.npy", rec.history.astype(np.float32))
@@ -197,10 +207,20 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
     generators = {}
     for declared in config["generators"]:
         name = declared["name"]
-        arrays = {
+        arrays: dict[str, Any] = {
             p.stem: _load(folder, f"generators/{name}/{p.name}")
             for p in sorted((folder / "generators" / name).glob("*.npy"))
         }
+        if declared.get("index"):
+            from mlsd.recsys.retrieval import IVFIndex
+
+            described = declared["index"]
+            arrays["index"] = IVFIndex.load(
+                folder / "generators" / name / INDEX,
+                described["nprobe"],
+                described["recall"],
+                described["recall_at"],
+            )
         try:
             generators[name] = scorer(declared["form"], arrays)
         except (KeyError, TypeError) as exc:

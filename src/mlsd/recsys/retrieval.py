@@ -155,11 +155,19 @@ class IVFIndex:
 
 
 def top_columns(scores: np.ndarray, n: int) -> np.ndarray:
-    """The columns of each row's ``n`` highest scores, highest first (every column, when
-    there are fewer than ``n``)."""
+    """The columns of each row's ``n`` highest scores, highest first, equal scores by
+    column (every column, when there are fewer than ``n``)."""
     n = min(n, scores.shape[1])
     top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    values = np.take_along_axis(scores, top, axis=1)
+    # argpartition picks any of the items tied at the n-th score: where the tie reaches past
+    # the cut, the row is sorted whole so the lower columns are the ones kept
+    kth = values.min(axis=1, keepdims=True)
+    cut = np.flatnonzero((scores == kth).sum(axis=1) > (values == kth).sum(axis=1))
+    for row in cut:
+        top[row] = np.lexsort((np.arange(scores.shape[1]), -scores[row]))[:n]
+    values = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -values), axis=1)  # equal scores: the lower column first
     return np.take_along_axis(top, order, axis=1)
 
 

@@ -12,9 +12,9 @@ proposal features and final ordering, one definition used by training
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,29 @@ FUNNEL = "funnel"
 COLD_START = "popularity"  # what a user without history is recommended, said in the answer
 
 
+class Proposals(NamedTuple):
+    """A generator's ``n`` best allowed items per user of a batch (``top``, -1 past the
+    last; ``scores``, -inf there) and ``at(r, i)``, its score of any (batch row, item)."""
+
+    top: np.ndarray
+    scores: np.ndarray
+    at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def proposals_of(scores: np.ndarray, n: int) -> Proposals:
+    """The proposals of a full (users, items) score array whose banned items are -inf."""
+    top = top_columns(scores, n)
+    values = np.take_along_axis(scores, top, axis=1)
+    top = np.where(np.isfinite(values), top, -1)
+    return Proposals(top, values, lambda r, i: scores[r, i])
+
+
+def _allowed_first(order: np.ndarray, banned: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` of ``order`` that are not ``banned``."""
+    head = order[: n + len(banned)]
+    return head[~np.isin(head, banned)][:n] if len(banned) else head[:n]
+
+
 class Counts:
     """One score per item, the same for every user (popularity)."""
 
@@ -31,9 +54,26 @@ class Counts:
 
     def __init__(self, counts: np.ndarray):
         self.counts = np.asarray(counts, dtype=np.float32)
+        # best first, ties by column: what top_columns gives
+        self._order = np.lexsort((np.arange(len(self.counts)), -self.counts))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a package stores of it."""
+        return {"counts": self.counts}
 
     def score(self, rows: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(rows), len(self.counts))).copy()
+
+    def propose(self, rows, histories, masks, n: int) -> Proposals:
+        """The most popular allowed items, from the order kept since loading: no pass over
+        the catalogue per request."""
+        n = min(n, len(self.counts))
+        top = np.full((len(rows), n), -1, dtype=np.int64)
+        for r, banned in enumerate(masks):
+            first = _allowed_first(self._order, banned, n)
+            top[r, : len(first)] = first
+        scores = np.where(top >= 0, self.counts[top], -np.inf).astype(np.float32)
+        return Proposals(top, scores, lambda r, i: self.counts[i])
 
 
 class ItemItem:
@@ -44,6 +84,10 @@ class ItemItem:
     def __init__(self, weights: np.ndarray):
         self.weights = np.asarray(weights, dtype=np.float32)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a package stores of it."""
+        return {"weights": self.weights}
+
     def score(self, rows: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(rows), self.weights.shape[1]), dtype=np.float32)
         for r, items in enumerate(histories):
@@ -53,13 +97,20 @@ class ItemItem:
 
 
 class Factors:
-    """The dot product of the user's factors and every item's (0 for an unknown user)."""
+    """The dot product of the user's factors and every item's (0 for an unknown user).
+    With an ``index`` (:mod:`mlsd.recsys.retrieval`), proposals come from a nearest-neighbour
+    search of the user's factors instead of scoring the whole catalogue."""
 
     form = "factors"
 
-    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray):
+    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray, index: Any = None):
         self.user_factors = np.asarray(user_factors, dtype=np.float32)
         self.item_factors = np.asarray(item_factors, dtype=np.float32)
+        self.index = index
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a package stores of it as arrays (an index goes in its own format)."""
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def score(self, rows: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         known = np.where(rows >= 0, rows, 0)
@@ -67,13 +118,51 @@ class Factors:
         out[rows < 0] = 0.0
         return out
 
+    def at(self, rows: np.ndarray, r: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The score of item ``i`` for batch row ``r`` of users ``rows``."""
+        users = rows[r]
+        out = np.einsum("ij,ij->i", self.user_factors[np.maximum(users, 0)], self.item_factors[i])
+        return np.where(users >= 0, out, 0.0).astype(np.float32)
+
+    def propose(self, rows, histories, masks, n: int) -> Proposals:
+        if self.index is None:  # exact: score every item
+            s = self.score(rows, histories)
+            for r, banned in enumerate(masks):
+                s[r, banned] = -np.inf
+            return proposals_of(s, n)
+        extra = max((len(m) for m in masks), default=0)
+        found, _ = self.index.search(self.user_factors[np.maximum(rows, 0)], n + extra)
+        top = np.full((len(rows), n), -1, dtype=np.int64)
+        for r, banned in enumerate(masks):
+            ids = found[r][found[r] >= 0]
+            first = _allowed_first(ids, banned, n)
+            top[r, : len(first)] = first
+        r, c = np.nonzero(top >= 0)
+        scores = np.full(top.shape, -np.inf, dtype=np.float32)
+        scores[r, c] = self.at(rows, r, top[r, c])
+        # the index orders by its own (approximate) scores: order by the exact ones
+        order = np.argsort(-scores, axis=1, kind="stable")
+        top, scores = np.take_along_axis(top, order, 1), np.take_along_axis(scores, order, 1)
+        return Proposals(top, scores, lambda r, i: self.at(rows, r, i))
+
 
 FORMS = {c.form: c for c in (Counts, ItemItem, Factors)}
 
 
-def scorer(form: str, arrays: dict[str, np.ndarray]) -> Counts | ItemItem | Factors:
+def scorer(form: str, arrays: dict[str, Any]) -> Counts | ItemItem | Factors:
     """The runtime scorer of a generator's ``form`` from its arrays."""
     return FORMS[form](**arrays)
+
+
+def propose(scorer, rows, histories, masks, n: int) -> Proposals:
+    """``scorer``'s proposals for a batch: its own way when it has one (popularity's kept
+    order, an index), else from the full score array with each user's ``masks`` at -inf."""
+    if hasattr(scorer, "propose"):
+        return scorer.propose(rows, histories, masks, n)
+    s = scorer.score(rows, histories)
+    for r, banned in enumerate(masks):
+        s[r, banned] = -np.inf
+    return proposals_of(s, n)
 
 
 # --- the funnel's proposals and ordering ---------------------------------------------------
@@ -86,33 +175,39 @@ def feature_names(generators: Sequence[str]) -> list[str]:
 
 
 def candidate_features(
-    scores: Sequence[np.ndarray], n: int, popularity: np.ndarray, history: np.ndarray
+    proposed: Sequence[Proposals], n: int, popularity: np.ndarray, history: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each generator's top ``n`` items per user, united: (rows, items, features).
+    """Each generator's proposals per user, united: (rows, items, features), sorted by row
+    then item.
 
-    ``scores`` holds one (users, items) array per generator with what may not be proposed
-    already at -inf; ``popularity`` is each item's percentile and ``history`` each of these
-    users' history-length percentile. A generator's score is divided by its best score for
-    the user (so users are comparable), its rank is ``n`` where it did not propose the item.
+    ``popularity`` is each item's percentile and ``history`` each of these users'
+    history-length percentile. A generator's score is divided by its best score for the
+    user (so users are comparable), its rank is ``n`` where it did not propose the item.
     """
-    ranks, shares = [], []
-    for s in scores:
-        top = top_columns(s, n)
-        rank = np.full(s.shape, n, dtype=np.float32)
-        np.put_along_axis(rank, top, np.arange(top.shape[1], dtype=np.float32)[None, :], axis=1)
-        rank[~np.isfinite(s)] = n  # fewer than n items could be proposed
-        best = np.take_along_axis(s, top[:, :1], axis=1)
+    size = len(popularity)
+    keys, places = [], []
+    for p in proposed:
+        r, c = np.nonzero(p.top >= 0)
+        keys.append(r.astype(np.int64) * size + p.top[r, c])
+        places.append(c)
+    union = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    r, i = union // size, union % size
+    columns, count = [], np.zeros(len(union), dtype=np.float32)
+    for p, key, place in zip(proposed, keys, places, strict=True):
+        order = np.argsort(key)
+        at = np.searchsorted(key[order], union)
+        found = at < len(key)
+        found[found] = key[order][at[found]] == union[found]
+        rank = np.full(len(union), n, dtype=np.float32)
+        rank[found] = place[order][at[found]]
+        best = p.scores[:, 0] if p.scores.shape[1] else np.ones(len(history))
         best = np.where(np.isfinite(best) & (np.abs(best) > 0), np.abs(best), 1.0)
-        shares.append(np.where(np.isfinite(s), s, 0.0) / best)
-        ranks.append(rank)
-    proposed = np.sum([r < n for r in ranks], axis=0)
-    r, i = np.nonzero(proposed)
-    columns = []
-    for share, rank in zip(shares, ranks, strict=True):
-        columns += [share[r, i], rank[r, i]]
-    columns += [proposed[r, i].astype(np.float32), popularity[i], history[r]]
+        score = p.at(r, i) if len(r) else np.zeros(0, np.float32)
+        columns += [np.where(np.isfinite(score), score, 0.0) / best[r], rank]
+        count += found
+    columns += [count, popularity[i], history[r]]
     features = np.column_stack(columns).astype(np.float32) if len(r) else np.zeros((0, 0))
-    return r, i, features.reshape(len(r), 2 * len(scores) + 3)
+    return r, i, features.reshape(len(r), 2 * len(proposed) + 3)
 
 
 def order_lists(
@@ -269,33 +364,26 @@ class Recommender:
             out.append(np.concatenate(parts) if parts else np.empty(0, np.int64))
         return out
 
-    def _scores(
-        self, name: str, rows: np.ndarray, histories: list[np.ndarray], masks: list[np.ndarray]
-    ) -> np.ndarray:
+    def _proposals(self, name, rows, histories, masks, n) -> Proposals:
         generator = self.fallback if name == COLD_START else self.generators[name]
-        s = generator.score(rows, histories)
-        for r, banned in enumerate(masks):
-            s[r, banned] = -np.inf
-        return s
+        return propose(generator, rows, histories, masks, n)
 
     def _answer(self, answers, which, how, rows, histories, masks, k) -> None:
         rows, histories = rows[which], [histories[w] for w in which]
         masks = [masks[w] for w in which]
         if how != FUNNEL:
-            s = self._scores(how, rows, histories, masks)
-            top = top_columns(s, k)
-            values = np.take_along_axis(s, top, axis=1)
+            top, values, _ = self._proposals(how, rows, histories, masks, k)
             for j, w in enumerate(which):
-                ok = np.isfinite(values[j])
+                ok = top[j] >= 0
                 answers[w]["items"] = [
                     {"item": self.items[c], "score": float(v), "stage": how}
                     for c, v in zip(top[j][ok], values[j][ok], strict=True)
                 ]
             return
         names = list(self.generators)
-        scores = [self._scores(g, rows, histories, masks) for g in names]
+        proposed = [self._proposals(g, rows, histories, masks, self.candidates) for g in names]
         r, i, features = candidate_features(
-            scores, self.candidates, self.popularity, self.history[rows]
+            proposed, self.candidates, self.popularity, self.history[rows]
         )
         ranked = self.ranker.predict(features) if len(r) else np.zeros(0)
         ranks = features[:, 1 : 2 * len(names) : 2]
