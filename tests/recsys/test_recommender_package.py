@@ -107,3 +107,27 @@ def test_a_build_that_fails_leaves_nothing(trained, tmp_path):
             meta={},
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_large_catalogue_proposes_through_a_calibrated_index_that_the_package_keeps(
+    trained, tmp_path
+):
+    pytest.importorskip("faiss")
+    data, matrix, funnel, _, _ = trained
+    users = list(data.users)
+    exact = assemble(data, matrix, funnel.generators, "funnel", funnel.ranker, candidates=20)
+    # above ann_above items, ALS proposes through an IVF index (here: any catalogue)
+    ann = assemble(
+        data, matrix, funnel.generators, "funnel", funnel.ranker, candidates=20, ann_above=10
+    )
+    index = ann.generators["als"].index
+    assert index is not None and index.describe()["recall"] >= 0.95
+    folder = recommenders.build(tmp_path / "ann", ann, params={}, metrics={}, meta={})
+    assert (folder / "generators" / "als" / "index.faiss").exists()
+    loaded = recommenders.load(folder).recommender  # replayed through the loaded index
+    assert loaded.generators["als"].index.describe()["nprobe"] == index.describe()["nprobe"]
+    same = [
+        len({i["item"] for i in a["items"]} & {i["item"] for i in b["items"]}) / 10
+        for a, b in zip(loaded.recommend(users), exact.recommend(users), strict=True)
+    ]
+    assert np.mean(same) > 0.9, np.mean(same)

@@ -30,6 +30,7 @@ from mlsd.recsys.evaluate import (
 from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
 from mlsd.recsys.generators import GENERATORS, Generator
 from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
+from mlsd.recsys.retrieval import EXACT_MAX
 from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, scorer
 from mlsd.recsys.validate import validate_interactions
 from mlsd.spec import SystemSpec
@@ -371,17 +372,36 @@ def assemble(
     exclude_seen: bool = True,
     diversity: float = 0.0,
     exploration: float = 0.0,
+    ann_above: int = EXACT_MAX,
+    seed: int = 0,
 ) -> Recommender:
     """The runtime :class:`Recommender` of generators ``fitted`` on ``matrix`` (every
     interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel; with
-    ``diversity``, item vectors for MMR (:func:`item_embeddings`)."""
+    ``diversity``, item vectors for MMR (:func:`item_embeddings`). A factor generator over
+    more than ``ann_above`` items proposes through a faiss IVF index, calibrated to find 95%
+    of its exact proposals at the depth they are read (``candidates`` past a p90 history)."""
     counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
+    generators = {n: scorer(g.form, g.arrays()) for n, g in fitted.items()}
+    for generator in generators.values():
+        if generator.form == "factors" and matrix.shape[1] > ann_above:
+            from mlsd.recsys.retrieval import IVFIndex
+
+            depth = candidates + int(np.percentile(np.diff(matrix.indptr), 90))
+            rng = np.random.default_rng(seed)
+            sample = rng.choice(matrix.shape[0], size=min(matrix.shape[0], 300), replace=False)
+            generator.index = IVFIndex.build(
+                generator.item_factors,
+                target_recall=0.95,
+                k=depth,
+                calibration_queries=generator.user_factors[sample],
+                seed=seed,
+            )
     return Recommender(
         users=interactions.users.tolist(),
         items=interactions.items.tolist(),
         indptr=matrix.indptr.astype(np.int64),
         indices=matrix.indices.astype(np.int64),
-        generators={n: scorer(g.form, g.arrays()) for n, g in fitted.items()},
+        generators=generators,
         chosen=chosen,
         k=k,
         candidates=candidates,
@@ -432,6 +452,7 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
         exclude_seen=arch.filters.exclude_seen,
         diversity=arch.filters.diversity,
         exploration=arch.filters.exploration,
+        seed=spec.seed,
     )
     chosen = next(e for e in result.leaderboard if e["name"] == result.chosen)
     folder = workspace.root / "packages" / f"{spec.name}-{result.snapshot}-{_stamp()}"
