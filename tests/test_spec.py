@@ -162,7 +162,7 @@ def test_a_funnel_recommends_items_to_users_from_interactions():
     assert spec.architecture.funnel and spec.split_method == "per_user"
     assert spec.architecture.generators == ["popularity", "itemknn", "ease", "als"]
     timed = parse_spec(FUNNEL.replace("  target: item\n", "  target: item\n  time: ts\n"))
-    assert timed.split_method == "time"  # each user's last interactions held out
+    assert timed.split_method == "per_user_time"  # each user's last interactions held out
     found = {p["key"]: p for p in problems(MINIMAL + "architecture:\n  kind: funnel\n")}
     assert "not a binary task" in found["problem.task"]["problem"]
     assert "user column" in found["problem.id"]["problem"]

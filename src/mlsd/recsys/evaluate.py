@@ -25,7 +25,8 @@ def top_items(
     batch: int = BATCH,
 ) -> np.ndarray:
     """A (len(users), n) array of item columns, best first; the items of each user's row of
-    ``exclude`` (what they already have) never appear."""
+    ``exclude`` (what they already have) never appear, and a user with none there gets the
+    most popular items, as a cold start is served."""
     out = np.empty((len(users), n), dtype=np.int64)
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
@@ -33,7 +34,18 @@ def top_items(
         if exclude is not None:
             mask_seen(scores, exclude[chunk])
         out[start : start + len(chunk)] = top_columns(scores, n)
-    return out
+    return out if exclude is None else with_cold_start(out, users, exclude)
+
+
+def with_cold_start(top: np.ndarray, users: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
+    """``top`` with the rows of users who have nothing in ``seen`` replaced by the most
+    popular items of ``seen`` (what :mod:`mlsd.recsys.runtime` answers them)."""
+    cold = np.diff(seen.indptr)[users] == 0
+    if cold.any():
+        counts = np.asarray(seen.sum(axis=0), dtype=np.float32).ravel()
+        top = top.copy()
+        top[cold] = top_columns(counts[None, :], top.shape[1])[0]
+    return top
 
 
 def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
@@ -107,11 +119,16 @@ def beyond_accuracy(top: np.ndarray, seen: sp.csr_matrix, k: int) -> dict[str, f
 
 def activity_segments(seen: sp.csr_matrix, users: np.ndarray) -> dict[str, np.ndarray]:
     """``users`` cut into thirds by how many training interactions they have: light,
-    medium and heavy (the boundaries are the tertiles over these users)."""
+    medium and heavy (the boundaries are the tertiles over these users); users with none
+    (first seen after a time cut) are the new users."""
     counts = np.diff(seen.indptr)[users]
-    low, high = np.quantile(counts, [1 / 3, 2 / 3]) if len(counts) else (0, 0)
-    return {
-        f"light (<= {low:g})": users[counts <= low],
+    known = counts > 0
+    low, high = np.quantile(counts[known], [1 / 3, 2 / 3]) if known.any() else (0, 0)
+    segments = {
+        f"light (<= {low:g})": users[known & (counts <= low)],
         f"medium ({low:g}-{high:g}]": users[(counts > low) & (counts <= high)],
         f"heavy (> {high:g})": users[counts > high],
     }
+    if not known.all():
+        segments["new (no history)"] = users[~known]
+    return segments

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlsd.evaluation.metrics import get_metric
-from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items
+from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items, with_cold_start
 from mlsd.recsys.generators import Generator
 from mlsd.recsys.interactions import TEST, split_per_user
 from mlsd.recsys.runtime import candidate_features, feature_names, order_lists, proposals_of
@@ -145,6 +145,7 @@ class Funnel:
         ranks = [j for j, name in enumerate(proposals.names) if name.endswith("_rank")]
         best_rank = proposals.features[:, ranks].min(axis=1)
         out, _, _ = order_lists(proposals.rows, proposals.items, score, best_rank, len(users), k)
+        out = with_cold_start(out, users, seen)
         return out, {"candidates_per_user": float(len(score) / max(len(users), 1))}
 
     def importance(self) -> dict[str, float]:

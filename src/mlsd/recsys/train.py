@@ -164,17 +164,26 @@ def _validation(spec: SystemSpec, workspace: Workspace, dataset: Any) -> dict[st
 
 
 def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> np.ndarray:
-    """TRAIN/VALID/TEST per interaction: each user's, at random or their last by time."""
-    shares = (1 - spec.data.split.valid - spec.data.split.test, spec.data.split.valid)
-    shares = (*shares, spec.data.split.test)
-    times = None
-    if spec.split_method == "time":
-        column = frame[spec.problem.time[0]]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            times = column.astype("int64").to_numpy()
-        else:
-            times = pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
-    return split_per_user(interactions.user_codes, shares, spec.seed, times=times)
+    """TRAIN/VALID/TEST per interaction: each user's at random (per_user) or their last
+    ones (per_user_time), or the newest of all (time: one cut in time for everyone)."""
+    valid, test = spec.data.split.valid, spec.data.split.test
+    shares = (1 - valid - test, valid, test)
+    if spec.split_method == "per_user":
+        return split_per_user(interactions.user_codes, shares, spec.seed)
+    column = frame[spec.problem.time[0]]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        times = column.astype("int64").to_numpy()
+    else:
+        times = pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
+    if spec.split_method == "per_user_time":
+        return split_per_user(interactions.user_codes, shares, spec.seed, times=times)
+    order = np.lexsort((np.random.default_rng(spec.seed).random(len(times)), times))
+    labels = np.empty(len(times), dtype=np.int8)
+    n_test, n_valid = round(test * len(times)), round(valid * len(times))
+    labels[order] = TRAIN
+    labels[order[len(order) - n_test - n_valid : len(order) - n_test]] = VALID
+    labels[order[len(order) - n_test :]] = TEST
+    return labels
 
 
 def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -> FunnelResult:

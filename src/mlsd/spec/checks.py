@@ -58,7 +58,7 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "remove it, or set problem.task: ranking",
             )
         )
-    if spec.split_method == "time" and not spec.problem.time:
+    if spec.split_method in ("time", "per_user_time") and not spec.problem.time:
         found.append(
             (
                 (("data", "split", "method")),
@@ -84,11 +84,11 @@ def _consistency(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
 def _funnel_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
     """A funnel recommends items (problem.target) to users (problem.id) from interactions."""
     if not spec.architecture.funnel:
-        if spec.data.split.method == "per_user":
+        if spec.data.split.method in ("per_user", "per_user_time"):
             return [
                 (
                     ("data", "split", "method"),
-                    "per_user splits a recommender's interactions",
+                    f"{spec.data.split.method} splits a recommender's interactions",
                     "use random, stratified, time or group; or set architecture.kind: funnel",
                 )
             ]
@@ -110,12 +110,13 @@ def _funnel_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "set problem.id to the interactions' user column (problem.target is the item)",
             )
         )
-    if spec.split_method not in ("per_user", "time"):
+    if spec.split_method not in ("per_user", "per_user_time", "time"):
         found.append(
             (
                 ("data", "split", "method"),
                 f"a funnel splits each user's interactions, not by {spec.split_method}",
-                "use per_user (random) or time (each user's last interactions held out)",
+                "use per_user (random), per_user_time (each user's last interactions held "
+                "out) or time (the newest interactions of all)",
             )
         )
     if spec.architecture.filters.rules and spec.data.items is None:

@@ -60,11 +60,15 @@ class ColumnSpec(Section):
 
 
 class SplitSpec(Section):
-    method: Literal["auto", "random", "stratified", "time", "group", "per_user"] = Field(
+    method: Literal[
+        "auto", "random", "stratified", "time", "group", "per_user", "per_user_time"
+    ] = Field(
         "auto",
         description="auto: time when problem.time is set, stratified for "
-        "classification, random otherwise. A funnel splits each user's interactions: "
-        "per_user at random, time by taking each user's last ones.",
+        "classification, random otherwise. A funnel: per_user (each user's interactions "
+        "at random), per_user_time (each user's last ones held out; auto with "
+        "problem.time) or time (the newest interactions of all held out: users first seen "
+        "after the cut are new users).",
     )
     valid: float = Field(0.15, ge=0, lt=1, description="Share of rows for validation.")
     test: float = Field(0.15, gt=0, lt=1, description="Share of rows for the final test.")

@@ -78,7 +78,7 @@ class SystemSpec(Section):
         if method != "auto":
             return method
         if self.architecture.funnel:
-            return "time" if self.problem.time else "per_user"
+            return "per_user_time" if self.problem.time else "per_user"
         if self.problem.time:
             return "time"
         return get_task(self.problem.task).default_split

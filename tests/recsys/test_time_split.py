@@ -1,0 +1,43 @@
+"""A funnel split by one cut in time: the newest interactions are held out, and users
+first seen after the cut are judged as new users, served the most popular items."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_generators import clustered
+
+from mlsd.recsys.interactions import TEST, TRAIN, VALID
+from mlsd.recsys.train import interactions_of, split, train_funnel
+from mlsd.spec import load_spec
+
+SPEC = """\
+name: cut
+problem: {task: ranking, id: user, target: item, time: ts}
+architecture: {kind: funnel, generators: [popularity, ease], candidates: 20}
+data: {source: interactions.csv, split: {method: time, valid: 0.1, test: 0.2}}
+"""
+
+
+def test_a_cut_in_time_holds_out_the_newest_and_judges_new_users_apart(tmp_path):
+    frame = clustered(seed=9)
+    rng = np.random.default_rng(0)
+    frame["ts"] = rng.permutation(len(frame))
+    late = frame["user"].isin([f"u{x}" for x in range(20)])  # 20 users arrive after the cut
+    frame.loc[late, "ts"] += len(frame)
+    frame.to_csv(tmp_path / "interactions.csv", index=False)
+    (tmp_path / "system.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "system.yaml")
+    labels = split(spec, frame, interactions_of(spec, frame))
+    ts = frame["ts"].to_numpy()
+    assert ts[labels == TRAIN].max() < ts[labels == VALID].min()
+    assert ts[labels == VALID].max() < ts[labels == TEST].min()
+    assert abs((labels == TEST).mean() - 0.2) < 0.01
+    result = train_funnel(spec, progress=False)
+    for entry in result.leaderboard:
+        new = entry["segments"]["new (no history)"]
+        assert new is not None and new > 0
+    board = {e["name"]: e for e in result.leaderboard}
+    # a new user's list is the cold start's: the same for every candidate
+    new_scores = {e["segments"]["new (no history)"] for e in result.leaderboard}
+    assert len(new_scores) == 1, new_scores
+    assert board["ease"]["test"]["ndcg@10"] > board["popularity"]["test"]["ndcg@10"]
