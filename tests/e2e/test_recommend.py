@@ -217,6 +217,10 @@ def test_monitor_reports_online_ctr_hit_rate_coverage_and_popularity(system):
     assert window["cold_start"] == pytest.approx(10 / 23)
     assert 0 < window["coverage@10"] <= 20 / 150
     assert window["popularity@10"] > 0 and "popularity@10" in model["offline"]
+    one = json.loads(mlsd("monitor", "--model", "1", "--json", cwd=folder).stdout)
+    assert one["n_predictions"] == 23
+    other = mlsd("monitor", "--model", "champion", "--window", "1h", cwd=folder)
+    assert other.returncode == 0 and "version 1 (" in other.stdout
     text = mlsd("monitor", cwd=folder)
     assert "ctr@10 0.043" in text.stdout and "hit rate 0.333" in text.stdout, text.stdout
 

@@ -490,6 +490,7 @@ def monitor(
         return monitor_recommendations(
             spec,
             ws,
+            model=model,
             window=chosen_window,
             now=time.time() if now is None else float(now),
             publish=publish,

@@ -89,12 +89,18 @@ def monitor_recommendations(
     *,
     window: Any,
     now: float,
+    model: str | None = None,
     publish: bool = True,
     write: bool = True,
 ) -> MonitorResult:
-    """Monitor a recommender's served lists (see the module docstring)."""
+    """Monitor a recommender's served lists (see the module docstring); ``model`` (an
+    alias, a version or a package folder) keeps one version's."""
     mspec = spec.monitoring.model_copy(update={"window": window})
     frame = read_predictions(ws).to_pandas()
+    if model is not None and len(frame):
+        version, folder = aliases.resolve(ws.root, spec.name, model)
+        label = str(version) if version is not None else folder.name
+        frame = frame[frame["model_version"] == label]
     if frame.empty or "item" not in frame.columns:
         raise MlsdError(
             f"no recommendations of {spec.name!r} are logged in {ws.log}",
