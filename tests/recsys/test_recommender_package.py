@@ -131,3 +131,38 @@ def test_a_large_catalogue_proposes_through_a_calibrated_index_that_the_package_
         for a, b in zip(loaded.recommend(users), exact.recommend(users), strict=True)
     ]
     assert np.mean(same) > 0.9, np.mean(same)
+
+
+def test_side_features_come_from_the_tables_and_travel_in_the_package(tmp_path):
+    import pandas as pd
+
+    from mlsd.recsys.train import side_features
+
+    frame = clustered(seed=10)
+    data = Interactions.from_frame(frame, "user", "item")
+    items = pd.DataFrame(
+        {
+            "item": [f"i{x}" for x in range(0, 200, 2)],  # every other item is described
+            "year": np.arange(100) + 1900,
+            "kind": ["film", "series"] * 50,
+            "title": [f"t{x}" for x in range(100)],  # text of 100 values: left out
+        }
+    )
+    users = pd.DataFrame({"user": list(data.users), "vip": [True, False] * (len(data.users) // 2)})
+    side = side_features(data, items, users, "item", "user")
+    assert side.item_names == ["year", "kind_film", "kind_series"]
+    assert side.user_names == ["vip"]
+    assert "year_vs_history" in side.names and "user_vip" in side.names
+    column = {item: c for c, item in enumerate(data.items)}
+    assert side.items[column["i4"]].tolist() == [1902.0, 1.0, 0.0]
+    assert np.isnan(side.items[column["i5"]]).all()  # absent from the table
+    matrix = data.matrix()
+    factories = {"popularity": Popularity, "ease": partial(EASE, 50.0)}
+    funnel = Funnel(factories, candidates=20, seed=0, side=side).fit(matrix)
+    assert funnel.names[-len(side.names) :] == side.names
+    rec = assemble(data, matrix, funnel.generators, "funnel", funnel.ranker, side=side)
+    folder = recommenders.build(tmp_path / "side", rec, params={}, metrics={}, meta={})
+    loaded = recommenders.load(folder).recommender  # replayed with the side features
+    users_ = list(data.users)[:30]
+    assert loaded.recommend(users_) == rec.recommend(users_)
+    assert loaded.side.names == side.names

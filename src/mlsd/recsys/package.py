@@ -18,6 +18,7 @@ Layout written by :func:`build`::
     ranker.txt                 the funnel's LightGBM ranker in LightGBM's text format
     allowed.npy                optional: the items the business rules let through
     embeddings.npy             optional: item vectors MMR compares items by
+    side/items.npy, users.npy  optional: the item and user tables' features of the ranker
     metrics.json               offline evaluation figures
     holdout.json               some users and the answers recorded for them at build time
 
@@ -51,7 +52,7 @@ from mlsd.models.package import (
     verify_files,
     walk_files,
 )
-from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, feature_names, scorer
+from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, Side, feature_names, scorer
 from mlsd.workspace import atomic_write_bytes
 
 FORMAT = "mlsd.recommender"
@@ -136,7 +137,8 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
             }
             for name, g in rec.generators.items()
         ],
-        "features": feature_names(list(rec.generators)) if rec.chosen == FUNNEL else [],
+        "features": feature_names(list(rec.generators), rec.side) if rec.chosen == FUNNEL else [],
+        "side": {"items": rec.side.item_names, "users": rec.side.user_names} if rec.side else None,
     }
     atomic_write_bytes(tmp / CONFIG, json_bytes(config, "the recommender settings"))
     atomic_write_bytes(tmp / "users.json", json_bytes(_ids(list(rec.users)), "the user ids"))
@@ -158,6 +160,9 @@ def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
         _save(tmp / "allowed.npy", rec.allowed.astype(bool))
     if rec.embeddings is not None:
         _save(tmp / "embeddings.npy", rec.embeddings.astype(np.float32))
+    if rec.side is not None:
+        _save(tmp / "side/items.npy", rec.side.items)
+        _save(tmp / "side/users.npy", rec.side.users)
     atomic_write_bytes(tmp / METRICS, json_bytes(metrics, "the metrics"))
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(rec.users), size=min(holdout_users, len(rec.users)), replace=False)
@@ -232,6 +237,14 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
         ranker = Booster.from_string((folder / RANKER).read_text())
     allowed = _load(folder, "allowed.npy") if (folder / "allowed.npy").exists() else None
     embeddings = _load(folder, "embeddings.npy") if (folder / "embeddings.npy").exists() else None
+    side = None
+    if config.get("side"):
+        side = Side(
+            _load(folder, "side/items.npy"),
+            _load(folder, "side/users.npy"),
+            list(config["side"]["items"]),
+            list(config["side"]["users"]),
+        )
     recommender = Recommender(
         users=read_json(folder / "users.json", folder),
         items=read_json(folder / "items.json", folder),
@@ -250,6 +263,7 @@ def load(folder: str | Path, *, verify: bool = True) -> RecommenderPackage:
         diversity=float(config["diversity"]),
         exploration=float(config["exploration"]),
         embeddings=embeddings,
+        side=side,
     )
     package = RecommenderPackage(folder, manifest, recommender, read_json(folder / METRICS, folder))
     if verify:

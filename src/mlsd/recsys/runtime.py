@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -168,14 +169,56 @@ def propose(scorer, rows, histories, masks, n: int) -> Proposals:
 # --- the funnel's proposals and ordering ---------------------------------------------------
 
 
-def feature_names(generators: Sequence[str]) -> list[str]:
+def feature_names(generators: Sequence[str], side: Side | None = None) -> list[str]:
     """The ranker's features, in order."""
     names = [f"{g}_{what}" for g in generators for what in ("score", "rank")]
-    return [*names, "proposed_by", "item_popularity", "user_history"]
+    return [*names, "proposed_by", "item_popularity", "user_history", *(side.names if side else [])]
+
+
+@dataclass
+class Side:
+    """What the item and user tables say, as numbers per item and per user (NaN where a
+    table is silent): ``items`` (items, p) and ``users`` (users, q), named ``item_names``
+    and ``user_names``. For a proposal they give the item's values, the user's, and each
+    item value minus its mean over the user's history (how far the item is from what the
+    user takes: a cross feature)."""
+
+    items: np.ndarray
+    users: np.ndarray
+    item_names: list[str]
+    user_names: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        """The ranker's side features, in order."""
+        return [
+            *(f"item_{n}" for n in self.item_names),
+            *(f"user_{n}" for n in self.user_names),
+            *(f"{n}_vs_history" for n in self.item_names),
+        ]
+
+    def features(
+        self, rows: np.ndarray, histories: Sequence[np.ndarray], r: np.ndarray, i: np.ndarray
+    ) -> np.ndarray:
+        """The side features of proposals (batch row ``r``, item ``i``) for users ``rows``
+        (-1: unknown) with ``histories``."""
+        profile = np.full((len(rows), self.items.shape[1]), np.nan, dtype=np.float32)
+        for u, items in enumerate(histories):
+            if len(items):
+                profile[u] = np.nanmean(self.items[items], axis=0)
+        known = rows[r] >= 0
+        users = np.where(known[:, None], self.users[np.maximum(rows[r], 0)], np.nan)
+        return np.column_stack([self.items[i], users, self.items[i] - profile[r]]).astype(
+            np.float32
+        )
 
 
 def candidate_features(
-    proposed: Sequence[Proposals], n: int, popularity: np.ndarray, history: np.ndarray
+    proposed: Sequence[Proposals],
+    n: int,
+    popularity: np.ndarray,
+    history: np.ndarray,
+    side: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each generator's proposals per user, united: (rows, items, features), sorted by row
     then item.
@@ -183,6 +226,7 @@ def candidate_features(
     ``popularity`` is each item's percentile and ``history`` each of these users'
     history-length percentile. A generator's score is divided by its best score for the
     user (so users are comparable), its rank is ``n`` where it did not propose the item.
+    ``side(r, i)`` adds the side features of those proposals (:class:`Side`).
     """
     size = len(popularity)
     keys, places = [], []
@@ -206,8 +250,10 @@ def candidate_features(
         columns += [np.where(np.isfinite(score), score, 0.0) / best[r], rank]
         count += found
     columns += [count, popularity[i], history[r]]
-    features = np.column_stack(columns).astype(np.float32) if len(r) else np.zeros((0, 0))
-    return r, i, features.reshape(len(r), 2 * len(proposed) + 3)
+    features = np.column_stack(columns).astype(np.float32).reshape(len(r), len(columns))
+    if side is not None:
+        features = np.hstack([features, side(r, i)]) if len(r) else features
+    return r, i, features
 
 
 def order_lists(
@@ -265,6 +311,7 @@ class Recommender:
     exclude_seen: bool = True
     diversity: float = 0.0  # MMR's weight on dissimilarity to the items already listed
     exploration: float = 0.0  # online: each slot's chance of going to an unlisted candidate
+    side: Side | None = None  # the item and user tables' features of the ranker
     embeddings: np.ndarray | None = None  # L2-normalised item vectors (for MMR's similarity)
     user_index: dict = field(init=False, repr=False)
     item_index: dict = field(init=False, repr=False)
@@ -382,8 +429,11 @@ class Recommender:
             return
         names = list(self.generators)
         proposed = [self._proposals(g, rows, histories, masks, self.candidates) for g in names]
+        side = None
+        if self.side is not None:
+            side = partial(self.side.features, rows, histories)
         r, i, features = candidate_features(
-            proposed, self.candidates, self.popularity, self.history[rows]
+            proposed, self.candidates, self.popularity, self.history[rows], side
         )
         ranked = self.ranker.predict(features) if len(r) else np.zeros(0)
         ranks = features[:, 1 : 2 * len(names) : 2]

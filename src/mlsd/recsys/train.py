@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
 from mlsd.recsys.generators import GENERATORS, Generator
 from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
 from mlsd.recsys.retrieval import EXACT_MAX
-from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, scorer
+from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, Side, scorer
 from mlsd.recsys.validate import validate_interactions
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
@@ -208,13 +209,20 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
     with stages("tune"):  # each generator over its grid, judged on valid
         settings, tuning = tune(arch.generators, train, valid, metric, spec.seed)
     factories = {name: partial(_make, name, settings[name], spec.seed) for name in arch.generators}
+    side = side_of(spec, interactions)
     with stages("gate"):
         choice = choose(
-            factories, train, valid, metric=metric, candidates=arch.candidates, seed=spec.seed
+            factories,
+            train,
+            valid,
+            metric=metric,
+            candidates=arch.candidates,
+            seed=spec.seed,
+            side=side,
         )
     with stages("test"):
         leaderboard, per_stage, lists = _test(
-            spec, interactions, factories, seen_for_test, test, metric, choice, settings
+            spec, interactions, factories, seen_for_test, test, metric, choice, settings, side
         )
     per_stage["tuning"] = tuning
     result = FunnelResult(
@@ -243,7 +251,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         result.report = str(write_html(result, workspace.reports / "evaluation.html"))
         write_json(workspace.reports / "evaluation.json", result.to_dict())
     with stages("package"):  # what was chosen, refitted on every interaction
-        package = _package(spec, workspace, interactions, factories, result, settings)
+        package = _package(spec, workspace, interactions, factories, result, settings, side)
     with stages("register"):
         _register(spec, workspace, result, package)
     result.timings = stages.timings
@@ -275,7 +283,7 @@ def tune(
     return best, tried
 
 
-def _test(spec, interactions, factories, seen, test, metric, choice, settings):
+def _test(spec, interactions, factories, seen, test, metric, choice, settings, side):
     """Every generator and the funnel refitted on train + valid and scored once on test;
     the funnel's stages: candidate recall of each generator and of their union, and
     coverage, popularity and novelty of each list, and the primary metric per activity.
@@ -288,7 +296,7 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings):
     users = np.flatnonzero(np.diff(test.indptr))
     segments = activity_segments(seen, users)
     leaderboard, lists = [], {}
-    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed).fit(seen)
+    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side).fit(seen)
     for name in [*factories, FUNNEL]:
         if name == FUNNEL:
             top = funnel.recommend(users, k, seen)[0]
@@ -331,6 +339,7 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings):
             candidates=arch.candidates,
             allowed=_allowed(spec, interactions.items),
             diversity=arch.filters.diversity,
+            side=side,
         )
         answers = rec.recommend([interactions.users[u] for u in users], k)
         top = np.full((len(users), k), -1, dtype=np.int64)
@@ -383,6 +392,7 @@ def assemble(
     exploration: float = 0.0,
     ann_above: int = EXACT_MAX,
     seed: int = 0,
+    side: Side | None = None,
 ) -> Recommender:
     """The runtime :class:`Recommender` of generators ``fitted`` on ``matrix`` (every
     interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel; with
@@ -423,7 +433,57 @@ def assemble(
         diversity=diversity,
         exploration=exploration,
         embeddings=item_embeddings(matrix) if diversity > 0 else None,
+        side=side,
     )
+
+
+def side_of(spec: SystemSpec, interactions: Interactions) -> Side | None:
+    """The ranker's side features from ``data.items`` and ``data.users`` (None without
+    either): numbers and booleans as they are, a text column of at most 30 values as one
+    0/1 column per value; ids missing from a table get NaN."""
+    items, users = read_table(spec, "items"), read_table(spec, "users")
+    return side_features(interactions, items, users, spec.problem.target, spec.problem.id)
+
+
+def side_features(
+    interactions: Interactions,
+    items: pd.DataFrame | None,
+    users: pd.DataFrame | None,
+    item_key: str,
+    user_key: str,
+) -> Side | None:
+    """:class:`Side` from an item table keyed by ``item_key`` and a user table keyed by
+    ``user_key`` (either may be None), in the order of ``interactions``' ids."""
+    if items is None and users is None:
+        return None
+    item_values, item_names = _numeric(items, item_key, interactions.items)
+    user_values, user_names = _numeric(users, user_key, interactions.users)
+    return Side(item_values, user_values, item_names, user_names)
+
+
+def _numeric(table: pd.DataFrame | None, key: str, ids: pd.Index) -> tuple[np.ndarray, list]:
+    if table is None:
+        return np.zeros((len(ids), 0), dtype=np.float32), []
+    if key not in table.columns:
+        raise FunnelTrainError(
+            f"the table keyed by {key!r} has no column {key!r}",
+            hint=f"name the id column of data.items / data.users {key!r}, as in the interactions",
+        )
+    table = table.drop_duplicates(key).set_index(key).reindex(ids)
+    columns, names = [], []
+    for name in table.columns:
+        values = table[name]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            columns.append(values.astype(float).to_numpy())
+            names.append(name)
+        elif values.nunique() <= 30:
+            for level in sorted(map(str, values.dropna().unique())):
+                columns.append((values.astype(str) == level).where(values.notna()).to_numpy(float))
+                names.append(f"{name}_{level}")
+    names = [re.sub(r"[^0-9A-Za-z_]+", "_", n) for n in names]  # LightGBM's feature names
+    if not columns:
+        return np.zeros((len(ids), 0), dtype=np.float32), []
+    return np.column_stack(columns).astype(np.float32), names
 
 
 def item_embeddings(matrix: sp.csr_matrix, dimensions: int = 32, seed: int = 0) -> np.ndarray:
@@ -438,14 +498,16 @@ def item_embeddings(matrix: sp.csr_matrix, dimensions: int = 32, seed: int = 0) 
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def _package(spec, workspace, interactions, factories, result, settings) -> Path | None:
+def _package(spec, workspace, interactions, factories, result, settings, side) -> Path | None:
     from mlsd.models.packaging import spec_hash
     from mlsd.recsys.package import build
 
     arch = spec.architecture
     everything = interactions.matrix()
     if result.chosen == FUNNEL:
-        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed).fit(everything)
+        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side).fit(
+            everything
+        )
         fitted, ranker = funnel.generators, funnel.ranker
     else:
         fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything)}, None
@@ -462,6 +524,7 @@ def _package(spec, workspace, interactions, factories, result, settings) -> Path
         diversity=arch.filters.diversity,
         exploration=arch.filters.exploration,
         seed=spec.seed,
+        side=side if result.chosen == FUNNEL else None,
     )
     chosen = next(e for e in result.leaderboard if e["name"] == result.chosen)
     folder = workspace.root / "packages" / f"{spec.name}-{result.snapshot}-{_stamp()}"
