@@ -234,10 +234,12 @@ def main() -> None:
             "over its grid, refitted on train + validation, scored once on test. Mean over "
             f"{args.seeds} seeded splits (± the standard deviation). Published anchor on this "
             f"protocol: {ANCHOR}. The funnel's ranker (LightGBM lambdarank on each "
-            "generator's score and rank, how many proposed the item, its popularity and the "
-            "user's history length) learns from the generators fitted on 75% of each user's "
-            "training items with the other 25% as targets; its generators are then refitted "
-            "on all of them (`mlsd.recsys.funnel`). It is not tuned.",
+            "generator's score and rank, how many proposed the item, its popularity, the "
+            "user's history length, and the item and user tables' values with each item "
+            "value's distance from the user's history; trees of 3 leaves) learns from the "
+            "generators fitted on 75% of each user's training items with the other 25% as "
+            "targets; its generators are then refitted on all of them (`mlsd.recsys.funnel`). "
+            "It is not tuned.",
             "",
             *rows,
             "",
