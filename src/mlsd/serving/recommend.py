@@ -110,12 +110,19 @@ def recommend_batch(
 MAX_K = 1000
 
 
+INT64 = (-(2**63), 2**63 - 1)  # ids are logged, and the log holds 64-bit integers
+
+
 def _id(value: Any) -> Any:
-    """An id as sent: a string or an integer (JSON's 3.0, and an integer beyond 64 bits,
-    which the fast parser reads as a float, are integers); None when it is neither."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+    """An id as sent: a string, or an integer within 64 bits (JSON's 3.0 is the integer 3);
+    None when it is neither."""
+    if isinstance(value, float):  # JSON's 3.0, or an integer beyond what the parser keeps
+        if not value.is_integer() or abs(value) >= 2.0**63:
+            return None
+        value = int(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]:
         return value
     return None
 
@@ -131,7 +138,7 @@ def recommend_request(payload: Any) -> tuple[Any, int | None, list, dict]:
     context = {} if context is None else context
     problems = []
     if user is None:
-        problems.append(("user", f"expected a string or an integer, got {payload['user']!r}"))
+        problems.append(("user", f"expected a string or a 64-bit integer, got {payload['user']!r}"))
     if isinstance(k, float) and k.is_integer():
         k = int(k)  # JSON's 3.0 is the integer 3
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K):
@@ -139,7 +146,7 @@ def recommend_request(payload: Any) -> tuple[Any, int | None, list, dict]:
     if isinstance(exclude, list):
         exclude = [_id(i) for i in exclude]
     if not isinstance(exclude, list) or any(i is None for i in exclude):
-        problems.append(("exclude", "expected a list of item ids (strings or integers)"))
+        problems.append(("exclude", "expected a list of item ids (strings or 64-bit integers)"))
     if not isinstance(context, dict):
         problems.append(("context", f"expected an object, got {type(context).__name__}"))
     if problems:
@@ -159,7 +166,9 @@ class RecommendRequestError(Exception):
         self.status, self.message, self.details = status, message, details or []
 
 
-ID_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+ID_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]}]
+}
 RECOMMEND_REQUEST = {
     "type": "object",
     "required": ["user"],
