@@ -41,3 +41,27 @@ def test_a_cut_in_time_holds_out_the_newest_and_judges_new_users_apart(tmp_path)
     new_scores = {e["segments"]["new (no history)"] for e in result.leaderboard}
     assert len(new_scores) == 1, new_scores
     assert board["ease"]["test"]["ndcg@10"] > board["popularity"]["test"]["ndcg@10"]
+
+
+def test_latest_keeps_each_pairs_last_time_and_the_ranker_learns_the_latest_as_targets():
+    import pandas as pd
+
+    from mlsd.recsys.funnel import Funnel
+    from mlsd.recsys.generators import EASE, Popularity
+    from mlsd.recsys.interactions import Interactions, latest
+
+    frame = pd.DataFrame({"user": ["a", "a", "a", "b"], "item": ["x", "y", "x", "x"]})
+    data = Interactions.from_frame(frame, "user", "item")
+    times = latest(data, np.array([5.0, 7.0, 9.0, 1.0]))
+    assert times[0, 0] == 9.0 and times[0, 1] == 7.0 and times[1, 0] == 1.0
+    # on clustered data, the ranker's targets follow the time order given
+    frame = clustered(seed=11)
+    frame["ts"] = np.random.default_rng(1).permutation(len(frame)).astype(float)
+    data = Interactions.from_frame(frame, "user", "item")
+    matrix, when = data.matrix(), latest(data, frame["ts"].to_numpy())
+    funnel = Funnel({"popularity": Popularity, "ease": EASE}, candidates=20, seed=0)
+    _, y, rows = funnel._proposals(matrix, when)
+    assert y.sum() > 0 and len(np.unique(rows)) > 100
+    # the same seed without times cuts at random: other targets
+    _, y_random, _ = funnel._proposals(matrix, None)
+    assert y.sum() != y_random.sum() or not np.array_equal(y, y_random)

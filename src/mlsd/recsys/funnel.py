@@ -100,12 +100,14 @@ class Funnel:
         self.factories, self.candidates = factories, int(candidates)
         self.target_share, self.seed, self.side = float(target_share), seed, side
 
-    def fit(self, train: sp.csr_matrix) -> Funnel:
+    def fit(self, train: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Funnel:
         """Fit the ranker on proposals from the histories, then refit the generators on
-        all of ``train``."""
+        all of ``train``. With ``times`` (each pair's latest time,
+        :func:`mlsd.recsys.interactions.latest`), each user's targets are their latest
+        interactions, so the ranker learns to foresee what comes next."""
         import lightgbm as lgb
 
-        x, y, rows = self._proposals(train)
+        x, y, rows = self._proposals(train, times)
         keep = _groups_with_a_positive(rows, y)
         dataset = lgb.Dataset(
             x[keep],
@@ -131,12 +133,16 @@ class Funnel:
         self.history = percentile(np.diff(train.indptr))
         return self
 
-    def _proposals(self, train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each user's items cut into history and targets: the proposals made on the
-        history, sorted by user, with their features and whether each is a target."""
+    def _proposals(
+        self, train: sp.csr_matrix, times: sp.csr_matrix | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user's items cut into history and targets (at random, or the latest with
+        ``times``): the proposals made on the history, sorted by user, with their features
+        and whether each is a target."""
         coo = train.tocoo()
         shares = (1 - self.target_share, 0.0, self.target_share)
-        labels = split_per_user(coo.row, shares, self.seed)
+        when = None if times is None else np.asarray(times[coo.row, coo.col]).ravel()
+        labels = split_per_user(coo.row, shares, self.seed, times=when)
 
         def part(keep: np.ndarray) -> sp.csr_matrix:
             ones = np.ones(int(keep.sum()), np.float32)
@@ -232,6 +238,7 @@ def choose(
     candidates: int = 100,
     seed: int = 0,
     side: Side | None = None,
+    times: sp.csr_matrix | None = None,
 ) -> Choice:
     """The honest gate: every generator alone and the funnel over all of them, fitted on
     ``train`` and judged on ``valid`` by ``metric`` (a ranking metric at k). The funnel is
@@ -242,7 +249,7 @@ def choose(
     for name, make in factories.items():
         top = top_items(make().fit(train), users, k, exclude=train)
         scores[name] = ranking_scores(top, valid, users, [metric])[metric]
-    funnel = Funnel(factories, candidates=candidates, seed=seed, side=side).fit(train)
+    funnel = Funnel(factories, candidates=candidates, seed=seed, side=side).fit(train, times)
     scores["funnel"] = ranking_scores(funnel.recommend(users, k, train)[0], valid, users, [metric])[
         metric
     ]

@@ -58,6 +58,20 @@ class Interactions:
         return m
 
 
+def latest(
+    interactions: Interactions, times: np.ndarray, rows: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """A user x item matrix holding, for each pair of the input rows ``rows`` (default
+    all), the time of its latest interaction (``times`` as numbers, one per input row)."""
+    u, i, t = interactions.user_codes, interactions.item_codes, np.asarray(times, np.float64)
+    if rows is not None:
+        u, i, t = u[rows], i[rows], t[rows]
+    order = np.lexsort((t, i, u))
+    u, i, t = u[order], i[order], t[order]
+    last = np.r_[(u[1:] != u[:-1]) | (i[1:] != i[:-1]), True] if len(u) else np.zeros(0, bool)
+    return sp.csr_matrix((t[last], (u[last], i[last])), shape=interactions.shape)
+
+
 def split_per_user(
     user_codes: np.ndarray,
     shares: tuple[float, float, float] = (0.8, 0.1, 0.1),

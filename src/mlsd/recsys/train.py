@@ -30,7 +30,7 @@ from mlsd.recsys.evaluate import (
 )
 from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
 from mlsd.recsys.generators import GENERATORS, Generator
-from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
+from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, latest, split_per_user
 from mlsd.recsys.retrieval import EXACT_MAX
 from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, Side, scorer
 from mlsd.recsys.validate import validate_interactions
@@ -171,11 +171,7 @@ def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> 
     shares = (1 - valid - test, valid, test)
     if spec.split_method == "per_user":
         return split_per_user(interactions.user_codes, shares, spec.seed)
-    column = frame[spec.problem.time[0]]
-    if pd.api.types.is_datetime64_any_dtype(column):
-        times = column.astype("int64").to_numpy()
-    else:
-        times = pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
+    times = _times(frame[spec.problem.time[0]])
     if spec.split_method == "per_user_time":
         return split_per_user(interactions.user_codes, shares, spec.seed, times=times)
     order = np.lexsort((np.random.default_rng(spec.seed).random(len(times)), times))
@@ -185,6 +181,13 @@ def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> 
     labels[order[len(order) - n_test - n_valid : len(order) - n_test]] = VALID
     labels[order[len(order) - n_test :]] = TEST
     return labels
+
+
+def _times(column: pd.Series) -> np.ndarray:
+    """Event times as numbers (unreadable ones first)."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column.astype("int64").to_numpy()
+    return pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
 
 
 def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -> FunnelResult:
@@ -210,6 +213,9 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         settings, tuning = tune(arch.generators, train, valid, metric, spec.seed)
     factories = {name: partial(_make, name, settings[name], spec.seed) for name in arch.generators}
     side = side_of(spec, interactions)
+    times = None  # with a time split the ranker's targets are each user's latest too
+    if spec.split_method != "per_user":
+        times = latest(interactions, _times(frame[spec.problem.time[0]]))
     with stages("gate"):
         choice = choose(
             factories,
@@ -219,10 +225,20 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
             candidates=arch.candidates,
             seed=spec.seed,
             side=side,
+            times=times,
         )
     with stages("test"):
         leaderboard, per_stage, lists = _test(
-            spec, interactions, factories, seen_for_test, test, metric, choice, settings, side
+            spec,
+            interactions,
+            factories,
+            seen_for_test,
+            test,
+            metric,
+            choice,
+            settings,
+            side,
+            times,
         )
     per_stage["tuning"] = tuning
     result = FunnelResult(
@@ -251,7 +267,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         result.report = str(write_html(result, workspace.reports / "evaluation.html"))
         write_json(workspace.reports / "evaluation.json", result.to_dict())
     with stages("package"):  # what was chosen, refitted on every interaction
-        package = _package(spec, workspace, interactions, factories, result, settings, side)
+        package = _package(spec, workspace, interactions, factories, result, settings, side, times)
     with stages("register"):
         _register(spec, workspace, result, package)
     result.timings = stages.timings
@@ -283,7 +299,7 @@ def tune(
     return best, tried
 
 
-def _test(spec, interactions, factories, seen, test, metric, choice, settings, side):
+def _test(spec, interactions, factories, seen, test, metric, choice, settings, side, times):
     """Every generator and the funnel refitted on train + valid and scored once on test;
     the funnel's stages: candidate recall of each generator and of their union, and
     coverage, popularity and novelty of each list, and the primary metric per activity.
@@ -296,7 +312,8 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
     users = np.flatnonzero(np.diff(test.indptr))
     segments = activity_segments(seen, users)
     leaderboard, lists = [], {}
-    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side).fit(seen)
+    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side)
+    funnel.fit(seen, times)
     for name in [*factories, FUNNEL]:
         if name == FUNNEL:
             top = funnel.recommend(users, k, seen)[0]
@@ -498,16 +515,17 @@ def item_embeddings(matrix: sp.csr_matrix, dimensions: int = 32, seed: int = 0) 
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def _package(spec, workspace, interactions, factories, result, settings, side) -> Path | None:
+def _package(
+    spec, workspace, interactions, factories, result, settings, side, times
+) -> Path | None:
     from mlsd.models.packaging import spec_hash
     from mlsd.recsys.package import build
 
     arch = spec.architecture
     everything = interactions.matrix()
     if result.chosen == FUNNEL:
-        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side).fit(
-            everything
-        )
+        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side)
+        funnel.fit(everything, times)
         fitted, ranker = funnel.generators, funnel.ranker
     else:
         fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything)}, None
