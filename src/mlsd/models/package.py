@@ -261,16 +261,8 @@ def build(
     replaying the holdout, and only then renamed into place: a crash or a failed check
     never leaves a package (complete or not) under ``folder``.
     """
-    folder = Path(folder).absolute()
-    if folder.exists():
-        raise PackageError(
-            f"{folder} already exists",
-            hint="packages are immutable: build into a new folder, or delete the old one",
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+
+    def write_and_check(tmp: Path) -> None:
         _write(
             tmp,
             model=model,
@@ -285,6 +277,25 @@ def build(
         # Refuse to create a package that would not load: the model must read back from its
         # own files and reproduce the recorded outputs (catches lossy save/load at build time).
         _open(tmp, verify=True, loader=type(model).load)
+
+    return build_atomically(folder, write_and_check)
+
+
+def build_atomically(folder: str | Path, write_and_check: Callable[[Path], None]) -> Path:
+    """Run ``write_and_check`` on a temporary sibling of ``folder`` (which must not exist),
+    then rename it into place: a crash or a failed check never leaves a package (complete
+    or not) under ``folder``. Returns the package's path."""
+    folder = Path(folder).absolute()
+    if folder.exists():
+        raise PackageError(
+            f"{folder} already exists",
+            hint="packages are immutable: build into a new folder, or delete the old one",
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        write_and_check(tmp)
         try:
             os.rename(tmp, folder)
         except OSError as exc:
@@ -295,7 +306,7 @@ def build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    fsync_dir(folder.parent)
+    _fsync_dir(folder.parent)
     return folder
 
 
@@ -358,7 +369,7 @@ def _write(
     atomic_write_bytes(tmp / MANIFEST, json_bytes(manifest, "the manifest meta"))
 
 
-def fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

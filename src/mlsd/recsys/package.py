@@ -28,9 +28,6 @@ Loading imports numpy and LightGBM's C library only (it is on the serving path).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,8 +39,8 @@ from mlsd.models.package import (
     MANIFEST,
     MODIFIED,
     PackageError,
+    build_atomically,
     find_pickles,
-    fsync_dir,
     json_bytes,
     read_json,
     read_manifest,
@@ -99,24 +96,12 @@ def build(
     ``params`` gives each generator's settings (for the record). ``holdout_users`` users
     (seeded) are answered now and again on every load.
     """
-    folder = Path(folder).absolute()
-    if folder.exists():
-        raise PackageError(
-            f"{folder} already exists",
-            hint="packages are immutable: build into a new folder, or delete the old one",
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+
+    def write_and_check(tmp: Path) -> None:
         _write(tmp, recommender, params, metrics, meta, holdout_users, seed)
         load(tmp)  # refuse a package that would not load and answer the same
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(folder.parent)
-    return folder
+
+    return build_atomically(folder, write_and_check)
 
 
 def _write(tmp, rec: Recommender, params, metrics, meta, holdout_users, seed):
