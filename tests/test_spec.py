@@ -177,6 +177,11 @@ def test_a_funnel_recommends_items_to_users_from_interactions():
     assert "architecture.kind: funnel" in p["hint"]
     [p] = problems(FUNNEL.replace("kind: funnel", "kind: funnel\n  generators: [eas]"))
     assert p["key"].startswith("architecture.generators")
+    recent = FUNNEL.replace("kind: funnel", "kind: funnel\n  generators: [ease, recent]")
+    [p] = problems(recent)
+    assert p["key"] == "architecture.generators[1]" and "problem.time" in p["hint"]
+    timed = parse_spec(recent.replace("  target: item\n", "  target: item\n  time: ts\n"))
+    assert timed.architecture.generators == ["ease", "recent"]
 
 
 def test_rollout_sections_are_checked_with_their_keys():

@@ -12,7 +12,7 @@ import pytest
 
 from mlsd.errors import DataError
 from mlsd.recsys.evaluate import ranking_scores, top_items
-from mlsd.recsys.generators import ALS, BPR, EASE, GENERATORS, ItemKNN, Popularity
+from mlsd.recsys.generators import ALS, BPR, EASE, GENERATORS, ItemKNN, Popularity, Recent
 from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, split_per_user
 
 
@@ -96,7 +96,39 @@ def test_every_personal_generator_beats_popularity_on_clustered_users(split):
     for name in ("itemknn", "ease", "als"):
         assert recall[name] > recall["popularity"] + 0.1, recall
     assert recall["bpr"] > recall["popularity"], recall
-    assert set(GENERATORS) == set(recall)
+    assert set(GENERATORS) == {*recall, "recent"}  # recent: the next test, with times
+
+
+def test_recent_popularity_follows_what_is_in_fashion_now():
+    """Items 0-49 were the hits of the first half of the time range, 50-99 of the second;
+    every user's latest interactions are held out. Recent popularity (ties broken by all-time
+    counts) proposes the new hits; all-time popularity is still led by the old ones."""
+    from mlsd.recsys.interactions import latest
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(400):
+        for t in np.sort(rng.random(12)):
+            hits = np.arange(50) if t < 0.5 else np.arange(50, 100)
+            item = rng.choice(hits) if rng.random() < 0.9 - 0.4 * t else rng.integers(100, 300)
+            rows.append((user, item, t))
+    frame = pd.DataFrame(rows, columns=["user", "item", "t"])
+    data = Interactions.from_frame(frame, "user", "item")
+    labels = split_per_user(data.user_codes, (0.8, 0.0, 0.2), seed=0, times=frame["t"].to_numpy())
+    train, test = data.matrix(labels != TEST), data.matrix(labels == TEST)
+    times = latest(data, frame["t"].to_numpy(), labels != TEST)
+    users = np.flatnonzero(np.diff(test.indptr))
+    recall = {
+        g.name: ranking_scores(top_items(g, users, 10, exclude=train), test, users, ["recall@10"])
+        for g in (Popularity().fit(train), Recent(0.25).fit(train, times))
+    }
+    assert recall["recent"]["recall@10"] > 2 * recall["popularity"]["recall@10"], recall
+    # the newest quarter of training interactions decides; all-time counts only break ties
+    assert set(np.argsort(-Recent(0.25).fit(train, times).counts)[:10]) <= set(
+        data.items.get_indexer(range(50, 100))
+    )
+    with pytest.raises(ValueError, match=r"problem\.time"):
+        Recent().fit(train)
 
 
 def test_ease_is_each_items_ridge_regression_on_the_others(split):

@@ -59,9 +59,10 @@ def test_latest_keeps_each_pairs_last_time_and_the_ranker_learns_the_latest_as_t
     frame["ts"] = np.random.default_rng(1).permutation(len(frame)).astype(float)
     data = Interactions.from_frame(frame, "user", "item")
     matrix, when = data.matrix(), latest(data, frame["ts"].to_numpy())
-    funnel = Funnel({"popularity": Popularity, "ease": EASE}, candidates=20, seed=0)
+    factories = {"popularity": Popularity, "ease": EASE}
+    funnel = Funnel(factories, candidates=20, seed=0, latest_targets=True)
     _, y, rows = funnel._proposals(matrix, when)
     assert y.sum() > 0 and len(np.unique(rows)) > 100
-    # the same seed without times cuts at random: other targets
-    _, y_random, _ = funnel._proposals(matrix, None)
+    # the same seed with random targets: other targets
+    _, y_random, _ = Funnel(factories, candidates=20, seed=0)._proposals(matrix, when)
     assert y.sum() != y_random.sum() or not np.array_equal(y, y_random)

@@ -96,15 +96,18 @@ class Funnel:
         target_share: float = 0.25,
         seed: int = 0,
         side: Side | None = None,
+        latest_targets: bool = False,
     ):
         self.factories, self.candidates = factories, int(candidates)
         self.target_share, self.seed, self.side = float(target_share), seed, side
+        self.latest_targets = latest_targets
 
     def fit(self, train: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Funnel:
         """Fit the ranker on proposals from the histories, then refit the generators on
-        all of ``train``. With ``times`` (each pair's latest time,
-        :func:`mlsd.recsys.interactions.latest`), each user's targets are their latest
-        interactions, so the ranker learns to foresee what comes next."""
+        all of ``train``. ``times`` (each pair's latest time,
+        :func:`mlsd.recsys.interactions.latest`) reaches the generators; with
+        ``latest_targets`` each user's targets are their latest interactions, so the
+        ranker learns to foresee what comes next (for a split in time)."""
         import lightgbm as lgb
 
         x, y, rows = self._proposals(train, times)
@@ -128,7 +131,7 @@ class Funnel:
             "num_threads": 1,
         }
         self.ranker = lgb.train(params, dataset, num_boost_round=ROUNDS)
-        self.generators = {name: make().fit(train) for name, make in self.factories.items()}
+        self.generators = {n: make().fit(train, times) for n, make in self.factories.items()}
         self.popularity = percentile(np.asarray(train.sum(axis=0)).ravel())
         self.history = percentile(np.diff(train.indptr))
         return self
@@ -137,11 +140,13 @@ class Funnel:
         self, train: sp.csr_matrix, times: sp.csr_matrix | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each user's items cut into history and targets (at random, or the latest with
-        ``times``): the proposals made on the history, sorted by user, with their features
-        and whether each is a target."""
+        ``latest_targets``): the proposals made on the history, sorted by user, with their
+        features and whether each is a target."""
         coo = train.tocoo()
         shares = (1 - self.target_share, 0.0, self.target_share)
-        when = None if times is None else np.asarray(times[coo.row, coo.col]).ravel()
+        when = None
+        if self.latest_targets:
+            when = np.asarray(times[coo.row, coo.col]).ravel()
         labels = split_per_user(coo.row, shares, self.seed, times=when)
 
         def part(keep: np.ndarray) -> sp.csr_matrix:
@@ -149,7 +154,7 @@ class Funnel:
             return sp.csr_matrix((ones, (coo.row[keep], coo.col[keep])), train.shape)
 
         history, target = part(labels != TEST), part(labels == TEST)
-        generators = {name: make().fit(history) for name, make in self.factories.items()}
+        generators = {n: make().fit(history, times) for n, make in self.factories.items()}
         popularity = percentile(np.asarray(history.sum(axis=0)).ravel())
         users = np.flatnonzero(np.diff(target.indptr))
         proposals = propose(generators, users, history, self.candidates, popularity, self.side)
@@ -239,17 +244,21 @@ def choose(
     seed: int = 0,
     side: Side | None = None,
     times: sp.csr_matrix | None = None,
+    latest_targets: bool = False,
 ) -> Choice:
     """The honest gate: every generator alone and the funnel over all of them, fitted on
-    ``train`` and judged on ``valid`` by ``metric`` (a ranking metric at k). The funnel is
-    kept only when it beats the best single generator; otherwise that generator is."""
+    ``train`` (with its ``times``) and judged on ``valid`` by ``metric`` (a ranking metric
+    at k). The funnel is kept only when it beats the best single generator; otherwise that
+    generator is."""
     k = get_metric(metric).k or 10
     users = np.flatnonzero(np.diff(valid.indptr))
     scores = {}
     for name, make in factories.items():
-        top = top_items(make().fit(train), users, k, exclude=train)
+        top = top_items(make().fit(train, times), users, k, exclude=train)
         scores[name] = ranking_scores(top, valid, users, [metric])[metric]
-    funnel = Funnel(factories, candidates=candidates, seed=seed, side=side).fit(train, times)
+    funnel = Funnel(
+        factories, candidates=candidates, seed=seed, side=side, latest_targets=latest_targets
+    ).fit(train, times)
     scores["funnel"] = ranking_scores(funnel.recommend(users, k, train)[0], valid, users, [metric])[
         metric
     ]

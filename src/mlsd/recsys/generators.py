@@ -3,6 +3,9 @@ batch of users (higher is better). Scores of items a user already has are left a
 are: masking them is the caller's choice (:func:`mlsd.recsys.evaluate.top_items`).
 
 - :class:`Popularity`: how many users have the item; the same list for everyone.
+- :class:`Recent`: how many users had the item among the newest interactions (a
+  ``window`` share of them, by time), ties broken by all-time popularity: what is in
+  fashion now rather than what ever was.
 - :class:`ItemKNN`: item-item cosine similarity over users, shrunk towards 0 for items
   with few users in common, each item keeping its ``neighbours`` most similar; a user's
   score of an item is the sum of its similarities to the items the user has.
@@ -31,8 +34,9 @@ class Generator:
     grid: ClassVar[dict[str, list]] = {}
     form: ClassVar[str] = ""
 
-    def fit(self, matrix: sp.csr_matrix) -> Generator:
-        """Learn from the 0/1 user x item matrix; returns self."""
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Generator:
+        """Learn from the 0/1 user x item matrix (``times``: each pair's latest time, for
+        the generators that use it); returns self."""
         raise NotImplementedError
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -54,7 +58,7 @@ class Popularity(Generator):
     name = "popularity"
     form = "counts"
 
-    def fit(self, matrix: sp.csr_matrix) -> Popularity:
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Popularity:
         self.counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
         return self
 
@@ -63,6 +67,32 @@ class Popularity(Generator):
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts}
+
+
+class Recent(Popularity):
+    """Popularity among the newest ``window`` share of the interactions."""
+
+    name = "recent"
+    grid: ClassVar[dict[str, list]] = {"window": [0.05, 0.1, 0.25, 0.5]}
+    form = "counts"
+
+    def __init__(self, window: float = 0.1):
+        self.window = float(window)
+
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Recent:
+        if times is None:
+            raise ValueError("recent popularity needs the interactions' times (problem.time)")
+        coo = matrix.tocoo()
+        when = np.asarray(times[coo.row, coo.col], dtype=np.float64).ravel()
+        cut = np.quantile(when, 1 - self.window, method="higher") if len(when) else 0.0
+        recent = np.bincount(coo.col[when >= cut], minlength=matrix.shape[1])
+        overall = np.bincount(coo.col, minlength=matrix.shape[1])
+        # all-time popularity as a fraction below 1 orders items the window ties
+        self.counts = (recent + overall / (overall.max(initial=0) + 1)).astype(np.float32)
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return {"window": self.window}
 
 
 class ItemKNN(Generator):
@@ -78,7 +108,7 @@ class ItemKNN(Generator):
     def __init__(self, neighbours: int = 100, shrink: float = 10.0):
         self.neighbours, self.shrink = int(neighbours), float(shrink)
 
-    def fit(self, matrix: sp.csr_matrix) -> ItemKNN:
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> ItemKNN:
         self.matrix = matrix.tocsr().astype(np.float32)
         x = self.matrix.tocsc()
         co = (x.T @ x).toarray()  # users in common of each item pair
@@ -113,7 +143,7 @@ class EASE(Generator):
     def __init__(self, l2: float = 500.0):
         self.l2 = float(l2)
 
-    def fit(self, matrix: sp.csr_matrix) -> EASE:
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> EASE:
         self.matrix = matrix.tocsr().astype(np.float32)
         gram = (self.matrix.T @ self.matrix).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
@@ -144,7 +174,7 @@ class _Factors(Generator):
     def _model(self) -> Any:
         raise NotImplementedError
 
-    def fit(self, matrix: sp.csr_matrix) -> _Factors:
+    def fit(self, matrix: sp.csr_matrix, times: sp.csr_matrix | None = None) -> _Factors:
         import implicit.cpu  # noqa: F401  (its BLAS loaded first: the limit below reaches it)
         from threadpoolctl import threadpool_limits
 
@@ -232,4 +262,6 @@ class BPR(_Factors):
         )
 
 
-GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (Popularity, ItemKNN, EASE, ALS, BPR)}
+GENERATORS: dict[str, type[Generator]] = {
+    g.name: g for g in (Popularity, Recent, ItemKNN, EASE, ALS, BPR)
+}

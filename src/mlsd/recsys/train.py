@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -208,14 +209,12 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
     labels = split(spec, frame, interactions)
     train, valid, test = (interactions.matrix(labels == part) for part in (TRAIN, VALID, TEST))
     seen_for_test = interactions.matrix(labels != TEST)
+    when = _pair_times(spec, frame, interactions, labels)
 
     with stages("tune"):  # each generator over its grid, judged on valid
-        settings, tuning = tune(arch.generators, train, valid, metric, spec.seed)
+        settings, tuning = tune(arch.generators, train, valid, metric, spec.seed, when(TRAIN))
     factories = {name: partial(_make, name, settings[name], spec.seed) for name in arch.generators}
     side = side_of(spec, interactions)
-    times = None  # with a time split the ranker's targets are each user's latest too
-    if spec.split_method != "per_user":
-        times = latest(interactions, _times(frame[spec.problem.time[0]]))
     with stages("gate"):
         choice = choose(
             factories,
@@ -225,7 +224,8 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
             candidates=arch.candidates,
             seed=spec.seed,
             side=side,
-            times=times,
+            times=when(TRAIN),
+            latest_targets=_latest_targets(spec),
         )
     with stages("test"):
         leaderboard, per_stage, lists = _test(
@@ -238,7 +238,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
             choice,
             settings,
             side,
-            times,
+            when(TRAIN, VALID),
         )
     per_stage["tuning"] = tuning
     result = FunnelResult(
@@ -267,11 +267,29 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         result.report = str(write_html(result, workspace.reports / "evaluation.html"))
         write_json(workspace.reports / "evaluation.json", result.to_dict())
     with stages("package"):  # what was chosen, refitted on every interaction
-        package = _package(spec, workspace, interactions, factories, result, settings, side, times)
+        package = _package(spec, workspace, interactions, factories, result, settings, side, when())
     with stages("register"):
         _register(spec, workspace, result, package)
     result.timings = stages.timings
     return result
+
+
+def _pair_times(
+    spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions, labels: np.ndarray
+) -> Callable[..., sp.csr_matrix | None]:
+    """``when(*parts)``: each pair's latest time among the interactions of those split
+    parts (all without parts; None without ``problem.time``), so no later part's time
+    reaches an earlier part's fit."""
+    if not spec.problem.time:
+        return lambda *parts: None
+    times = _times(frame[spec.problem.time[0]])
+    return lambda *parts: latest(interactions, times, np.isin(labels, parts) if parts else None)
+
+
+def _latest_targets(spec: SystemSpec) -> bool:
+    """Under a split in time the ranker learns each user's latest interactions as targets,
+    as it will be judged; under a random split, random ones."""
+    return spec.split_method != "per_user"
 
 
 def _make(name: str, params: dict[str, Any], seed: int) -> Generator:
@@ -280,10 +298,15 @@ def _make(name: str, params: dict[str, Any], seed: int) -> Generator:
 
 
 def tune(
-    names: list[str], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str, seed: int
+    names: list[str],
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    metric: str,
+    seed: int,
+    times: sp.csr_matrix | None = None,
 ) -> tuple[dict[str, dict], dict[str, list]]:
     """Each generator's settings with the best ``metric`` on ``valid`` over its grid, and
-    every setting tried with its score."""
+    every setting tried with its score (``times``: each training pair's latest time)."""
     k = get_metric(metric).k or 10
     users = np.flatnonzero(np.diff(valid.indptr))
     best, tried = {}, {}
@@ -292,7 +315,7 @@ def tune(
         tried[name] = []
         for values in itertools.product(*grid.values()):
             params = dict(zip(grid, values, strict=True))
-            top = top_items(_make(name, params, seed).fit(train), users, k, exclude=train)
+            top = top_items(_make(name, params, seed).fit(train, times), users, k, exclude=train)
             score = ranking_scores(top, valid, users, [metric])[metric]
             tried[name].append({"params": params, metric: score})
         best[name] = max(tried[name], key=lambda t: t[metric])["params"]
@@ -312,8 +335,13 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
     users = np.flatnonzero(np.diff(test.indptr))
     segments = activity_segments(seen, users)
     leaderboard, lists = [], {}
-    funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side)
-    funnel.fit(seen, times)
+    funnel = Funnel(
+        factories,
+        candidates=arch.candidates,
+        seed=spec.seed,
+        side=side,
+        latest_targets=_latest_targets(spec),
+    ).fit(seen, times)
     for name in [*factories, FUNNEL]:
         if name == FUNNEL:
             top = funnel.recommend(users, k, seen)[0]
@@ -524,11 +552,16 @@ def _package(
     arch = spec.architecture
     everything = interactions.matrix()
     if result.chosen == FUNNEL:
-        funnel = Funnel(factories, candidates=arch.candidates, seed=spec.seed, side=side)
-        funnel.fit(everything, times)
+        funnel = Funnel(
+            factories,
+            candidates=arch.candidates,
+            seed=spec.seed,
+            side=side,
+            latest_targets=_latest_targets(spec),
+        ).fit(everything, times)
         fitted, ranker = funnel.generators, funnel.ranker
     else:
-        fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything)}, None
+        fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything, times)}, None
     recommender = assemble(
         interactions,
         everything,

@@ -119,6 +119,14 @@ def _funnel_problems(spec: SystemSpec) -> list[tuple[tuple, str, str]]:
                 "out) or time (the newest interactions of all)",
             )
         )
+    if "recent" in spec.architecture.generators and not spec.problem.time:
+        found.append(
+            (
+                ("architecture", "generators", spec.architecture.generators.index("recent")),
+                "recent popularity counts the newest interactions, and there are no times",
+                "set problem.time to the interactions' time column, or drop recent",
+            )
+        )
     if spec.architecture.filters.rules and spec.data.items is None:
         found.append(
             (

@@ -73,7 +73,14 @@ class MetricsSpec(Section):
 # --- step 3: architecture --------------------------------------------------------------------
 
 
-GENERATOR_NAMES = ("popularity", "itemknn", "ease", "als", "bpr")  # mlsd.recsys.generators
+GENERATOR_NAMES = (
+    "popularity",
+    "recent",
+    "itemknn",
+    "ease",
+    "als",
+    "bpr",
+)  # mlsd.recsys.generators
 
 
 class FunnelFilters(Section):
@@ -111,7 +118,8 @@ class ArchitectureSpec(Section):
         default_factory=lambda: ["popularity", "itemknn", "ease", "als"],
         min_length=1,
         description="Funnel: the candidate generators, each tuned on validation: popularity, "
-        "itemknn (item-item cosine), ease (closed form), als and bpr (implicit).",
+        "recent (popularity among the newest interactions; needs problem.time), itemknn "
+        "(item-item cosine), ease (closed form), als and bpr (implicit).",
     )
     candidates: int = Field(
         100, ge=1, le=10000, description="Funnel: items each generator proposes per user."
