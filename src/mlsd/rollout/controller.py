@@ -217,6 +217,7 @@ def context(spec: SystemSpec, ws: Workspace, experiment: Experiment, now: float)
         alpha=spec.rollout.alpha,
         latency_budget_ms=spec.problem.latency_budget_ms,
         now=now,
+        funnel=spec.architecture.funnel,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,7 @@ class Context:
     alpha: float
     latency_budget_ms: float
     now: float = field(default_factory=time.time)
+    funnel: bool = False  # a recommender: shadows are compared list by list
 
 
 @dataclass
@@ -375,28 +377,22 @@ def _bandit(experiment: Experiment, ctx: Context) -> Decision:
 def _shadow(experiment: Experiment, ctx: Context) -> Decision:
     cfg = experiment.config
     shadow = experiment.challengers[0]
-    pairs = online.shadow_pairs(ctx.traffic, shadow.name)
-    evidence: dict[str, Any] = {"pairs": len(pairs)}
-    if pairs.empty:
+    compare = _recommender_shadow if ctx.funnel else _model_shadow
+    requests, evidence, paired = compare(shadow.name, ctx)
+    if not requests:
         return Decision(HOLD, [], evidence, [f"{cfg['min_requests']} shadowed requests"])
-    live, copy = online.side(pairs, "_live"), online.side(pairs, "_shadow")
-    evidence.update(shadow_comparison(ctx.task, live, copy, ctx.alpha))
-    requests = int(pairs["request_id"].nunique())
     failed, waiting = [], []
     bound = ctx.latency_budget_ms
     p99 = evidence["latency_ms"]["shadow"]["p99"]
     if requests >= cfg["min_requests"] and p99 is not None and p99 > bound:
         failed.append(f"shadow p99 latency {p99:.1f} ms over the budget of {bound:g} ms")
     metric = ctx.metrics[0]
-    labelled_pairs = pairs[pairs["true_label"].notna()]
     ni = None
-    if len(labelled_pairs):
-        a = online.row_values(metric, ctx.task, ctx.classes, online.side(labelled_pairs, "_live"))
-        b = online.row_values(metric, ctx.task, ctx.classes, online.side(labelled_pairs, "_shadow"))
-        diff = online.unit_sample(online.side(labelled_pairs, "_live"), b - a)
+    if paired is not None:
+        diff, live_mean = paired
         evidence["paired"] = {"metric": metric.name, "requests": diff.n, **diff.to_dict()}
         if diff.n >= MIN_LABELLED_UNITS:
-            margin = cfg["margin"] * abs(float(np.nanmean(a)))  # relative to the live model's
+            margin = cfg["margin"] * abs(live_mean)  # relative to the live model's
             zero = stats.Sample(diff.n, 0.0, 0.0)  # paired: the live side is the origin
             tau = _tau_at(experiment, metric.name, diff.var, cfg["min_requests"])
             ni = stats.non_inferiority(
@@ -412,6 +408,11 @@ def _shadow(experiment: Experiment, ctx: Context) -> Decision:
                 failed.append(
                     f"on the same requests, {metric.name} is worse than the champion's "
                     f"(difference {ni.difference:+.4g}, CI [{ni.ci_low:+.4g}, {ni.ci_high:+.4g}])"
+                    + (  # feedback came on the champion's lists only
+                        "; users saw only the champion's lists: a canary shows the shadow's own"
+                        if ctx.funnel
+                        else ""
+                    )
                 )
     if failed:
         return Decision(STOP, [*failed, "the champion stays"], evidence)
@@ -439,6 +440,71 @@ def _shadow(experiment: Experiment, ctx: Context) -> Decision:
     )
 
 
+def _model_shadow(arm: str, ctx: Context) -> tuple[int, dict, tuple | None]:
+    """A model's shadow: its answers beside the live ones on the same instances; the
+    requests both answered, the evidence, and with labels the per-unit difference of the
+    first metric (shadow minus live) with the live mean."""
+    pairs = online.shadow_pairs(ctx.traffic, arm)
+    evidence: dict[str, Any] = {"pairs": len(pairs)}
+    if pairs.empty:
+        return 0, evidence, None
+    live, copy = online.side(pairs, "_live"), online.side(pairs, "_shadow")
+    evidence.update(shadow_comparison(ctx.task, live, copy, ctx.alpha))
+    labelled_pairs = pairs[pairs["true_label"].notna()]
+    paired = None
+    if len(labelled_pairs):
+        metric = ctx.metrics[0]
+        live = online.side(labelled_pairs, "_live")
+        a = online.row_values(metric, ctx.task, ctx.classes, live)
+        b = online.row_values(metric, ctx.task, ctx.classes, online.side(labelled_pairs, "_shadow"))
+        paired = (online.unit_sample(live, b - a), float(np.nanmean(a)))
+    return int(pairs["request_id"].nunique()), evidence, paired
+
+
+def _recommender_shadow(arm: str, ctx: Context) -> tuple[int, dict, tuple | None]:
+    """A recommender's shadow: its list beside the live list of the same request.
+    ``agreement`` is the mean overlap (the share of the live list the shadow also listed).
+    Feedback exists only for what users saw: the shadow's value of a request is the feedback
+    on the live items it also listed, over its own list's length, its other items counted
+    as 0. That favours the champion, so a shadow passing non-inferiority is not worse; one
+    failing may only be unseen (a canary shows its own list)."""
+    metric = ctx.metrics[0]
+    value = partial(online.row_values, metric, ctx.task, ctx.classes)
+    lists = online.shadow_lists(ctx.traffic, arm, value)
+    evidence: dict[str, Any] = {"pairs": len(lists)}
+    if lists.empty:
+        return 0, evidence, None
+    overlap = np.array(
+        [
+            len(set(live) & set(shadow)) / max(len(live), 1)
+            for live, shadow in zip(lists["items_live"], lists["items_shadow"], strict=True)
+        ]
+    )
+    evidence["agreement"] = float(overlap.mean())
+    evidence["overlap_quantiles"] = {f"p{q}": float(np.percentile(overlap, q)) for q in (10, 50)}
+    evidence["latency_ms"] = {
+        side: _quantiles(lists[f"latency_ms_{side}"].to_numpy(float)) for side in ("live", "shadow")
+    }
+    labelled = lists[lists["values"].notna()]
+    paired = None
+    if len(labelled):
+        a, b = [], []
+        for live, shadow, values in zip(
+            labelled["items_live"], labelled["items_shadow"], labelled["values"], strict=True
+        ):
+            a.append(np.nanmean([values.get(i, np.nan) for i in live]))
+            b.append(sum(values.get(i, 0.0) for i in shadow) / max(len(shadow), 1))
+        a, b = np.asarray(a), np.asarray(b)
+        paired = (online.unit_sample(labelled, b - a), float(np.nanmean(a)))
+    return len(lists), evidence, paired
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p99": None}
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+
 def shadow_comparison(task: Task, live: pd.DataFrame, copy: pd.DataFrame, alpha: float) -> dict:
     """Agreement of the two models on the same requests, the shadow's prediction drift
     against the live answers, and the latency of each."""
@@ -452,11 +518,8 @@ def shadow_comparison(task: Task, live: pd.DataFrame, copy: pd.DataFrame, alpha:
         }
     out["prediction_drift"] = prediction_drift(task, live, copy, alpha)
 
-    def latency(frame: pd.DataFrame) -> dict:
-        values = frame.drop_duplicates("request_id")["latency_ms"].to_numpy(float)
-        if not len(values):
-            return {"p50": None, "p99": None}
-        return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
-
-    out["latency_ms"] = {"live": latency(live), "shadow": latency(copy)}
+    out["latency_ms"] = {
+        name: _quantiles(frame.drop_duplicates("request_id")["latency_ms"].to_numpy(float))
+        for name, frame in (("live", live), ("shadow", copy))
+    }
     return out

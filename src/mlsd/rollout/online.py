@@ -9,6 +9,7 @@ is sticky to one arm, so its rows are not independent, while units are.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,6 +185,38 @@ def shadow_pairs(traffic: Traffic, shadow_arm: str) -> pd.DataFrame:
     )
     labels = traffic.labelled[["request_id", "instance", "true_label", *_reward(traffic)]]
     return pairs.merge(labels, on=["request_id", "instance"], how="left")
+
+
+def shadow_lists(
+    traffic: Traffic, shadow_arm: str, value: Callable[[pd.DataFrame], np.ndarray]
+) -> pd.DataFrame:
+    """Per request a live recommender and its shadow both answered (index request_id): the
+    unit, each list of items in position order (``items_live``, ``items_shadow``), each
+    latency, and ``values``: each live item with feedback (or silence, a 0) mapped to its
+    ``value`` (:func:`row_values` of the labelled rows), None while the request has none."""
+    shadow = traffic.shadow
+    if shadow.empty or "item" not in shadow:
+        return pd.DataFrame()
+    shadow = shadow[shadow["arm"] == shadow_arm]
+    live = traffic.predictions[traffic.predictions["request_id"].isin(shadow["request_id"])]
+
+    def lists(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.sort_values(["request_id", "instance"]).assign(item=rows["item"].astype(str))
+        return rows.groupby("request_id").agg(
+            items=("item", list), latency_ms=("latency_ms", "first")
+        )
+
+    out = lists(live).merge(
+        lists(shadow), left_index=True, right_index=True, suffixes=("_live", "_shadow")
+    )
+    out["unit"] = live.drop_duplicates("request_id").set_index("request_id")["unit"]
+    rows = traffic.labelled[traffic.labelled["request_id"].isin(out.index)]
+    item = live.set_index(["request_id", "instance"])["item"].astype(str)
+    values: dict[str, dict[str, float]] = {}
+    for rid, instance, v in zip(rows["request_id"], rows["instance"], value(rows), strict=True):
+        values.setdefault(rid, {})[item[(rid, instance)]] = float(v)
+    out["values"] = [values.get(rid) for rid in out.index]
+    return out
 
 
 def _reward(traffic: Traffic) -> list[str]:

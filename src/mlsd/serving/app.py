@@ -506,8 +506,8 @@ class Server:
     def recommend(self, payload: Any, request_id: str, started: float) -> dict[str, Any]:
         """Answer one user's recommendation request and log each recommended item (user,
         item, stage, score, position) so feedback on a position joins to it. While an
-        experiment routes traffic, the user's arm answers (shadows are not sent
-        recommendation requests)."""
+        experiment routes traffic, the user's arm answers and each shadow gets a copy of
+        the request."""
         try:
             user, k, exclude, context = recommend_request(payload)
         except RecommendRequestError as exc:
@@ -553,6 +553,9 @@ class Server:
             self.metrics.routed(
                 routed["experiment"], routed["arm"], model.label, len(items), latency_s
             )
+            if current.shadows:  # the shadow recommends for the same request, off the path
+                request = {"user": user, "k": k, "exclude": exclude}
+                self.shadow.submit(current, request_id, [request])
         return {"model_version": model.label, "request_id": request_id, **answer}
 
     def feedback(self, payload: Any) -> dict[str, Any]:

@@ -35,7 +35,13 @@ import orjson
 
 from mlsd.errors import MlsdError
 from mlsd.models.routing import Arm, RoutingTable
-from mlsd.serving.model import ServedModel, ServingError, identity, load_version
+from mlsd.serving.model import (
+    ServedModel,
+    ServedRecommender,
+    ServingError,
+    identity,
+    load_version,
+)
 from mlsd.spec import ServingSpec
 
 logger = logging.getLogger("mlsd.serving")
@@ -229,6 +235,9 @@ class ShadowScorer:
         """Score the copies of one shadow together; log one row per accepted instance."""
         routed = copies[0].routed
         model = routed.model
+        if isinstance(model, ServedRecommender):
+            self._recommend(copies)
+            return
         instances: list = []
         starts: list[int] = []
         for copy in copies:
@@ -267,6 +276,41 @@ class ShadowScorer:
         if refused:
             self.errors += refused
             self.metrics.shadow_errors.inc(refused)
+
+    def _recommend(self, copies: list[_Copy]) -> None:
+        """A recommender shadow: each copy is one ``/v1/recommend`` request (``{"user", "k",
+        "exclude"}``), answered in batches of one ``k`` without exploration; its list is
+        logged one row per item (``instance`` its position; item, score and stage in the
+        output), for :func:`mlsd.rollout.online.shadow_lists` to set beside the live list."""
+        routed = copies[0].routed
+        recommender = routed.model.package.recommender
+        by_k: dict[Any, list[tuple[_Copy, dict]]] = {}
+        for copy in copies:
+            for request in copy.instances:
+                by_k.setdefault(request.get("k"), []).append((copy, request))
+        listed = 0
+        for k, group in by_k.items():
+            started = time.perf_counter()
+            answers = recommender.recommend(
+                [r["user"] for _, r in group], k, [r.get("exclude") or [] for _, r in group]
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            for (copy, _), answer in zip(group, answers, strict=True):
+                self.log.shadow(
+                    request_id=copy.request_id,
+                    model_version=routed.model.label,
+                    experiment=copy.experiment,
+                    arm=routed.arm.name,
+                    outputs=[
+                        {"item": i["item"], "score": i["score"], "stage": i["stage"]}
+                        for i in answer["items"]
+                    ],
+                    latency_ms=elapsed_ms / len(group),
+                    ts=copy.ts,
+                )
+                listed += len(answer["items"])
+        self.scored += listed
+        self.metrics.shadowed(routed.arm.name, listed)
 
 
 # --- shadows in a process of their own -----------------------------------------------------
