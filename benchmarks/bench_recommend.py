@@ -51,10 +51,10 @@ def build(tmp: Path) -> tuple[Path, list]:
     """The funnel fitted on every rating, as a package; and the user ids."""
     from mlsd.datasets.movielens import tables
     from mlsd.recsys import package as recommenders
+    from mlsd.recsys.assemble import assemble
     from mlsd.recsys.funnel import Funnel
     from mlsd.recsys.generators import ALS, EASE, ItemKNN, Popularity
     from mlsd.recsys.interactions import Interactions
-    from mlsd.recsys.train import assemble
 
     inter, _, _ = tables()
     inter.to_csv(tmp / "interactions.csv", index=False)

@@ -11,9 +11,9 @@ import pytest
 from test_generators import clustered
 
 from mlsd.recsys import package as recommenders
+from mlsd.recsys.assemble import assemble, item_embeddings
 from mlsd.recsys.generators import EASE
 from mlsd.recsys.interactions import Interactions
-from mlsd.recsys.train import assemble, item_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from test_generators import clustered
 
 from mlsd.models.package import PackageError, find_pickles, sha256_file
 from mlsd.recsys import package as recommenders
+from mlsd.recsys.assemble import assemble
 from mlsd.recsys.funnel import Funnel
 from mlsd.recsys.generators import ALS, EASE, ItemKNN, Popularity
 from mlsd.recsys.interactions import Interactions
-from mlsd.recsys.train import assemble
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_a_large_catalogue_proposes_through_a_calibrated_index_that_the_package_
 def test_side_features_come_from_the_tables_and_travel_in_the_package(tmp_path):
     import pandas as pd
 
-    from mlsd.recsys.train import side_features
+    from mlsd.recsys.data import side_features
 
     frame = clustered(seed=10)
     data = Interactions.from_frame(frame, "user", "item")

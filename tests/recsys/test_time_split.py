@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from test_generators import clustered
 
+from mlsd.recsys.data import interactions_of, split
 from mlsd.recsys.interactions import TEST, TRAIN, VALID
-from mlsd.recsys.train import interactions_of, split, train_funnel
+from mlsd.recsys.train import train_funnel
 from mlsd.spec import load_spec
 
 SPEC = """\
@@ -60,9 +61,31 @@ def test_latest_keeps_each_pairs_last_time_and_the_ranker_learns_the_latest_as_t
     data = Interactions.from_frame(frame, "user", "item")
     matrix, when = data.matrix(), latest(data, frame["ts"].to_numpy())
     factories = {"popularity": Popularity, "ease": EASE}
-    funnel = Funnel(factories, candidates=20, seed=0, latest_targets=True)
+    funnel = Funnel(factories, candidates=20, seed=0, targets="per_user_time")
     _, y, rows = funnel._proposals(matrix, when)
     assert y.sum() > 0 and len(np.unique(rows)) > 100
     # the same seed with random targets: other targets
     _, y_random, _ = Funnel(factories, candidates=20, seed=0)._proposals(matrix, when)
     assert y.sum() != y_random.sum() or not np.array_equal(y, y_random)
+
+
+def test_under_one_cut_in_time_the_rankers_targets_are_the_newest_of_all():
+    from mlsd.recsys.funnel import Funnel
+    from mlsd.recsys.generators import EASE, Popularity
+    from mlsd.recsys.interactions import Interactions, latest
+
+    frame = clustered(seed=12)
+    rng = np.random.default_rng(2)
+    frame["ts"] = rng.permutation(len(frame)).astype(float)
+    early = frame["user"].isin([f"u{x}" for x in range(100)])  # gone before the newest 25%
+    frame.loc[early, "ts"] -= len(frame)
+    data = Interactions.from_frame(frame, "user", "item")
+    matrix, when = data.matrix(), latest(data, frame["ts"].to_numpy())
+    factories = {"popularity": Popularity, "ease": EASE}
+    _, y, rows = Funnel(factories, candidates=20, seed=0, targets="time")._proposals(matrix, when)
+    # proposals are made for users with targets only: none of the early ones
+    late_users = set(np.flatnonzero(~data.users.isin([f"u{x}" for x in range(100)])))
+    per_user = Funnel(factories, candidates=20, seed=0, targets="per_user_time")
+    _, _, rows_per_user = per_user._proposals(matrix, when)
+    assert y.sum() > 0 and len(np.unique(rows)) <= len(late_users)
+    assert len(np.unique(rows_per_user)) > len(late_users)  # each user's latest: everyone

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from mlsd.evaluation.metrics import get_metric
 from mlsd.recsys.evaluate import BATCH, mask_seen, ranking_scores, top_items, with_cold_start
 from mlsd.recsys.generators import Generator
-from mlsd.recsys.interactions import TEST, split_per_user
+from mlsd.recsys.interactions import TEST, TRAIN, split_per_user
 from mlsd.recsys.runtime import (
     Side,
     candidate_features,
@@ -96,18 +96,19 @@ class Funnel:
         target_share: float = 0.25,
         seed: int = 0,
         side: Side | None = None,
-        latest_targets: bool = False,
+        targets: str = "per_user",
     ):
         self.factories, self.candidates = factories, int(candidates)
         self.target_share, self.seed, self.side = float(target_share), seed, side
-        self.latest_targets = latest_targets
+        self.targets = targets
 
     def fit(self, train: sp.csr_matrix, times: sp.csr_matrix | None = None) -> Funnel:
         """Fit the ranker on proposals from the histories, then refit the generators on
         all of ``train``. ``times`` (each pair's latest time,
-        :func:`mlsd.recsys.interactions.latest`) reaches the generators; with
-        ``latest_targets`` each user's targets are their latest interactions, so the
-        ranker learns to foresee what comes next (for a split in time)."""
+        :func:`mlsd.recsys.interactions.latest`) reaches the generators and, with
+        ``targets`` other than ``per_user`` (random), places the targets as the split
+        places what is judged: each user's latest (``per_user_time``) or the newest of all
+        (``time``), so the ranker learns to foresee what comes next."""
         import lightgbm as lgb
 
         x, y, rows = self._proposals(train, times)
@@ -139,15 +140,20 @@ class Funnel:
     def _proposals(
         self, train: sp.csr_matrix, times: sp.csr_matrix | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each user's items cut into history and targets (at random, or the latest with
-        ``latest_targets``): the proposals made on the history, sorted by user, with their
-        features and whether each is a target."""
+        """Each user's items cut into history and targets (``targets``: at random, each
+        user's latest, or the newest of all): the proposals made on the history, sorted by
+        user, with their features and whether each is a target."""
         coo = train.tocoo()
         shares = (1 - self.target_share, 0.0, self.target_share)
-        when = None
-        if self.latest_targets:
+        if self.targets == "per_user":
+            labels = split_per_user(coo.row, shares, self.seed)
+        else:
             when = np.asarray(times[coo.row, coo.col]).ravel()
-        labels = split_per_user(coo.row, shares, self.seed, times=when)
+            if self.targets == "per_user_time":
+                labels = split_per_user(coo.row, shares, self.seed, times=when)
+            else:  # one cut in time for everyone
+                cut = np.quantile(when, 1 - self.target_share, method="higher")
+                labels = np.where(when >= cut, TEST, TRAIN)
 
         def part(keep: np.ndarray) -> sp.csr_matrix:
             ones = np.ones(int(keep.sum()), np.float32)
@@ -244,7 +250,7 @@ def choose(
     seed: int = 0,
     side: Side | None = None,
     times: sp.csr_matrix | None = None,
-    latest_targets: bool = False,
+    targets: str = "per_user",
 ) -> Choice:
     """The honest gate: every generator alone and the funnel over all of them, fitted on
     ``train`` (with its ``times``) and judged on ``valid`` by ``metric`` (a ranking metric
@@ -256,9 +262,9 @@ def choose(
     for name, make in factories.items():
         top = top_items(make().fit(train, times), users, k, exclude=train)
         scores[name] = ranking_scores(top, valid, users, [metric])[metric]
-    funnel = Funnel(
-        factories, candidates=candidates, seed=seed, side=side, latest_targets=latest_targets
-    ).fit(train, times)
+    funnel = Funnel(factories, candidates=candidates, seed=seed, side=side, targets=targets).fit(
+        train, times
+    )
     scores["funnel"] = ranking_scores(funnel.recommend(users, k, train)[0], valid, users, [metric])[
         metric
     ]

@@ -8,33 +8,36 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from mlsd.data.snapshot import load_dataset
-from mlsd.data.sources import read_source
 from mlsd.errors import MlsdError
 from mlsd.evaluation.metrics import get_metric
+from mlsd.recsys.assemble import assemble
+from mlsd.recsys.data import (
+    allowed,
+    interactions_of,
+    pair_times,
+    side_of,
+    split,
+    validate_funnel_data,
+)
 from mlsd.recsys.evaluate import (
     activity_segments,
     beyond_accuracy,
     ranking_scores,
     top_items,
 )
-from mlsd.recsys.funnel import Funnel, candidate_recall, choose, percentile
+from mlsd.recsys.funnel import Funnel, candidate_recall, choose
 from mlsd.recsys.generators import GENERATORS, Generator
-from mlsd.recsys.interactions import TEST, TRAIN, VALID, Interactions, latest, split_per_user
-from mlsd.recsys.retrieval import EXACT_MAX
-from mlsd.recsys.runtime import FUNNEL, Counts, Recommender, Side, scorer
-from mlsd.recsys.validate import validate_interactions
+from mlsd.recsys.interactions import TEST, TRAIN, VALID
+from mlsd.recsys.runtime import FUNNEL
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
@@ -123,29 +126,6 @@ def train_funnel(
         stages.close()
 
 
-def interactions_of(spec: SystemSpec, frame: pd.DataFrame) -> Interactions:
-    """The spec's interactions: users from ``problem.id``, items from ``problem.target``."""
-    return Interactions.from_frame(frame, spec.problem.id, spec.problem.target)
-
-
-def read_table(spec: SystemSpec, which: str) -> pd.DataFrame | None:
-    """``data.items`` or ``data.users`` as a frame (None when not declared)."""
-    source = getattr(spec.data, which)
-    return None if source is None else read_source(source, spec.base_dir).to_pandas()
-
-
-def validate_funnel_data(spec: SystemSpec, frame: pd.DataFrame) -> tuple[dict, list]:
-    """Facts and findings of the spec's interactions (and item table)."""
-    return validate_interactions(
-        frame,
-        spec.problem.id,
-        spec.problem.target,
-        time_column=spec.problem.time[0] if spec.problem.time else None,
-        items=read_table(spec, "items"),
-        item_key=spec.problem.target,
-    )
-
-
 def validate_interactions_report(spec: SystemSpec, workspace: Workspace) -> dict[str, Any]:
     """``mlsd validate`` for a funnel: the facts and findings of the interactions, written
     to the workspace's reports as validation.json."""
@@ -163,32 +143,6 @@ def _validation(spec: SystemSpec, workspace: Workspace, dataset: Any) -> dict[st
     }
     write_json(workspace.reports / "validation.json", report)
     return report
-
-
-def split(spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions) -> np.ndarray:
-    """TRAIN/VALID/TEST per interaction: each user's at random (per_user) or their last
-    ones (per_user_time), or the newest of all (time: one cut in time for everyone)."""
-    valid, test = spec.data.split.valid, spec.data.split.test
-    shares = (1 - valid - test, valid, test)
-    if spec.split_method == "per_user":
-        return split_per_user(interactions.user_codes, shares, spec.seed)
-    times = _times(frame[spec.problem.time[0]])
-    if spec.split_method == "per_user_time":
-        return split_per_user(interactions.user_codes, shares, spec.seed, times=times)
-    order = np.lexsort((np.random.default_rng(spec.seed).random(len(times)), times))
-    labels = np.empty(len(times), dtype=np.int8)
-    n_test, n_valid = round(test * len(times)), round(valid * len(times))
-    labels[order] = TRAIN
-    labels[order[len(order) - n_test - n_valid : len(order) - n_test]] = VALID
-    labels[order[len(order) - n_test :]] = TEST
-    return labels
-
-
-def _times(column: pd.Series) -> np.ndarray:
-    """Event times as numbers (unreadable ones first)."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        return column.astype("int64").to_numpy()
-    return pd.to_numeric(column, errors="coerce").fillna(-np.inf).to_numpy()
 
 
 def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -> FunnelResult:
@@ -209,7 +163,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
     labels = split(spec, frame, interactions)
     train, valid, test = (interactions.matrix(labels == part) for part in (TRAIN, VALID, TEST))
     seen_for_test = interactions.matrix(labels != TEST)
-    when = _pair_times(spec, frame, interactions, labels)
+    when = pair_times(spec, frame, interactions, labels)
 
     with stages("tune"):  # each generator over its grid, judged on valid
         settings, tuning = tune(arch.generators, train, valid, metric, spec.seed, when(TRAIN))
@@ -225,7 +179,7 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
             seed=spec.seed,
             side=side,
             times=when(TRAIN),
-            latest_targets=_latest_targets(spec),
+            targets=spec.split_method,
         )
     with stages("test"):
         leaderboard, per_stage, lists = _test(
@@ -272,24 +226,6 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
         _register(spec, workspace, result, package)
     result.timings = stages.timings
     return result
-
-
-def _pair_times(
-    spec: SystemSpec, frame: pd.DataFrame, interactions: Interactions, labels: np.ndarray
-) -> Callable[..., sp.csr_matrix | None]:
-    """``when(*parts)``: each pair's latest time among the interactions of those split
-    parts (all without parts; None without ``problem.time``), so no later part's time
-    reaches an earlier part's fit."""
-    if not spec.problem.time:
-        return lambda *parts: None
-    times = _times(frame[spec.problem.time[0]])
-    return lambda *parts: latest(interactions, times, np.isin(labels, parts) if parts else None)
-
-
-def _latest_targets(spec: SystemSpec) -> bool:
-    """Under a split in time the ranker learns each user's latest interactions as targets,
-    as it will be judged; under a random split, random ones."""
-    return spec.split_method != "per_user"
 
 
 def _make(name: str, params: dict[str, Any], seed: int) -> Generator:
@@ -340,7 +276,7 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
         candidates=arch.candidates,
         seed=spec.seed,
         side=side,
-        latest_targets=_latest_targets(spec),
+        targets=spec.split_method,
     ).fit(seen, times)
     for name in [*factories, FUNNEL]:
         if name == FUNNEL:
@@ -382,7 +318,7 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
             funnel.ranker,
             k=k,
             candidates=arch.candidates,
-            allowed=_allowed(spec, interactions.items),
+            allowed=allowed(spec, interactions.items),
             diversity=arch.filters.diversity,
             side=side,
         )
@@ -400,149 +336,6 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
     return leaderboard, stages, lists
 
 
-def _allowed(spec: SystemSpec, items: pd.Index) -> np.ndarray | None:
-    """Which items pass every ``filters.rules`` condition (None without rules)."""
-    rules = spec.architecture.filters.rules
-    if not rules:
-        return None
-    import duckdb
-
-    table = read_table(spec, "items")
-    key = spec.problem.target
-    where = " and ".join(f"({rule})" for rule in rules)
-    try:
-        con = duckdb.connect()
-        con.register("items", table)
-        passing = con.execute(f'select "{key}" from items where {where}').fetchnumpy()[key]
-    except duckdb.Error as exc:
-        raise FunnelTrainError(
-            f"architecture.filters.rules cannot be evaluated on the item table: {exc}",
-            hint="write each rule as a DuckDB condition over the item table's columns",
-        ) from exc
-    return np.asarray(items.isin(pd.Index(passing)))
-
-
-def assemble(
-    interactions: Interactions,
-    matrix: sp.csr_matrix,
-    fitted: dict[str, Generator],
-    chosen: str,
-    ranker: Any = None,
-    *,
-    k: int = 10,
-    candidates: int = 100,
-    allowed: np.ndarray | None = None,
-    exclude_seen: bool = True,
-    diversity: float = 0.0,
-    exploration: float = 0.0,
-    ann_above: int = EXACT_MAX,
-    seed: int = 0,
-    side: Side | None = None,
-) -> Recommender:
-    """The runtime :class:`Recommender` of generators ``fitted`` on ``matrix`` (every
-    interaction of ``interactions``), with ``ranker`` when ``chosen`` is the funnel; with
-    ``diversity``, item vectors for MMR (:func:`item_embeddings`). A factor generator over
-    more than ``ann_above`` items proposes through a faiss IVF index, calibrated to find 95%
-    of its exact proposals at the depth they are read (``candidates`` past a p90 history)."""
-    counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
-    generators = {n: scorer(g.form, g.arrays()) for n, g in fitted.items()}
-    for generator in generators.values():
-        if generator.form == "factors" and matrix.shape[1] > ann_above:
-            from mlsd.recsys.retrieval import IVFIndex
-
-            depth = candidates + int(np.percentile(np.diff(matrix.indptr), 90))
-            rng = np.random.default_rng(seed)
-            sample = rng.choice(matrix.shape[0], size=min(matrix.shape[0], 300), replace=False)
-            generator.index = IVFIndex.build(
-                generator.item_factors,
-                target_recall=0.95,
-                k=depth,
-                calibration_queries=generator.user_factors[sample],
-                seed=seed,
-            )
-    return Recommender(
-        users=interactions.users.tolist(),
-        items=interactions.items.tolist(),
-        indptr=matrix.indptr.astype(np.int64),
-        indices=matrix.indices.astype(np.int64),
-        generators=generators,
-        chosen=chosen,
-        k=k,
-        candidates=candidates,
-        popularity=percentile(counts),
-        history=percentile(np.diff(matrix.indptr)),
-        fallback=Counts(counts),
-        ranker=ranker,
-        allowed=allowed,
-        exclude_seen=exclude_seen,
-        diversity=diversity,
-        exploration=exploration,
-        embeddings=item_embeddings(matrix) if diversity > 0 else None,
-        side=side,
-    )
-
-
-def side_of(spec: SystemSpec, interactions: Interactions) -> Side | None:
-    """The ranker's side features from ``data.items`` and ``data.users`` (None without
-    either): numbers and booleans as they are, a text column of at most 30 values as one
-    0/1 column per value; ids missing from a table get NaN."""
-    items, users = read_table(spec, "items"), read_table(spec, "users")
-    return side_features(interactions, items, users, spec.problem.target, spec.problem.id)
-
-
-def side_features(
-    interactions: Interactions,
-    items: pd.DataFrame | None,
-    users: pd.DataFrame | None,
-    item_key: str,
-    user_key: str,
-) -> Side | None:
-    """:class:`Side` from an item table keyed by ``item_key`` and a user table keyed by
-    ``user_key`` (either may be None), in the order of ``interactions``' ids."""
-    if items is None and users is None:
-        return None
-    item_values, item_names = _numeric(items, item_key, interactions.items)
-    user_values, user_names = _numeric(users, user_key, interactions.users)
-    return Side(item_values, user_values, item_names, user_names)
-
-
-def _numeric(table: pd.DataFrame | None, key: str, ids: pd.Index) -> tuple[np.ndarray, list]:
-    if table is None:
-        return np.zeros((len(ids), 0), dtype=np.float32), []
-    if key not in table.columns:
-        raise FunnelTrainError(
-            f"the table keyed by {key!r} has no column {key!r}",
-            hint=f"name the id column of data.items / data.users {key!r}, as in the interactions",
-        )
-    table = table.drop_duplicates(key).set_index(key).reindex(ids)
-    columns, names = [], []
-    for name in table.columns:
-        values = table[name]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            columns.append(values.astype(float).to_numpy())
-            names.append(name)
-        elif values.nunique() <= 30:
-            for level in sorted(map(str, values.dropna().unique())):
-                columns.append((values.astype(str) == level).where(values.notna()).to_numpy(float))
-                names.append(f"{name}_{level}")
-    names = [re.sub(r"[^0-9A-Za-z_]+", "_", n) for n in names]  # LightGBM's feature names
-    if not columns:
-        return np.zeros((len(ids), 0), dtype=np.float32), []
-    return np.column_stack(columns).astype(np.float32), names
-
-
-def item_embeddings(matrix: sp.csr_matrix, dimensions: int = 32, seed: int = 0) -> np.ndarray:
-    """Each item's interaction profile (its column of users) reduced to ``dimensions`` by a
-    truncated SVD and L2-normalised: the dot product of two is their cosine similarity."""
-    from sklearn.utils.extmath import randomized_svd
-
-    d = max(1, min(dimensions, min(matrix.shape) - 1))
-    _, s, vt = randomized_svd(matrix.astype(np.float64), d, random_state=seed)
-    vectors = (vt.T * s).astype(np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
-
-
 def _package(
     spec, workspace, interactions, factories, result, settings, side, times
 ) -> Path | None:
@@ -557,7 +350,7 @@ def _package(
             candidates=arch.candidates,
             seed=spec.seed,
             side=side,
-            latest_targets=_latest_targets(spec),
+            targets=spec.split_method,
         ).fit(everything, times)
         fitted, ranker = funnel.generators, funnel.ranker
     else:
@@ -570,7 +363,7 @@ def _package(
         ranker,
         k=arch.k,
         candidates=arch.candidates,
-        allowed=_allowed(spec, interactions.items),
+        allowed=allowed(spec, interactions.items),
         exclude_seen=arch.filters.exclude_seen,
         diversity=arch.filters.diversity,
         exploration=arch.filters.exploration,
