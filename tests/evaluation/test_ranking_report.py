@@ -252,7 +252,12 @@ def test_training_report_of_a_ranking_model(tmp_path):
         spec,
         SimpleNamespace(reports=tmp_path),
         result,
-        Candidate(entries[1], model, fz),
+        Candidate(
+            entries[1],
+            model,
+            fz,
+            model.predict(fz.transform({c: parts["valid"][c].array for c in columns})),
+        ),
         decisions,
         data,
         compare={"baseline:noise": parts["test"]["noise"].to_numpy()},

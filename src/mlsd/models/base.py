@@ -70,6 +70,32 @@ class FitData:
     # grouped tasks (ranking): the group of each row, the rows of a group contiguous
     groups: np.ndarray | None = None
     groups_valid: np.ndarray | None = None
+    # cross-validation: (fit rows, held-out rows) of X per fold; X_valid is then unused
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def fold(self, fit: np.ndarray, held_out: np.ndarray) -> FitData:
+        """The data of one fold: its rows of X to fit on, its held-out rows as validation."""
+        weight = None if self.sample_weight is None else self.sample_weight[fit]
+        return FitData(
+            X=self.X[fit],
+            y=self.y[fit],
+            X_valid=self.X[held_out],
+            y_valid=self.y[held_out],
+            sample_weight=weight,
+            feature_names=self.feature_names,
+            categorical=self.categorical,
+        )
+
+    def without_validation(self) -> FitData:
+        """Every row to fit on and none to stop on: for a refit with settings chosen."""
+        return FitData(
+            X=self.X,
+            y=self.y,
+            sample_weight=self.sample_weight,
+            feature_names=self.feature_names,
+            categorical=self.categorical,
+            groups=self.groups,
+        )
 
 
 class Model(ABC):
@@ -104,6 +130,11 @@ class Model(ABC):
     def describe(self) -> dict[str, Any]:
         """Family, parameters and anything the leaderboard should show (e.g. iterations)."""
         return {"family": self.family, "params": self.params}
+
+    def refit_params(self) -> dict[str, Any]:
+        """The parameters to fit this model again on more rows without a split to stop on
+        (boosted trees add the number of rounds early stopping chose)."""
+        return dict(self.params)
 
     def _write_header(self, folder: Path, **extra: Any) -> None:
         header = {

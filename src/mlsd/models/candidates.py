@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ import pandas as pd
 from mlsd.evaluation.metrics import Metric, compute, metrics_for
 from mlsd.features import Featurizer, FittedFeaturizer, frame_inputs
 from mlsd.models.base import FitData, Model, TaskInfo
-from mlsd.models.gate import beats, guardrail_failures
+from mlsd.models.gate import guardrail_failures
 from mlsd.models.leaderboard import SPLITS, Entry
+from mlsd.models.selection import HOLDOUT, Selection, fold_indices
 from mlsd.spec import SystemSpec
 
 
@@ -36,6 +37,8 @@ class TrainingData:
     classes: list  # the target's classes, positive last for binary; [] without classes
     # grouped tasks (ranking): each split's group ids, the rows of a group contiguous
     groups: dict[str, np.ndarray] | None = None
+    # how candidates are judged: on valid, or cross-validated over train + valid
+    selection: Selection = field(default_factory=lambda: Selection(HOLDOUT))
 
     def groups_of(self, split: str) -> np.ndarray | None:
         """The group of each of ``split``'s rows (None when the task is not grouped)."""
@@ -44,6 +47,36 @@ class TrainingData:
     def inputs(self, split: str) -> dict[str, Any]:
         """The feature columns of ``split`` as a featurizer reads them."""
         return frame_inputs(self.parts[split], self.columns)
+
+    @property
+    def fit_rows(self) -> pd.DataFrame:
+        """Train and valid together: what cross-validation folds and the final refit use."""
+        return pd.concat([self.parts["train"], self.parts["valid"]])
+
+    @property
+    def y_fit(self) -> np.ndarray:
+        """The labels of :attr:`fit_rows`."""
+        return np.concatenate([self.ys["train"], self.ys["valid"]])
+
+    @property
+    def y_selection(self) -> np.ndarray:
+        """The labels candidates are judged on: valid's, or (cross-validated) all of
+        train + valid, each predicted out of fold."""
+        return self.y_fit if self.selection.cv else self.ys["valid"]
+
+    def score_selection(
+        self, pred: np.ndarray, n_features: int, threshold: float = 0.5
+    ) -> dict[str, float | None]:
+        """Every metric of the task for the selection predictions (:attr:`y_selection`)."""
+        return compute(
+            self.task.kind,
+            self.y_selection,
+            pred,
+            names=metrics_for(self.task.kind),
+            n_features=n_features,
+            threshold=threshold,
+            groups=None if self.selection.cv else self.groups_of("valid"),
+        )
 
     def score(
         self, split: str, pred: np.ndarray, n_features: int, threshold: float = 0.5
@@ -67,6 +100,8 @@ class Candidate:
     entry: Entry
     model: Model
     featurizer: FittedFeaturizer
+    # its predictions of the selection rows (TrainingData.y_selection), none fitted on them
+    valid_pred: np.ndarray
     data: FitData | None = None  # the matrices it was fitted on (None for an average)
 
     def matrix(self, frame: pd.DataFrame, columns: dict[str, str]) -> np.ndarray:
@@ -142,33 +177,28 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
     from mlsd.models.families import FAMILIES
     from mlsd.models.tuning import tune
 
-    task, metric = data.task, data.metric
+    task, metric, cv = data.task, data.metric, data.selection.cv
     featurizers: dict[str, FittedFeaturizer] = {}
     matrices: dict[str, dict[str, np.ndarray]] = {}
     fitted = []
     weights = _class_weight_choices(spec, task, data.ys["train"])
     left = len(spec.models.candidates) * len(weights)  # variants still to tune
     budget, started = spec.models.tuning.budget_s, time.perf_counter()
+    folds = fold_indices(data.y_fit, task, data.selection, spec.seed) if cv else None
 
     def score(pred):
-        valid = compute(
-            task.kind,
-            data.ys["valid"],
-            pred,
-            names=[metric.name],
-            groups=data.groups_of("valid"),
-        )
-        return valid[metric.name]
+        groups = None if cv else data.groups_of("valid")
+        return compute(task.kind, data.y_selection, pred, names=[metric.name], groups=groups)[
+            metric.name
+        ]
 
     for family in spec.models.candidates:
         encoding = FAMILIES[family].encoding
-        if encoding not in featurizers:  # fitted on the training split only
-            featurizers[encoding] = Featurizer(data.columns, spec.features, encoding=encoding).fit(
-                data.inputs("train")
-            )
-            matrices[encoding] = {
-                s: featurizers[encoding].transform(data.inputs(s)) for s in ("train", "valid")
-            }
+        if encoding not in featurizers:  # fitted on the rows the models are fitted on
+            rows = frame_inputs(data.fit_rows, data.columns) if cv else data.inputs("train")
+            fz = Featurizer(data.columns, spec.features, encoding=encoding).fit(rows)
+            featurizers[encoding] = fz
+            matrices[encoding] = {s: fz.transform(data.inputs(s)) for s in ("train", "valid")}
         fz, X = featurizers[encoding], matrices[encoding]
         fit_data = FitData(
             X=X["train"],
@@ -180,6 +210,15 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
             groups=data.groups_of("train"),
             groups_valid=data.groups_of("valid"),
         )
+        tune_data = fit_data
+        if cv:  # every row of train + valid, each predicted once per repeat out of fold
+            tune_data = FitData(
+                X=np.concatenate([X["train"], X["valid"]]),
+                y=data.y_fit,
+                feature_names=fz.feature_names,
+                categorical=fz.categorical_indices,
+                folds=folds,
+            )
         for weight in weights:
             # nothing left (or budget 0): the defaults only
             share = max(budget - (time.perf_counter() - started), 0.0) / left
@@ -187,7 +226,7 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
             result = tune(
                 family,
                 task,
-                fit_data,
+                tune_data,
                 score=score,
                 direction=metric.direction,
                 budget_s=share,
@@ -197,7 +236,7 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
                 fixed=spec.models.params.get(family, {}),
             )
             model = result.model
-            scores, per_row = _score_without_test(data, model, X)
+            scores, per_row = _score_without_test(data, model, X["train"], result.valid_pred)
             details = {**model.describe(), "trials": result.n_trials, "pruned": result.n_pruned}
             entry = Entry(
                 name=family + ("+balanced" if weight == "balanced" else ""),
@@ -209,7 +248,7 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
                 predict_us_per_row=per_row,
                 size_bytes=_size(model),
             )
-            fitted.append(Candidate(entry, model, fz, fit_data))
+            fitted.append(Candidate(entry, model, fz, result.valid_pred, fit_data))
     return fitted
 
 
@@ -222,35 +261,58 @@ def select(spec: SystemSpec, metric: Metric, fitted: list[Candidate]) -> Candida
 def try_ensemble(
     spec: SystemSpec, data: TrainingData, fitted: list[Candidate], best: Candidate
 ) -> EnsembleTrial:
-    """Average the top candidates that share the chosen model's featurizer; the average
-    replaces the chosen model only when it beats it on valid by ``evaluation.ensemble.margin``
-    (and stays within the guardrails on valid)."""
-    from mlsd.models.ensemble import average
+    """A weighted average of the top candidates of every family, weighted by greedy
+    selection on the selection predictions (:mod:`mlsd.models.ensemble`); it replaces the
+    chosen model only when its gain on the selection rows is at least
+    ``evaluation.ensemble.margin`` and its paired bootstrap's 90% lower bound is above 0
+    (and it stays within the guardrails)."""
+    from mlsd.features.stacked import stack
+    from mlsd.models.ensemble import gain_interval, greedy_weights, weighted
 
-    policy, metric = spec.evaluation.ensemble, data.metric
-    # a package has one featurizer: the members share the chosen one's, best first
-    same = [c for c in fitted if c.featurizer is best.featurizer and c is not best]
-    same.sort(key=lambda c: c.entry.rank(metric, "valid"), reverse=True)
-    members = [best, *same][: policy.top]
-    names = [m.entry.name for m in members]
+    policy, metric, task = spec.evaluation.ensemble, data.metric, data.task
+    others = sorted(
+        (c for c in fitted if c is not best),
+        key=lambda c: c.entry.rank(metric, "valid"),
+        reverse=True,
+    )
+    ranked = [best, *others][: policy.top]
     best_valid = best.entry.scores["valid"][metric.name]
     decision: dict[str, Any] = {
-        "method": "average",
-        "members": names,
+        "method": "weighted",
+        "tried": [c.entry.name for c in ranked],
         "margin": policy.margin,
         "best_single": best.entry.name,
         "best_single_valid": best_valid,
     }
-    if len(members) < 2:
-        decision.update(
-            kept=False,
-            reason=f"no other candidate shares {best.entry.name}'s featurizer (a package has "
-            "one; linear and LightGBM encode features differently)",
+    if task.definition.grouped or len(ranked) < 2:
+        why = (
+            "ranking scores of different models are on different scales"
+            if task.definition.grouped
+            else "there is no other candidate to average with"
         )
+        decision.update(kept=False, reason=why)
         return EnsembleTrial(best, decision)
-    model = average([m.model for m in members], names, data.task)
-    matrices = {s: best.matrix(data.parts[s], data.columns) for s in ("train", "valid")}
-    scores, per_row = _score_without_test(data, model, matrices)
+    y = data.y_selection
+    higher = metric.direction == "max"
+
+    def on(rows: np.ndarray, pred: np.ndarray) -> float:
+        value = compute(task.kind, y[rows], pred[rows], names=[metric.name])[metric.name]
+        return np.nan if value is None else float(value)
+
+    everything = np.arange(len(y))
+    shares = greedy_weights([c.valid_pred for c in ranked], lambda p: on(everything, p), higher)
+    members = [(c, w) for c, w in zip(ranked, shares, strict=True) if w > 0]
+    decision["weights"] = {c.entry.name: round(float(w), 4) for c, w in members}
+    if len(members) < 2:
+        decision.update(kept=False, reason=f"no blend of them beats {best.entry.name} alone")
+        return EnsembleTrial(best, decision)
+    featurizer = stack([c.featurizer for c, _ in members])
+    spans = [_span(featurizer, c.featurizer) for c, _ in members]
+    names = [c.entry.name for c, _ in members]
+    model = weighted([c.model for c, _ in members], names, [w for _, w in members], spans, task)
+    pred = sum(w * np.asarray(c.valid_pred, dtype=np.float64) for c, w in members)
+    X_train = featurizer.transform(data.inputs("train"))
+    scores, per_row = _score_without_test(data, model, X_train, pred)
     entry = Entry(
         name="ensemble",
         kind="candidate",
@@ -262,20 +324,34 @@ def try_ensemble(
         size_bytes=_size(model),
     )
     valid = scores["valid"][metric.name]
+    gain, low = gain_interval(
+        y, pred, best.valid_pred, lambda _y, p, rows: on(rows, p), higher, seed=spec.seed
+    )
     breaks = guardrail_failures(spec, scores["valid"], "valid")
-    kept = beats(metric, valid, best_valid, policy.margin) and not breaks
+    kept = gain >= policy.margin and gain > 0 and low > 0 and not breaks
+    decision.update(valid=valid, gain=gain, gain_low=low, members=names)
     if kept:
-        reason = f"{metric.name} {valid:.4g} on valid beats {best.entry.name}'s {best_valid:.4g}"
+        reason = (
+            f"{metric.name} {valid:.4g} on valid beats {best.entry.name}'s {best_valid:.4g} "
+            f"(gain {gain:.4g}, 90% lower bound {low:.4g})"
+        )
     elif breaks:
         reason = "; ".join(breaks)
     else:
         reason = (
-            f"{metric.name} {valid:.4g} on valid does not beat {best.entry.name}'s "
-            f"{best_valid:.4g} by the margin {policy.margin:g}"
+            f"{metric.name} {valid:.4g} on valid against {best.entry.name}'s {best_valid:.4g}: "
+            f"gain {gain:.4g}, 90% lower bound {low:.4g}, margin {policy.margin:g}: within noise"
         )
-    decision.update(valid=valid, kept=kept, reason=reason)
-    chosen = Candidate(entry, model, best.featurizer) if kept else best
+    decision.update(kept=kept, reason=reason)
+    chosen = Candidate(entry, model, featurizer, pred) if kept else best
     return EnsembleTrial(chosen, decision, entry)
+
+
+def _span(featurizer: Any, part: FittedFeaturizer) -> tuple[int, int]:
+    """The columns ``part`` fills in ``featurizer`` (all of them when it is the part)."""
+    if featurizer is part:
+        return (0, len(part.feature_names))
+    return featurizer.spans[featurizer.parts.index(part)]
 
 
 def _class_weight_choices(spec: SystemSpec, task: TaskInfo, y: np.ndarray) -> list:
@@ -288,16 +364,16 @@ def _class_weight_choices(spec: SystemSpec, task: TaskInfo, y: np.ndarray) -> li
 
 
 def _score_without_test(
-    data: TrainingData, model: Model, matrices: dict[str, np.ndarray]
+    data: TrainingData, model: Model, X_train: np.ndarray, valid_pred: np.ndarray
 ) -> tuple[dict[str, Any], float]:
-    """Scores on train and valid (test stays unscored until the choice is made) and the
-    prediction time per row on valid."""
-    scores: dict[str, Any] = {}
-    per_row = 0.0
-    for split, X in matrices.items():
-        pred, per_row = _timed_predict(model.predict, X)
-        scores[split] = data.score(split, pred, X.shape[1])
-    scores["test"] = None  # scored once, at the end, for the chosen model only
+    """Scores on train and on the selection rows (``valid_pred``: valid, or out of fold);
+    test stays unscored until the choice is made. And the prediction time per row."""
+    pred, per_row = _timed_predict(model.predict, X_train)
+    scores: dict[str, Any] = {
+        "train": data.score("train", pred, X_train.shape[1]),
+        "valid": data.score_selection(valid_pred, X_train.shape[1]),
+        "test": None,  # scored once, at the end, for the chosen model only
+    }
     return scores, per_row
 
 

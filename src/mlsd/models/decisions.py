@@ -40,14 +40,15 @@ class Evaluation:
 
 
 def evaluate(spec: SystemSpec, data: TrainingData, chosen: Candidate) -> Evaluation:
-    """Calibrate the chosen model, choose its decision threshold, run the behavioural tests:
-    all on the validation split."""
+    """Calibrate the chosen model and choose its decision threshold on its selection
+    predictions (the validation split's, or out of fold), run the behavioural tests on the
+    validation split."""
     from mlsd.evaluation import behavioral, calibration, thresholds
 
     out = Evaluation()
     task = data.task.definition
-    raw = np.asarray(chosen.predict(data.parts["valid"], data.columns))
-    y = data.ys["valid"]
+    raw = np.asarray(chosen.valid_pred)  # out of sample: valid's, or out of fold
+    y = data.y_selection
     if task.thresholded:
         out.calibrator, report = calibration.choose(
             y, raw, spec.evaluation.calibration, seed=spec.seed

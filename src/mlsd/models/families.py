@@ -59,7 +59,12 @@ def load_model(folder: Path) -> Model:
 
 
 class EnsembleModel(Model):
-    """The plain average of fitted members' predictions (probabilities, or values)."""
+    """A weighted average of fitted members' predictions (probabilities, or values).
+
+    ``params``: ``members`` (names for reports), ``weights`` (default equal) and ``spans``:
+    each member's columns [start, stop) of the feature matrix, when the members read
+    different featurizers stacked side by side (:mod:`mlsd.features.stacked`); without
+    spans every member reads the whole matrix, so all must want one encoding."""
 
     family = "ensemble"
 
@@ -72,14 +77,31 @@ class EnsembleModel(Model):
     ):
         super().__init__(task, params, seed)
         self.members = list(members)
-        if self.members:
+        n = len(self.members)
+        self.weights = np.asarray(self.params.get("weights") or [1.0] * n, dtype=np.float64)
+        self.spans = self.params.get("spans")
+        spans = n if self.spans is None else len(self.spans)
+        if n and (len(self.weights) != n or spans != n):
+            raise ModelError(
+                f"an ensemble of {n} members has {len(self.weights)} weights and "
+                f"{len(self.spans or [])} spans",
+                hint="give one weight and one span per member",
+            )
+        if self.members and self.spans is None:
             encodings = {m.encoding for m in self.members}
             if len(encodings) > 1:
                 raise ModelError(
                     f"ensemble members want different feature encodings {sorted(encodings)}",
-                    hint="average members that share one featurizer",
+                    hint="average members that share one featurizer, or give their spans",
                 )
             self.encoding = self.members[0].encoding
+
+    def columns(self, i: int) -> slice:
+        """The feature-matrix columns member ``i`` reads."""
+        if self.spans is None:
+            return slice(None)
+        start, stop = self.spans[i]
+        return slice(int(start), int(stop))
 
     def fit(self, data: FitData) -> EnsembleModel:
         """Fit every member on ``data`` (training normally averages members fitted already)."""
@@ -88,13 +110,14 @@ class EnsembleModel(Model):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """The mean of the members' predictions, in the task's shape."""
+        """The weighted mean of the members' predictions, in the task's shape."""
         if not self.members:
             raise ModelError("the ensemble has no members", hint="build it from fitted models")
-        total = np.asarray(self.members[0].predict(X), dtype=np.float64).copy()
-        for member in self.members[1:]:
-            total += np.asarray(member.predict(X), dtype=np.float64)
-        return total / len(self.members)
+        total = None
+        for i, (member, weight) in enumerate(zip(self.members, self.weights, strict=True)):
+            pred = weight * np.asarray(member.predict(X[:, self.columns(i)]), dtype=np.float64)
+            total = pred if total is None else total + pred
+        return total / self.weights.sum()
 
     def save(self, folder: Path) -> list[str]:
         """Each member in ``member_<i>/`` in its own format, and ``model.json`` naming them."""

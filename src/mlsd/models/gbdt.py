@@ -212,6 +212,11 @@ class GBDTModel(Model):
         model.feature_names = list(header.get("feature_names") or [])
         return model
 
+    def refit_params(self) -> dict[str, Any]:
+        """The parameters with the rounds early stopping chose, for a refit without a
+        validation split."""
+        return {**self.params, "num_boost_round": int(self.best_iteration or 1)}
+
     def describe(self) -> dict[str, Any]:
         """Family, parameters in effect and the number of trees kept (best_iteration)."""
         return {

@@ -36,6 +36,7 @@ import numpy as np
 from mlsd.errors import MlsdError
 from mlsd.events import jsonable, utc_now
 from mlsd.features.featurizer import FittedFeaturizer
+from mlsd.features.stacked import featurizer_from_json
 from mlsd.models.base import Model
 from mlsd.models.calibrator import CalibrationError, Calibrator
 from mlsd.workspace import atomic_write_bytes
@@ -562,7 +563,7 @@ def _open(folder: Path, *, verify: bool, loader: Callable[[Path], Model] | None)
     signature = read_json(folder / SIGNATURE, folder)
     metrics = read_json(folder / METRICS, folder)
     try:
-        featurizer = FittedFeaturizer.from_json(read_json(folder / FEATURIZER, folder))
+        featurizer = featurizer_from_json(read_json(folder / FEATURIZER, folder))
     except MlsdError as exc:
         raise PackageError(f"{FEATURIZER} of {folder}: {exc.message}", hint=MODIFIED) from exc
     try:

@@ -62,9 +62,10 @@ def build_package(
         metrics={"primary": data.metric.name, **{s: chosen.entry.scores[s] for s in SPLITS}},
         profile={
             **reference,
-            # outputs on valid (rows the model was not fitted on): prediction drift's reference
+            # the served model's outputs on rows it was not fitted on (test: it learnt from
+            # train and valid): prediction drift's reference
             "predictions": predictions_profile(
-                evaluation.calibrated(chosen.predict(data.parts["valid"], data.columns)),
+                evaluation.calibrated(chosen.predict(data.parts["test"], data.columns)),
                 data.task.kind,
                 data.classes,
                 threshold,

@@ -36,6 +36,7 @@ from mlsd.models.decisions import evaluate
 from mlsd.models.gate import gate_failures
 from mlsd.models.leaderboard import SPLITS, Entry, table_lines
 from mlsd.models.packaging import build_package, decision_params, spec_hash
+from mlsd.models.selection import choose_selection
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.tasks import get_task
@@ -71,6 +72,7 @@ class TrainResult:
     # offline evaluation of the chosen model: calibration, threshold, behavioural tests,
     # ensemble decision, and where the report was written (see mlsd.evaluation)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # holdout or cv, and why
 
     def entry(self, name: str) -> Entry:
         """The leaderboard row called ``name``."""
@@ -83,6 +85,7 @@ class TrainResult:
         lines = [
             f"trained {self.system}: {self.task}, primary metric {primary} ({better} is "
             f"better), snapshot {self.snapshot}",
+            *self._selection_lines(),
             *table_lines(self.leaderboard, primary),
             *self._evaluation_lines(),
         ]
@@ -94,6 +97,12 @@ class TrainResult:
             lines.append(f"evaluation report: {self.evaluation['report']['html']}")
         lines.append(f"MLflow run {self.run_id}")
         return lines
+
+    def _selection_lines(self) -> list[str]:
+        if not self.selection:
+            return []
+        sel = self.selection
+        return [f"candidates judged on {sel['described']} ({sel['reason']})"]
 
     def _evaluation_lines(self) -> list[str]:
         """Ensemble, calibration, threshold and behavioural tests, one line each."""
@@ -161,6 +170,7 @@ class TrainResult:
                 e.name: e.scores.get("test") for e in self.leaderboard if e.kind == "baseline"
             },
             "leaderboard": [e.to_dict() for e in self.leaderboard],
+            "selection": self.selection,
             "evaluation": self._evaluation_summary(),
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
@@ -250,6 +260,7 @@ def _train(
         timings=stages.timings,
         peak_memory_mb=stages.peak_memory_mb,
         evaluation=results,
+        selection=data.selection.to_dict(),
     )
     result.reasons = gate_failures(spec, metric, leaderboard, chosen.entry, evaluation.behavioral)
     write_json(workspace.reports / "leaderboard.json", result.to_dict()["leaderboard"])
@@ -294,14 +305,24 @@ def _training_data(spec: SystemSpec, dataset: Dataset, metric: Metric) -> Traini
         from mlsd.evaluation.behavioral import check
 
         check(spec.evaluation.tests, columns, frame)
+    ys = {name: y_all[r] for name, r in rows.items()}
+    selection = choose_selection(
+        spec.models.selection,
+        spec.models.folds,
+        spec.split_method,
+        task,
+        ys["train"],
+        ys["valid"],
+    )
     return TrainingData(
         parts={name: frame.iloc[r] for name, r in rows.items()},
-        ys={name: y_all[r] for name, r in rows.items()},
+        ys=ys,
         columns=columns,
         task=task,
         metric=metric,
         classes=classes,
         groups=groups,
+        selection=selection,
     )
 
 

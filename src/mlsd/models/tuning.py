@@ -41,6 +41,8 @@ class TuningResult:
     elapsed_s: float
     default_score: float = math.nan  # the defaults' validation score, for comparison
     trials: list[dict[str, Any]] = field(default_factory=list)  # number, params, score, state
+    # the best trial's predictions of the validation rows (out of fold under cross-validation)
+    valid_pred: np.ndarray | None = field(default=None, repr=False)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for the leaderboard and the run log."""
@@ -86,7 +88,9 @@ def tune(
             hint="fix a parameter or give it choices, not both",
         )
     choices = _choice_grid({**(param_choices or {}), **{n: [v] for n, v in fixed.items()}})
-    has_valid = data.X_valid is not None and data.y_valid is not None and len(data.y_valid) > 0
+    has_valid = bool(data.folds) or (
+        data.X_valid is not None and data.y_valid is not None and len(data.y_valid) > 0
+    )
     start = time.perf_counter()
     if budget_s <= 0 or not has_valid:
         if budget_s > 0:
@@ -124,29 +128,78 @@ def _better(a: float, b: float, direction: str) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def _evaluate(model: Model, data: FitData, score: Callable[[np.ndarray], float]) -> float:
+def _evaluate(
+    model: Model, data: FitData, score: Callable[[np.ndarray], float]
+) -> tuple[float, np.ndarray | None]:
     if data.X_valid is None:
-        return math.nan
-    value = float(score(model.predict(data.X_valid)))
-    return value if math.isfinite(value) else math.nan
+        return math.nan, None
+    pred = model.predict(data.X_valid)
+    value = float(score(pred))
+    return (value if math.isfinite(value) else math.nan), pred
+
+
+def _fit_and_score(
+    family: str,
+    task: TaskInfo,
+    params: dict[str, Any],
+    seed: int,
+    data: FitData,
+    score: Callable[[np.ndarray], float],
+    callbacks: list | None = None,
+) -> tuple[Model | None, dict[str, Any], float, np.ndarray | None]:
+    """Fit ``params`` and score them: on the validation split (the fitted model returned),
+    or, with ``data.folds``, by cross-validation (no model: the parameters returned carry
+    what the final fit on every row needs, e.g. the rounds early stopping chose)."""
+    if not data.folds:
+        model = make_model(family, task, params, seed)
+        model.fit(data, callbacks=callbacks) if callbacks else model.fit(data)
+        value, pred = _evaluate(model, data, score)
+        return model, params, value, pred
+    oof: np.ndarray | None = None
+    seen = np.zeros(len(data.y))
+    rounds = []
+    for fit, held_out in data.folds:
+        model = make_model(family, task, params, seed).fit(data.fold(fit, held_out))
+        pred = np.asarray(model.predict(data.X[held_out]), dtype=np.float64)
+        if oof is None:
+            oof = np.zeros((len(data.y), *pred.shape[1:]))
+        oof[held_out] += pred
+        seen[held_out] += 1
+        rounds.append(model.refit_params().get("num_boost_round"))
+    assert oof is not None
+    oof /= seen.reshape(-1, *([1] * (oof.ndim - 1)))  # repeats: the mean of a row's folds
+    final = dict(params)
+    if all(r is not None for r in rounds):  # the fit on every row grows the folds' mean
+        final["num_boost_round"] = max(1, round(float(np.mean(rounds))))
+    value = float(score(oof))
+    return None, final, (value if math.isfinite(value) else math.nan), oof
+
+
+def _final(
+    family: str, task: TaskInfo, model: Model | None, params: dict, seed: int, data: FitData
+) -> Model:
+    """The model a tuning run hands on: the one fitted on the training split, or, after
+    cross-validation, one fitted on every row with the chosen parameters."""
+    if model is not None:
+        return model
+    return make_model(family, task, params, seed).fit(data.without_validation())
 
 
 def _defaults_only(family, task, data, score, direction, seed, choices, start) -> TuningResult:
     """Fit the defaults once per choice combination; keep the best on validation (or the
     first combination when there is no validation split to compare them on)."""
-    if data.X_valid is None:
+    if data.X_valid is None and not data.folds:
         choices = choices[:1]
-    best: tuple[Model, dict, float] | None = None
+    best: tuple[Model | None, dict, float, np.ndarray | None] | None = None
     trials = []
     for number, params in enumerate(choices):
-        model = make_model(family, task, params, seed).fit(data)
-        value = _evaluate(model, data, score)
-        trials.append({"number": number, "params": params, "score": value, "state": "COMPLETE"})
+        model, fitted, value, pred = _fit_and_score(family, task, params, seed, data, score)
+        trials.append({"number": number, "params": fitted, "score": value, "state": "COMPLETE"})
         if best is None or _better(value, best[2], direction):
-            best = (model, params, value)
+            best = (model, fitted, value, pred)
     assert best is not None
     return TuningResult(
-        model=best[0],
+        model=_final(family, task, best[0], best[1], seed, data),
         params=best[1],
         score=best[2],
         n_trials=len(choices),
@@ -154,6 +207,7 @@ def _defaults_only(family, task, data, score, direction, seed, choices, start) -
         elapsed_s=time.perf_counter() - start,
         default_score=trials[0]["score"],
         trials=trials,
+        valid_pred=best[3],
     )
 
 
@@ -240,20 +294,23 @@ def _search(
             # an enqueued defaults trial fits the plain defaults and is never pruned
             is_default = bool(trial.user_attrs.get(DEFAULTS_ATTR))
             params = dict(combo) if is_default else {**suggested, **combo}
-            trial.set_user_attr(FITTED_ATTR, params)
-            model = make_model(family, task, params, seed)
-            if pruning and not is_default:
-                model.fit(data, callbacks=[pruning_callback(trial, direction)])
-            else:
-                model.fit(data)
-            value = _evaluate(model, data, score)
-            keeper.offer(model, params, value, first_default=trial.number == 0)
+            # pruning watches one validation split: under cross-validation every trial ends
+            prune = pruning and not is_default and not data.folds
+            callbacks = [pruning_callback(trial, direction)] if prune else None
+            model, fitted, value, pred = _fit_and_score(
+                family, task, params, seed, data, score, callbacks
+            )
+            trial.set_user_attr(FITTED_ATTR, fitted)
+            keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
             return value  # nan marks the trial FAILED without stopping the study
 
         study.optimize(objective, n_trials=max(int(max_trials), len(choices)), timeout=budget_s)
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
-    return keeper.result(study, time.perf_counter() - start)
+    result = keeper.result(study, time.perf_counter() - start)
+    result.model = _final(family, task, keeper.model, keeper.params, seed, data)
+    result.elapsed_s = time.perf_counter() - start
+    return result
 
 
 def _choices_by_name(choices: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -271,22 +328,32 @@ class _Keeper:
 
     def __init__(self, direction: str):
         self.direction = direction
-        self.model: Model | None = None
+        self.model: Model | None = None  # None under cross-validation: refitted at the end
         self.params: dict[str, Any] = {}
         self.score = math.nan
         self.default_score = math.nan
+        self.pred: np.ndarray | None = None
+        self.offered = False
 
-    def offer(self, model: Model, params: dict, value: float, first_default: bool) -> None:
+    def offer(
+        self,
+        model: Model | None,
+        params: dict,
+        value: float,
+        pred: np.ndarray | None,
+        first_default: bool,
+    ) -> None:
         if first_default:
             self.default_score = value
-        if self.model is None or _better(value, self.score, self.direction):
-            self.model, self.params, self.score = model, params, value
+        if not self.offered or _better(value, self.score, self.direction):
+            self.model, self.params, self.score, self.pred = model, params, value, pred
+            self.offered = True
 
     def result(self, study: Any, elapsed: float) -> TuningResult:
         import optuna
 
         states = [t.state for t in study.trials]
-        if self.model is None:
+        if not self.offered:
             raise ModelError("no tuning trial finished", hint="raise models.tuning.budget_s")
         trials = [
             {
@@ -298,7 +365,7 @@ class _Keeper:
             for t in study.trials
         ]
         return TuningResult(
-            model=self.model,
+            model=self.model,  # type: ignore[arg-type]  (None: the caller refits)
             params=self.params,
             score=self.score,
             n_trials=len(study.trials),
@@ -306,4 +373,5 @@ class _Keeper:
             elapsed_s=elapsed,
             default_score=self.default_score,
             trials=trials,
+            valid_pred=self.pred,
         )

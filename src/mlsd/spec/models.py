@@ -65,6 +65,15 @@ class ModelsSpec(Section):
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec, description="Baselines.")
     tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyper-parameter search.")
     gate: ModelGateSpec = Field(default_factory=ModelGateSpec, description="Registration gate.")
+    selection: Literal["auto", "holdout", "cv"] = Field(
+        "auto",
+        description="How candidates are tuned and chosen: on the validation split (holdout), "
+        "or by k-fold cross-validation over train + valid (cv); auto: cv when the validation "
+        "split is too small to trust (under 1,000 rows, or under 50 of a class) and the "
+        "split is random or stratified, else holdout. After cross-validation the chosen "
+        "settings are fitted on every row of train + valid.",
+    )
+    folds: int = Field(5, ge=2, le=20, description="Folds of cross-validation.")
     class_weight: Literal["auto", "balanced", "none"] = Field(
         "auto",
         description="Classification: balanced class weights, none, or auto (try both "
@@ -133,12 +142,17 @@ class ThresholdSpec(Section):
 
 
 class EnsembleSpec(Section):
-    enabled: bool = Field(False, description="Try an average of the top candidates.")
-    top: int = Field(3, ge=2, le=10, description="How many top candidates are averaged.")
+    enabled: bool = Field(
+        True,
+        description="Try a weighted blend of the top candidates of every family (weights by "
+        "greedy selection on the selection predictions).",
+    )
+    top: int = Field(3, ge=2, le=10, description="How many top candidates may be blended.")
     margin: float = Field(
         0.0,
         ge=0,
-        description="Kept only when it beats the best single model on valid by this margin.",
+        description="Kept only when it beats the best single model on the selection rows by "
+        "this margin and beyond noise (its paired bootstrap's 90% lower bound above 0).",
     )
 
 
