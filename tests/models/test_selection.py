@@ -80,3 +80,24 @@ def test_boosted_trees_carry_the_folds_mean_rounds_into_the_final_fit():
     assert 1 <= rounds < 2000 and result.model.best_iteration == rounds
     assert result.valid_pred.shape == y.shape and result.n_trials >= 1
     assert all("num_boost_round" in t["params"] for t in result.trials if t["state"] == "COMPLETE")
+
+
+def test_a_cross_validated_search_stops_mid_trial_when_the_budget_ends():
+    import time
+
+    X, y = _rows(4000, seed=2)
+    folds = fold_indices(y, REGRESSION, Selection("cv", 5, 1), seed=0)
+    data = FitData(X, y, folds=folds)
+    mse = lambda pred: float(np.mean((y - pred) ** 2))  # noqa: E731
+    started = time.perf_counter()
+    tune("lightgbm", REGRESSION, data, score=mse, direction="min", budget_s=0, max_trials=1,
+         seed=0)  # fmt: skip
+    one_run = time.perf_counter() - started  # the defaults cross-validated, and the final fit
+    budget = 1.5 * one_run
+    result = tune("lightgbm", REGRESSION, data, score=mse, direction="min", budget_s=budget,
+                  max_trials=1000, seed=0)  # fmt: skip
+    # cross-validated trials are never pruned on their scores: a pruned one is one the
+    # deadline cut between two folds instead of letting it run all five past the budget
+    states = [t["state"] for t in result.trials]
+    assert states[0] == "COMPLETE" and "PRUNED" in states, states
+    assert result.elapsed_s < budget + one_run, (result.elapsed_s, one_run)

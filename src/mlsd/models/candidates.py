@@ -169,11 +169,14 @@ def _baselines(spec: SystemSpec, data: TrainingData) -> list:
     return make_baselines(data.task, heuristic, seed=spec.seed, statistic=statistic)
 
 
-def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
+def fit_candidates(
+    spec: SystemSpec, data: TrainingData, budget_s: float | None = None
+) -> list[Candidate]:
     """Every family x class-weight variant, tuned on valid; each is one leaderboard row.
 
-    ``models.tuning.budget_s`` is the whole search's: each variant gets an equal share of
-    what is left, so time a quick variant does not use goes to the ones after it."""
+    ``budget_s`` (default ``models.tuning.budget_s``) is the whole search's: each variant
+    gets an equal share of what is left, so time a quick variant does not use goes to the
+    ones after it."""
     from mlsd.models.families import FAMILIES
     from mlsd.models.tuning import tune
 
@@ -183,7 +186,8 @@ def fit_candidates(spec: SystemSpec, data: TrainingData) -> list[Candidate]:
     fitted = []
     weights = _class_weight_choices(spec, task, data.ys["train"])
     left = len(spec.models.candidates) * len(weights)  # variants still to tune
-    budget, started = spec.models.tuning.budget_s, time.perf_counter()
+    budget = spec.models.tuning.budget_s if budget_s is None else budget_s
+    started = time.perf_counter()
     folds = fold_indices(data.y_fit, task, data.selection, spec.seed) if cv else None
 
     def score(pred):

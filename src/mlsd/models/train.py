@@ -9,6 +9,7 @@ spec's margin and passes every guardrail.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def train(
 def _train(
     spec: SystemSpec, workspace: Workspace, stages: Stages, table: pa.Table | None = None
 ) -> TrainResult:
+    started = time.perf_counter()
     metric = get_metric(primary_metric(spec))
     dataset = load_dataset(spec, workspace, stages, table=table)
     report = validate_dataset(spec, dataset, stages)
@@ -223,8 +225,11 @@ def _train(
 
     with stages("baselines"):
         leaderboard += fit_baselines(spec, data)
-    with stages("candidates"):
-        fitted = fit_candidates(spec, data)
+    with stages("candidates"):  # the budget is the whole run's: what loading took is spent
+        budget = spec.models.tuning.budget_s
+        if budget > 0:
+            budget = max(budget - (time.perf_counter() - started), 0.01)
+        fitted = fit_candidates(spec, data, budget)
     leaderboard += [c.entry for c in fitted]
 
     # selection on valid only; then the test split, once, for the chosen model

@@ -146,10 +146,12 @@ def _fit_and_score(
     data: FitData,
     score: Callable[[np.ndarray], float],
     callbacks: list | None = None,
+    deadline: float | None = None,
 ) -> tuple[Model | None, dict[str, Any], float, np.ndarray | None]:
     """Fit ``params`` and score them: on the validation split (the fitted model returned),
     or, with ``data.folds``, by cross-validation (no model: the parameters returned carry
-    what the final fit on every row needs, e.g. the rounds early stopping chose)."""
+    what the final fit on every row needs, e.g. the rounds early stopping chose). Past
+    ``deadline`` (``time.perf_counter``) no further fold is fitted: :class:`OutOfTime`."""
     if not data.folds:
         model = make_model(family, task, params, seed)
         model.fit(data, callbacks=callbacks) if callbacks else model.fit(data)
@@ -159,6 +161,8 @@ def _fit_and_score(
     seen = np.zeros(len(data.y))
     rounds = []
     for fit, held_out in data.folds:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise OutOfTime(f"the budget ended before fold {len(rounds) + 1}")
         model = make_model(family, task, params, seed).fit(data.fold(fit, held_out))
         pred = np.asarray(model.predict(data.X[held_out]), dtype=np.float64)
         if oof is None:
@@ -173,6 +177,10 @@ def _fit_and_score(
         final["num_boost_round"] = max(1, round(float(np.mean(rounds))))
     value = float(score(oof))
     return None, final, (value if math.isfinite(value) else math.nan), oof
+
+
+class OutOfTime(Exception):
+    """A trial the budget ended: left unfinished, never scored."""
 
 
 def _final(
@@ -241,10 +249,13 @@ def start_point(space: dict[str, Param]) -> dict[str, Any]:
     return point
 
 
-def pruning_callback(trial: Any, direction: str, every: int = REPORT_EVERY) -> Callable:
+def pruning_callback(
+    trial: Any, direction: str, every: int = REPORT_EVERY, deadline: float | None = None
+) -> Callable:
     """A LightGBM callback reporting the validation loss to ``trial`` every ``every`` rounds
-    and raising ``optuna.TrialPruned`` when the pruner says so. The loss is negated for a
-    maximising study so that, as for the study's own score, higher is better."""
+    and raising ``optuna.TrialPruned`` when the pruner says so, or once past ``deadline``
+    (``time.perf_counter``). The loss is negated for a maximising study so that, as for the
+    study's own score, higher is better."""
     import optuna
 
     sign = -1.0 if direction == "max" else 1.0
@@ -253,6 +264,8 @@ def pruning_callback(trial: Any, direction: str, every: int = REPORT_EVERY) -> C
         step = env.iteration + 1
         if step % every or not env.evaluation_result_list:
             return
+        if deadline is not None and time.perf_counter() > deadline:
+            raise optuna.TrialPruned(f"the budget ended at round {step}")
         _, _, loss, higher_is_better = env.evaluation_result_list[0][:4]
         loss = -loss if higher_is_better else loss
         trial.report(sign * float(loss), step)
@@ -296,14 +309,19 @@ def _search(
             params = dict(combo) if is_default else {**suggested, **combo}
             # pruning watches one validation split: under cross-validation every trial ends
             prune = pruning and not is_default and not data.folds
-            callbacks = [pruning_callback(trial, direction)] if prune else None
-            model, fitted, value, pred = _fit_and_score(
-                family, task, params, seed, data, score, callbacks
-            )
+            callbacks = [pruning_callback(trial, direction, deadline=deadline)] if prune else None
+            try:  # the defaults always finish: the search never ends without a model
+                model, fitted, value, pred = _fit_and_score(
+                    family, task, params, seed, data, score, callbacks,
+                    None if is_default else deadline,
+                )  # fmt: skip
+            except OutOfTime as exc:
+                raise optuna.TrialPruned(str(exc)) from None
             trial.set_user_attr(FITTED_ATTR, fitted)
             keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
             return value  # nan marks the trial FAILED without stopping the study
 
+        deadline = start + budget_s  # optuna's timeout only stops between trials
         study.optimize(objective, n_trials=max(int(max_trials), len(choices)), timeout=budget_s)
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
