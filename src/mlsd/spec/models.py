@@ -18,8 +18,9 @@ class TuningSpec(Section):
         0.0,
         ge=0,
         le=86400,
-        description="Tuning time budget in seconds for all candidates together (each gets an "
-        "equal share of what is left); 0 = default parameters.",
+        description="Time budget in seconds of the whole `mlsd train` (loading and what follows "
+        "the search included; the candidates share what is left, each an equal share of "
+        "the rest); 0 = default parameters.",
     )
     max_trials: int = Field(
         1000,
