@@ -1,11 +1,16 @@
 """Training benchmark: `mlsd train` against FLAML AutoML, same rows, same time budget.
 
-    python benchmarks/bench_train.py [--budget 30] [--datasets bikeshare,caravan,...] [--no-write]
+    python benchmarks/bench_train.py [--budgets 30,60] [--datasets bikeshare,caravan,...]
+                                     [--no-write]
 
 For each data set mlsd trains from a system.yaml in a temporary folder with the budget as its
-``models.tuning.budget_s`` (shared by the family x class-weight variants it tunes). FLAML
-then fits on exactly mlsd's train rows, selects on mlsd's valid rows (holdout) within the
-same budget, and is scored on mlsd's test rows by mlsd's own metrics.
+``models.tuning.budget_s`` (the whole run's). FLAML then fits on exactly mlsd's train rows,
+selects on mlsd's valid rows (holdout) within the same budget, and is scored on mlsd's test
+rows by mlsd's own metrics; so is mlsd's own linear model (`models.candidates: [linear]`, the
+same budget), the floor mlsd must never fall below. The difference mlsd − FLAML on test comes
+with a 95% paired bootstrap interval (the test rows resampled, both scored on each
+resample): an interval holding 0 is a tie. The corpus tables (tests/corpus/tables.py, read
+from installed packages) start from `mlsd init`, as a new user's would.
 Wall times are the whole `train()` call for mlsd (validation, baselines, tuning, packaging,
 registration) and the whole `AutoML.fit()` call for FLAML; imports are warmed for both first.
 Results go to BENCHMARKS.md.
@@ -45,7 +50,17 @@ from mlsd.workspace import Workspace  # noqa: E402
 # mlsd's LightGBM runs one thread below 100k rows (every table here), so FLAML gets one job
 # too. Linear models on both sides (scikit-learn) use whatever threads the BLAS library takes.
 N_JOBS = 1
-FLAML_METRIC = {"mae": "mae", "rmse": "rmse", "roc_auc": "roc_auc", "pr_auc": "ap"}
+FLAML_METRIC = {
+    "mae": "mae",
+    "rmse": "rmse",
+    "r2": "r2",
+    "roc_auc": "roc_auc",
+    "pr_auc": "ap",
+    "log_loss": "log_loss",
+    "accuracy": "accuracy",
+}
+BOOTSTRAPS = 1000
+sys.path.insert(0, str(ROOT / "tests" / "corpus"))
 SECTION = "## Training (`benchmarks/bench_train.py`)"
 
 
@@ -67,6 +82,11 @@ class Outcome:
     flaml_valid: float
     flaml_wall: float
     flaml_best: str
+    budget: float = 0.0
+    task: str = ""
+    interval: tuple[float, float] | None = None  # 95% of mlsd − FLAML on test, resampled
+    linear_test: float | None = None  # mlsd's own tuned linear model
+    linear_interval: tuple[float, float] | None = None  # 95% of mlsd − linear
 
     @property
     def ratio(self) -> float:
@@ -74,11 +94,29 @@ class Outcome:
 
     @property
     def mlsd_wins(self) -> bool | None:
-        """True if mlsd's test score is better, False if worse, None if equal to 4 digits."""
-        if f"{self.mlsd_test:.4g}" == f"{self.flaml_test:.4g}":
-            return None
-        better = self.mlsd_test > self.flaml_test
-        return better if self.direction == "max" else not better
+        """True if mlsd's test score is better beyond the bootstrap interval, False if worse,
+        None for a tie (the interval holds 0; without one, equal to 4 digits)."""
+        return _verdict(self.mlsd_test, self.flaml_test, self.interval, self.direction)
+
+    @property
+    def below_linear(self) -> bool:
+        """mlsd's choice is worse than its own linear model beyond the interval."""
+        if self.linear_test is None:
+            return False
+        return (
+            _verdict(self.mlsd_test, self.linear_test, self.linear_interval, self.direction)
+            is False
+        )
+
+
+def _verdict(a: float, b: float, interval: tuple | None, direction: str) -> bool | None:
+    """Whether ``a`` beats ``b`` (True), loses (False) or ties (None)."""
+    if interval is not None and interval[0] <= 0 <= interval[1]:
+        return None
+    if interval is None and f"{a:.4g}" == f"{b:.4g}":
+        return None
+    better = a > b
+    return better if direction == "max" else not better
 
 
 # --- the systems ------------------------------------------------------------------------------
@@ -115,6 +153,35 @@ def sklearn_system(
     return build
 
 
+def corpus_system(name: str) -> Callable[[Path], SystemSpec]:
+    """A table of the corpus (tests/corpus/tables.py) written as CSV, then `mlsd init` on it
+    as a new user would run it: the task, the split and the metric are its choice."""
+
+    def build(folder: Path) -> SystemSpec:
+        import contextlib
+        import io
+
+        from tables import TABLES
+
+        from mlsd.cli import main as mlsd_main
+
+        table = next(t for t in TABLES if t.name == name)
+        table.load().to_csv(folder / "data.csv", index=False)
+        args = ["init", "data.csv", "--target", table.target, "--name", table.name]
+        if table.time:
+            args += ["--time", *table.time]
+        if table.entity:
+            args += ["--id", table.entity]
+        with contextlib.chdir(folder), contextlib.redirect_stdout(io.StringIO()):
+            code = mlsd_main(args)
+        if code != 0:
+            raise RuntimeError(f"mlsd init failed on {name} (exit {code})")
+        return load_spec(folder / "system.yaml")
+
+    return build
+
+
+CORPUS = ("fair", "anes96", "phishing", "wine", "penguins", "image_segments", "randhie", "star98")
 SYSTEMS: dict[str, Callable[[Path], SystemSpec]] = {
     "bikeshare": example_system("bikeshare"),
     "caravan": example_system("caravan"),
@@ -128,6 +195,7 @@ SYSTEMS: dict[str, Callable[[Path], SystemSpec]] = {
     "diabetes": sklearn_system(
         "load_diabetes", "{task: regression, target: target}", "rmse", "random"
     ),
+    **{name: corpus_system(name) for name in CORPUS},
 }
 
 
@@ -189,19 +257,53 @@ def run_flaml(spec: SystemSpec, split: dict[str, Any], budget: float, metric: st
         mlflow_logging=False,  # mlflow is installed for mlsd; keep FLAML out of it
     )
     wall = time.perf_counter() - start
-    scores = {}
+    scores, preds = {}, {}
     for s in ("valid", "test"):
         if task == "regression":
             pred = automl.predict(parts[s])
-        else:  # P(positive); the positive class is 1 in mlsd's encoding
+        elif task == "binary":  # P(positive); the positive class is 1 in mlsd's encoding
             pred = automl.predict_proba(parts[s])[:, list(automl.classes_).index(1)]
-        scores[s] = compute(task, ys[s], np.asarray(pred, dtype=float), names=[metric])[metric]
-    return {"wall": wall, "best": automl.best_estimator, **scores}
+        else:  # every class's probability, in mlsd's class order (0..k-1)
+            proba = automl.predict_proba(parts[s])
+            pred = np.zeros((len(proba), len(split["classes"])))
+            pred[:, np.asarray(automl.classes_, dtype=int)] = proba
+        preds[s] = np.asarray(pred, dtype=float)
+        scores[s] = compute(task, ys[s], preds[s], names=[metric])[metric]
+    return {"wall": wall, "best": automl.best_estimator, "pred": preds["test"], **scores}
+
+
+def package_predictions(result: dict, split: dict[str, Any]) -> np.ndarray | None:
+    """The registered package's outputs on the test rows (None when nothing was registered)."""
+    from mlsd.features import frame_inputs
+    from mlsd.models import package
+
+    if not result.get("package"):
+        return None
+    loaded = package.load(result["package"])
+    rows = split["frame"].iloc[split["rows"]["test"]]
+    return loaded.predict_matrix(frame_inputs(rows, split["columns"]))
+
+
+def paired_interval(
+    task: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, seed: int = 0
+) -> tuple[float, float] | None:
+    """The 95% percentile interval of metric(a) − metric(b) over test rows resampled."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(BOOTSTRAPS):
+        idx = rng.integers(0, len(y), len(y))
+        one = compute(task, y[idx], a[idx], names=[metric])[metric]
+        two = compute(task, y[idx], b[idx], names=[metric])[metric]
+        if one is not None and two is not None and np.isfinite(one - two):
+            diffs.append(one - two)
+    if len(diffs) < BOOTSTRAPS // 2:
+        return None
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
 def run_one(name: str, budget: float, tmp: Path) -> Outcome:
-    """mlsd then FLAML on one data set, with the same split and budget."""
-    folder = tmp / name
+    """mlsd, its linear model alone, then FLAML on one data set, same split and budget."""
+    folder = tmp / f"{name}-{budget:g}"
     folder.mkdir()
     spec = SYSTEMS[name](folder)
     metric = primary_metric(spec)
@@ -217,8 +319,23 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
     tuning = sum(e["fit_s"] for e in candidates)
 
     split = split_rows(spec, ws)  # the split mlsd recorded and trained on
+    y_test = split["y"][split["rows"]["test"]]
+    task = spec.problem.task
+    ours = package_predictions(result, split)
+
+    print(f"{name}: mlsd linear only, {budget:.0f} s ...", flush=True)
+    alone = spec.model_copy(deep=True)
+    alone.models.candidates = ["linear"]
+    linear = train(alone, Workspace(folder / "ws-linear"), progress=False).to_dict()
+    linear_pred = package_predictions(linear, split)
+
     print(f"{name}: FLAML, {budget:.0f} s ...", flush=True)
     flaml = run_flaml(spec, split, budget, metric)
+    interval = linear_interval = None
+    if ours is not None:
+        interval = paired_interval(task, y_test, ours, flaml["pred"], metric)
+        if linear_pred is not None:
+            linear_interval = paired_interval(task, y_test, ours, linear_pred, metric)
     return Outcome(
         name=name,
         rows=tuple(len(split["rows"][s]) for s in ("train", "valid", "test")),
@@ -234,6 +351,11 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
         flaml_valid=flaml["valid"],
         flaml_wall=flaml["wall"],
         flaml_best=flaml["best"],
+        budget=budget,
+        task=task,
+        interval=interval,
+        linear_test=(linear["test"] or {}).get(metric),
+        linear_interval=linear_interval,
     )
 
 
@@ -242,76 +364,76 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
 
 def table(outcomes: list[Outcome]) -> list[str]:
     lines = [
-        "| data set | metric | mlsd test | FLAML test | ratio mlsd/FLAML | mlsd wall | "
-        "FLAML wall | time ratio | mlsd chosen | FLAML best |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | task | metric | rows train/valid/test | mlsd test | FLAML test | "
+        "mlsd − FLAML, 95% CI | verdict | mlsd linear test | mlsd wall | FLAML wall | "
+        "mlsd chosen | FLAML best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         better = "higher" if o.direction == "max" else "lower"
+        ci = "-" if o.interval is None else f"[{o.interval[0]:+.4f}, {o.interval[1]:+.4f}]"
+        verdict = {True: "mlsd better", False: "FLAML better", None: "tie"}[o.mlsd_wins]
+        linear = "-" if o.linear_test is None else f"{o.linear_test:.4f}"
+        if o.below_linear:
+            linear += " (mlsd below it)"
         lines.append(
-            f"| {o.name} | {o.metric} ({better} is better) | {o.mlsd_test:.4f} | "
-            f"{o.flaml_test:.4f} | {o.ratio:.3f} ({'>' if o.direction == 'max' else '<'} 1: "
-            f"mlsd better) | {o.mlsd_wall:.1f} s | {o.flaml_wall:.1f} s | "
-            f"{o.mlsd_wall / o.flaml_wall:.2f}x | {o.mlsd_chosen} | {o.flaml_best} |"
+            f"| {o.name} | {o.task} | {o.metric} ({better} is better) | "
+            f"{'/'.join(map(str, o.rows))} | {o.mlsd_test:.4f} | {o.flaml_test:.4f} | "
+            f"{o.mlsd_test - o.flaml_test:+.4f} {ci} | {verdict} | {linear} | "
+            f"{o.mlsd_wall:.1f} s | {o.flaml_wall:.1f} s | {o.mlsd_chosen} | {o.flaml_best} |"
         )
     return lines
 
 
-def details(o: Outcome) -> str:
+def summary(outcomes: list[Outcome], budget: float) -> str:
+    """Wins, ties and losses at one budget, and where mlsd took longer or fell below linear."""
+    wins = sum(o.mlsd_wins is True for o in outcomes)
+    ties = sum(o.mlsd_wins is None for o in outcomes)
+    losses = [o.name for o in outcomes if o.mlsd_wins is False]
+    slower = [o.name for o in outcomes if o.mlsd_wall > o.flaml_wall]
+    below = [o.name for o in outcomes if o.below_linear]
     return (
-        f"{o.name}: rows train/valid/test {'/'.join(map(str, o.rows))}; mlsd tuned "
-        f"{o.variants} variants in {o.mlsd_tuning:.1f} s of tuning ({o.mlsd_wall:.1f} s wall); "
-        f"valid {o.metric}: mlsd {o.mlsd_valid:.4f}, "
-        f"FLAML {o.flaml_valid:.4f}"
+        f"At {budget:g} s: mlsd better on {wins}, tied on {ties}, worse on {len(losses)}"
+        + (f" ({', '.join(losses)})" if losses else "")
+        + f" of {len(outcomes)} tables; more wall time than FLAML on "
+        + (", ".join(slower) if slower else "none")
+        + "; below its own linear model on "
+        + (", ".join(below) if below else "none")
+        + "."
     )
-
-
-def verdict(o: Outcome, budget: float) -> str:
-    """One plain sentence: who won on test, and whether mlsd met the goal on this data set."""
-    gap = abs(o.mlsd_test - o.flaml_test) / abs(o.flaml_test) * 100
-    scores = f"{o.metric} {o.mlsd_test:.4f} vs {o.flaml_test:.4f}"
-    if o.mlsd_wins is None:
-        quality = f"mlsd and FLAML tie on test ({scores})"
-    elif o.mlsd_wins:
-        quality = f"mlsd beats FLAML on test ({scores}, a {gap:.1f}% gap)"
-    else:
-        quality = f"FLAML beats mlsd on test ({scores}, a {gap:.1f}% gap)"
-    in_time = o.mlsd_wall <= o.flaml_wall
-    speed = (
-        f"mlsd took {o.mlsd_wall:.1f} s against FLAML's {o.flaml_wall:.1f} s "
-        f"(budget {budget:.0f} s)"
-    )
-    met = o.mlsd_wins is not False and in_time
-    return f"**{o.name}**: {quality}; {speed}: goal {'met' if met else 'not met'}."
 
 
 def write_section(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
     """Replace (or append) the Training section of BENCHMARKS.md."""
     import flaml
 
+    budgets = sorted({o.budget for o in outcomes})
+    parts = []
+    for budget in budgets:
+        mine = [o for o in outcomes if o.budget == budget]
+        parts += [f"### Budget {budget:g} s", "", *table(mine), "", summary(mine, budget), ""]
     section = "\n".join(
         [
             SECTION,
             "",
-            f"Command: `python benchmarks/bench_train.py --budget {args.budget:g} --datasets "
-            f"{','.join(o.name for o in outcomes)}` on {date.today()}, {platform.machine()}, "
-            f"{platform.python_version()}, {os.cpu_count()} cores; FLAML {flaml.__version__}.",
+            f"Command: `python benchmarks/bench_train.py --budgets "
+            f"{','.join(f'{b:g}' for b in budgets)} --datasets "
+            f"{','.join(dict.fromkeys(o.name for o in outcomes))}` on {date.today()}, "
+            f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores; FLAML "
+            f"{flaml.__version__}.",
             "",
             "Same train/valid/test rows (mlsd's split) and the same feature columns for both; "
-            f"the same time budget ({args.budget:g} s: mlsd's `models.tuning.budget_s`, shared "
-            f"by the variants it tunes, FLAML gets it as `time_budget`, holdout on mlsd's valid "
-            f"rows, {N_JOBS} job); both scored on test by mlsd's metrics. Wall time is the whole "
-            "`train()` for mlsd (validation, baselines, tuning, packaging, registration) and the "
-            "whole "
-            "`AutoML.fit()` for FLAML. Goal: at least as good as FLAML on each data set, in no "
-            "more time.",
+            "the same time budget (mlsd's `models.tuning.budget_s`, the whole run's; FLAML's "
+            f"`time_budget`, holdout on mlsd's valid rows, {N_JOBS} job); both scored on test by "
+            "mlsd's metrics. The difference comes with a 95% paired bootstrap interval over "
+            f"the test rows ({BOOTSTRAPS} resamples): an interval holding 0 is a tie. `mlsd "
+            "linear` is mlsd with `models.candidates: [linear]` at the same budget, the floor. "
+            "Wall time is the whole `train()` for mlsd (validation, baselines, tuning, "
+            "packaging, registration) and the whole `AutoML.fit()` for FLAML. Goal: at least "
+            "as good as FLAML on each table (a tie counts), in no more wall time, and never "
+            "below mlsd's own linear model. The corpus tables start from `mlsd init`.",
             "",
-            *table(outcomes),
-            "",
-            *(f"- {details(o)}" for o in outcomes),
-            "",
-            *(f"- {verdict(o, args.budget)}" for o in outcomes),
-            "",
+            *parts,
         ]
     )
     replace_section("## Training", section)
@@ -319,10 +441,13 @@ def write_section(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=30.0, help="seconds per tool and data set")
+    parser.add_argument(
+        "--budgets", default="30", help="seconds per tool and data set, comma-separated"
+    )
     parser.add_argument("--datasets", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
@@ -337,13 +462,14 @@ def main() -> None:
 
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            outcomes.append(run_one(name, args.budget, Path(tmp)))
+        for budget in budgets:
+            for name in names:
+                outcomes.append(run_one(name, budget, Path(tmp)))
+                print(table(outcomes[-1:])[-1], flush=True)
     print()
-    for line in [*table(outcomes), "", *map(details, outcomes), ""]:
-        print(line)
-    for o in outcomes:
-        print(verdict(o, args.budget))
+    for budget in budgets:
+        mine = [o for o in outcomes if o.budget == budget]
+        print("\n".join([*table(mine), "", summary(mine, budget), ""]))
     if not args.no_write:
         write_section(args, outcomes)
 
