@@ -1,5 +1,6 @@
 """The models ``mlsd train`` compares: baselines, every candidate family x class weight tuned
-on valid, the choice among them on valid, and the average of the top candidates.
+on valid or cross-validated over train + valid (:mod:`mlsd.models.selection`), the choice
+among them on those predictions, and a weighted blend of the top candidates.
 
 Nothing here reads the test split: it is scored once, by the caller, for the chosen model.
 """
