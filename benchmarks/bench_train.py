@@ -87,6 +87,7 @@ class Outcome:
     interval: tuple[float, float] | None = None  # 95% of mlsd − FLAML on test, resampled
     linear_test: float | None = None  # mlsd's own tuned linear model
     linear_interval: tuple[float, float] | None = None  # 95% of mlsd − linear
+    refused: str = ""  # why mlsd's gate kept the model out of the registry (no interval then)
 
     @property
     def ratio(self) -> float:
@@ -356,6 +357,7 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
         interval=interval,
         linear_test=(linear["test"] or {}).get(metric),
         linear_interval=linear_interval,
+        refused="; ".join(result["reasons"]),
     )
 
 
@@ -373,6 +375,8 @@ def table(outcomes: list[Outcome]) -> list[str]:
         better = "higher" if o.direction == "max" else "lower"
         ci = "-" if o.interval is None else f"[{o.interval[0]:+.4f}, {o.interval[1]:+.4f}]"
         verdict = {True: "mlsd better", False: "FLAML better", None: "tie"}[o.mlsd_wins]
+        if o.refused:  # no package to resample: the verdict is the point estimates'
+            verdict += f" (not registered: {o.refused})"
         linear = "-" if o.linear_test is None else f"{o.linear_test:.4f}"
         if o.below_linear:
             linear += " (mlsd below it)"
