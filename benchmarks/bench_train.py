@@ -1,7 +1,7 @@
 """Training benchmark: `mlsd train` against FLAML AutoML, same rows, same time budget.
 
-    python benchmarks/bench_train.py [--budgets 30,60] [--datasets bikeshare,caravan,...]
-                                     [--no-write]
+    python benchmarks/bench_train.py [--budgets 30,60 | --budget 30]
+                                     [--datasets bikeshare,caravan,...] [--no-write]
 
 For each data set mlsd trains from a system.yaml in a temporary folder with the budget as its
 ``models.tuning.budget_s`` (the whole run's). FLAML then fits on exactly mlsd's train rows,
@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -88,10 +89,12 @@ class Outcome:
     linear_test: float | None = None  # mlsd's own tuned linear model
     linear_interval: tuple[float, float] | None = None  # 95% of mlsd − linear
     refused: str = ""  # why mlsd's gate kept the model out of the registry (no interval then)
+    total_wall: float = 0.0  # the whole row: both mlsd runs, FLAML and the bootstraps
 
     @property
-    def ratio(self) -> float:
-        return self.mlsd_test / self.flaml_test
+    def time_ratio(self) -> float:
+        """mlsd's wall time over FLAML's: above 1, mlsd took longer."""
+        return self.mlsd_wall / self.flaml_wall
 
     @property
     def mlsd_wins(self) -> bool | None:
@@ -302,10 +305,23 @@ def paired_interval(
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
+def check_package(
+    name: str, task: str, y: np.ndarray, pred: np.ndarray | None, scored: Any, metric: str
+) -> None:
+    """Warn when the package's test predictions do not score what train() reported: the
+    interval would then be about another model than the row's point estimate."""
+    if pred is None or scored is None:
+        return
+    again = compute(task, y, pred, names=[metric])[metric]
+    if again is None or not np.isclose(again, scored, rtol=1e-6, atol=1e-9):
+        print(f"{name}: WARNING package scores {again} on test, train() said {scored}", flush=True)
+
+
 def run_one(name: str, budget: float, tmp: Path) -> Outcome:
     """mlsd, its linear model alone, then FLAML on one data set, same split and budget."""
     folder = tmp / f"{name}-{budget:g}"
     folder.mkdir()
+    began = time.perf_counter()
     spec = SYSTEMS[name](folder)
     metric = primary_metric(spec)
     spec.models.tuning.budget_s = budget  # the whole search's, shared by the variants
@@ -323,12 +339,16 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
     y_test = split["y"][split["rows"]["test"]]
     task = spec.problem.task
     ours = package_predictions(result, split)
+    check_package(name, task, y_test, ours, result["test"][metric], metric)
 
     print(f"{name}: mlsd linear only, {budget:.0f} s ...", flush=True)
     alone = spec.model_copy(deep=True)
     alone.models.candidates = ["linear"]
     linear = train(alone, Workspace(folder / "ws-linear"), progress=False).to_dict()
     linear_pred = package_predictions(linear, split)
+    check_package(
+        f"{name} linear", task, y_test, linear_pred, (linear["test"] or {}).get(metric), metric
+    )
 
     print(f"{name}: FLAML, {budget:.0f} s ...", flush=True)
     flaml = run_flaml(spec, split, budget, metric)
@@ -358,6 +378,7 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
         linear_test=(linear["test"] or {}).get(metric),
         linear_interval=linear_interval,
         refused="; ".join(result["reasons"]),
+        total_wall=time.perf_counter() - began,
     )
 
 
@@ -368,8 +389,8 @@ def table(outcomes: list[Outcome]) -> list[str]:
     lines = [
         "| data set | task | metric | rows train/valid/test | mlsd test | FLAML test | "
         "mlsd − FLAML, 95% CI | verdict | mlsd linear test | mlsd wall | FLAML wall | "
-        "mlsd chosen | FLAML best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "time ratio | mlsd chosen | FLAML best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         better = "higher" if o.direction == "max" else "lower"
@@ -384,13 +405,15 @@ def table(outcomes: list[Outcome]) -> list[str]:
             f"| {o.name} | {o.task} | {o.metric} ({better} is better) | "
             f"{'/'.join(map(str, o.rows))} | {o.mlsd_test:.4f} | {o.flaml_test:.4f} | "
             f"{o.mlsd_test - o.flaml_test:+.4f} {ci} | {verdict} | {linear} | "
-            f"{o.mlsd_wall:.1f} s | {o.flaml_wall:.1f} s | {o.mlsd_chosen} | {o.flaml_best} |"
+            f"{o.mlsd_wall:.1f} s | {o.flaml_wall:.1f} s | {o.time_ratio:.2f} | "
+            f"{o.mlsd_chosen} | {o.flaml_best} |"
         )
     return lines
 
 
-def summary(outcomes: list[Outcome], budget: float) -> str:
-    """Wins, ties and losses at one budget, and where mlsd took longer or fell below linear."""
+def summary(outcomes: list[Outcome], budget: float, skipped: dict | None = None) -> str:
+    """Wins, ties and losses at one budget, where mlsd took longer or fell below linear, and
+    the tables that did not run (``skipped``: name to reason)."""
     wins = sum(o.mlsd_wins is True for o in outcomes)
     ties = sum(o.mlsd_wins is None for o in outcomes)
     losses = [o.name for o in outcomes if o.mlsd_wins is False]
@@ -404,25 +427,34 @@ def summary(outcomes: list[Outcome], budget: float) -> str:
         + "; below its own linear model on "
         + (", ".join(below) if below else "none")
         + "."
+        + "".join(f" Not run: {name} ({why})." for name, why in (skipped or {}).items())
     )
 
 
-def write_section(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
+def write_section(
+    budgets: list[float], names: list[str], outcomes: list[Outcome], skipped: dict
+) -> None:
     """Replace (or append) the Training section of BENCHMARKS.md."""
     import flaml
 
-    budgets = sorted({o.budget for o in outcomes})
     parts = []
     for budget in budgets:
         mine = [o for o in outcomes if o.budget == budget]
-        parts += [f"### Budget {budget:g} s", "", *table(mine), "", summary(mine, budget), ""]
+        parts += [
+            f"### Budget {budget:g} s",
+            "",
+            *table(mine),
+            "",
+            summary(mine, budget, skipped.get(budget)),
+            "",
+        ]
     section = "\n".join(
         [
             SECTION,
             "",
             f"Command: `python benchmarks/bench_train.py --budgets "
-            f"{','.join(f'{b:g}' for b in budgets)} --datasets "
-            f"{','.join(dict.fromkeys(o.name for o in outcomes))}` on {date.today()}, "
+            f"{','.join(f'{b:g}' for b in budgets)} --datasets {','.join(names)}` on "
+            f"{date.today()}, "
             f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores; FLAML "
             f"{flaml.__version__}.",
             "",
@@ -448,10 +480,14 @@ def main() -> None:
     parser.add_argument(
         "--budgets", default="30", help="seconds per tool and data set, comma-separated"
     )
+    parser.add_argument("--budget", type=float, help="one budget (same as --budgets N)")
     parser.add_argument("--datasets", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    if args.budget is not None:
+        budgets = [args.budget]
+    else:
+        budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
@@ -464,18 +500,31 @@ def main() -> None:
     import mlflow  # noqa: F401
     import optuna  # noqa: F401
 
-    outcomes = []
+    outcomes: list[Outcome] = []
+    skipped: dict[float, dict[str, str]] = {}  # budget -> table -> why it did not run
     with tempfile.TemporaryDirectory() as tmp:
         for budget in budgets:
             for name in names:
-                outcomes.append(run_one(name, budget, Path(tmp)))
-                print(table(outcomes[-1:])[-1], flush=True)
+                # One table that breaks (mlsd, FLAML or the loader) must not lose an hour of
+                # others' results: it is reported as not run, with the error.
+                try:
+                    outcome = run_one(name, budget, Path(tmp))
+                except Exception as exc:
+                    first = (str(exc).splitlines() or [""])[0]
+                    why = f"{type(exc).__name__}: {first}"
+                    skipped.setdefault(budget, {})[name] = why
+                    print(f"{name}: not run at {budget:g} s, {why}", flush=True)
+                    traceback.print_exc()  # the whole story, on stderr
+                    continue
+                outcomes.append(outcome)
+                print(table([outcome])[-1], flush=True)
+                print(f"{name}: {outcome.total_wall:.0f} s for the whole row", flush=True)
     print()
     for budget in budgets:
         mine = [o for o in outcomes if o.budget == budget]
-        print("\n".join([*table(mine), "", summary(mine, budget), ""]))
+        print("\n".join([*table(mine), "", summary(mine, budget, skipped.get(budget)), ""]))
     if not args.no_write:
-        write_section(args, outcomes)
+        write_section(budgets, names, outcomes, skipped)
 
 
 if __name__ == "__main__":
