@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,14 +88,7 @@ class FitData:
 
     def without_validation(self) -> FitData:
         """Every row to fit on and none to stop on: for a refit with settings chosen."""
-        return FitData(
-            X=self.X,
-            y=self.y,
-            sample_weight=self.sample_weight,
-            feature_names=self.feature_names,
-            categorical=self.categorical,
-            groups=self.groups,
-        )
+        return replace(self, X_valid=None, y_valid=None, groups_valid=None, folds=None)
 
 
 class Model(ABC):

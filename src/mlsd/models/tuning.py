@@ -128,16 +128,6 @@ def _better(a: float, b: float, direction: str) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def _evaluate(
-    model: Model, data: FitData, score: Callable[[np.ndarray], float]
-) -> tuple[float, np.ndarray | None]:
-    if data.X_valid is None:
-        return math.nan, None
-    pred = model.predict(data.X_valid)
-    value = float(score(pred))
-    return (value if math.isfinite(value) else math.nan), pred
-
-
 def _fit_and_score(
     family: str,
     task: TaskInfo,
@@ -155,8 +145,9 @@ def _fit_and_score(
     if not data.folds:
         model = make_model(family, task, params, seed)
         model.fit(data, callbacks=callbacks) if callbacks else model.fit(data)
-        value, pred = _evaluate(model, data, score)
-        return model, params, value, pred
+        if data.X_valid is None:
+            return model, params, math.nan, None
+        return model, params, *_scored(model.predict(data.X_valid), score)
     oof: np.ndarray | None = None
     seen = np.zeros(len(data.y))
     rounds = []
@@ -175,8 +166,13 @@ def _fit_and_score(
     final = dict(params)
     if all(r is not None for r in rounds):  # the fit on every row grows the folds' mean
         final["num_boost_round"] = max(1, round(float(np.mean(rounds))))
-    value = float(score(oof))
-    return None, final, (value if math.isfinite(value) else math.nan), oof
+    return None, final, *_scored(oof, score)
+
+
+def _scored(pred: np.ndarray, score: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray]:
+    """``score(pred)`` (nan when not finite) and ``pred``."""
+    value = float(score(pred))
+    return (value if math.isfinite(value) else math.nan), pred
 
 
 class OutOfTime(Exception):
@@ -325,10 +321,8 @@ def _search(
         study.optimize(objective, n_trials=max(int(max_trials), len(choices)), timeout=budget_s)
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
-    result = keeper.result(study, time.perf_counter() - start)
-    result.model = _final(family, task, keeper.model, keeper.params, seed, data)
-    result.elapsed_s = time.perf_counter() - start
-    return result
+    final = _final(family, task, keeper.model, keeper.params, seed, data)
+    return keeper.result(study, final, time.perf_counter() - start)
 
 
 def _choices_by_name(choices: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -367,7 +361,8 @@ class _Keeper:
             self.model, self.params, self.score, self.pred = model, params, value, pred
             self.offered = True
 
-    def result(self, study: Any, elapsed: float) -> TuningResult:
+    def result(self, study: Any, model: Model, elapsed: float) -> TuningResult:
+        """The search's outcome, handing on ``model`` (the best trial's, or its refit)."""
         import optuna
 
         states = [t.state for t in study.trials]
@@ -383,7 +378,7 @@ class _Keeper:
             for t in study.trials
         ]
         return TuningResult(
-            model=self.model,  # type: ignore[arg-type]  (None: the caller refits)
+            model=model,
             params=self.params,
             score=self.score,
             n_trials=len(study.trials),

@@ -74,7 +74,6 @@ class Recent(Popularity):
 
     name = "recent"
     grid: ClassVar[dict[str, list]] = {"window": [0.05, 0.1, 0.25, 0.5]}
-    form = "counts"
 
     def __init__(self, window: float = 0.1):
         self.window = float(window)

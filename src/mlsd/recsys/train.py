@@ -37,7 +37,7 @@ from mlsd.recsys.evaluate import (
 from mlsd.recsys.funnel import Funnel, candidate_recall, choose
 from mlsd.recsys.generators import GENERATORS, Generator
 from mlsd.recsys.interactions import TEST, TRAIN, VALID
-from mlsd.recsys.runtime import FUNNEL
+from mlsd.recsys.runtime import FUNNEL, Side
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.workspace import Workspace, write_json
@@ -228,6 +228,14 @@ def _train(spec: SystemSpec, workspace: Workspace, stages: Stages, table: Any) -
     return result
 
 
+def _funnel(spec: SystemSpec, factories: dict, side: Side | None) -> Funnel:
+    """The spec's funnel, its ranker's targets placed as the split places what is judged."""
+    arch = spec.architecture
+    return Funnel(
+        factories, candidates=arch.candidates, seed=spec.seed, side=side, targets=spec.split_method
+    )
+
+
 def _make(name: str, params: dict[str, Any], seed: int) -> Generator:
     cls = GENERATORS[name]
     return cls(**params, seed=seed) if cls.form == "factors" else cls(**params)
@@ -271,13 +279,7 @@ def _test(spec, interactions, factories, seen, test, metric, choice, settings, s
     users = np.flatnonzero(np.diff(test.indptr))
     segments = activity_segments(seen, users)
     leaderboard, lists = [], {}
-    funnel = Funnel(
-        factories,
-        candidates=arch.candidates,
-        seed=spec.seed,
-        side=side,
-        targets=spec.split_method,
-    ).fit(seen, times)
+    funnel = _funnel(spec, factories, side).fit(seen, times)
     for name in [*factories, FUNNEL]:
         if name == FUNNEL:
             top = funnel.recommend(users, k, seen)[0]
@@ -345,13 +347,7 @@ def _package(
     arch = spec.architecture
     everything = interactions.matrix()
     if result.chosen == FUNNEL:
-        funnel = Funnel(
-            factories,
-            candidates=arch.candidates,
-            seed=spec.seed,
-            side=side,
-            targets=spec.split_method,
-        ).fit(everything, times)
+        funnel = _funnel(spec, factories, side).fit(everything, times)
         fitted, ranker = funnel.generators, funnel.ranker
     else:
         fitted, ranker = {result.chosen: factories[result.chosen]().fit(everything, times)}, None
