@@ -228,3 +228,30 @@ def test_a_table_naming_a_broken_package_raises_and_the_server_keeps_its_state(t
         assert server.served() is champion
     finally:
         server.close()
+
+
+def test_frames_written_with_writev_arrive_whole_and_in_order():
+    """More buffers than one writev takes (IOV_MAX) and more bytes than a pipe holds: the
+    writer resumes after each partial write and the reader gets every byte in order."""
+    import os
+    import threading
+
+    from mlsd.serving.router import _write_all
+
+    buffers = [bytes([i % 251]) * (i % 7000 + 1) for i in range(2500)]
+    expected = b"".join(buffers)
+    read_fd, write_fd = os.pipe()
+    got = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(read_fd, 1 << 16):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    _write_all(write_fd, buffers)
+    os.close(write_fd)
+    reader.join(10)
+    os.close(read_fd)
+    assert len(expected) > 1 << 20
+    assert bytes(got) == expected
