@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlsd.errors import MlsdError, did_you_mean
@@ -435,5 +435,50 @@ LIGHTGBM = Family(
     ),
 )
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (LINEAR, LIGHTGBM)}
+
+def _shared(name: str, **changes: Any) -> Param:
+    """LightGBM's declaration of parameter ``name``, with ``changes``."""
+    return replace(LIGHTGBM.param(name), **changes)
+
+
+# LightGBM's random-forest mode: every tree fits the same target on its own sample of rows
+# and features, and the forest averages them; a family of its own because its good settings
+# (deep trees, small leaves, heavy sampling) are not the boosted trees'.
+RANDOM_FOREST = Family(
+    name="random_forest",
+    description="A random forest: LightGBM trees grown independently on samples of rows and "
+    "features and averaged (boosting: rf), with extra_trees for extremely randomised "
+    "trees; saved as LightGBM text.",
+    tasks=(BINARY.name, MULTICLASS.name, REGRESSION.name, RANKING.name),
+    importance=TREES,
+    pruning=True,
+    params=(
+        LIGHTGBM.param("objective"),
+        _shared("num_leaves", default=127, search=Search(LOG_UNIFORM, 15, 1023)),
+        _shared("min_data_in_leaf", default=5, low=1, search=Search(UNIFORM, 1, 50)),
+        _shared(
+            "feature_fraction",
+            default=0.6,
+            description="Share of the features each tree may split on.",
+            search=Search(UNIFORM, 0.2, 1.0),
+        ),
+        _shared(
+            "bagging_fraction",
+            default=0.632,
+            high=0.95,
+            description="Share of the rows each tree is grown on (drawn without replacement; "
+            "below 1 so the trees differ).",
+            search=Search(UNIFORM, 0.3, 0.95),
+        ),
+        _shared("extra_trees", description="Random split thresholds: extremely randomised trees."),
+        LIGHTGBM.param("max_depth"),
+        LIGHTGBM.param("max_bin"),
+        _CLASS_WEIGHT,
+        # no early stopping: more trees only lower a forest's variance, and the count a
+        # noisy validation plateau picks would be fitted to that split
+        _shared("num_boost_round", default=300, description="Trees in the forest."),
+    ),
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (LINEAR, LIGHTGBM, RANDOM_FOREST)}
 NAMES: tuple[str, ...] = tuple(FAMILIES)

@@ -44,7 +44,7 @@ def _recall(data: FitData):
     return lambda pred: float((pred[positive] > 0.5).mean())
 
 
-@pytest.mark.parametrize("family", ["linear", "lightgbm"])
+@pytest.mark.parametrize("family", ["linear", "lightgbm", "random_forest"])
 def test_budget_zero_fits_the_defaults_once(family):
     data = _regression()
     result = tune(
@@ -183,7 +183,7 @@ def test_a_choice_may_fix_a_searched_parameter():
     assert {trial["params"]["C"] for trial in result.trials} <= {0.01, 1.0}
 
 
-@pytest.mark.parametrize("family", ["linear", "lightgbm"])
+@pytest.mark.parametrize("family", ["linear", "lightgbm", "random_forest"])
 def test_regression_accepts_the_no_weight_choice(family):
     data = _regression()
     result = tune(

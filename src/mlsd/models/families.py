@@ -18,10 +18,13 @@ import numpy as np
 
 from mlsd.errors import did_you_mean
 from mlsd.models.base import FitData, Model, ModelError, TaskInfo, read_header
+from mlsd.models.forest import RandomForestModel
 from mlsd.models.gbdt import GBDTModel
 from mlsd.models.linear import LinearModel
 
-FAMILIES: dict[str, type[Model]] = {cls.family: cls for cls in (LinearModel, GBDTModel)}
+FAMILIES: dict[str, type[Model]] = {
+    cls.family: cls for cls in (LinearModel, GBDTModel, RandomForestModel)
+}
 MEMBER_DIR = "member_{}"
 
 

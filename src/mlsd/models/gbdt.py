@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,11 +55,13 @@ class GBDTModel(Model):
     """LightGBM boosted trees on integer-coded features (categorical codes stay categorical)."""
 
     family = LIGHTGBM.name
+    declaration = LIGHTGBM
     encoding = "codes"
+    boosting: ClassVar[dict[str, Any]] = {}  # how trees grow, beyond the declared parameters
 
     def __init__(self, task: TaskInfo, params: dict[str, Any] | None = None, seed: int = 0):
         super().__init__(task, params, seed)
-        resolved = LIGHTGBM.validate(self.params, task.kind, error=ModelError)
+        resolved = self.declaration.validate(self.params, task.kind, error=ModelError)
         self.booster_params = {k: v for k, v in resolved.items() if k not in FIT_PARAMS}
         self.fit_params = {k: v for k, v in resolved.items() if k in FIT_PARAMS}
         self.booster_: Booster | None = None  # the runtime booster every prediction uses
@@ -72,6 +74,7 @@ class GBDTModel(Model):
         objective, metric = OBJECTIVES[self.task.kind]
         params = {
             **self.booster_params,
+            **self.boosting,
             "objective": objective or self.booster_params["objective"],
             "metric": metric,
             "seed": self.seed,
@@ -122,10 +125,11 @@ class GBDTModel(Model):
                 reference=train,
             )
             valid_sets, valid_names = [valid], [VALID_NAME]
-            patience = int(self.fit_params["early_stopping_rounds"])
-            all_callbacks.append(
-                lgb.early_stopping(patience, first_metric_only=True, verbose=False)
-            )
+            patience = self.fit_params.get("early_stopping_rounds")
+            if patience:
+                all_callbacks.append(
+                    lgb.early_stopping(int(patience), first_metric_only=True, verbose=False)
+                )
         rounds = self.fit_params["num_boost_round"] or (
             MAX_ROUNDS if has_valid else ROUNDS_WITHOUT_VALID
         )
@@ -142,7 +146,7 @@ class GBDTModel(Model):
             raise ModelError(
                 f"lightgbm could not train: {exc}", hint="check the parameters"
             ) from exc
-        best = booster.best_iteration if has_valid and booster.best_iteration > 0 else None
+        best = booster.best_iteration if booster.best_iteration > 0 else None
         self.best_iteration = int(best or booster.current_iteration())
         # Predict through the saved text form with the runtime a loaded model uses, so the
         # fitted and the loaded model predict bit-identically.
