@@ -476,7 +476,7 @@ RANDOM_FOREST = Family(
         _CLASS_WEIGHT,
         # no early stopping: more trees only lower a forest's variance, and the count a
         # noisy validation plateau picks would be fitted to that split
-        _shared("num_boost_round", default=300, description="Trees in the forest."),
+        _shared("num_boost_round", default=200, description="Trees in the forest."),
     ),
 )
 

@@ -38,7 +38,8 @@ def learning_curve(
 
     ``data`` is the :class:`~mlsd.models.base.FitData` the chosen model was fitted on and
     ``full`` its ``{"train": .., "valid": ..}`` primary scores (the 100% point). Points that
-    would start after ``budget_s`` seconds are skipped (and the verdict says so).
+    would end after ``budget_s`` seconds (at the last refit's cost per row) are skipped (and
+    the verdict says so).
     """
     from mlsd.models.base import FitData
     from mlsd.models.families import make_model
@@ -50,11 +51,13 @@ def learning_curve(
     order = rng.permutation(n)
     points: list[dict[str, Any]] = []
     skipped = []
+    per_row_s = 0.0  # the last refit's seconds per row: the next one is expected to cost as much
     for fraction in fractions:
         size = round(fraction * min(n, MAX_ROWS))
         if size < 20:
             continue
-        if time.perf_counter() - start > budget_s:
+        began = time.perf_counter()
+        if began - start + per_row_s * size > budget_s:
             skipped.append(fraction)
             continue
         rows = np.sort(order[:size])
@@ -68,6 +71,7 @@ def learning_curve(
         )
         try:
             model = make_model(family, task, params, seed).fit(part)
+            per_row_s = (time.perf_counter() - began) / size
             points.append(
                 {
                     "fraction": fraction,

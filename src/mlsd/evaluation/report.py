@@ -717,10 +717,12 @@ def for_training(
     decisions: Evaluation,
     data: TrainingData,
     compare: Mapping[str, np.ndarray] | None = None,
+    learning_s: float | None = None,
 ) -> dict[str, str]:
     """Build and write the report of a training run (judged on the test split): the chosen
     candidate with the decisions taken on valid. Returns the two file paths and records them
-    in ``result.evaluation["report"]``.
+    in ``result.evaluation["report"]``. ``learning_s`` bounds the learning curve's refits
+    (what the training budget has left for them; default the curve's own limit).
 
     Ranking: ``data.groups`` (split -> each row's group) scores the rows per group, and
     ``compare`` (name -> scores of the test rows, e.g. the baselines') joins the metric-at-k
@@ -769,6 +771,7 @@ def for_training(
             metric=result.primary_metric,
             full=scores,
             seed=spec.seed,
+            **({} if learning_s is None else {"budget_s": max(learning_s, 0.0)}),
         )
     inputs = ReportInputs(
         system=spec.name,

@@ -43,10 +43,15 @@ from mlsd.stages import Stages
 from mlsd.tasks import get_task
 from mlsd.workspace import Workspace, write_json
 
-# What follows the search (blend, calibration, test, package, report, registration) takes
-# about 5 s on 2 cores for tables of a few thousand rows: set aside from the budget.
-FIXED_WORK_S = 5.0
-FIXED_WORK_SHARE = 0.2  # but never more than this share of a small budget
+# What follows the search (blend, calibration, test, package, report, registration) took
+# 3.5-6.5 s on 2 cores on the twelve tables of benchmarks/bench_train.py with default
+# parameters, and up to 7.3 s after a 30 s search (a new MLflow database alone about 2.5 s,
+# a seven-class report's importance and charts 4 s): set aside from the budget.
+FIXED_WORK_S = 8.0
+FIXED_WORK_SHARE = 0.25  # but never more than this share of a small budget
+# The learning curve refits the tuned model, so its cost grows with the search's: within a
+# budget it gets what is left before the end, less this for the report and registry after it.
+AFTER_LEARNING_S = 6.0
 
 
 class TrainError(MlsdError):
@@ -232,6 +237,7 @@ def _train(
         leaderboard += fit_baselines(spec, data)
     with stages("candidates"):  # the budget is the whole run's: what loading took is spent,
         budget = spec.models.tuning.budget_s  # and what follows the search is set aside
+        ends = started + budget if budget > 0 else None
         if budget > 0:
             after = min(FIXED_WORK_S, FIXED_WORK_SHARE * budget)
             budget = max(budget - (time.perf_counter() - started) - after, 0.01)
@@ -283,7 +289,8 @@ def _train(
     with stages("report"):  # evaluation.json + .html, logged to the run below
         from mlsd.evaluation.report import for_training
 
-        for_training(spec, workspace, result, chosen, evaluation, data)
+        learning_s = None if ends is None else ends - time.perf_counter() - AFTER_LEARNING_S
+        for_training(spec, workspace, result, chosen, evaluation, data, learning_s=learning_s)
     with stages("register"):
         _register(spec, workspace, result, package)
     return result

@@ -305,20 +305,38 @@ def _search(
             params = dict(combo) if is_default else {**suggested, **combo}
             # pruning watches one validation split: under cross-validation every trial ends
             prune = pruning and not is_default and not data.folds
-            callbacks = [pruning_callback(trial, direction, deadline=deadline)] if prune else None
+            callbacks = (
+                [pruning_callback(trial, direction, deadline=deadline[0])] if prune else None
+            )
+            began = time.perf_counter()
             try:  # the defaults always finish: the search never ends without a model
                 model, fitted, value, pred = _fit_and_score(
                     family, task, params, seed, data, score, callbacks,
-                    None if is_default else deadline,
+                    None if is_default else deadline[0],
                 )  # fmt: skip
             except OutOfTime as exc:
                 raise optuna.TrialPruned(str(exc)) from None
+            if data.folds and trial.number == 0:
+                # the fit on every row follows the search: keep time for it, about one
+                # fold's fit on k/(k-1) times its rows
+                fold_s = (time.perf_counter() - began) / len(data.folds)
+                deadline[0] -= fold_s * len(data.y) / max(len(data.folds[0][0]), 1)
             trial.set_user_attr(FITTED_ATTR, fitted)
             keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
             return value  # nan marks the trial FAILED without stopping the study
 
-        deadline = start + budget_s  # optuna's timeout only stops between trials
-        study.optimize(objective, n_trials=max(int(max_trials), len(choices)), timeout=budget_s)
+        deadline = [start + budget_s]  # optuna's timeout only stops between trials
+
+        def stop(study: Any, _trial: Any) -> None:
+            if time.perf_counter() > deadline[0]:
+                study.stop()
+
+        study.optimize(
+            objective,
+            n_trials=max(int(max_trials), len(choices)),
+            timeout=budget_s,
+            callbacks=[stop],
+        )
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
     final = _final(family, task, keeper.model, keeper.params, seed, data)
