@@ -83,7 +83,8 @@ class Outcome:
     flaml_valid: float
     flaml_wall: float
     flaml_best: str
-    budget: float = 0.0
+    budget: float = 0.0  # FLAML's, and mlsd's unless mlsd_budget says otherwise
+    mlsd_budget: float | None = None  # mlsd's own budget when it differs (0: its defaults)
     task: str = ""
     interval: tuple[float, float] | None = None  # 95% of mlsd − FLAML on test, resampled
     linear_test: float | None = None  # mlsd's own tuned linear model
@@ -317,16 +318,18 @@ def check_package(
         print(f"{name}: WARNING package scores {again} on test, train() said {scored}", flush=True)
 
 
-def run_one(name: str, budget: float, tmp: Path) -> Outcome:
-    """mlsd, its linear model alone, then FLAML on one data set, same split and budget."""
-    folder = tmp / f"{name}-{budget:g}"
+def run_one(name: str, budget: float, tmp: Path, mlsd_budget: float | None = None) -> Outcome:
+    """mlsd, its linear model alone, then FLAML on one data set, same split and budget (mlsd
+    at ``mlsd_budget`` instead when given: 0 is its defaults, what a user gets untouched)."""
+    own = budget if mlsd_budget is None else mlsd_budget
+    folder = tmp / f"{name}-{budget:g}-{own:g}"
     folder.mkdir()
     began = time.perf_counter()
     spec = SYSTEMS[name](folder)
     metric = primary_metric(spec)
-    spec.models.tuning.budget_s = budget  # the whole search's, shared by the variants
+    spec.models.tuning.budget_s = own  # the whole run's, shared by the variants
 
-    print(f"{name}: mlsd, {budget:.0f} s ...", flush=True)
+    print(f"{name}: mlsd, {own:.0f} s ...", flush=True)
     ws = Workspace(folder / "ws")
     start = time.perf_counter()
     result = train(spec, ws, progress=False).to_dict()
@@ -341,7 +344,7 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
     ours = package_predictions(result, split)
     check_package(name, task, y_test, ours, result["test"][metric], metric)
 
-    print(f"{name}: mlsd linear only, {budget:.0f} s ...", flush=True)
+    print(f"{name}: mlsd linear only, {own:.0f} s ...", flush=True)
     alone = spec.model_copy(deep=True)
     alone.models.candidates = ["linear"]
     linear = train(alone, Workspace(folder / "ws-linear"), progress=False).to_dict()
@@ -373,6 +376,7 @@ def run_one(name: str, budget: float, tmp: Path) -> Outcome:
         flaml_wall=flaml["wall"],
         flaml_best=flaml["best"],
         budget=budget,
+        mlsd_budget=mlsd_budget,
         task=task,
         interval=interval,
         linear_test=(linear["test"] or {}).get(metric),
@@ -411,6 +415,14 @@ def table(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def title(budget: float, mlsd_budget: float | None) -> str:
+    """The subsection of one budget: ``Budget 30 s``, or mlsd's own beside FLAML's."""
+    if mlsd_budget is None:
+        return f"Budget {budget:g} s"
+    own = "its defaults (budget 0)" if mlsd_budget == 0 else f"{mlsd_budget:g} s"
+    return f"mlsd at {own}, FLAML at {budget:g} s"
+
+
 def summary(outcomes: list[Outcome], budget: float, skipped: dict | None = None) -> str:
     """Wins, ties and losses at one budget, where mlsd took longer or fell below linear, and
     the tables that did not run (``skipped``: name to reason)."""
@@ -419,8 +431,9 @@ def summary(outcomes: list[Outcome], budget: float, skipped: dict | None = None)
     losses = [o.name for o in outcomes if o.mlsd_wins is False]
     slower = [o.name for o in outcomes if o.mlsd_wall > o.flaml_wall]
     below = [o.name for o in outcomes if o.below_linear]
+    at = title(budget, outcomes[0].mlsd_budget if outcomes else None)
     return (
-        f"At {budget:g} s: mlsd better on {wins}, tied on {ties}, worse on {len(losses)}"
+        f"{at}: mlsd better on {wins}, tied on {ties}, worse on {len(losses)}"
         + (f" ({', '.join(losses)})" if losses else "")
         + f" of {len(outcomes)} tables; more wall time than FLAML on "
         + (", ".join(slower) if slower else "none")
@@ -432,31 +445,42 @@ def summary(outcomes: list[Outcome], budget: float, skipped: dict | None = None)
 
 
 def write_section(
-    budgets: list[float], names: list[str], outcomes: list[Outcome], skipped: dict
+    budgets: list[float],
+    names: list[str],
+    outcomes: list[Outcome],
+    skipped: dict,
+    mlsd_budget: float | None = None,
 ) -> None:
-    """Replace (or append) the Training section of BENCHMARKS.md."""
+    """Replace this run's budget subsections of the Training section of BENCHMARKS.md, each
+    with the command that produced it; subsections of other budgets stay."""
     import flaml
 
-    parts = []
+    runs = {}
     for budget in budgets:
         mine = [o for o in outcomes if o.budget == budget]
-        parts += [
-            f"### Budget {budget:g} s",
-            "",
-            *table(mine),
-            "",
-            summary(mine, budget, skipped.get(budget)),
-            "",
-        ]
+        command = (
+            f"`python benchmarks/bench_train.py --budgets {budget:g}"
+            + ("" if mlsd_budget is None else f" --mlsd-budget {mlsd_budget:g}")
+            + f" --datasets {','.join(names)}` on {date.today()}, {platform.machine()}, "
+            f"{platform.python_version()}, {os.cpu_count()} cores; FLAML {flaml.__version__}."
+        )
+        runs[f"### {title(budget, mlsd_budget)}"] = "\n".join(
+            [
+                f"### {title(budget, mlsd_budget)}",
+                "",
+                f"Command: {command}",
+                "",
+                *table(mine),
+                "",
+                summary(mine, budget, skipped.get(budget)),
+                "",
+            ]
+        )
+    kept = _subsections()
+    kept.update(runs)  # a subsection run again is replaced in place; a new one is appended
     section = "\n".join(
         [
             SECTION,
-            "",
-            f"Command: `python benchmarks/bench_train.py --budgets "
-            f"{','.join(f'{b:g}' for b in budgets)} --datasets {','.join(names)}` on "
-            f"{date.today()}, "
-            f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores; FLAML "
-            f"{flaml.__version__}.",
             "",
             "Same train/valid/test rows (mlsd's split) and the same feature columns for both; "
             "the same time budget (mlsd's `models.tuning.budget_s`, the whole run's; FLAML's "
@@ -467,12 +491,31 @@ def write_section(
             "Wall time is the whole `train()` for mlsd (validation, baselines, tuning, "
             "packaging, registration) and the whole `AutoML.fit()` for FLAML. Goal: at least "
             "as good as FLAML on each table (a tie counts), in no more wall time, and never "
-            "below mlsd's own linear model. The corpus tables start from `mlsd init`.",
+            "below mlsd's own linear model. The corpus tables start from `mlsd init`. A "
+            "subsection titled `mlsd at …, FLAML at …` gives mlsd (and its linear floor) a "
+            "budget of its own: at 0, the defaults a user gets without touching the spec.",
             "",
-            *parts,
+            *kept.values(),
         ]
     )
     replace_section("## Training", section)
+
+
+def _subsections() -> dict[str, str]:
+    """The ``### `` subsections of the Training section now in BENCHMARKS.md, by heading."""
+    from report import BENCHMARKS
+
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    start = text.find(SECTION)
+    if start < 0:
+        return {}
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end >= 0 else len(text)]
+    found = {}
+    for part in body.split("\n### ")[1:]:
+        heading = "### " + part.splitlines()[0]
+        found[heading] = ("### " + part).rstrip("\n") + "\n"
+    return found
 
 
 def main() -> None:
@@ -482,6 +525,11 @@ def main() -> None:
     )
     parser.add_argument("--budget", type=float, help="one budget (same as --budgets N)")
     parser.add_argument("--datasets", default=",".join(SYSTEMS), help="comma-separated")
+    parser.add_argument(
+        "--mlsd-budget",
+        type=float,
+        help="mlsd's own budget against FLAML's (0: mlsd's defaults, untouched by the user)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     if args.budget is not None:
@@ -508,7 +556,7 @@ def main() -> None:
                 # One table that breaks (mlsd, FLAML or the loader) must not lose an hour of
                 # others' results: it is reported as not run, with the error.
                 try:
-                    outcome = run_one(name, budget, Path(tmp))
+                    outcome = run_one(name, budget, Path(tmp), args.mlsd_budget)
                 except Exception as exc:
                     first = (str(exc).splitlines() or [""])[0]
                     why = f"{type(exc).__name__}: {first}"
@@ -524,7 +572,7 @@ def main() -> None:
         mine = [o for o in outcomes if o.budget == budget]
         print("\n".join([*table(mine), "", summary(mine, budget, skipped.get(budget)), ""]))
     if not args.no_write:
-        write_section(budgets, names, outcomes, skipped)
+        write_section(budgets, names, outcomes, skipped, args.mlsd_budget)
 
 
 if __name__ == "__main__":
