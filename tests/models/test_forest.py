@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tree_data import TASKS, tree_data
 
 from mlsd.model_params import RANDOM_FOREST
-from mlsd.models.base import FitData, ModelError, TaskInfo
+from mlsd.models.base import ModelError, TaskInfo
 from mlsd.models.families import load_model, make_model
 from mlsd.models.forest import RandomForestModel
 from mlsd.models.gbdt import MODEL_TXT
 
 
-def _data(kind: str, n: int = 1200, seed: int = 0) -> FitData:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5))
-    z = 2 * X[:, 0] + np.sin(3 * X[:, 1]) - X[:, 2] * X[:, 3]
-    if kind == "regression":
-        y = z + rng.normal(scale=0.3, size=n)
-    elif kind == "binary":
-        y = (z + rng.normal(scale=0.5, size=n) > 0).astype(float)
-    else:
-        y = np.digitize(z + rng.normal(scale=0.3, size=n), [-1, 1]).astype(float)
-    cut = int(n * 0.75)
-    return FitData(X[:cut], y[:cut], X[cut:], y[cut:])
-
-
-@pytest.mark.parametrize(
-    "task",
-    [TaskInfo("regression"), TaskInfo("binary", 2), TaskInfo("multiclass", 3)],
-    ids=["regression", "binary", "multiclass"],
-)
+@TASKS
 def test_a_forest_learns_keeps_every_tree_and_round_trips(task, tmp_path):
-    data = _data(task.kind)
+    data = tree_data(task.kind)
     model = make_model("random_forest", task, seed=3).fit(data)
     assert isinstance(model, RandomForestModel)
     # no early stopping: the forest keeps all its trees even with a validation split
@@ -61,7 +44,7 @@ def test_a_forest_learns_keeps_every_tree_and_round_trips(task, tmp_path):
 
 
 def test_a_forest_is_not_the_boosted_trees_under_another_name():
-    data = _data("regression")
+    data = tree_data("regression")
     forest = make_model("random_forest", TaskInfo("regression")).fit(data)
     boosted = make_model("lightgbm", TaskInfo("regression")).fit(data)
     assert not np.allclose(forest.predict(data.X_valid), boosted.predict(data.X_valid))

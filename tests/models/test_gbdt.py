@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tree_data import TASKS, tree_data
 
 from mlsd.models.base import FitData, ModelError, TaskInfo
 from mlsd.models.families import load_model, make_model
 from mlsd.models.gbdt import MAX_ROUNDS, MODEL_TXT, GBDTModel
-
-
-def _data(kind: str, n: int = 1200, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5))
-    z = 2 * X[:, 0] + np.sin(3 * X[:, 1]) - X[:, 2] * X[:, 3]
-    if kind == "regression":
-        y = z + rng.normal(scale=0.3, size=n)
-    elif kind == "binary":
-        y = (z + rng.normal(scale=0.5, size=n) > 0).astype(float)
-    else:
-        y = np.digitize(z + rng.normal(scale=0.3, size=n), [-1, 1]).astype(float)
-    cut = int(n * 0.75)
-    return FitData(X[:cut], y[:cut], X[cut:], y[cut:])
 
 
 def _loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
@@ -33,13 +20,9 @@ def _loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y.astype(int)], 1e-12, 1))))
 
 
-@pytest.mark.parametrize(
-    "task",
-    [TaskInfo("regression"), TaskInfo("binary", 2), TaskInfo("multiclass", 3)],
-    ids=["regression", "binary", "multiclass"],
-)
+@TASKS
 def test_beats_the_mean_or_prior_and_round_trips(task, tmp_path):
-    data = _data(task.kind)
+    data = tree_data(task.kind)
     model = make_model("lightgbm", task, seed=3).fit(data)
     pred = model.predict(data.X_valid)
     if task.kind == "regression":
@@ -75,7 +58,7 @@ def test_early_stopping_stops_on_noise():
 
 
 def test_same_inputs_give_byte_identical_model_files(tmp_path):
-    data = _data("binary")
+    data = tree_data("binary")
     params = {"feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1}
     for name in ("a", "b"):
         GBDTModel(TaskInfo("binary", 2), params, seed=11).fit(data).save(tmp_path / name)
@@ -139,7 +122,7 @@ def test_errors_name_the_problem():
         )
     with pytest.raises(ModelError, match=r"labels must be 0\.\.1"):
         GBDTModel(TaskInfo("binary", 2)).fit(FitData(np.zeros((10, 2)), np.arange(10.0)))
-    model = GBDTModel(TaskInfo("regression")).fit(_data("regression", n=200))
+    model = GBDTModel(TaskInfo("regression")).fit(tree_data("regression", n=200))
     with pytest.raises(ModelError, match="expects 5 features"):
         model.predict(np.zeros((3, 4)))
     with pytest.raises(ModelError, match="unknown model family"):
