@@ -298,6 +298,7 @@ def _search(
         keeper = _Keeper(direction)
 
         def objective(trial: Any) -> float:
+            nonlocal deadline
             combo = {n: trial.suggest_categorical(n, v) for n, v in by_name.items()}
             suggested = {name: draw(trial, param) for name, param in space.items()}
             # an enqueued defaults trial fits the plain defaults and is never pruned
@@ -305,14 +306,12 @@ def _search(
             params = dict(combo) if is_default else {**suggested, **combo}
             # pruning watches one validation split: under cross-validation every trial ends
             prune = pruning and not is_default and not data.folds
-            callbacks = (
-                [pruning_callback(trial, direction, deadline=deadline[0])] if prune else None
-            )
+            callbacks = [pruning_callback(trial, direction, deadline=deadline)] if prune else None
             began = time.perf_counter()
             try:  # the defaults always finish: the search never ends without a model
                 model, fitted, value, pred = _fit_and_score(
                     family, task, params, seed, data, score, callbacks,
-                    None if is_default else deadline[0],
+                    None if is_default else deadline,
                 )  # fmt: skip
             except OutOfTime as exc:
                 raise optuna.TrialPruned(str(exc)) from None
@@ -320,15 +319,15 @@ def _search(
                 # the fit on every row follows the search: keep time for it, about one
                 # fold's fit on k/(k-1) times its rows
                 fold_s = (time.perf_counter() - began) / len(data.folds)
-                deadline[0] -= fold_s * len(data.y) / max(len(data.folds[0][0]), 1)
+                deadline -= fold_s * len(data.y) / max(len(data.folds[0][0]), 1)
             trial.set_user_attr(FITTED_ATTR, fitted)
             keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
             return value  # nan marks the trial FAILED without stopping the study
 
-        deadline = [start + budget_s]  # optuna's timeout only stops between trials
+        deadline = start + budget_s  # optuna's timeout only stops between trials
 
         def stop(study: Any, _trial: Any) -> None:
-            if time.perf_counter() > deadline[0]:
+            if time.perf_counter() > deadline:
                 study.stop()
 
         study.optimize(

@@ -48,6 +48,7 @@ logger = logging.getLogger("mlsd.serving")
 
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe (pipe-max-size)
 SHADOW_QUEUE = 1000  # requests waiting for the shadow process; more are dropped and counted
+BODY = 6  # where a queued copy holds its instances, or the request body they came in
 
 
 @dataclass(frozen=True)
@@ -476,11 +477,14 @@ class ShadowProcess:
         self._sent += 1
         message["seq"] = self._sent
         self._in_flight[self._sent] = copies
-        bodies = []  # the request bodies follow the header as they came: no copy here
-        for copy in message.get("copies", ()):
-            if isinstance(copy[6], bytes):
-                bodies.append(copy[6])
-                copy[6] = len(copy[6])
+        # the request bodies follow the header as they came (no copy here); the header
+        # holds each one's length in its place
+        queued = message.get("copies", ())
+        bodies = [c[BODY] for c in queued if isinstance(c[BODY], bytes)]
+        message["copies"] = [
+            (*c[:BODY], len(c[BODY]), *c[BODY + 1 :]) if isinstance(c[BODY], bytes) else c
+            for c in queued
+        ]
         data = orjson.dumps(message, default=_default)
         try:
             _write_all(proc.stdin.fileno(), [len(data).to_bytes(4, "little"), data, *bodies])
@@ -507,7 +511,7 @@ class ShadowProcess:
                 loads, self._loads = self._loads, []
             copies = []
             while pending:
-                copies.append(list(pending.popleft()))
+                copies.append(pending.popleft())
             if loads or copies:
                 self._loaded.update((v, str(p)) for v, p in loads)
                 self._send({"load": loads, "copies": copies}, len(copies))
@@ -646,7 +650,8 @@ def _child(config: dict[str, Any]) -> None:
                 break
             message = orjson.loads(stdin.read(int.from_bytes(head, "little")))
             copies = message.get("copies") or ()
-            bodies = memoryview(stdin.read(sum(c[6] for c in copies if isinstance(c[6], int))))
+            sizes = (c[BODY] for c in copies if isinstance(c[BODY], int))
+            bodies = memoryview(stdin.read(sum(sizes)))
             for version, folder in message.get("load") or ():
                 with contextlib.suppress(Exception):
                     model(version, folder)
