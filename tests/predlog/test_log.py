@@ -180,6 +180,97 @@ def test_odd_values_are_logged_as_strict_json(tmp_path):
     ]
 
 
+class _Lines:
+    """Captures what PredictionLog hands its predictions writer."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def log_lines(self, lines, *, errors=0):
+        self.lines.extend(lines)
+        self.errors = errors
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"flags": ["a_out_of_range"]},
+        {"flags": [["x"], None, ["y", "z"]], "positions": [3, 7, 9]},
+        {"routed": {"experiment": "e", "arm": "b", "unit": "u\n7", "p": 0.25}},
+        {"routed": {"experiment": "e", "arm": "b", "unit": "u", "p": None},
+         "group": 5, "ranks": [2, None, 1]},
+    ],
+)  # fmt: skip
+def test_rows_are_encoded_per_request_as_a_dict_per_row_would_be(tmp_path, extra):
+    # the row's shared fields are encoded once per request and the rows joined from bytes:
+    # each line must be the JSON of the row as documented, key order included
+    inputs = [
+        {"a": 1, "s": 'é\n"q', "f": np.float32(2.5)},
+        {1: "key not a string", "big": 2**70},
+        {"a": float("nan"), "nested": {"x": [1, {"y": None}]}},
+    ]
+    outputs = [{"label": "y", "probability": {"y": 0.2}}, np.int64(3), float("inf")]
+    log = PredictionLog(tmp_path)
+    log._predictions, captured = _Lines(), log._predictions
+    captured.close()
+    log.prediction(
+        request_id='r"1', model_version=3, inputs=inputs, outputs=outputs, latency_ms=1.25,
+        ts=1_700_000_000.5, **extra,
+    )  # fmt: skip
+    lines = log._predictions.lines
+    assert len(lines) == 3 and all(line.endswith(b"\n") for line in lines)
+    flags, routed = extra.get("flags"), extra.get("routed") or {}
+    for i, line in enumerate(lines):
+        row = json.loads(line)
+        assert list(row)[:8] == [
+            "request_id", "instance", "ts", "time", "model_version", "latency_ms", "inputs",
+            "output",
+        ]  # fmt: skip
+        assert row["request_id"] == 'r"1' and row["model_version"] == "3"
+        assert row["instance"] == (extra["positions"][i] if "positions" in extra else i)
+        assert row["ts"] == 1_700_000_000.5 and row["time"] == "2023-11-14T22:13:20.500000Z"
+        expected_flags = (flags[i] if isinstance(flags[0], list) else flags) if flags else None
+        assert row.get("flags") == expected_flags
+        assert {k: row[k] for k in routed if k in row} == {k: v for k, v in routed.items()}
+        if "group" in extra:
+            assert row["group"] == "5" and row["position"] == extra["ranks"][i]
+            assert list(row)[-2:] == ["group", "position"]
+    first, second, third = (json.loads(line) for line in lines)
+    assert first["inputs"] == {"a": 1, "s": 'é\n"q', "f": 2.5}
+    assert second["inputs"] == {"1": "key not a string", "big": 2**70}
+    assert third["inputs"] == {"a": None, "nested": {"x": [1, {"y": None}]}}
+    assert [first["output"], second["output"], third["output"]] == [outputs[0], 3, None]
+
+
+def test_log_lines_queues_a_requests_rows_all_or_none(tmp_path):
+    writer = LogWriter(tmp_path, "block", flush_s=60, max_queue=5)
+    entered, release = threading.Event(), threading.Event()
+    write = writer._write
+
+    def stalled_write(lines):  # the writer thread holds its first write until released
+        if lines:
+            entered.set()
+            release.wait(10)
+        write(lines)
+
+    writer._write = stalled_write
+    try:
+        writer.log_lines([b'{"i":0}\n'])
+        assert entered.wait(5)
+        writer.log_lines([b'{"i":%d}\n' % i for i in (1, 2, 3)])
+        writer.log_lines([b'{"i":%d}\n' % i for i in (4, 5, 6)])  # 3 + 3 > 5: all dropped
+        writer.log_lines([b'{"i":7}\n', b'{"i":8}\n'], errors=1)
+        assert writer.stats == {
+            "written": 0, "dropped": 3, "segments": 0, "errors": 1, "queued": 5,
+        }  # fmt: skip
+    finally:
+        release.set()
+        writer.close()
+    (segment,) = sorted((tmp_path / "block").glob("*.jsonl"))
+    assert [row["i"] for row in _lines(segment)] == [0, 1, 2, 3, 7, 8]
+
+
 def test_segments_appear_whole_by_rename_within_flush_s(tmp_path):
     folder = tmp_path / "log" / "predictions"
     with PredictionLog(tmp_path) as log:  # default flush_s = 1.0
