@@ -344,16 +344,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file in chunks with the served model; rejects go aside."""
-    from mlsd.serving.batch import predict_batch
+    from mlsd.serving.batch import predict_batch, score_here
     from mlsd.spec import load_spec
 
+    spec = load_spec(args.config)
+    engine = score_here
+    if (args.engine or spec.engine.kind) == "ray":
+        from mlsd.engine.ray_batch import on_ray
+
+        engine = on_ray(spec.engine, spec.serving)
     out = predict_batch(
-        load_spec(args.config),
+        spec,
         Path(args.input),
         Path(args.output),
         ref=args.model,
         rejects_path=Path(args.rejects) if args.rejects else None,
         progress=False if args.json else None,
+        engine=engine,
     )
     if args.json:
         _emit_json(out)
@@ -687,7 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", parents=[common], help="score a CSV/Parquet file in chunks (batch scoring)"
     )
-    p.add_argument("--input", required=True, help="CSV or Parquet file to score")
+    p.add_argument(
+        "--input", required=True, help="CSV or Parquet file (or a folder of Parquet) to score"
+    )
     p.add_argument("--output", required=True, help="where to write scores (.parquet or .csv)")
     p.add_argument(
         "--model",
@@ -696,6 +705,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="where the rows are scored: this process or a Ray cluster (default: engine.kind)",
     )
     p.set_defaults(func=cmd_predict)
 

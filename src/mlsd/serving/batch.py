@@ -336,54 +336,62 @@ def _csv_block_size(path: Path, batch_rows: int) -> int:
 
 
 class Source:
-    """The input file: its column names, row count when known, and its chunks."""
+    """The input: a CSV or Parquet file, or a folder of Parquet files (read in name order);
+    its column names, row count when known, and its chunks."""
 
     def __init__(self, path: Path, batch_rows: int):
         self.path = Path(path)
         self.batch_rows = batch_rows
-        if not self.path.is_file():
-            raise DataError(
-                f"the input {self.path} does not exist"
-                + (" (it is a folder)" if self.path.is_dir() else ""),
-                hint="pass a CSV or Parquet file with --input",
-            )
-        self.format = _format(self.path, "input")
-        self.from_csv = self.format == "csv"
         self.rows: int | None = None
+        if self.path.is_dir():
+            self.files = sorted(
+                p for p in self.path.rglob("*") if p.suffix.lower() in (".parquet", ".pq")
+            )
+            if not self.files:
+                raise DataError(
+                    f"the input folder {self.path} holds no Parquet file",
+                    hint="pass a CSV or Parquet file, or a folder of .parquet files",
+                )
+            self.format = "parquet"
+        elif self.path.is_file():
+            self.files = [self.path]
+            self.format = _format(self.path, "input")
+        else:
+            raise DataError(
+                f"the input {self.path} does not exist",
+                hint="pass a CSV or Parquet file (or a folder of Parquet files) with --input",
+            )
+        self.from_csv = self.format == "csv"
         if self.from_csv:
             self.names = _csv_header(self.path)
-        else:
-            import pyarrow.parquet as pq
+            return
+        import pyarrow.parquet as pq
 
+        self._parquet = []
+        for file in self.files:
             try:
-                self._parquet = pq.ParquetFile(self.path)
+                self._parquet.append(pq.ParquetFile(file))
             except Exception as exc:  # pyarrow raises several types for a damaged file
                 raise DataError(
-                    f"{self.path} is not readable as Parquet: {exc}",
+                    f"{file} is not readable as Parquet: {exc}",
                     hint="check that it is a complete Parquet file",
                 ) from exc
-            self.names = list(self._parquet.schema_arrow.names)
-            self.rows = self._parquet.metadata.num_rows
+        self.names = list(self._parquet[0].schema_arrow.names)
+        for file, part in zip(self.files[1:], self._parquet[1:], strict=True):
+            if list(part.schema_arrow.names) != self.names:
+                raise DataError(
+                    f"{file} has other columns than {self.files[0]}: "
+                    f"{part.schema_arrow.names} against {self.names}",
+                    hint="give every file of the folder the same columns, in the same order",
+                )
+        self.rows = sum(part.metadata.num_rows for part in self._parquet)
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-
         if not self.from_csv:
-            yield from self._parquet.iter_batches(batch_size=self.batch_rows)
+            for part in self._parquet:
+                yield from part.iter_batches(batch_size=self.batch_rows)
             return
-        import pyarrow.csv as pcsv
-
-        reader = pcsv.open_csv(
-            self.path,
-            read_options=pcsv.ReadOptions(block_size=_csv_block_size(self.path, self.batch_rows)),
-            parse_options=pcsv.ParseOptions(delimiter=_delimiter(self.path)),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in self.names},
-                strings_can_be_null=True,
-                null_values=NULL_VALUES,
-            ),
-        )
-        yield from reader
+        yield from open_csv(self.path, self.names, self.batch_rows)
 
     def chunks(self) -> Iterator[pa.RecordBatch]:
         """Record batches of exactly ``batch_rows`` rows (the last may be shorter)."""
@@ -410,13 +418,37 @@ class Source:
         if held:
             yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
 
-    def empty_schema(self) -> pa.Schema:
-        """The schema of the input as read, for an input without rows."""
+    def schema(self) -> pa.Schema:
+        """The schema of the input as read (every CSV column as text)."""
         import pyarrow as pa
 
         if self.from_csv:
             return pa.schema([pa.field(n, pa.string()) for n in self.names])
-        return self._parquet.schema_arrow
+        return self._parquet[0].schema_arrow
+
+
+def csv_options(path: Path, names: list[str], batch_rows: int) -> dict[str, Any]:
+    """How a CSV input is read (every column as text, mlsd's missing values), as the keyword
+    arguments of ``pyarrow.csv.open_csv``."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    return {
+        "read_options": pcsv.ReadOptions(block_size=_csv_block_size(path, batch_rows)),
+        "parse_options": pcsv.ParseOptions(delimiter=_delimiter(path)),
+        "convert_options": pcsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=True,
+            null_values=NULL_VALUES,
+        ),
+    }
+
+
+def open_csv(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The record batches of a CSV input, read as :func:`csv_options` says."""
+    import pyarrow.csv as pcsv
+
+    yield from pcsv.open_csv(path, **csv_options(path, names, batch_rows))
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -570,7 +602,7 @@ class Scorer:
         self.fields = [
             FieldCheck(item, checkers[item["name"]], on_invalid) for item in signature["inputs"]
         ]
-        self.ids = ids
+        self.ids, self.on_invalid = ids, on_invalid
         self.flag_policy = on_invalid == "flag"
         self.outputs = Outputs(signature, served.label, self.flag_policy)
 
@@ -660,6 +692,35 @@ class Prepared:
     rejected: pa.RecordBatch | None = None
     flags: pa.Array | None = None
     flagged: int = 0
+
+
+@dataclass
+class Scored:
+    """What became of one chunk: its rows, the scored ones (None: none scored), the rejected
+    ones with their reasons, and how many were flagged."""
+
+    rows: int
+    result: pa.RecordBatch | None
+    rejected: pa.RecordBatch | None
+    flagged: int
+
+    @classmethod
+    def of(cls, scorer: Scorer, batch: pa.RecordBatch, from_csv: bool) -> Scored:
+        """Validate and score one chunk (without reading ahead)."""
+        prepared = scorer.prepare(batch, from_csv)
+        return cls(batch.num_rows, scorer.finish(prepared), prepared.rejected, prepared.flagged)
+
+
+def score_here(source: Source, scorer: Scorer) -> Iterator[Scored]:
+    """The local engine: the chunks of ``source`` scored in this process, in order, the next
+    chunk validated and featurized in a thread while the model scores this one."""
+    chunks = read_ahead(source.chunks(), lambda b: scorer.prepare(b, source.from_csv))
+    try:
+        for prepared in chunks:
+            result = scorer.finish(prepared)
+            yield Scored(prepared.batch.num_rows, result, prepared.rejected, prepared.flagged)
+    finally:
+        chunks.close()  # stop reading ahead before the caller's temporary files go
 
 
 def read_ahead(items: Iterator[Any], work: Callable[[Any], Any], depth: int = 2) -> Iterator[Any]:
@@ -772,12 +833,16 @@ def predict_batch(
     rejects_path: Path | None = None,
     workspace: Workspace | None = None,
     progress: bool | None = None,
+    engine: Callable[[Source, Scorer], Iterator[Scored]] = score_here,
 ) -> dict:
-    """Score ``input_path`` (CSV or Parquet) with model ``ref`` into ``output_path``.
+    """Score ``input_path`` (CSV or Parquet, or a folder of Parquet files) with model
+    ``ref`` into ``output_path``.
 
     Rows that fail validation go to ``rejects_path`` (default ``<output stem>.rejects.<ext>``)
     with their original columns and a ``reason``; it is written only when a row is rejected
-    (a stale one from an earlier run is removed). Returns the summary: rows, scored,
+    (a stale one from an earlier run is removed). ``engine`` scores the chunks, in order:
+    :func:`score_here` in this process, or :func:`mlsd.engine.ray_batch.on_ray` on a Ray
+    cluster; the files are written here either way. Returns the summary: rows, scored,
     rejected, flagged, model_version, output, rejects, seconds, rows_per_s, unknown_columns.
     """
     started = time.perf_counter()
@@ -806,36 +871,31 @@ def predict_batch(
             "group (problem.group)",
             hint=f"add the {group} column to the input",
         )
+    out_schema, reject_schema = scorer.schemas(source.schema())
     held: list[pa.RecordBatch] = []  # ranking: every scored row, ranked once all are in
 
     rows = scored = rejected = flagged = 0
-    sink = rejects = out_schema = None
+    # ranked rows are written once all are scored
+    sink = Sink(output_path, out_schema) if group is None else None
+    rejects = None
     bar = progress_bar(source.rows, "scoring", show=progress)
-    chunks = read_ahead(source.chunks(), lambda b: scorer.prepare(b, source.from_csv))
+    chunks = engine(source, scorer)
     try:
-        for prepared in chunks:
-            batch = prepared.batch
-            if out_schema is None:
-                out_schema, reject_schema = scorer.schemas(batch.schema)
-                if group is None:  # ranked rows are written once all are scored
-                    sink = Sink(output_path, out_schema)
-            result = scorer.finish(prepared)
-            rows += batch.num_rows
-            flagged += prepared.flagged
-            if result is not None:
+        for chunk in chunks:
+            rows += chunk.rows
+            flagged += chunk.flagged
+            if chunk.result is not None:
                 if group is None:
-                    sink.write(result)
+                    sink.write(chunk.result)
                 else:
-                    held.append(result)
-                scored += result.num_rows
-            if prepared.rejected is not None:
+                    held.append(chunk.result)
+                scored += chunk.result.num_rows
+            if chunk.rejected is not None:
                 if rejects is None:
                     rejects = Sink(rejects_path, reject_schema)
-                rejects.write(prepared.rejected)
-                rejected += prepared.rejected.num_rows
-            bar.update(batch.num_rows)
-        if out_schema is None:  # no rows at all: an empty output with the right columns
-            out_schema = scorer.schemas(source.empty_schema())[0]
+                rejects.write(chunk.rejected)
+                rejected += chunk.rejected.num_rows
+            bar.update(chunk.rows)
         if group is not None:
             import pyarrow as pa
 
@@ -843,15 +903,13 @@ def predict_batch(
             sink = Sink(output_path, ranked.schema)
             for part in ranked.to_batches(max_chunksize=spec.serving.batch_rows):
                 sink.write(part)
-        elif sink is None:
-            sink = Sink(output_path, out_schema)
         if rejects is not None:
             rejects.commit()
         elif rejects_path.exists():
             rejects_path.unlink()  # a stale rejects file from an earlier run
         sink.commit()
     except BaseException:
-        chunks.close()  # stop reading ahead before the temporary files go
+        chunks.close()  # stop the engine before the temporary files go
         for open_sink in (sink, rejects):
             if open_sink is not None:
                 open_sink.abort()

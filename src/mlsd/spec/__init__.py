@@ -5,7 +5,8 @@ produce the JSON schema (``mlsd schema``), the comments ``mlsd init`` writes, an
 every error. This package only re-exports; each job lives in its own module:
 
 - ``base``: the section base class, value types and durations;
-- ``problem``, ``data``, ``models``, ``serving``, ``monitoring``: the sections, by design step;
+- ``problem``, ``data``, ``models``, ``serving``, ``rollout``, ``monitoring``: the sections,
+  by design step; ``engine``: where the heavy work runs;
 - ``system``: the whole file (``SystemSpec``) and its JSON schema;
 - ``checks``: the checks that span sections;
 - ``loader``: YAML to ``SystemSpec``, with errors naming file, line and key.
@@ -31,6 +32,7 @@ from mlsd.spec.data import (
     SourceSpec,
     SplitSpec,
 )
+from mlsd.spec.engine import EngineSpec
 from mlsd.spec.loader import Location, load_spec, parse_spec
 from mlsd.spec.models import (
     BaselinesSpec,
@@ -74,6 +76,7 @@ __all__ = [
     "DriftMethod",
     "DriftSpec",
     "Duration",
+    "EngineSpec",
     "EnsembleSpec",
     "EvaluationSpec",
     "FeatureColumnSpec",

@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from mlsd.spec.base import Section
 from mlsd.spec.data import DataSpec, FeaturesSpec
+from mlsd.spec.engine import EngineSpec
 from mlsd.spec.models import EvaluationSpec, ModelsSpec
 from mlsd.spec.monitoring import MonitoringSpec, RetrainingSpec
 from mlsd.spec.problem import ArchitectureSpec, MetricsSpec, ProblemSpec
@@ -52,6 +53,10 @@ class SystemSpec(Section):
     )
     retraining: RetrainingSpec = Field(
         default_factory=RetrainingSpec, description="Step 9: retraining."
+    )
+    engine: EngineSpec = Field(
+        default_factory=EngineSpec,
+        description="Where batch scoring runs: this process or a Ray cluster (step 9, scaling).",
     )
 
     _path: Path | None = PrivateAttr(None)
