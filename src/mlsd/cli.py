@@ -121,6 +121,7 @@ def _fmt(value) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train baselines and candidates; register the chosen model if it passes the gate."""
+    from mlsd.engine import trial_pool
     from mlsd.models.train import train
     from mlsd.spec import load_spec
 
@@ -130,7 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train_funnel(spec, progress=False if args.json else None)
     else:
-        result = train(spec, progress=False if args.json else None)
+        pool = trial_pool(spec, args.engine)
+        result = train(spec, progress=False if args.json else None, pool=pool)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -344,12 +346,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file in chunks with the served model; rejects go aside."""
+    from mlsd.engine import kind
     from mlsd.serving.batch import predict_batch, score_here
     from mlsd.spec import load_spec
 
     spec = load_spec(args.config)
     engine = score_here
-    if (args.engine or spec.engine.kind) == "ray":
+    if kind(spec, args.engine) == "ray":
         from mlsd.engine.ray_batch import on_ray
 
         engine = on_ray(spec.engine, spec.serving)
@@ -656,6 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         parents=[common],
         help="train baselines and candidates, register the best if it wins",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="where tuning trials are fitted: here one at a time, or on a Ray cluster several "
+        "at once (default: engine.kind)",
     )
     p.set_defaults(func=cmd_train)
 

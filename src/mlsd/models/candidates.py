@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from mlsd.models.gate import guardrail_failures
 from mlsd.models.leaderboard import SPLITS, Entry
 from mlsd.models.selection import HOLDOUT, Selection, fold_indices
 from mlsd.spec import SystemSpec
+
+if TYPE_CHECKING:
+    from mlsd.models.tuning import TrialPool
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,17 @@ def _baselines(spec: SystemSpec, data: TrainingData) -> list:
 
 
 def fit_candidates(
-    spec: SystemSpec, data: TrainingData, budget_s: float | None = None
+    spec: SystemSpec,
+    data: TrainingData,
+    budget_s: float | None = None,
+    pool: TrialPool | None = None,
 ) -> list[Candidate]:
     """Every family x class-weight variant, tuned on valid; each is one leaderboard row.
 
     ``budget_s`` (default ``models.tuning.budget_s``) is the whole search's: each variant
     gets an equal share of what is left, so time a quick variant does not use goes to the
-    ones after it."""
+    ones after it. ``pool`` fits the trials of each search several at once (a Ray
+    cluster's, :class:`mlsd.engine.ray_tuning.RayTrials`)."""
     from mlsd.models.families import FAMILIES
     from mlsd.models.tuning import tune
 
@@ -239,6 +246,7 @@ def fit_candidates(
                 seed=spec.seed,
                 param_choices={"class_weight": [weight]},
                 fixed=spec.models.params.get(family, {}),
+                pool=pool,
             )
             model = result.model
             scores, per_row = _score_without_test(data, model, X["train"], result.valid_pred)

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,9 @@ from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
 from mlsd.tasks import get_task
 from mlsd.workspace import Workspace, write_json
+
+if TYPE_CHECKING:
+    from mlsd.models.tuning import TrialPool
 
 # What follows the search (blend, calibration, test, package, report, registration) took
 # 3.5-6.5 s on 2 cores on the twelve tables of benchmarks/bench_train.py with default
@@ -207,22 +210,28 @@ def train(
     *,
     progress: bool | None = None,
     data: pa.Table | None = None,
+    pool: TrialPool | None = None,
 ) -> TrainResult:
     """Validate, split, fit baselines and candidates, select, test once, gate, register.
 
     ``data`` (an Arrow table with the source's columns) replaces the spec's source: what
     ``mlsd retrain`` passes after assembling fresh rows; everything else is the same.
+    ``pool`` fits each search's trials several at once (:mod:`mlsd.engine.ray_tuning`).
     """
     workspace = workspace or Workspace.for_spec(spec)
     stages = Stages(14, label=f"train {spec.name}", show=progress)
     try:
-        return _train(spec, workspace, stages, data)
+        return _train(spec, workspace, stages, data, pool)
     finally:
         stages.close()
 
 
 def _train(
-    spec: SystemSpec, workspace: Workspace, stages: Stages, table: pa.Table | None = None
+    spec: SystemSpec,
+    workspace: Workspace,
+    stages: Stages,
+    table: pa.Table | None = None,
+    pool: TrialPool | None = None,
 ) -> TrainResult:
     started = time.perf_counter()
     metric = get_metric(primary_metric(spec))
@@ -241,7 +250,7 @@ def _train(
         if budget > 0:
             after = min(FIXED_WORK_S, FIXED_WORK_SHARE * budget)
             budget = max(budget - (time.perf_counter() - started) - after, 0.01)
-        fitted = fit_candidates(spec, data, budget)
+        fitted = fit_candidates(spec, data, budget, pool)
     leaderboard += [c.entry for c in fitted]
 
     # selection on valid only; then the test split, once, for the chosen model

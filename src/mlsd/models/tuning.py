@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -68,6 +68,7 @@ def tune(
     seed: int,
     param_choices: dict[str, Sequence[Any]] | None = None,
     fixed: dict[str, Any] | None = None,
+    pool: TrialPool | None = None,
 ) -> TuningResult:
     """Search ``family``'s parameters, scoring each fit by ``score(predictions on
     data.X_valid)``; ``direction`` says whether higher or lower scores are better.
@@ -76,6 +77,9 @@ def tune(
     ``{"class_weight": [None, "balanced"]}``; with budget 0 each combination is fitted once
     and the best on validation is kept. ``fixed`` holds parameters at one value in every
     trial, the defaults' included (the spec's ``models.params``); they are not searched.
+    ``pool`` fits up to ``pool.slots`` trials at once (on a Ray cluster); TPE then proposes
+    each trial from the ones finished so far, which depends on the order they finish in, so
+    unlike a search here the trials are not the same from run to run.
     """
     family_class(family)  # unknown family: fail before any work
     if direction not in ("max", "min"):
@@ -99,7 +103,9 @@ def tune(
                 hint="set data.split.valid above 0, or models.tuning.budget_s: 0",
             )
         return _defaults_only(family, task, data, score, direction, seed, choices, start)
-    return _search(family, task, data, score, direction, budget_s, max_trials, seed, choices, start)
+    return _search(
+        family, task, data, score, direction, budget_s, max_trials, seed, choices, start, pool
+    )
 
 
 # --- budget 0 ------------------------------------------------------------------------------
@@ -138,16 +144,33 @@ def _fit_and_score(
     callbacks: list | None = None,
     deadline: float | None = None,
 ) -> tuple[Model | None, dict[str, Any], float, np.ndarray | None]:
-    """Fit ``params`` and score them: on the validation split (the fitted model returned),
-    or, with ``data.folds``, by cross-validation (no model: the parameters returned carry
-    what the final fit on every row needs, e.g. the rounds early stopping chose). Past
-    ``deadline`` (``time.perf_counter``) no further fold is fitted: :class:`OutOfTime`."""
+    """:func:`fit_trial`, then ``score`` its predictions (nan without a validation split)."""
+    model, fitted, pred = fit_trial(family, task, params, seed, data, callbacks, deadline)
+    if pred is None:
+        return model, fitted, math.nan, None
+    return model, fitted, *_scored(pred, score)
+
+
+def fit_trial(
+    family: str,
+    task: TaskInfo,
+    params: dict[str, Any],
+    seed: int,
+    data: FitData,
+    callbacks: list | None = None,
+    deadline: float | None = None,
+) -> tuple[Model | None, dict[str, Any], np.ndarray | None]:
+    """Fit ``params`` and predict the rows that judge them: the validation split (the fitted
+    model returned), or, with ``data.folds``, each row out of fold (no model: the parameters
+    returned carry what the final fit on every row needs, e.g. the rounds early stopping
+    chose). Past ``deadline`` (``time.perf_counter``) no further fold is fitted:
+    :class:`OutOfTime`. It needs no scorer, so a pool can run it elsewhere."""
     if not data.folds:
         model = make_model(family, task, params, seed)
         model.fit(data, callbacks=callbacks) if callbacks else model.fit(data)
         if data.X_valid is None:
-            return model, params, math.nan, None
-        return model, params, *_scored(model.predict(data.X_valid), score)
+            return model, params, None
+        return model, params, np.asarray(model.predict(data.X_valid))
     oof: np.ndarray | None = None
     seen = np.zeros(len(data.y))
     rounds = []
@@ -166,7 +189,43 @@ def _fit_and_score(
     final = dict(params)
     if all(r is not None for r in rounds):  # the fit on every row grows the folds' mean
         final["num_boost_round"] = max(1, round(float(np.mean(rounds))))
-    return None, final, *_scored(oof, score)
+    return None, final, oof
+
+
+def timed_trial(
+    data: FitData,
+    family: str,
+    task: TaskInfo,
+    params: dict[str, Any],
+    seed: int,
+    seconds: float | None,
+) -> tuple[Model | None, dict[str, Any], np.ndarray | None, float]:
+    """:func:`fit_trial` as a :class:`TrialPool` runs it: given the seconds it may take
+    (a deadline does not cross processes), and returning the seconds it took."""  # fmt: skip
+    began = time.perf_counter()
+    deadline = None if seconds is None else began + seconds
+    model, fitted, pred = fit_trial(family, task, params, seed, data, None, deadline)
+    return model, fitted, pred, time.perf_counter() - began
+
+
+class TrialPool(Protocol):
+    """Somewhere trials are fitted several at once (:class:`mlsd.engine.ray_tuning.RayTrials`):
+    ``share`` places the data once, ``submit`` runs :func:`timed_trial` on it with the other
+    arguments and returns a handle, ``finished`` the handles done within ``timeout``
+    seconds, ``result`` a finished trial's outcome (or raises its exception), ``cancel``
+    gives up on one."""
+
+    slots: int
+
+    def share(self, data: FitData) -> Any: ...
+
+    def submit(self, shared: Any, *args: Any) -> Any: ...
+
+    def finished(self, handles: list[Any], timeout: float) -> list[Any]: ...
+
+    def result(self, handle: Any) -> Any: ...
+
+    def cancel(self, handle: Any) -> None: ...
 
 
 def _scored(pred: np.ndarray, score: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray]:
@@ -272,14 +331,16 @@ def pruning_callback(
 
 
 def _search(
-    family, task, data, score, direction, budget_s, max_trials, seed, choices, start
+    family, task, data, score, direction, budget_s, max_trials, seed, choices, start, pool=None
 ) -> TuningResult:
     import optuna
 
     by_name = {name: list(values) for name, values in _choices_by_name(choices).items()}
     # names the caller fixes through param_choices are left out, so none is suggested twice
     space = {n: p for n, p in FAMILIES[family].search_space(task.kind).items() if n not in by_name}
-    pruning = FAMILIES[family].pruning
+    # pruning watches one validation split as it is fitted here: under cross-validation,
+    # and in a pool (whose fits report to nobody), every trial ends
+    pruning = FAMILIES[family].pruning and not data.folds and pool is None
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * REPORT_EVERY)
         if pruning
@@ -297,49 +358,107 @@ def _search(
             study.enqueue_trial({**start_point(space), **combo}, user_attrs={DEFAULTS_ATTR: True})
         keeper = _Keeper(direction)
 
-        def objective(trial: Any) -> float:
-            nonlocal deadline
+        def suggest(trial: Any) -> tuple[dict[str, Any], bool]:
+            """The trial's parameters, and whether it is an enqueued defaults trial (which
+            fits the plain defaults, is never pruned and always finishes: the search never
+            ends without a model)."""
             combo = {n: trial.suggest_categorical(n, v) for n, v in by_name.items()}
             suggested = {name: draw(trial, param) for name, param in space.items()}
-            # an enqueued defaults trial fits the plain defaults and is never pruned
             is_default = bool(trial.user_attrs.get(DEFAULTS_ATTR))
-            params = dict(combo) if is_default else {**suggested, **combo}
-            # pruning watches one validation split: under cross-validation every trial ends
-            prune = pruning and not is_default and not data.folds
-            callbacks = [pruning_callback(trial, direction, deadline=deadline)] if prune else None
-            began = time.perf_counter()
-            try:  # the defaults always finish: the search never ends without a model
-                model, fitted, value, pred = _fit_and_score(
-                    family, task, params, seed, data, score, callbacks,
-                    None if is_default else deadline,
-                )  # fmt: skip
-            except OutOfTime as exc:
-                raise optuna.TrialPruned(str(exc)) from None
-            if data.folds and trial.number == 0:
-                # the fit on every row follows the search: keep time for it, about one
-                # fold's fit on k/(k-1) times its rows
-                fold_s = (time.perf_counter() - began) / len(data.folds)
-                deadline -= fold_s * len(data.y) / max(len(data.folds[0][0]), 1)
-            trial.set_user_attr(FITTED_ATTR, fitted)
-            keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
-            return value  # nan marks the trial FAILED without stopping the study
+            return (dict(combo) if is_default else {**suggested, **combo}), is_default
 
-        deadline = start + budget_s  # optuna's timeout only stops between trials
+        n_trials = max(int(max_trials), len(choices))
+        deadline = start + budget_s
+        if pool is not None:
+            _run_in_pool(study, suggest, pool, family, task, data, score, seed, keeper, n_trials,
+                         deadline)  # fmt: skip
+        else:
 
-        def stop(study: Any, _trial: Any) -> None:
-            if time.perf_counter() > deadline:
-                study.stop()
+            def objective(trial: Any) -> float:
+                nonlocal deadline
+                params, is_default = suggest(trial)
+                prune = pruning and not is_default
+                callbacks = (
+                    [pruning_callback(trial, direction, deadline=deadline)] if prune else None
+                )
+                began = time.perf_counter()
+                try:
+                    model, fitted, value, pred = _fit_and_score(
+                        family, task, params, seed, data, score, callbacks,
+                        None if is_default else deadline,
+                    )  # fmt: skip
+                except OutOfTime as exc:
+                    raise optuna.TrialPruned(str(exc)) from None
+                if data.folds and trial.number == 0:
+                    deadline -= _final_fit_s(time.perf_counter() - began, data)
+                trial.set_user_attr(FITTED_ATTR, fitted)
+                keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
+                return value  # nan marks the trial FAILED without stopping the study
 
-        study.optimize(
-            objective,
-            n_trials=max(int(max_trials), len(choices)),
-            timeout=budget_s,
-            callbacks=[stop],
-        )
+            def stop(study: Any, _trial: Any) -> None:  # optuna's timeout only stops between
+                if time.perf_counter() > deadline:  # trials, and not at a moved deadline
+                    study.stop()
+
+            study.optimize(objective, n_trials=n_trials, timeout=budget_s, callbacks=[stop])
     finally:
         optuna.logging.set_verbosity(previous_verbosity)
     final = _final(family, task, keeper.model, keeper.params, seed, data)
     return keeper.result(study, final, time.perf_counter() - start)
+
+
+def _final_fit_s(trial_s: float, data: FitData) -> float:
+    """Time to keep for the fit on every row that follows a cross-validated search: about
+    one fold's fit (of a trial that took ``trial_s``) on k/(k-1) times its rows."""
+    return trial_s / len(data.folds) * len(data.y) / max(len(data.folds[0][0]), 1)
+
+
+def _run_in_pool(
+    study, suggest, pool: TrialPool, family, task, data, score, seed, keeper, n_trials, deadline
+) -> None:
+    """Optuna's ask-and-tell with up to ``pool.slots`` trials fitted at once in ``pool``;
+    each finished trial is scored here and told to the study as it comes back. At the
+    deadline the trials still running are cancelled (the defaults are waited for)."""
+    import optuna
+
+    shared = pool.share(data)
+    running: dict[Any, tuple[Any, bool]] = {}  # handle -> (trial, is_default)
+    asked = 0
+    while True:
+        now = time.perf_counter()
+        while len(running) < pool.slots and asked < n_trials and now < deadline:
+            trial = study.ask()
+            asked += 1
+            params, is_default = suggest(trial)
+            seconds = None if is_default else max(deadline - now, 0.0)
+            running[pool.submit(shared, family, task, params, seed, seconds)] = (
+                trial,
+                is_default,
+            )
+        if not running:
+            return
+        waiting_for_defaults = any(d for _, d in running.values())
+        if now >= deadline and not waiting_for_defaults:
+            for handle, (trial, _) in running.items():
+                pool.cancel(handle)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return
+        timeout = 1.0 if now >= deadline else min(deadline - now, 1.0)
+        for handle in pool.finished(list(running), timeout=timeout):
+            trial, is_default = running.pop(handle)
+            try:
+                model, fitted, pred, took = pool.result(handle)
+            except OutOfTime:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            if data.folds and trial.number == 0:
+                deadline -= _final_fit_s(took, data)
+            value, pred = (math.nan, None) if pred is None else _scored(pred, score)
+            trial.set_user_attr(FITTED_ATTR, fitted)
+            keeper.offer(model, fitted, value, pred, first_default=trial.number == 0)
+            if math.isnan(value):
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, value)
 
 
 def _choices_by_name(choices: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -13,8 +13,8 @@ class EngineSpec(Section):
     kind: Literal["local", "ray"] = Field(
         "local",
         description="local: everything in this process (the default; no cluster needed). "
-        "ray: batch scoring runs on a Ray cluster (`pip install 'mlsd[ray]'`); "
-        "`--engine` on a command overrides it.",
+        "ray: batch scoring (`mlsd predict`) and tuning trials (`mlsd train`) run on a Ray "
+        "cluster (`pip install 'mlsd[ray]'`); `--engine` on a command overrides it.",
     )
     address: str | None = Field(
         None,

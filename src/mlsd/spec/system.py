@@ -56,7 +56,7 @@ class SystemSpec(Section):
     )
     engine: EngineSpec = Field(
         default_factory=EngineSpec,
-        description="Where batch scoring runs: this process or a Ray cluster (step 9, scaling).",
+        description="Where batch scoring and tuning run: this process or a Ray cluster.",
     )
 
     _path: Path | None = PrivateAttr(None)
