@@ -7,6 +7,7 @@ message, never a traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -314,6 +315,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the model over HTTP until interrupted."""
     import uvicorn
 
+    from mlsd.engine import kind
     from mlsd.serving.app import Server, create_app
     from mlsd.spec import load_spec
     from mlsd.workspace import Workspace
@@ -322,6 +324,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serving = spec.serving.model_copy(
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     )
+    if kind(spec, args.engine) == "ray":
+        return _serve_on_ray(spec, serving, args)
     server = Server(Workspace.for_spec(spec).root, spec.name, serving, ref=args.model)
     loaded = server.load()  # a model that cannot serve stops here, with the reason
     url = f"http://{serving.host}:{serving.port}"
@@ -341,6 +345,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _serve_on_ray(spec, serving, args: argparse.Namespace) -> int:
+    """``mlsd serve --engine ray``: replicas placed by Ray, sharing the port; until stopped."""
+    from mlsd.engine.ray_serving import serve_replicas
+    from mlsd.workspace import Workspace
+
+    def on_ready(info: dict) -> None:
+        print(
+            f"replica {info['index']} (pid {info['pid']} on {info['node']}) serving {spec.name} "
+            f"version {info['version']} on http://{serving.host}:{serving.port}; its own "
+            f"/metrics on port {info['own_port']}",
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_replicas(
+            spec.engine, Workspace.for_spec(spec).root, spec.name, serving, args.model,
+            args.replicas or spec.engine.replicas, on_ready,
+        )  # fmt: skip
     return 0
 
 
@@ -689,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="champion",
         help="champion (followed as it moves), challenger, a version or a package",
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="one server here, or replicas placed by Ray sharing the port (default: engine.kind)",
+    )
+    p.add_argument("--replicas", type=int, help="servers on Ray (default: engine.replicas)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a model on labelled data")

@@ -440,6 +440,7 @@ class LogWriter:
             if self._file is None:
                 self._open()
             self._file.write(b"".join(lines))
+            self._file.flush()  # in the OS each tick: another process may look (known())
             self._rows += len(lines)
         except Exception as exc:  # a disk error must not kill the thread: keep what is whole
             self._fail(exc)
@@ -726,14 +727,21 @@ class PredictionLog:
         """Whether predictions for ``request_id`` were logged.
 
         Memory first (ids this process logged, the last ``known_capacity``); then, with
-        ``scan``, a byte search of the finished segments, newest first (GB/s, no parsing).
+        ``scan``, a byte search of the segments being written (other processes', such as
+        the other replicas of a server, whose rows reach the disk every tick) and the
+        finished ones, newest first (GB/s, no parsing).
         """
         if request_id in self._known:
             return True
         if not scan:
             return False
         needle = _needle(request_id)
-        for path in reversed(segment_files(self._predictions.directory)):
+        directory = self._predictions.directory
+        try:
+            open_segments = sorted(directory.glob(".*.jsonl.tmp"), reverse=True)
+        except OSError:
+            open_segments = []
+        for path in [*open_segments, *reversed(segment_files(directory))]:
             try:
                 data = path.read_bytes()
             except OSError:

@@ -13,8 +13,9 @@ class EngineSpec(Section):
     kind: Literal["local", "ray"] = Field(
         "local",
         description="local: everything in this process (the default; no cluster needed). "
-        "ray: batch scoring (`mlsd predict`) and tuning trials (`mlsd train`) run on a Ray "
-        "cluster (`pip install 'mlsd[ray]'`); `--engine` on a command overrides it.",
+        "ray: batch scoring (`mlsd predict`), tuning trials (`mlsd train`) and server "
+        "replicas (`mlsd serve`) run on a Ray cluster (`pip install 'mlsd[ray]'`); "
+        "`--engine` on a command overrides it.",
     )
     address: str | None = Field(
         None,
@@ -36,4 +37,10 @@ class EngineSpec(Section):
         ge=1,
         description="Batch scoring actors, each holding the verified model once (default: "
         "the cluster's CPUs less one for the driver, at least one).",
+    )
+    replicas: int = Field(
+        2,
+        ge=1,
+        description="`mlsd serve` replicas on Ray: mlsd servers sharing serving.port (one CPU "
+        "each); each also answers on serving.port + 1 + its index.",
     )
