@@ -1,6 +1,7 @@
 """The Ray engine on this machine: batch scoring and tuning trials, local against Ray.
 
     python benchmarks/bench_ray.py [--rows 10000000] [--budget 30] [--no-write]
+    python benchmarks/bench_ray.py --serving [--duration 5] [--repeat 3] [--no-write]
 
 Batch: the serving benchmark's model (LightGBM, 20 numeric features, trained by mlsd at its
 defaults on 50,000 rows) scores ``--rows`` rows of a Parquet file (written in row groups of
@@ -13,6 +14,14 @@ Tuning: LightGBM on the same 50,000-row table (33,000 rows to fit, the rest to v
 searched for ``--budget`` seconds by Optuna's TPE, one trial at a time here against two at a
 time on the cluster (one per CPU): finished trials per minute and the best validation log
 loss. Each run is a fresh study with the same seed.
+
+Serving (``--serving``): the same model answers single-row ``POST /v1/predict`` requests
+(the serving benchmark's load generator: keep-alive connections, one request in flight each)
+from ``mlsd serve`` (one process), ``mlsd serve --engine ray --replicas 2`` (two mlsd servers
+placed by Ray sharing the port) and a Ray Serve application with two replicas behind Serve's
+proxy, each replica holding mlsd's ``Server`` and calling its ``predict`` (validation, model,
+prediction log: the work of mlsd's route). The configurations run in turn, one at a time,
+``--repeat`` rounds; medians.
 
 Figures go to BENCHMARKS.md unless ``--no-write``.
 """
@@ -27,7 +36,15 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from bench_serving import features, names, train_model
+from bench_serving import (
+    Served,
+    combine,
+    features,
+    names,
+    run_load,
+    train_model,
+    venv_env,
+)
 from report import write_section
 
 GROUP_ROWS = 1_000_000
@@ -109,12 +126,147 @@ def bench_tuning(budget_s: float) -> dict:
     return out
 
 
+RAY_SERVE_PORT_FLAG = "--ray-serve-app"
+
+
+def ray_serve_app(config: str, port: int) -> None:
+    """A Ray Serve application answering ``/v1/predict`` with mlsd's ``Server`` in two
+    replicas behind Serve's proxy on ``port``; runs until terminated."""
+    import signal
+    import uuid
+
+    import orjson
+    import ray
+    from ray import serve
+    from starlette.responses import Response
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+    @serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 0.5})
+    class Predict:
+        def __init__(self, config: str):
+            from mlsd.serving.app import Server
+            from mlsd.spec import load_spec
+            from mlsd.workspace import Workspace
+
+            spec = load_spec(config)
+            self.server = Server(Workspace.for_spec(spec).root, spec.name, spec.serving)
+            self.server.load()
+
+        async def __call__(self, request):
+            if request.url.path.endswith("/readyz"):
+                return Response(b"{}", media_type="application/json")
+            payload = orjson.loads(await request.body())
+            answer = self.server.predict(
+                payload["instances"], uuid.uuid4().hex, time.perf_counter()
+            )
+            return Response(orjson.dumps(answer), media_type="application/json")
+
+    serve.run(Predict.bind(config), route_prefix="/", blocking=False)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    serve.shutdown()
+    ray.shutdown()
+
+
+def bench_serving(args, tmp: Path) -> dict:
+    """p50, p99 and req/s of each serving configuration at concurrency 1 and 8."""
+    import sys
+
+    model = train_model(tmp)
+    config = str(model["config"])
+    X, _ = features(64, seed=3)
+    np.clip(X, -3.5, 3.5, out=X)
+    rows = [dict(zip(names(), map(float, x), strict=True)) for x in X]
+    mlsd = [sys.executable, "-m", "mlsd", "serve", "-c", config, "--port", "{port}"]
+    commands = {
+        "mlsd serve": mlsd,
+        "mlsd serve --engine ray --replicas 2": [*mlsd, "--engine", "ray", "--replicas", "2"],
+        "Ray Serve, 2 replicas": [sys.executable, __file__, RAY_SERVE_PORT_FLAG, config, "{port}"],
+    }
+    runs: dict = {(name, c): [] for name in commands for c in (1, 8)}
+    ready: dict = {}
+    env = {**venv_env(), "RAY_USAGE_STATS_ENABLED": "0"}
+    for _ in range(args.repeat):
+        for name, command in commands.items():
+            served = Served(name.split()[0], command, "/readyz", tmp, env=env)
+            try:
+                ready.setdefault(name, served.wait_ready())
+                time.sleep(2.0)  # every replica up (the port answers once the first one is)
+                for concurrency in (1, 8):
+                    result = run_load("mlsd", served.port, rows, concurrency, args)
+                    runs[(name, concurrency)].append(result)
+                    print(f"{name} c={concurrency}: p50 {result['p50_ms']:.2f} ms, "
+                          f"{result['rps']:,.0f} req/s")  # fmt: skip
+            finally:
+                served.stop()
+    return {"runs": {k: combine(v) for k, v in runs.items()}, "ready": ready}
+
+
+def serving_section(args, figures: dict) -> str:
+    import ray
+
+    runs, ready = figures["runs"], figures["ready"]
+    base = {c: runs[("mlsd serve", c)] for c in (1, 8)}
+    lines = [
+        "## Ray engine: serving (`benchmarks/bench_ray.py --serving`)",
+        "",
+        f"Command: `python benchmarks/bench_ray.py --serving --duration {args.duration:g} "
+        f"--repeat {args.repeat}` on {date.today()}, {platform.machine()}, "
+        f"{platform.python_version()}, 2 cores, Ray {ray.__version__}.",
+        "",
+        "The serving benchmark's model answers single-row `POST /v1/predict` requests (its load "
+        "generator: keep-alive connections, one request in flight each, 64 rows in turn) from "
+        "one `mlsd serve` process, from `mlsd serve --engine ray --replicas 2` (two mlsd "
+        "servers in Ray actors sharing the port with `SO_REUSEPORT`) and from a Ray Serve "
+        "application with two replicas behind Serve's proxy, each replica calling mlsd's "
+        "`Server.predict` (validation, model, prediction log). One configuration at a time, "
+        f"{args.repeat} rounds, medians; client and servers share the 2 cores.",
+        "",
+        "| server | concurrency | p50 ms | p99 ms | req/s | p50 / mlsd serve | ready s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (name, c), r in runs.items():
+        lines.append(
+            f"| {name} | {c} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:,.0f} | "
+            f"{r['p50_ms'] / base[c]['p50_ms']:.2f}x | {ready[name]:.1f} |"
+        )
+    serve1 = runs[("Ray Serve, 2 replicas", 1)]["p50_ms"]
+    mine1 = runs[("mlsd serve --engine ray --replicas 2", 1)]["p50_ms"]
+    lines += [
+        "",
+        f"- Serve's proxy: at concurrency 1 a request through Ray Serve takes {serve1:.2f} ms "
+        f"at p50 against {base[1]['p50_ms']:.2f} ms from `mlsd serve` "
+        f"({serve1 / base[1]['p50_ms']:.1f}x) and {mine1:.2f} ms from mlsd's replicas on Ray. "
+        "This is why `--engine ray` places mlsd's own servers (the port shared, the kernel "
+        "spreading connections) instead of putting them behind Serve's proxy.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--serving", action="store_true", help="the serving comparison")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(RAY_SERVE_PORT_FLAG, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    app = getattr(args, RAY_SERVE_PORT_FLAG.strip("-").replace("-", "_"))
+    if app:
+        ray_serve_app(app[0], int(app[1]))
+        return
+    if args.serving:
+        with tempfile.TemporaryDirectory(prefix="mlsd-bench-ray-") as folder:
+            section = serving_section(args, bench_serving(args, Path(folder)))
+        print(section)
+        if not args.no_write:
+            write_section("## Ray engine: serving", section)
+        return
     import ray
 
     with tempfile.TemporaryDirectory(prefix="mlsd-bench-ray-") as folder:
@@ -165,7 +317,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
-        write_section("## Ray engine", section)
+        write_section("## Ray engine (`benchmarks/bench_ray.py`)", section)
 
 
 if __name__ == "__main__":
