@@ -83,7 +83,7 @@ def test_trials_run_on_the_cluster_two_at_a_time_and_never_lose_to_the_defaults(
     assert result.default_score == pytest.approx(local.score, rel=1e-12)  # the same fit
     assert result.score <= result.default_score
     complete = [t for t in result.trials if t["state"] == "COMPLETE"]
-    assert len(complete) >= 6 and result.n_trials == len(result.trials)
+    assert len(complete) >= 3 and result.n_trials == len(result.trials)
     assert result.score == min(t["score"] for t in complete)
     # the model handed on is the best trial's, fitted on the cluster and brought back
     assert _mse(data.y_valid)(result.model.predict(data.X_valid)) == pytest.approx(result.score)

@@ -6,7 +6,9 @@ sampler searches the family's space, read from its parameter table
 the first trials are always the defaults, so tuning never ends worse than the defaults on
 validation. Families whose fit reports validation loss per round (LightGBM) report it every 10
 rounds and a median pruner stops the hopeless trials. Optuna is imported only when a budget is
-given.
+given. Given a :class:`TrialPool` (a Ray cluster's), the search asks for several trials at
+once and tells each result as it comes back (Optuna's ask-and-tell), the fits running in the
+pool and the scoring here.
 """
 
 from __future__ import annotations

@@ -391,7 +391,9 @@ class Source:
             for part in self._parquet:
                 yield from part.iter_batches(batch_size=self.batch_rows)
             return
-        yield from open_csv(self.path, self.names, self.batch_rows)
+        import pyarrow.csv as pcsv
+
+        yield from pcsv.open_csv(self.path, **csv_options(self.path, self.names, self.batch_rows))
 
     def chunks(self) -> Iterator[pa.RecordBatch]:
         """Record batches of exactly ``batch_rows`` rows (the last may be shorter)."""
@@ -442,13 +444,6 @@ def csv_options(path: Path, names: list[str], batch_rows: int) -> dict[str, Any]
             null_values=NULL_VALUES,
         ),
     }
-
-
-def open_csv(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The record batches of a CSV input, read as :func:`csv_options` says."""
-    import pyarrow.csv as pcsv
-
-    yield from pcsv.open_csv(path, **csv_options(path, names, batch_rows))
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -602,7 +597,7 @@ class Scorer:
         self.fields = [
             FieldCheck(item, checkers[item["name"]], on_invalid) for item in signature["inputs"]
         ]
-        self.ids, self.on_invalid = ids, on_invalid
+        self.ids = ids
         self.flag_policy = on_invalid == "flag"
         self.outputs = Outputs(signature, served.label, self.flag_policy)
 
