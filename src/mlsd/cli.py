@@ -406,17 +406,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Every asked user's top k from a recommender package, one row per user and item."""
-    from mlsd.serving.recommend import recommend_batch
+    from mlsd.engine import kind
+    from mlsd.serving.recommend import recommend_batch, recommend_here
     from mlsd.spec import load_spec
 
+    spec = load_spec(args.config)
+    engine = recommend_here
+    if kind(spec, args.engine) == "ray":
+        from mlsd.engine.ray_batch import recommend_on_ray
+
+        engine = recommend_on_ray(spec.engine, spec.serving)
     out = recommend_batch(
-        load_spec(args.config),
+        spec,
         args.users,
         Path(args.output),
         ref=args.model,
         k=args.k,
         include_seen=args.include_seen,
         progress=False if args.json else None,
+        engine=engine,
     )
     if args.json:
         _emit_json(out)
@@ -428,6 +436,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         f"{out['output']}"
     )
     return 0
+
+
+def _engine_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--engine local|ray``: this command's override of the spec's ``engine.kind``."""
+    parser.add_argument("--engine", choices=("local", "ray"), help=f"{what} (default: engine.kind)")
 
 
 def _show(result, as_json: bool) -> int:
@@ -685,12 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="train baselines and candidates, register the best if it wins",
     )
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        help="where tuning trials are fitted: here one at a time, or on a Ray cluster several "
-        "at once (default: engine.kind)",
-    )
+    _engine_option(p, "tuning trials fitted here one at a time, or several at once on Ray")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", parents=[common], help="list registered model versions")
@@ -714,11 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="champion",
         help="champion (followed as it moves), challenger, a version or a package",
     )
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        help="one server here, or replicas placed by Ray sharing the port (default: engine.kind)",
-    )
+    _engine_option(p, "one server here, or replicas placed by Ray sharing the port")
     p.add_argument("--replicas", type=int, help="servers on Ray (default: engine.replicas)")
     p.set_defaults(func=cmd_serve)
 
@@ -746,11 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
     )
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        help="where the rows are scored: this process or a Ray cluster (default: engine.kind)",
-    )
+    _engine_option(p, "rows scored in this process, or by actors on Ray")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -767,6 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--include-seen", action="store_true", help="let items a user already has through"
     )
+    _engine_option(p, "users answered in this process, or by actors on Ray")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser(

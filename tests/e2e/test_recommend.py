@@ -162,6 +162,26 @@ def test_batch_lists_respect_history_rules_and_the_clusters(system):
     assert refused.returncode == 2 and "mlsd recommend" in refused.stderr
 
 
+def test_ray_writes_the_same_lists_as_the_local_engine(system):
+    pytest.importorskip("ray")
+    folder = system["folder"]
+    # the same system and workspace, its engine a small local cluster
+    spec = (folder / "system.yaml").read_text()
+    (folder / "on-ray.yaml").write_text(spec + "engine: {num_cpus: 2, object_store_mb: 100}\n")
+    local = mlsd("recommend", "--output", "here.parquet", "--json", cwd=folder)
+    assert local.returncode == 0, local.stderr
+    remote = mlsd(
+        "recommend", "-c", "on-ray.yaml", "--engine", "ray", "--output", "there.parquet",
+        "--json", cwd=folder,
+    )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr
+    here, there = json.loads(local.stdout), json.loads(remote.stdout)
+    assert {k: there[k] for k in ("users", "rows", "cold_start", "model_version")} == {
+        k: here[k] for k in ("users", "rows", "cold_start", "model_version")
+    }
+    assert pq.read_table(folder / "there.parquet").equals(pq.read_table(folder / "here.parquet"))
+
+
 def test_the_server_answers_the_batch_lists_and_feedback_joins_to_positions(system):
     folder = system["folder"]
     batch = pq.read_table(folder / "recs.parquet").to_pandas()

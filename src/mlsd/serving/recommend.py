@@ -4,8 +4,9 @@ and ``mlsd recommend``, every user's list written as one row per (user, item).""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError
 from mlsd.recsys.package import RecommenderPackage
@@ -13,6 +14,9 @@ from mlsd.serving.model import ServedRecommender, ServingError, load_served
 from mlsd.spec import SystemSpec
 from mlsd.stages import progress_bar
 from mlsd.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BATCH = 256  # users answered at once
 
@@ -48,6 +52,36 @@ def _users(which: str, spec: SystemSpec, package: RecommenderPackage) -> list:
     return table.column(column).to_pylist()
 
 
+def answer_users(
+    recommender: Any, users: list, k: int | None, include_seen: bool
+) -> tuple[pa.Table, int]:
+    """One chunk of users' lists as rows (user, item, rank, score, stage), and how many of
+    the users were cold starts."""
+    import pyarrow as pa
+
+    columns: dict[str, list] = {"user": [], "item": [], "rank": [], "score": [], "stage": []}
+    cold = 0
+    for answer in recommender.recommend(users, k, include_seen=include_seen):
+        cold += answer["cold_start"]
+        for rank, entry in enumerate(answer["items"], 1):
+            columns["user"].append(answer["user"])
+            columns["item"].append(entry["item"])
+            columns["rank"].append(rank)
+            columns["score"].append(entry["score"])
+            columns["stage"].append(entry["stage"])
+    return pa.table(columns), int(cold)
+
+
+def recommend_here(
+    served: ServedRecommender, users: list, k: int | None, include_seen: bool
+) -> Iterator[tuple[int, pa.Table, int]]:
+    """The local engine: each chunk of ``BATCH`` users answered in this process, in order, as
+    (users, rows, cold starts)."""
+    for start in range(0, len(users), BATCH):
+        chunk = users[start : start + BATCH]
+        yield (len(chunk), *answer_users(served.package.recommender, chunk, k, include_seen))
+
+
 def recommend_batch(
     spec: SystemSpec,
     users: str,
@@ -57,10 +91,13 @@ def recommend_batch(
     k: int | None = None,
     include_seen: bool = False,
     progress: bool | None = None,
+    engine: Callable[..., Iterator[tuple[int, pa.Table, int]]] = recommend_here,
 ) -> dict[str, Any]:
     """Write every user's top ``k`` (default: the package's) to ``output`` (Parquet or CSV):
     one row per user and item with its rank (1 = best), score and the stage that proposed
-    it. Items the user already has are left out unless ``include_seen``."""
+    it. Items the user already has are left out unless ``include_seen``. ``engine`` answers
+    the users chunk by chunk, in order: :func:`recommend_here`, or
+    :func:`mlsd.engine.ray_batch.recommend_on_ray` on a Ray cluster."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -68,24 +105,19 @@ def recommend_batch(
     served = load_recommender(spec, ref)
     package = served.package
     wanted = _users(users, spec, package)
-    columns: dict[str, list] = {"user": [], "item": [], "rank": [], "score": [], "stage": []}
+    parts: list[pa.Table] = []
     cold = 0
     started = time.perf_counter()
     with progress_bar(len(wanted), "recommend", unit="users", show=progress) as bar:
-        for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start : start + BATCH]
-            answers = package.recommender.recommend(chunk, k, include_seen=include_seen)
-            for answer in answers:
-                cold += answer["cold_start"]
-                for rank, entry in enumerate(answer["items"], 1):
-                    columns["user"].append(answer["user"])
-                    columns["item"].append(entry["item"])
-                    columns["rank"].append(rank)
-                    columns["score"].append(entry["score"])
-                    columns["stage"].append(entry["stage"])
-            bar.update(len(chunk))
+        for n, rows, cold_starts in engine(served, wanted, k, include_seen):
+            parts.append(rows)
+            cold += cold_starts
+            bar.update(n)
     seconds = time.perf_counter() - started
-    table = pa.table(columns)
+    if parts:
+        table = pa.concat_tables(parts, promote_options="default")
+    else:
+        table = answer_users(package.recommender, [], k, include_seen)[0]
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.writing")
     if output.suffix == ".csv":
