@@ -371,16 +371,11 @@ def _serve_on_ray(spec, serving, args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file in chunks with the served model; rejects go aside."""
-    from mlsd.engine import kind
-    from mlsd.serving.batch import predict_batch, score_here
+    from mlsd.engine import batch_scorer
+    from mlsd.serving.batch import predict_batch
     from mlsd.spec import load_spec
 
     spec = load_spec(args.config)
-    engine = score_here
-    if kind(spec, args.engine) == "ray":
-        from mlsd.engine.ray_batch import on_ray
-
-        engine = on_ray(spec.engine, spec.serving)
     out = predict_batch(
         spec,
         Path(args.input),
@@ -388,7 +383,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ref=args.model,
         rejects_path=Path(args.rejects) if args.rejects else None,
         progress=False if args.json else None,
-        engine=engine,
+        engine=batch_scorer(spec, args.engine),
     )
     if args.json:
         _emit_json(out)
@@ -406,16 +401,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Every asked user's top k from a recommender package, one row per user and item."""
-    from mlsd.engine import kind
-    from mlsd.serving.recommend import recommend_batch, recommend_here
+    from mlsd.engine import recommender
+    from mlsd.serving.recommend import recommend_batch
     from mlsd.spec import load_spec
 
     spec = load_spec(args.config)
-    engine = recommend_here
-    if kind(spec, args.engine) == "ray":
-        from mlsd.engine.ray_batch import recommend_on_ray
-
-        engine = recommend_on_ray(spec.engine, spec.serving)
     out = recommend_batch(
         spec,
         args.users,
@@ -424,7 +414,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         k=args.k,
         include_seen=args.include_seen,
         progress=False if args.json else None,
-        engine=engine,
+        engine=recommender(spec, args.engine),
     )
     if args.json:
         _emit_json(out)
