@@ -380,6 +380,21 @@ def test_known_ids_in_memory_are_bounded_and_older_ones_found_on_disk(tmp_path):
         assert small.flush(timeout=10) and small.known("m0")
 
 
+def test_a_request_logged_by_another_writer_is_known_before_its_segment_is_finished(tmp_path):
+    # two servers sharing a log (replicas): feedback may reach the one that did not answer
+    with PredictionLog(tmp_path, flush_s=60) as answered, PredictionLog(tmp_path) as other:
+        answered.prediction(
+            request_id="r-1", model_version=1, inputs=[{"a": 1}], outputs=[0], latency_ms=1
+        )
+        assert not list((tmp_path / "log" / "predictions").glob("*.jsonl"))  # none finished
+        deadline = time.monotonic() + 5
+        while not other.known("r-1"):  # in the open segment after the writer's next tick
+            assert time.monotonic() < deadline, "another writer's open segment was not read"
+            time.sleep(0.01)
+        assert not other.known("r-2")
+        assert list((tmp_path / "log" / "predictions").glob(".*.jsonl.tmp"))  # still open
+
+
 def test_systems_sharing_a_workspace_keep_their_own_logs(tmp_path):
     from mlsd.workspace import Workspace
 
