@@ -627,8 +627,17 @@ def _child(config: dict[str, Any]) -> None:
     tally = _Tally()
     scorer = ShadowScorer(Log(), tally)
     models: dict[tuple, ServedModel | Exception] = {}
+    named: dict[tuple, ServedModel | Exception] = {}  # (version, folder) as the server sends it
 
     def model(version: int, folder: str) -> ServedModel:
+        found = named.get((version, folder))  # every copy names its model: no path resolved
+        if found is None:
+            found = named[version, folder] = load(version, folder)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def load(version: int, folder: str) -> ServedModel | Exception:
         key = identity(version, folder)
         found = models.get(key)
         if found is None:
@@ -638,8 +647,6 @@ def _child(config: dict[str, Any]) -> None:
                 logger.warning("shadow version %s (%s) cannot be loaded: %s", version, folder, exc)
                 found = exc
             models[key] = found
-        if isinstance(found, Exception):
-            raise found
         return found
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
