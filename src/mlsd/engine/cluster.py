@@ -68,3 +68,18 @@ def connect(engine: EngineSpec) -> Any:
 def cpus(ray: Any) -> int:
     """CPUs the cluster has in all."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong in the cluster, without Ray's wrapping: an mlsd error's own message,
+    else the innermost exception's type and text."""
+    seen: list[BaseException] = []
+    found: BaseException | None = exc
+    while found is not None and found not in seen:
+        if isinstance(found, MlsdError):
+            return found.message
+        seen.append(found)
+        found = getattr(found, "cause", None) or found.__cause__
+    inner = seen[-1]
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[-1] if text else ''}"

@@ -21,8 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlsd.engine.cluster import EngineError, connect, cpus
-from mlsd.errors import MlsdError
+from mlsd.engine.cluster import EngineError, connect, cpus, reason
 from mlsd.serving.batch import Scored, Scorer, Source, csv_options
 from mlsd.serving.recommend import BATCH, answer_users
 from mlsd.spec import EngineSpec, ServingSpec
@@ -151,25 +150,10 @@ def _cluster_errors(ray: Any, what: str) -> Iterator[None]:
         yield
     except ray.exceptions.RayError as exc:
         raise EngineError(
-            f"{what}: {_reason(exc)}",
+            f"{what}: {reason(exc)}",
             hint="an actor's full traceback is in Ray's session logs "
             "(/tmp/ray/session_latest/logs); --engine local runs the same in this process",
         ) from exc
-
-
-def _reason(exc: BaseException) -> str:
-    """What went wrong in the cluster, without Ray's wrapping: an mlsd error's own message,
-    else the innermost exception's type and text."""
-    seen: list[BaseException] = []
-    found: BaseException | None = exc
-    while found is not None and found not in seen:
-        if isinstance(found, MlsdError):
-            return found.message
-        seen.append(found)
-        found = getattr(found, "cause", None) or found.__cause__
-    inner = seen[-1]
-    text = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {text[-1] if text else ''}"
 
 
 class RecommendChunks:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlsd.engine.cluster import EngineError, connect
+from mlsd.engine.cluster import EngineError, connect, reason
 from mlsd.spec import EngineSpec, ServingSpec
 
 
@@ -108,6 +108,11 @@ def serve_replicas(
     """Start ``replicas`` mlsd servers on the cluster, report each with ``on_ready``, and
     keep them until this process is interrupted or terminated (then stop them: their logs
     are flushed); raises KeyboardInterrupt then."""
+    if replicas < 1:
+        raise EngineError(
+            f"--replicas {replicas}: at least one replica serves",
+            hint="pass --replicas 1 or more (default: engine.replicas)",
+        )
     if serving.port == 0:
         raise EngineError(
             "replicas share one port: serving.port must be a number, not 0",
@@ -129,7 +134,7 @@ def serve_replicas(
             started = ray.get([h.start.remote() for h in handles])
         except ray.exceptions.RayError as exc:
             raise EngineError(
-                f"a replica could not start: {exc}",
+                f"a replica could not start: {reason(exc)}",
                 hint="mlsd serve without --engine ray shows the reason in this process",
             ) from exc
         for info in started:
