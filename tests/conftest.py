@@ -27,3 +27,18 @@ def example(tmp_path):
         return target
 
     return copy
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster for one test module: 2 CPUs, a small object store, no dashboard;
+    ``ray``. Skips where Ray is not installed."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024 * 1024,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()

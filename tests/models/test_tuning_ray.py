@@ -16,8 +16,8 @@ from mlsd.models.tuning import tune
 from mlsd.spec import EngineSpec, parse_spec
 from mlsd.workspace import Workspace
 
-ray = pytest.importorskip("ray")
-from mlsd.engine.ray_tuning import RayTrials  # noqa: E402 - after the skip when Ray is absent
+pytest.importorskip("ray")
+from mlsd.engine.ray_tuning import RayTrials
 
 REGRESSION = TaskInfo("regression")
 
@@ -34,15 +34,8 @@ class CountingTrials(RayTrials):
 
 
 @pytest.fixture(scope="module")
-def pool():
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024 * 1024,
-        log_to_driver=False,
-    )
-    yield CountingTrials(EngineSpec(kind="ray"))
-    ray.shutdown()
+def pool(ray_cluster):
+    return CountingTrials(EngineSpec(kind="ray"))
 
 
 def _regression(n: int = 900, seed: int = 0, folds: int = 0) -> FitData:

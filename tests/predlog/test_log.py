@@ -245,16 +245,7 @@ def test_rows_are_encoded_per_request_as_a_dict_per_row_would_be(tmp_path, extra
 
 def test_log_lines_queues_a_requests_rows_all_or_none(tmp_path):
     writer = LogWriter(tmp_path, "block", flush_s=60, max_queue=5)
-    entered, release = threading.Event(), threading.Event()
-    write = writer._write
-
-    def stalled_write(lines):  # the writer thread holds its first write until released
-        if lines:
-            entered.set()
-            release.wait(10)
-        write(lines)
-
-    writer._write = stalled_write
+    entered, release = stall(writer)
     try:
         writer.log_lines([b'{"i":0}\n'])
         assert entered.wait(5)
@@ -410,18 +401,25 @@ def test_systems_sharing_a_workspace_keep_their_own_logs(tmp_path):
         assert sorted(ids) == [f"{system}{i}" for i in range(n)]
 
 
-def test_full_queue_drops_and_counts_never_blocks(tmp_path):
-    writer = LogWriter(tmp_path, "q", flush_s=60, max_queue=5)
+def stall(writer: LogWriter) -> tuple[threading.Event, threading.Event]:
+    """A disk that hangs: ``writer``'s thread waits in its first write until ``release`` is
+    set; ``entered`` is set once it waits there."""
     entered, release = threading.Event(), threading.Event()
     write = writer._write
 
-    def stalled_write(lines):  # a disk that hangs: the writer thread waits here
+    def stalled_write(lines):
         if lines:
             entered.set()
             release.wait(10)
         write(lines)
 
     writer._write = stalled_write
+    return entered, release
+
+
+def test_full_queue_drops_and_counts_never_blocks(tmp_path):
+    writer = LogWriter(tmp_path, "q", flush_s=60, max_queue=5)
+    entered, release = stall(writer)
     try:
         writer.log({"first": True})
         assert entered.wait(5)

@@ -95,3 +95,15 @@ BAD_VALUES = {  # the same instances as a JSON client would send them
     "X4": {"a": 3, "b": 0.1, "c": "purple", "k": 1},
     "X5": {"a": 0, "b": 0.1, "c": "green", "k": 9},
 }
+
+
+def system_factory(tmp_path_factory):
+    """``get(task)``: the task's :class:`System`, trained on first use, once per module."""
+    made = {}
+
+    def get(task: str) -> System:
+        if task not in made:
+            made[task] = System(tmp_path_factory.mktemp(task), task)
+        return made[task]
+
+    return get

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-from batch_data import BAD_ROWS, BAD_VALUES, System
+from batch_data import BAD_ROWS, BAD_VALUES, system_factory
 
 from mlsd.errors import DataError, MlsdError
 from mlsd.models.train import train
@@ -23,14 +23,7 @@ from mlsd.workspace import Workspace
 
 @pytest.fixture(scope="module")
 def systems(tmp_path_factory):
-    made = {}
-
-    def get(task: str) -> System:
-        if task not in made:
-            made[task] = System(tmp_path_factory.mktemp(task), task)
-        return made[task]
-
-    return get
+    return system_factory(tmp_path_factory)
 
 
 def read_csv(path) -> pa.Table:

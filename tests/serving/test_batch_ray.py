@@ -19,40 +19,20 @@ from pathlib import Path
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-from batch_data import BAD_ROWS, System
+from batch_data import BAD_ROWS, System, system_factory
 
 from mlsd.engine.cluster import EngineError
 from mlsd.engine.ray_batch import on_ray
 from mlsd.serving.batch import score_here
 from mlsd.spec import EngineSpec
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """One local cluster for the module: 2 CPUs, a small object store, no dashboard."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024 * 1024,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def systems(tmp_path_factory):
-    made = {}
-
-    def get(task: str) -> System:
-        if task not in made:
-            made[task] = System(tmp_path_factory.mktemp(task), task)
-        return made[task]
-
-    return get
+    return system_factory(tmp_path_factory)
 
 
 def both(system: System, input_path: Path, folder: Path, **serving) -> tuple[dict, dict]:
@@ -75,7 +55,7 @@ def same_summary(local: dict, remote: dict) -> None:
 
 @pytest.mark.parametrize("task", ["binary", "regression"])  # two families, two output shapes
 def test_ray_scores_a_parquet_file_as_the_local_engine_row_for_row(
-    cluster, systems, task, tmp_path
+    ray_cluster, systems, task, tmp_path
 ):
     system = systems(task)
     table = pcsv.read_csv(system.data)
@@ -87,7 +67,7 @@ def test_ray_scores_a_parquet_file_as_the_local_engine_row_for_row(
     assert got.schema == want.schema and got.equals(want)
 
 
-def test_ray_rejects_and_flags_a_csv_as_the_local_engine(cluster, systems, tmp_path):
+def test_ray_rejects_and_flags_a_csv_as_the_local_engine(ray_cluster, systems, tmp_path):
     system = systems("binary")
     (tmp_path / "in.csv").write_text(BAD_ROWS + "\n")
     for policy in ("reject", "flag"):
@@ -101,7 +81,7 @@ def test_ray_rejects_and_flags_a_csv_as_the_local_engine(cluster, systems, tmp_p
         assert first == ("X1" if policy == "reject" else "X2")  # X1 is flagged, not refused
 
 
-def test_ray_scores_a_folder_of_parquet_files_in_name_order(cluster, systems, tmp_path):
+def test_ray_scores_a_folder_of_parquet_files_in_name_order(ray_cluster, systems, tmp_path):
     system = systems("binary")
     table = pcsv.read_csv(system.data)
     parts = tmp_path / "parts"
@@ -118,7 +98,9 @@ def test_ray_scores_a_folder_of_parquet_files_in_name_order(cluster, systems, tm
     assert got.equals(pq.read_table(tmp_path / "whole.scored.parquet"))
 
 
-def test_a_model_failing_verification_on_the_actors_is_a_clear_error(cluster, systems, tmp_path):
+def test_a_model_failing_verification_on_the_actors_is_a_clear_error(
+    ray_cluster, systems, tmp_path
+):
     system = systems("regression")
     spec = system.make_spec()
     served = system.served()

@@ -43,6 +43,14 @@ def _pack(batch: pa.RecordBatch | None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    """``table`` as one record batch (what the Scorer reads and IPC packs), empty included."""
+    import pyarrow as pa
+
+    columns = [column.combine_chunks() for column in table.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=table.schema)
+
+
 def _unpack(data: bytes) -> pa.RecordBatch | None:
     import pyarrow as pa
 
@@ -73,9 +81,7 @@ class ScoreChunks:
     def __call__(self, table: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        columns = [column.combine_chunks() for column in table.columns]
-        batch = pa.RecordBatch.from_arrays(columns, schema=table.schema)
-        scored = Scored.of(self.scorer, batch, self.from_csv)
+        scored = Scored.of(self.scorer, _one_batch(table), self.from_csv)
         return pa.table(
             {
                 "rows": pa.array([scored.rows], pa.int64()),
@@ -175,14 +181,11 @@ class RecommendChunks:
 
         users = table.column("user").to_pylist()
         rows, cold = answer_users(self.recommender, users, self.k, self.include_seen)
-        batch = pa.RecordBatch.from_arrays(
-            [c.combine_chunks() for c in rows.columns], schema=rows.schema
-        )
         return pa.table(
             {
                 "users": pa.array([len(users)], pa.int64()),
                 "cold": pa.array([cold], pa.int64()),
-                "rows": pa.array([_pack(batch)], pa.binary()),
+                "rows": pa.array([_pack(_one_batch(rows))], pa.binary()),
             }
         )
 
