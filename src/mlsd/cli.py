@@ -445,10 +445,13 @@ def _show(result, as_json: bool) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Drift, quality, performance, latency and staleness of the served traffic, per window
     and model version; exit 1 when the latest window alerts."""
+    from mlsd.engine import log_reader
     from mlsd.monitoring.monitor import monitor
     from mlsd.spec import load_spec
 
-    result = monitor(load_spec(args.config), model=args.model, window=args.window)
+    spec = load_spec(args.config)
+    engine = log_reader(spec, args.engine)
+    result = monitor(spec, model=args.model, window=args.window, engine=engine)
     return _show(result, args.json)
 
 
@@ -807,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="window of serving time (1d, 6h) or of rows (1000, rows:1000); "
         "default: monitoring.window",
     )
+    _engine_option(p, "the log read here, or in parallel blocks by actors on Ray")
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser(

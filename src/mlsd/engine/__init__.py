@@ -48,3 +48,14 @@ def recommender(spec: SystemSpec, override: str | None = None) -> Callable:
     from mlsd.engine.ray_batch import recommend_on_ray
 
     return recommend_on_ray(spec.engine, spec.serving)
+
+
+def log_reader(spec: SystemSpec, override: str | None = None) -> Callable:
+    """The ``engine`` of :func:`mlsd.monitoring.monitor.monitor`: how the log is read."""
+    if kind(spec, override) != "ray":
+        from mlsd.monitoring.windows import LogRows
+
+        return LogRows
+    from mlsd.engine.ray_monitoring import log_on_ray
+
+    return log_on_ray(spec.engine)

@@ -190,6 +190,7 @@ def retrain(
 def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) -> None:
     from mlsd.data.snapshot import load_dataset
     from mlsd.data.validate import validate_dataset
+    from mlsd.engine import trial_pool
     from mlsd.loop.compare import compare
     from mlsd.loop.data import assemble
     from mlsd.models.gate import guardrail_failures
@@ -222,7 +223,7 @@ def _run(spec, ws: Workspace, champ, result: RetrainResult, *, now, progress) ->
         _finish(spec, ws, result)
         return
 
-    trained = train(spec, ws, progress=progress, data=data.train)
+    trained = train(spec, ws, progress=progress, data=data.train, pool=trial_pool(spec))
     result.trained = True
     summary = trained.to_dict()
     result.training = {

@@ -72,10 +72,11 @@ def _monitor_step(spec: SystemSpec, workspace: Workspace) -> tuple[dict[str, Any
     """Monitor the champion's traffic (alerts published, the report written). Nothing to
     monitor yet is a state to report, not a failure: the error goes to the triggers, which
     say "not monitored" with its reason."""
+    from mlsd.engine import log_reader
     from mlsd.monitoring.monitor import MonitorError, monitor
 
     try:
-        result = monitor(spec, workspace, model="champion")
+        result = monitor(spec, workspace, model="champion", engine=log_reader(spec))
     except MonitorError as exc:
         quiet = exc.message.startswith("no predictions")  # the champion served nothing yet
         text = "monitor: nothing to monitor yet" if quiet else f"monitor: not run ({exc.message})"

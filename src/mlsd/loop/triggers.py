@@ -32,10 +32,19 @@ def _name_and_value(entry: str | dict) -> tuple[str, Any]:
 def _monitored(spec: SystemSpec, workspace: Workspace, now: float) -> Any:
     """The champion's monitoring result without publishing alerts or writing reports; a
     MonitorError (no traffic yet) comes back as the error."""
+    from mlsd.engine import log_reader
     from mlsd.monitoring.monitor import monitor
 
     try:
-        return monitor(spec, workspace, model="champion", now=now, publish=False, write=False)
+        return monitor(
+            spec,
+            workspace,
+            model="champion",
+            now=now,
+            publish=False,
+            write=False,
+            engine=log_reader(spec),
+        )
     except MlsdError as exc:
         return exc
 

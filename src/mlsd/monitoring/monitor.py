@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from mlsd.monitoring.alerts import Alert
 from mlsd.monitoring.reference import PREDICTION, Reference, load_reference
 from mlsd.monitoring.result import MonitorResult
 from mlsd.monitoring.windows import (
+    LogRows,
     Window,
     cut_windows,
     drift_values,
@@ -49,12 +50,11 @@ from mlsd.monitoring.windows import (
     output_columns,
     per_class_output,
     probabilities,
-    read_rows,
     rejects_by_window,
     watched_values,
     window_text,
 )
-from mlsd.predlog.reader import input_column
+from mlsd.predlog.reader import input_column, input_types
 from mlsd.spec import MonitoringSpec, SystemSpec, parse_duration
 from mlsd.workspace import Workspace, write_json
 
@@ -391,20 +391,24 @@ class _Monitor:
 
     # -- per model version
 
-    def model(
-        self, con: Any, ref: Reference, available: set[str], rejects: list[dict]
-    ) -> dict[str, Any]:
+    def model(self, log: LogRows, ref: Reference, rejects: list[dict]) -> dict[str, Any]:
         columns = [
             name
             for name, col in ref.profile.get("columns", {}).items()
             if col.get("type") in ("numeric", "categorical", "boolean")
         ]
+        # this version's inputs read with the types its signature declares (the
+        # segments' inferred types are remembered: no second inference)
+        types = input_types(ref.signature)
+        if ref.task.grouped and self.spec.problem.group:  # not a feature, but ranked by
+            types.setdefault(self.spec.problem.group, "categorical")
+        available = log.columns(types)
         outputs = output_columns(ref.task, available)
         inputs = [input_column(c) for c in columns if input_column(c) in available]
         if ref.task.grouped:  # the rows' groups, for the ranking metrics
             grouping = (GROUP, input_column(self.spec.problem.group or ""))
             inputs += [c for c in grouping if c in available and c not in inputs]
-        table = read_rows(con, ref.version, [*inputs, *outputs.values()])
+        table = log.rows(ref.version, types, [*inputs, *outputs.values()])
         ts = numbers(table.column("ts"))
         windows = cut_windows(ts, seconds=self.mspec.window_seconds, rows=self.mspec.window_rows)
         per_window = rejects_by_window(rejects, windows, by_rows=self.mspec.window_seconds is None)
@@ -468,6 +472,7 @@ def monitor(
     now: float | None = None,
     publish: bool = True,
     write: bool = True,
+    engine: Callable[[Workspace], LogRows] = LogRows,
 ) -> MonitorResult:
     """Monitor the served traffic of ``spec``'s system (see the module docstring).
 
@@ -475,11 +480,11 @@ def monitor(
     ``window`` overrides ``monitoring.window``; ``now`` (epoch seconds) is the time model
     ages are measured at. ``publish`` records new alerts in the event log and sends them to
     the webhook; ``write`` writes ``monitoring.json`` and ``monitoring.html`` and logs them
-    to MLflow (when ``monitoring.log_to_mlflow``).
+    to MLflow (when ``monitoring.log_to_mlflow``). ``engine`` opens the log for reading:
+    here (:class:`~mlsd.monitoring.windows.LogRows`) or in blocks on Ray
+    (:func:`mlsd.engine.log_reader`); a recommender system's log is read here.
     """
-    import duckdb
-
-    from mlsd.predlog.reader import duckdb_view, input_types, log_folder, read_rejects
+    from mlsd.predlog.reader import log_folder, read_rejects
 
     started = time.perf_counter()
     ws = workspace or Workspace.for_spec(spec)
@@ -511,19 +516,11 @@ def monitor(
             ) from None
         wanted = str(version) if version is not None else folder.name
 
-    con = duckdb.connect()
+    log = engine(ws)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        duckdb_view(con, ws, pinned=True)  # fields as inferred: enough to list the versions
-        versions = [
-            (str(v), int(n))
-            for v, n in con.execute(
-                "SELECT model_version, count(*) FROM predictions WHERE model_version IS NOT NULL"
-                " GROUP BY model_version ORDER BY max(ts)"
-            ).fetchall()
-        ]
+        versions = [v for v, _, _ in log.versions()]
         if wanted is not None:
-            versions = [(v, n) for v, n in versions if v == wanted]
+            versions = [v for v in versions if v == wanted]
         if not versions:
             where = log_folder(ws) / "predictions"
             raise MonitorError(
@@ -533,25 +530,17 @@ def monitor(
                 hint="serve the model (`mlsd serve`) and send it traffic first; the log is "
                 "read from the workspace of this system.yaml",
             )
-        rejects_table = read_rejects(ws)
-        rejects = rejects_table.to_pylist()
+        rejects = read_rejects(ws).to_pylist()
         models, skipped = [], []
-        for version, _count in versions:
+        for version in versions:
             ref = load_reference(ws, spec.name, version)
             if ref is None:
                 skipped.append(version)
                 continue
             mine = [r for r in rejects if r.get("model_version") == version]
-            # this version's inputs read with the types its signature declares (the
-            # segments' inferred types are remembered: no second inference)
-            inputs = input_types(ref.signature)
-            if ref.task.grouped and spec.problem.group:  # not a feature, but ranked by
-                inputs.setdefault(spec.problem.group, "categorical")
-            duckdb_view(con, ws, pinned=True, inputs=inputs)
-            available = {row[0] for row in con.execute("DESCRIBE predictions").fetchall()}
-            models.append(run.model(con, ref, available, mine))
+            models.append(run.model(log, ref, mine))
     finally:
-        con.close()
+        log.close()
     if not models:
         raise MonitorError(
             f"the log's model versions ({', '.join(skipped)}) have no package in {ws.root}",

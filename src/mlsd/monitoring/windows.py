@@ -10,15 +10,24 @@ the outputs, the label and the metadata are fetched.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlsd.monitoring import quality
-from mlsd.predlog.reader import sql_identifier, sql_literal, to_arrow
+from mlsd.predlog.reader import (
+    block_view,
+    duckdb_view,
+    log_errors,
+    log_folder,
+    sql_identifier,
+    sql_literal,
+    to_arrow,
+)
 from mlsd.spec import MonitoringSpec
 from mlsd.tasks import LABEL, PER_CLASS, Task
 
@@ -164,6 +173,73 @@ def output_columns(task: Task, available: set[str]) -> dict[str, str]:
                 out[field.name] = name
                 break
     return out
+
+
+_NO_VIEW = object()
+
+
+class LogRows:
+    """The prediction log as the monitor reads it, through DuckDB in this process: every
+    finished segment, or (``files``, ``feedback``) one block of them labelled from the
+    whole log's feedback. :mod:`mlsd.engine.ray_monitoring` runs one per block on Ray
+    actors and merges what they read. DuckDB's errors are LogErrors naming the folder."""
+
+    def __init__(
+        self,
+        workspace: Any,
+        *,
+        files: Sequence[str | Path] | None = None,
+        feedback: Any = None,
+        threads: int | None = None,
+    ):
+        import duckdb
+
+        self.workspace = workspace
+        self.folder = log_folder(workspace)
+        self.files = None if files is None else [Path(f) for f in files]
+        self.feedback = feedback
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self._inputs: Any = _NO_VIEW  # views are made by the first read (errors come there)
+
+    def _view(self, inputs: Mapping[str, str] | None) -> None:
+        if inputs == self._inputs:
+            return
+        with log_errors(self.folder):
+            if self.files is None:
+                duckdb_view(self.con, self.workspace, pinned=True, inputs=inputs)
+            else:
+                block_view(self.con, self.files, self.feedback, inputs=inputs)
+        self._inputs = inputs
+
+    def versions(self) -> list[tuple[str, int, float]]:
+        """(model version, rows, latest ts) of each version logged, the latest served last."""
+        if self._inputs is _NO_VIEW:
+            self._view(None)  # fields as inferred: enough to list the versions
+        with log_errors(self.folder):
+            rows = self.con.execute(
+                "SELECT model_version, count(*), max(ts) FROM predictions"
+                " WHERE model_version IS NOT NULL GROUP BY model_version ORDER BY max(ts)"
+            ).fetchall()
+        return [(str(v), int(n), float(ts)) for v, n, ts in rows]
+
+    def columns(self, inputs: Mapping[str, str]) -> set[str]:
+        """The columns of a read with the input fields typed as ``inputs`` says."""
+        self._view(inputs)
+        return {row[0] for row in self.con.execute("DESCRIBE predictions").fetchall()}
+
+    def rows(self, version: str, inputs: Mapping[str, str], fields: Sequence[str]) -> Any:
+        """:func:`read_rows` of ``version``, the input fields typed as ``inputs`` says;
+        of ``fields``, those this log (or block) has."""
+        present = self.columns(inputs)
+        with log_errors(self.folder):
+            return read_rows(self.con, version, [f for f in fields if f in present])
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.con.close()
 
 
 def read_rows(con: Any, version: str, fields: Iterable[str]) -> Any:

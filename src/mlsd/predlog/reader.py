@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +139,7 @@ def _scan(
     *,
     pinned: bool,
     raw: Collection[str] = (),
+    files: Sequence[Path] | None = None,
 ) -> tuple[str, dict[str, Any]] | None:
     """A ``read_json`` over the finished segments (``*.jsonl``: never a ``.tmp`` file) and
     the column types DuckDB infers there; None when there is no segment yet.
@@ -147,9 +148,10 @@ def _scan(
     columns given explicitly, so DuckDB infers once (the costly part: each file is sampled
     whole) and a segment finished in between cannot surprise the read; the input fields
     named in ``raw`` are read as JSON. Else (views): the glob, inferred on every query, so
-    new segments and new fields are always readable.
+    new segments and new fields are always readable. ``files`` (pinned only): these
+    segments instead of the directory's.
     """
-    files = segment_files(directory)
+    files = segment_files(directory) if files is None else list(files)
     if not files:
         return None
     if pinned:
@@ -280,13 +282,14 @@ def _predictions_sql(
     pinned: bool,
     inputs: Mapping[str, str] | None = None,
     shadow: bool = False,
+    files: Sequence[Path] | None = None,
 ) -> str:
     """A SELECT of flat prediction rows: metadata, one column per input field and per
     output key (``input_``/``output_`` prefixed when a name is already taken); the fields
     of ``inputs`` read with their signature type. ``shadow``: shadow rows (no inputs, no
-    flags, unit or p)."""
+    flags, unit or p); ``files``: these segments only (see :func:`_scan`)."""
     types = _checked(inputs)
-    scan = _scan(con, directory, pinned=pinned, raw=types)
+    scan = _scan(con, directory, pinned=pinned, raw=types, files=files)
     if scan is None:
         return _EMPTY_SHADOW if shadow else _EMPTY_PREDICTIONS
     source, columns = scan
@@ -396,20 +399,30 @@ def _window(
 
 
 @contextlib.contextmanager
-def _reading(folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private DuckDB connection; its errors become a LogError naming the folder."""
+def log_errors(folder: Path) -> Iterator[None]:
+    """DuckDB's errors reading the log in ``folder`` raised as a LogError naming it."""
     import duckdb
 
-    con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")  # `time` columns come out as UTC timestamps
-        yield con
+        yield
     except duckdb.Error as exc:
         raise LogError(
             f"cannot read the log in {folder}: {exc}",
             hint="segments are written whole by mlsd; move aside any *.jsonl file that was "
             "edited or copied in by hand",
         ) from exc
+
+
+@contextlib.contextmanager
+def _reading(folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private DuckDB connection; its errors become a LogError naming the folder."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        with log_errors(folder):
+            con.execute("SET TimeZone = 'UTC'")  # `time` columns come out as UTC timestamps
+            yield con
     finally:
         con.close()
 
@@ -589,3 +602,24 @@ def duckdb_view(
     con.execute(
         f"CREATE OR REPLACE VIEW {sql_identifier(labelled)} AS {_labelled_sql(predictions, feedback_sql)}"
     )
+
+
+def block_view(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    feedback: pyarrow.Table,
+    *,
+    inputs: Mapping[str, str] | None = None,
+) -> None:
+    """Create (or replace) the views ``predictions`` and ``labelled`` of
+    :func:`duckdb_view` (pinned) over the prediction segments ``files`` alone, labelled from
+    ``feedback`` (the whole log's, as :func:`read_feedback` returns it).
+
+    One block of a log read in parallel: a prediction's label depends only on the feedback
+    of its own request, so blocks labelled apart are labelled as the whole log is.
+    """
+    con.register("block_feedback", feedback)
+    predictions = _predictions_sql(con, Path(), pinned=True, inputs=inputs, files=files)
+    feedback_sql = "SELECT * FROM block_feedback"
+    con.execute(f"CREATE OR REPLACE VIEW predictions AS {predictions}")
+    con.execute(f"CREATE OR REPLACE VIEW labelled AS {_labelled_sql(predictions, feedback_sql)}")
