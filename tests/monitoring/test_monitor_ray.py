@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from mlsd.cli import main
-from mlsd.engine import log_reader
+from mlsd.engine import log_reader, ray_monitoring
 from mlsd.engine.cluster import EngineError
-from mlsd.engine.ray_monitoring import blocks
+from mlsd.engine.ray_monitoring import blocks, in_order
 from mlsd.models import aliases
 from mlsd.models import package as packages
 from mlsd.models.train import train
@@ -88,7 +88,20 @@ def logged(tmp_path_factory):
                 instances=1,
                 ts=START + day * DAY + 7000,
             )
-    assert len(segment_files(log_folder(ws) / PREDICTIONS)) == 6
+    with PredictionLog(ws) as log:  # a late segment of day 0 (another replica's): sorting
+        rows = table(60, 99)
+        log.prediction(
+            request_id="late",
+            model_version=str(version),
+            inputs=rows.drop(columns=["y"]).to_dict("records"),
+            outputs=format_outputs(
+                package.predict_matrix({c: rows[c].tolist() for c in ("a", "b", "c")}),
+                package.signature,
+            ),
+            latency_ms=1.0,
+            ts=START + 5000,
+        )
+    assert len(segment_files(log_folder(ws) / PREDICTIONS)) == 7
     return spec, ws
 
 
@@ -115,16 +128,43 @@ def test_blocks_are_runs_of_files_of_about_equal_size(tmp_path):
     assert blocks([], 2) == []
 
 
-def test_ray_reads_the_log_in_blocks_and_reports_as_the_local_engine(ray_cluster, logged):
+def test_blocks_in_serving_order_are_not_sorted_again():
+    import pyarrow as pa
+
+    def part(*rows):
+        ts, rid, inst = zip(*rows, strict=True) if rows else ((), (), ())
+        return pa.table({"ts": pa.array(ts, pa.float64()), "request_id": pa.array(rid, pa.string()),
+                         "instance": pa.array(inst, pa.int64())})  # fmt: skip
+
+    first = part((1.0, "a", 0), (2.0, "b", 1))
+    assert in_order([first, part(), part((2.0, "b", 1), (3.0, "a", 0))])  # a tie, an empty one
+    assert in_order([first, part((2.0, "c", 0))])  # same time: the request id decides
+    assert not in_order([first, part((2.0, "b", 0))])  # same request: the instance decides
+    assert not in_order([first, part((1.5, "z", 9))])
+    assert in_order([first, part((None, "a", 0))])  # no time sorts last
+    assert not in_order([part((None, "a", 0)), first])
+
+
+def test_ray_reads_the_log_in_blocks_and_reports_as_the_local_engine(
+    ray_cluster, logged, monkeypatch
+):
     spec, ws = logged
     local = report(spec, ws, LogRows)
     ray_spec = spec.model_copy(update={"engine": EngineSpec(kind="ray")})
+    ordered = []
+
+    def spy(parts):
+        ordered.append(in_order(parts))
+        return ordered[-1]
+
+    monkeypatch.setattr(ray_monitoring, "in_order", spy)
     remote = report(ray_spec, ws, log_reader(ray_spec))
+    assert ordered == [False]  # the late segment's block came before the rest: sorted
     assert remote == local
     # the report covers what was logged: the blocks' rows, labels, rejects and the shift
     model = local["models"][0]
-    assert model["n"] == 1800 and local["n_labelled"] == 6 * 6 * 17
-    assert [w["n"] for w in model["windows"]] == [600, 600, 600]
+    assert model["n"] == 1860 and local["n_labelled"] == 6 * 6 * 17
+    assert [w["n"] for w in model["windows"]] == [660, 600, 600]
     assert [w["quality"]["rejected"]["requests"] for w in model["windows"]] == [2, 2, 2]
     drifted = [
         {c["column"] for c in w["drift"]["columns"] if c["drifted"]} for w in model["windows"]
@@ -136,7 +176,7 @@ def test_cli_monitors_on_ray(ray_cluster, logged, capsys):
     spec, _ = logged
     code = main(["monitor", "-c", str(spec.path), "--engine", "ray", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert out["n_predictions"] == 1800
+    assert out["n_predictions"] == 1860
     assert code == 1 and out["latest"]["alerts"]  # the shifted last day alerts
 
 
