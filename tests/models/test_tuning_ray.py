@@ -23,13 +23,24 @@ REGRESSION = TaskInfo("regression")
 
 
 class CountingTrials(RayTrials):
-    """RayTrials that adds up the seconds each finished trial took on its worker."""
+    """RayTrials that adds up the seconds each finished trial took on its workers, and
+    keeps each trial's (seconds from submitted to its result, seconds fitting)."""
 
     fitting_s = 0.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.submitted, self.timings = {}, []
+
+    def submit(self, *args):
+        handle = super().submit(*args)
+        self.submitted[handle] = time.perf_counter()
+        return handle
 
     def result(self, handle):
         outcome = super().result(handle)
         self.fitting_s += outcome[-1]
+        self.timings.append((time.perf_counter() - self.submitted[handle], outcome[-1]))
         return outcome
 
 
@@ -82,9 +93,20 @@ def test_trials_run_on_the_cluster_two_at_a_time_and_never_lose_to_the_defaults(
     assert _mse(data.y_valid)(result.model.predict(data.X_valid)) == pytest.approx(result.score)
 
 
-def test_cross_validated_trials_on_the_cluster_end_with_a_fit_on_every_row(pool):
-    data = _regression(folds=3)
-    result = _search(data, data.y, pool, budget_s=5.0)
+def test_cross_validated_trials_fit_their_folds_at_once_and_end_with_a_fit_on_every_row(
+    ray_cluster,
+):
+    data = _regression(n=1500, folds=2)
+    pool = CountingTrials(EngineSpec(kind="ray"))
+    pool.share(data)
+    assert pool.slots == 1  # two folds fill the two CPUs
+    result = _search(data, data.y, pool, budget_s=8.0)
+    # one trial at a time, yet most came back sooner than their folds' fitting seconds
+    # added up: the folds ran at once (one after another, a trial takes at least their sum)
+    assert len(pool.timings) >= 3
+    assert sum(waited < fitting for waited, fitting in pool.timings) > len(pool.timings) / 2
+    local = _search(data, data.y, None, budget_s=0)  # the defaults' folds, one by one here
+    assert result.default_score == pytest.approx(local.score, rel=1e-12)
     assert result.valid_pred is not None and result.valid_pred.shape == data.y.shape
     assert result.score == pytest.approx(_mse(data.y)(result.valid_pred))
     assert result.model.n_features == 6  # refitted here on every row with the best params

@@ -173,25 +173,47 @@ def fit_trial(
         if data.X_valid is None:
             return model, params, None
         return model, params, np.asarray(model.predict(data.X_valid))
+    folds = []
+    for index in range(len(data.folds)):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise OutOfTime(f"the budget ended before fold {index + 1}")
+        folds.append(fit_fold(family, task, params, seed, data, index))
+    final, oof = out_of_fold(data, params, folds)
+    return None, final, oof
+
+
+def fit_fold(
+    family: str, task: TaskInfo, params: dict[str, Any], seed: int, data: FitData, index: int
+) -> tuple[np.ndarray, int | None, float]:
+    """Fit fold ``index`` of ``data.folds`` and predict its held-out rows: the predictions,
+    the boosting rounds early stopping chose (None for a family without) and the seconds
+    it took. Folds are independent: a pool may fit them at once."""
+    began = time.perf_counter()
+    fit, held_out = data.folds[index]
+    model = make_model(family, task, params, seed).fit(data.fold(fit, held_out))
+    pred = np.asarray(model.predict(data.X[held_out]), dtype=np.float64)
+    return pred, model.refit_params().get("num_boost_round"), time.perf_counter() - began
+
+
+def out_of_fold(
+    data: FitData, params: dict[str, Any], folds: list[tuple[np.ndarray, int | None, float]]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Every row's prediction from the folds that held it out (:func:`fit_fold`'s results,
+    in fold order; the mean over repeats) and the parameters of the fit on every row."""
     oof: np.ndarray | None = None
     seen = np.zeros(len(data.y))
-    rounds = []
-    for fit, held_out in data.folds:
-        if deadline is not None and time.perf_counter() > deadline:
-            raise OutOfTime(f"the budget ended before fold {len(rounds) + 1}")
-        model = make_model(family, task, params, seed).fit(data.fold(fit, held_out))
-        pred = np.asarray(model.predict(data.X[held_out]), dtype=np.float64)
+    for (_, held_out), (pred, _, _) in zip(data.folds, folds, strict=True):
         if oof is None:
             oof = np.zeros((len(data.y), *pred.shape[1:]))
         oof[held_out] += pred
         seen[held_out] += 1
-        rounds.append(model.refit_params().get("num_boost_round"))
     assert oof is not None
     oof /= seen.reshape(-1, *([1] * (oof.ndim - 1)))  # repeats: the mean of a row's folds
     final = dict(params)
+    rounds = [r for _, r, _ in folds]
     if all(r is not None for r in rounds):  # the fit on every row grows the folds' mean
         final["num_boost_round"] = max(1, round(float(np.mean(rounds))))
-    return None, final, oof
+    return final, oof
 
 
 def timed_trial(
