@@ -42,3 +42,47 @@ def ray_cluster():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def small_disk():
+    """Mount a real, small file system (tmpfs) at a folder: ``mount(folder, size_kb)``
+    returns the folder; it is unmounted after the test. Skips where this process may not
+    mount (it needs root or CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size_kb: int = 512) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small disk here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` to the last byte with one file; returns it."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        block = b"\0" * 65536
+        try:
+            while True:
+                out.write(block)
+        except OSError:
+            pass
+        try:  # the last bytes, smaller than a block
+            while True:
+                out.write(b"\0")
+        except OSError:
+            pass
+    return filler

@@ -407,11 +407,11 @@ def stall(writer: LogWriter) -> tuple[threading.Event, threading.Event]:
     entered, release = threading.Event(), threading.Event()
     write = writer._write
 
-    def stalled_write(lines):
+    def stalled_write(lines, **options):
         if lines:
             entered.set()
             release.wait(10)
-        write(lines)
+        return write(lines, **options)
 
     writer._write = stalled_write
     return entered, release

@@ -63,6 +63,7 @@ SHADOW = "shadow"  # shadow models' answers (step 8): never counted as predictio
 SEGMENT_MAX_ROWS = 20_000
 STALE_S = 3600.0  # a .tmp untouched this long is abandoned even if its pid looks alive
 KNOWN_CAPACITY = 1_000_000
+RETRY_S = 1.0  # while the disk refuses writes (full, read-only), a new attempt this often
 
 _KIND_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _TMP_RE = re.compile(r"\.(?P<segment>\d{8}T\d{6}\.\d{6}-(?P<pid>\d+)-\d+)\.jsonl\.tmp")
@@ -262,6 +263,12 @@ class LogWriter:
     ``<folder>/<kind>/.<segment>.jsonl.tmp`` and renames that to ``<segment>.jsonl`` at least
     every ``flush_s`` seconds while it holds rows (or at ``max_rows``), after flush and
     fsync. Standard library only. Create it after any fork: the thread does not survive one.
+
+    A write the disk refuses (full, read-only, gone) leaves no partial line: the open
+    segment is cut back to its last whole row, the rows are held in memory (at most
+    ``max_queue``; more are dropped and counted) and written again every ``RETRY_S`` until
+    the disk takes them. Meanwhile :attr:`health` says why and since when; ``flush()``
+    waits for the held rows too.
     """
 
     def __init__(
@@ -301,7 +308,13 @@ class LogWriter:
         self._tmp: Path | None = None
         self._final: Path | None = None
         self._rows = 0
+        self._size = 0  # bytes of whole rows in the open segment
         self._deadline = 0.0
+        # rows the disk refused, oldest first, and why (writer thread; read by `health`)
+        self._held: list[bytes] = []
+        self._trouble: tuple[str, float] | None = None  # (the error, since: epoch seconds)
+        self._retry_at = 0.0
+        self._waiting: list[threading.Event] = []  # flush() calls the held rows hold up
         self.recovered = recover(self.directory)
         self._thread = threading.Thread(target=self._run, name=f"mlsd-log-{kind}", daemon=True)
         self._thread.start()
@@ -382,6 +395,16 @@ class LogWriter:
             "queued": len(self._pending),
         }
 
+    @property
+    def health(self) -> dict[str, Any]:
+        """``{"ok": True}``, or, while the disk refuses writes, ``ok`` False with the
+        ``error``, ``since`` when (ISO time) and the rows ``held`` in memory meanwhile."""
+        trouble = self._trouble
+        if trouble is None:
+            return {"ok": True}
+        return {"ok": False, "error": trouble[0], "since": _iso(trouble[1]),
+                "held": len(self._held)}  # fmt: skip
+
     def __enter__(self) -> LogWriter:
         return self
 
@@ -417,32 +440,96 @@ class LogWriter:
                 item = pending.popleft()
                 if isinstance(item, bytes):
                     lines.append(item)
-                    if self._rows + len(lines) >= self.max_rows:
-                        self._write(lines)
-                        self._finish()
-                        lines = []
                     continue
-                self._write(lines)  # a control token: everything before it goes first
+                # a control token: everything before it goes first
+                written = self._write(lines, force=item is _STOP)
                 lines = []
                 self._finish()
                 if item is _STOP:
+                    if self._held:  # the disk still refuses them: count them as lost
+                        with self._count_lock:
+                            self._dropped += len(self._held)
+                        self._held = []
+                    self._release()
                     return
-                item.set()  # flush(): all before it is in a finished segment
-            self._write(lines)
+                self._waiting.append(item)
+                if written:
+                    self._release()  # flush(): all before it is in a finished segment
+            if self._write(lines) and self._waiting:
+                self._finish()
+                self._release()
             if self._file is not None and time.monotonic() >= self._deadline:
                 self._finish()
 
-    def _write(self, lines: list[bytes]) -> None:
-        """Append encoded lines to the open segment (opened on demand), in one write."""
+    def _release(self) -> None:
+        for event in self._waiting:
+            event.set()
+        self._waiting = []
+
+    def _write(self, lines: list[bytes], *, force: bool = False) -> bool:
+        """Append encoded lines, and any the disk refused before, to the open segment
+        (opened on demand; a new one past ``max_rows``), in one write per segment. False
+        when rows are still held: the disk refused them (again), or the next attempt is
+        not due yet (``force``: try now)."""
+        if self._held:
+            lines, self._held = self._held + lines, []
         if not lines:
+            return True
+        if self._trouble is not None and not force and time.monotonic() < self._retry_at:
+            self._hold(lines)
+            return False
+        at = 0
+        while at < len(lines):
+            try:
+                if self._file is None:
+                    self._open()
+                chunk = lines[at : at + self.max_rows - self._rows]
+                data = memoryview(b"".join(chunk))
+                done = 0
+                while done < len(data):  # a raw file may take part of it
+                    done += self._file.write(data[done:])
+            except Exception as exc:  # the disk refuses: nothing partial stays, rows wait
+                self._cut_back(exc)
+                self._hold(lines[at:])
+                self._refused(exc)
+                return False
+            self._size += len(data)
+            self._rows += len(chunk)
+            at += len(chunk)
+            if self._rows >= self.max_rows:
+                self._finish()
+        if self._trouble is not None:
+            logger.warning("%s log: writing again after %s", self.kind, self._trouble[0])
+            self._trouble = None
+        return True
+
+    def _hold(self, lines: list[bytes]) -> None:
+        """Keep rows the disk refused for the next attempt: at most ``max_queue``, the
+        oldest first; the newest beyond that are dropped and counted."""
+        extra = len(lines) - self._max_queue
+        if extra > 0:
+            with self._count_lock:
+                self._dropped += extra
+            lines = lines[: self._max_queue]
+        self._held = lines
+
+    def _refused(self, exc: Exception) -> None:
+        with self._count_lock:
+            self._errors += 1
+        if self._trouble is None:
+            logger.error("%s log: cannot write (%s); rows held, retried", self.kind, exc)
+            self._trouble = (getattr(exc, "strerror", None) or str(exc), time.time())
+        self._retry_at = time.monotonic() + RETRY_S
+
+    def _cut_back(self, exc: Exception) -> None:
+        """Truncate the open segment to its last whole row after a failed write; a segment
+        that cannot be cut back is finished with its whole rows (:func:`_salvage`)."""
+        if self._file is None:
             return
         try:
-            if self._file is None:
-                self._open()
-            self._file.write(b"".join(lines))
-            self._file.flush()  # in the OS each tick: another process may look (known())
-            self._rows += len(lines)
-        except Exception as exc:  # a disk error must not kill the thread: keep what is whole
+            os.ftruncate(self._file.fileno(), self._size)
+            self._file.seek(self._size)
+        except OSError:
             self._fail(exc)
 
     def _open(self) -> None:
@@ -451,17 +538,23 @@ class LogWriter:
         self._final = self.directory / f"{name}.jsonl"
         with _ACTIVE_LOCK:
             _ACTIVE.add(str(self._tmp))
-        self._rows = 0
+        self._rows = self._size = 0
         self._deadline = time.monotonic() + self.flush_s
         self.directory.mkdir(parents=True, exist_ok=True)  # survive a retention job's rm -r
-        self._file = open(self._tmp, "xb")  # noqa: SIM115 - held open across many rows
+        # unbuffered: each write reaches the OS whole or fails, and a failed one is cut back
+        self._file = open(self._tmp, "xb", buffering=0)  # noqa: SIM115 - held open across many rows
 
     def _finish(self) -> None:
         """Flush, fsync and rename the open segment to its final name."""
         if self._file is None:
             return
+        if self._rows == 0:  # its first write was refused: nothing to keep
+            with contextlib.suppress(OSError):
+                self._file.close()
+                self._tmp.unlink()
+            self._forget()
+            return
         try:
-            self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._tmp, self._final)
@@ -493,7 +586,7 @@ class LogWriter:
         with _ACTIVE_LOCK:
             _ACTIVE.discard(str(self._tmp))
         self._file = self._tmp = self._final = None
-        self._rows = 0
+        self._rows = self._size = 0
 
 
 _SECOND: list = [None, ""]  # the last whole second formatted, and its text
@@ -796,6 +889,19 @@ class PredictionLog:
             REJECTS: self._rejects.stats,
             SHADOW: self._shadow.stats,
         }
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """``status`` ok, or degraded while a writer's disk refuses its rows, and each
+        writer's :attr:`LogWriter.health`."""
+        writers = {
+            PREDICTIONS: self._predictions.health,
+            FEEDBACK: self._feedback.health,
+            REJECTS: self._rejects.health,
+            SHADOW: self._shadow.health,
+        }
+        ok = all(w["ok"] for w in writers.values())
+        return {"status": "ok" if ok else "degraded", "writers": writers}
 
     def __enter__(self) -> PredictionLog:
         return self

@@ -752,6 +752,8 @@ def create_app(server: Server) -> Edge:
             extra["routing"] = current.describe()
         if server.routing_error is not None:
             extra["routing_error"] = server.routing_error
+        # a log whose disk refuses rows degrades, and the server keeps answering
+        extra["log"] = server.log.health
         if model is None and current is None:
             return _json({"status": "not_ready", "reason": server.last_error, **extra}, 503)
         return _json({"status": "ready", "model_version": server.served().label, **extra})

@@ -97,8 +97,15 @@ class ServerMetrics:
         )
         self.log_rows = Gauge(
             "mlsd_log_rows",
-            "Prediction and feedback log rows by outcome",
+            "Prediction and feedback log rows by outcome (held: in memory while the disk "
+            "refuses them)",
             ["log", "outcome"],
+            registry=r,
+        )
+        self.log_degraded = Gauge(
+            "mlsd_log_degraded",
+            "1 while the log's disk refuses rows (full, read-only), else 0",
+            ["log"],
             registry=r,
         )
 
@@ -155,4 +162,7 @@ class ServerMetrics:
             for outcome in ("written", "dropped"):
                 if outcome in counters:
                     self.log_rows.labels(log=name, outcome=outcome).set(counters[outcome])
+        for name, state in (getattr(log, "health", None) or {}).get("writers", {}).items():
+            self.log_degraded.labels(log=name).set(0 if state["ok"] else 1)
+            self.log_rows.labels(log=name, outcome="held").set(state.get("held", 0))
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
