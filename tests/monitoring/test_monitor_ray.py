@@ -18,7 +18,6 @@ from mlsd.models import package as packages
 from mlsd.models.train import train
 from mlsd.monitoring.monitor import monitor
 from mlsd.monitoring.windows import LogRows
-from mlsd.predlog.reader import LogError
 from mlsd.predlog.writer import PREDICTIONS, PredictionLog, log_folder, segment_files
 from mlsd.serving.model import format_outputs
 from mlsd.spec import EngineSpec, load_spec
@@ -180,15 +179,33 @@ def test_cli_monitors_on_ray(ray_cluster, logged, capsys):
     assert code == 1 and out["latest"]["alerts"]  # the shifted last day alerts
 
 
-def test_an_unreadable_segment_is_a_clear_error_on_both_engines(ray_cluster, logged):
+def test_a_segment_that_does_not_parse_is_set_aside_and_reported_by_both_engines(
+    ray_cluster, logged
+):
     spec, ws = logged
-    bad = log_folder(ws) / PREDICTIONS / "zz-copied-in.jsonl"
-    bad.write_text('{"request_id": "x", "ts": 1.0, "model_version": "1"\n')  # cut short
+    folder = log_folder(ws) / PREDICTIONS
+    for engine in (LogRows, log_reader(spec, "ray")):
+        bad = folder / "zz-copied-in.jsonl"
+        bad.write_text('{"request_id": "x", "ts": 1.0, "model_version": "1"\n')  # cut short
+        out = report(spec, ws, engine)
+        assert out["models"][0]["n"] == 1860  # the others read as before
+        (skipped,) = out["skipped_segments"]
+        assert skipped["segment"] == str(bad) and "Malformed JSON" in skipped["reason"]
+        assert skipped["moved_to"] == str(folder / "corrupt" / bad.name)
+        (folder / "corrupt" / bad.name).unlink()
+
+
+def test_segments_the_actors_cannot_see_are_a_clear_error(ray_cluster, logged, tmp_path):
+    import shutil
+
+    spec, ws = logged
+    copy = Workspace(tmp_path / "ws", ws.system)
+    shutil.copytree(log_folder(ws), log_folder(copy))
+    log = log_reader(spec, "ray")(copy)  # the actors get their blocks' paths
     try:
-        with pytest.raises(LogError, match="cannot read the log"):
-            report(spec, ws, LogRows)
-        with pytest.raises(EngineError, match="cannot read the log") as raised:
-            report(spec, ws, log_reader(spec, "ray"))
+        shutil.rmtree(log_folder(copy) / PREDICTIONS)  # ...which they then cannot see
+        with pytest.raises(EngineError, match="not visible from here") as raised:
+            log.versions()
         assert "shared storage" in raised.value.hint
     finally:
-        bad.unlink()
+        log.close()

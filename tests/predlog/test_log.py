@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from mlsd.features.transforms import to_bool
 from mlsd.predlog.reader import (
+    CorruptSegment,
     duckdb_view,
     input_types,
     labelled,
@@ -150,15 +152,26 @@ def test_empty_log_reads_as_empty_tables_and_views(tmp_path):
     assert con.execute("SELECT count(*) FROM labelled").fetchone()[0] == 0
 
 
-def test_a_foreign_segment_is_a_clear_error(tmp_path):
+def test_segments_that_do_not_parse_are_moved_aside_and_reported(tmp_path):
+    with PredictionLog(tmp_path) as log:
+        log.prediction(request_id="a", model_version=1, inputs=[{"x": 1}], outputs=[1], latency_ms=1)  # fmt: skip
     folder = tmp_path / "log" / "predictions"
-    folder.mkdir(parents=True)
-    (folder / "copied-in.jsonl").write_text(
-        '{"request_id": "a", "instance": 0, "ts": 1}\nnot json\n'
-    )
-    with pytest.raises(LogError, match="cannot read the log in") as info:
-        read_predictions(tmp_path)
-    assert "move aside" in info.value.render()
+    (good,) = folder.glob("*.jsonl")
+    (folder / "copied-in.jsonl").write_text('{"request_id": "b", "instance": 0, "ts": 1}\nnot json\n')  # fmt: skip
+    cut = good.read_bytes()
+    (folder / "zz-cut.jsonl").write_bytes(cut[: len(cut) // 2])  # a segment cut short
+    with pytest.warns(CorruptSegment) as caught:
+        table = read_predictions(tmp_path)
+    assert table.column("request_id").to_pylist() == ["a"]  # the good one, read
+    assert sorted(w.message.segment.name for w in caught) == ["copied-in.jsonl", "zz-cut.jsonl"]
+    assert all("Malformed JSON" in w.message.reason for w in caught)
+    assert sorted(f.name for f in (folder / "corrupt").iterdir()) == [
+        "copied-in.jsonl",
+        "zz-cut.jsonl",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # set aside once: the next read is quiet
+        assert read_predictions(tmp_path).num_rows == 1
 
 
 def test_odd_values_are_logged_as_strict_json(tmp_path):

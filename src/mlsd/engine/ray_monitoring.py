@@ -109,6 +109,10 @@ class RayLog:
         # in time too, and then sorting the whole table again (a copy of it) is not needed
         return table if in_order(parts) else table.sort_by(_ORDER)
 
+    def set_aside(self) -> list[dict[str, Any]]:
+        """The segments the blocks could not parse, moved aside."""
+        return [skipped for found in self._all("set_aside") for skipped in found]
+
     def close(self) -> None:
         """Stop the actors (the cluster stays up)."""
         for a in self.actors:

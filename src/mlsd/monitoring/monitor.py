@@ -539,6 +539,7 @@ def monitor(
                 continue
             mine = [r for r in rejects if r.get("model_version") == version]
             models.append(run.model(log, ref, mine))
+        skipped_segments = log.set_aside()
     finally:
         log.close()
     if not models:
@@ -579,6 +580,7 @@ def monitor(
         "n_labelled": sum(m["n_labelled"] for m in models),
         "models": models,
         "skipped_versions": skipped,
+        "skipped_segments": skipped_segments,
         "latest": {
             "model_versions": latest_versions,
             "alerts": [a.to_dict() for a in latest],

@@ -42,6 +42,12 @@ class MonitorResult:
             lines.append(_model_line(model))
             for w in model["windows"]:
                 lines.append("  " + _window_line(model, w))
+        bad = r.get("skipped_segments") or []
+        if bad:
+            lines.append(
+                f"skipped {len(bad)} log segment(s) that do not parse, moved aside: "
+                + ", ".join(str(b["moved_to"] or b["segment"]) for b in bad)
+            )
         latest = self.latest_alerts
         if latest:
             lines.append(f"ALERTS in the latest window ({alert_counts(latest)}):")

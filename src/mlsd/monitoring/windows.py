@@ -20,6 +20,7 @@ import numpy as np
 
 from mlsd.monitoring import quality
 from mlsd.predlog.reader import (
+    LogError,
     block_view,
     duckdb_view,
     log_errors,
@@ -203,15 +204,36 @@ class LogRows:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self._inputs: Any = _NO_VIEW  # views are made by the first read (errors come there)
+        self._skipped: list[dict[str, Any]] = []  # segments that did not parse, set aside
 
     def _view(self, inputs: Mapping[str, str] | None) -> None:
+        import warnings
+
+        from mlsd.predlog.reader import CorruptSegment
+
         if inputs == self._inputs:
             return
-        with log_errors(self.folder):
+        if self.files and not any(f.exists() for f in self.files):
+            raise LogError(
+                f"the log's segments are not visible from here ({self.files[0]} is missing)",
+                hint="on a cluster of several machines, put the workspace on storage every "
+                "node mounts at the same path",
+            )
+        with log_errors(self.folder), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CorruptSegment)
             if self.files is None:
                 duckdb_view(self.con, self.workspace, pinned=True, inputs=inputs)
             else:
                 block_view(self.con, self.files, self.feedback, inputs=inputs)
+        for w in caught:
+            if isinstance(w.message, CorruptSegment):
+                bad = w.message
+                moved = None if bad.moved_to is None else str(bad.moved_to)
+                self._skipped.append(
+                    {"segment": str(bad.segment), "moved_to": moved, "reason": bad.reason}
+                )
+            else:  # not ours to swallow
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self._inputs = inputs
 
     def versions(self) -> list[tuple[str, int, float]]:
@@ -236,6 +258,11 @@ class LogRows:
         present = self.columns(inputs)
         with log_errors(self.folder):
             return read_rows(self.con, version, [f for f in fields if f in present])
+
+    def set_aside(self) -> list[dict[str, Any]]:
+        """The segments read so far that did not parse and were moved to ``corrupt/``
+        (:class:`mlsd.predlog.reader.CorruptSegment`): segment, moved_to, reason."""
+        return self._skipped
 
     def close(self) -> None:
         """Close the DuckDB connection."""

@@ -119,6 +119,50 @@ def _inferred(con: duckdb.DuckDBPyConnection, files: list[Path], source: str) ->
     return {name: con.type(kind) for name, kind in known.items()}
 
 
+CORRUPT = "corrupt"  # where a reader moves segments it cannot parse, beside the good ones
+
+
+class CorruptSegment(UserWarning):
+    """A segment the reader could not parse was moved to the ``corrupt`` folder of its
+    kind; the read went on without it. ``segment``, ``moved_to`` (None when it could not
+    be moved) and ``reason`` say which and why."""
+
+    def __init__(self, segment: Path, moved_to: Path | None, reason: str):
+        where = f"moved to {moved_to}" if moved_to else "left in place (cannot move it)"
+        super().__init__(f"skipped the unreadable log segment {segment} ({reason}); {where}")
+        self.segment, self.moved_to, self.reason = segment, moved_to, reason
+
+
+def _set_aside(con: duckdb.DuckDBPyConnection, files: list[Path], read: str) -> list[Path]:
+    """``files`` less those DuckDB cannot parse (``read`` formats one file's path list into
+    a read_json call): each of those is moved to ``corrupt/`` and reported with a
+    :class:`CorruptSegment` warning. Called only after a read of all of them failed."""
+    import warnings
+
+    import duckdb
+
+    good = []
+    for f in files:
+        if not f.exists():  # removed since it was listed (a retention job): not corrupt
+            continue
+        try:
+            con.execute(f"SELECT count(*) FROM {read.format(paths=sql_literal(str(f)))}")
+            good.append(f)
+            continue
+        except duckdb.Error as exc:
+            reason = str(exc).splitlines()[0]
+        target: Path | None = f.parent / CORRUPT / f.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            f.replace(target)
+        except FileNotFoundError:  # another reader moved it first
+            pass
+        except OSError:
+            target = None
+        warnings.warn(CorruptSegment(f, target, reason), stacklevel=2)
+    return good
+
+
 def _raw_inputs(
     con: duckdb.DuckDBPyConnection, columns: dict[str, Any], names: Collection[str]
 ) -> dict[str, Any]:
@@ -147,25 +191,36 @@ def _scan(
     ``pinned`` (one-shot reads): the files listed now, read a second time with the inferred
     columns given explicitly, so DuckDB infers once (the costly part: each file is sampled
     whole) and a segment finished in between cannot surprise the read; the input fields
-    named in ``raw`` are read as JSON. Else (views): the glob, inferred on every query, so
+    named in ``raw`` are read as JSON. A segment that does not parse (cut short, or a file
+    that is not a log segment) is moved aside and reported (:func:`_set_aside`). Else (views): the glob, inferred on every query, so
     new segments and new fields are always readable. ``files`` (pinned only): these
     segments instead of the directory's.
     """
+    import duckdb
+
     files = segment_files(directory) if files is None else list(files)
     if not files:
         return None
-    if pinned:
-        paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
-    else:
-        paths = sql_literal(str(directory / "*.jsonl"))
     # every field everywhere becomes a column: no MAP inference for rare or many keys
-    auto = (
-        f"read_json({paths}, format='newline_delimited', union_by_name=true, "
+    read = (
+        "read_json({paths}, format='newline_delimited', union_by_name=true, "
         "field_appearance_threshold=0, map_inference_threshold=-1)"
     )
     if not pinned:
+        auto = read.format(paths=sql_literal(str(directory / "*.jsonl")))
         return auto, _columns(con, auto)
-    columns = _raw_inputs(con, _inferred(con, files, auto), raw)
+    paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+    auto = read.format(paths=paths)
+    try:
+        inferred = _inferred(con, files, auto)
+    except duckdb.Error:  # a segment that does not parse: read the others, report it
+        files = _set_aside(con, files, read)
+        if not files:
+            return None
+        paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+        auto = read.format(paths=paths)
+        inferred = _inferred(con, files, auto)
+    columns = _raw_inputs(con, inferred, raw)
     # `time` is recomputed from ts: not parsing it saves a timestamp detection per row
     spec = ", ".join(
         f"{sql_literal(k)}: {sql_literal(str(t))}" for k, t in columns.items() if k != "time"
