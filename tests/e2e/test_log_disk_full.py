@@ -7,10 +7,10 @@ from __future__ import annotations
 import subprocess
 import time
 
-from conftest import fill
 from server import ServerProcess, mlsd_command
 from test_v2_triton import write_table
 
+from conftest import fill
 from mlsd.predlog.reader import read_predictions
 from mlsd.workspace import Workspace
 

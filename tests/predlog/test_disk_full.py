@@ -7,7 +7,6 @@ import json
 import time
 
 from conftest import fill
-
 from mlsd.predlog.writer import LogWriter
 
 
