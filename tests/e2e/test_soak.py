@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import soak
 from server import ServerProcess, mlsd_command
+from test_openapi import run_schemathesis
 from test_v2_triton import write_table
 
 from mlsd.predlog.reader import read_feedback, read_predictions, read_rejects
@@ -43,7 +44,7 @@ def two_versions(tmp_path_factory):
         "name: tiny-buyers\nproblem: {task: binary, target: buy}\n"
         "data:\n  source: data.csv\n  columns: {color: categorical}\n"
         "features: {exclude: [kind, amount]}\nmodels: {candidates: [linear]}\n"
-        "serving: {poll_s: 0.5}\n"
+        "serving: {poll_s: 0.5}\nrollout: {canary: {steps: [50, 100]}}\n"
     )
     for _ in range(2):
         run = mlsd("train", cwd=folder)
@@ -84,3 +85,23 @@ def test_64_clients_mixed_traffic_and_a_model_swap(two_versions):
     assert sorted(logged) == sorted(result.answered)
     assert set(read_rejects(ws).column("request_id").to_pylist()) >= set(result.refused)
     assert read_feedback(ws).num_rows == len(result.labelled)
+
+
+@pytest.mark.timeout(240)
+def test_schemathesis_finds_no_failure_while_a_canary_routes(two_versions):
+    """The routes a rollout changes, under Schemathesis while a canary sends half the units
+    to a new version: the same contract, whichever arm answers."""
+    folder = two_versions
+    assert mlsd("train", cwd=folder).returncode == 0  # version 3, the challenger
+    run = mlsd("rollout", "start", "--strategy", "canary", "--model", "3", cwd=folder)
+    assert run.returncode == 0, run.stdout + run.stderr
+    server = ServerProcess(folder)
+    try:
+        tested = run_schemathesis(server.port, only=["/v1/predict", "/v1/feedback"])
+        _, metrics, _ = server.client.call("GET", "/metrics")
+    finally:
+        server.stop()
+    assert tested == {"POST /v1/predict", "POST /v1/feedback"}
+    arms = [line for line in metrics.splitlines() if line.startswith("mlsd_arm_requests_total")]
+    assert any('model_version="2"' in line for line in arms), arms  # the champion's arm
+    assert any('model_version="3"' in line for line in arms), arms  # the canary's
