@@ -213,6 +213,31 @@ def test_v2_infer_answers_a_score_per_row(server, system):
     assert meta["outputs"] == [{"name": "score", "datatype": "FP64", "shape": [-1]}]
 
 
+def test_tritonclient_infers_the_ranking_scores(server, system):
+    """The V2 route of a ranking model through Triton's own client, binary tensors
+    included: the scores /v1/predict gives, and its metadata as the client reads it."""
+    http = pytest.importorskip("tritonclient.http")
+    client = http.InferenceServerClient(f"127.0.0.1:{server.port}")
+    items = system["items"][:4]
+    tensors = []
+    for name in FIELDS:
+        if name == "cat":
+            array = np.array([str(i[name]).encode() for i in items], dtype=np.object_)
+            tensor = http.InferInput(name, [len(items)], "BYTES")
+        else:
+            array = np.array([i[name] for i in items], dtype=np.float64)
+            tensor = http.InferInput(name, [len(items)], "FP64")
+        tensor.set_data_from_numpy(array)  # binary data, the client's default
+        tensors.append(tensor)
+    result = client.infer(SYSTEM, tensors, request_id="triton-rank")
+    assert result.get_response()["id"] == "triton-rank"
+    _, scored, _ = server.client.call("POST", "/v1/predict", {"instances": items})
+    np.testing.assert_allclose(result.as_numpy("score"), [p["score"] for p in scored["predictions"]])  # fmt: skip
+    assert client.is_model_ready(SYSTEM)
+    meta = client.get_model_metadata(SYSTEM)
+    assert [o["name"] for o in meta["outputs"]] == ["score"]
+
+
 def test_while_an_experiment_routes_the_group_is_the_unit_and_shadows_score(server, system):
     root = system["folder"] / ".mlsd"
     package = aliases.read(root, SYSTEM)["versions"]["1"]
