@@ -311,6 +311,28 @@ def example_request(served, url: str) -> str | None:
     return f"curl -s {url}/v1/predict -H 'Content-Type: application/json' -d {shlex.quote(body)}"
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The dashboard over a workspace, read-only, until interrupted."""
+    from mlsd.ui.app import serve
+    from mlsd.workspace import Workspace
+
+    if args.workspace:
+        root = Path(args.workspace)
+    else:
+        from mlsd.spec import load_spec
+
+        root = Workspace.for_spec(load_spec(args.config)).root
+    if not root.is_dir():
+        raise MlsdError(
+            f"no workspace at {root}",
+            hint="pass --workspace DIR (a folder holding aliases/, reports/, events.sqlite) "
+            "or -c system.yaml of a system that was trained",
+        )
+    print(f"mlsd ui: http://{args.host}:{args.port}/ (workspace {root}; Ctrl-C stops)")
+    serve(root, args.host, args.port)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the model over HTTP until interrupted."""
     import uvicorn
@@ -718,6 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_option(p, "one server here, or replicas placed by Ray sharing the port")
     p.add_argument("--replicas", type=int, help="servers on Ray (default: engine.replicas)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ui", parents=[common], help="the dashboard: every system of a workspace")
+    p.add_argument("--workspace", help="the workspace folder (default: the spec's)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a model on labelled data")
     p.add_argument(

@@ -1,0 +1,1 @@
+"""The dashboard (`mlsd ui`): a whole system on one page, read from its workspace."""

@@ -1,0 +1,49 @@
+"""``mlsd ui``: the dashboard over one workspace, read-only, served by uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlsd.ui import state, views
+
+
+def create_app(root: Path):
+    """The dashboard's FastAPI app over the workspace folder ``root``."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    root = Path(root).resolve()
+    app = FastAPI(title="mlsd ui", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def known(name: str) -> str:
+        if name not in state.systems(root):
+            raise HTTPException(404, f"no system {name!r} in {root}")
+        return name
+
+    @app.get("/", response_class=HTMLResponse)
+    def systems() -> str:
+        return views.systems_page(root)
+
+    @app.get("/systems/{name}", response_class=HTMLResponse)
+    def system(name: str) -> str:
+        return views.system_page(root, known(name))
+
+    @app.get("/systems/{name}/reports/{file}")
+    def report(name: str, file: str):
+        # only a report the listing names: nothing else of the disk is reachable
+        if file not in state.html_reports(root, known(name)):
+            raise HTTPException(404, f"no report {file!r} for {name!r}")
+        return FileResponse(root / "reports" / name / file, media_type="text/html")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "alive", "workspace": str(root)}
+
+    return app
+
+
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the dashboard until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(root), host=host, port=port, log_level="warning", access_log=False)

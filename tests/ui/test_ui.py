@@ -1,0 +1,179 @@
+"""`mlsd ui` in a real browser (Debian's Chromium driven by Playwright): a workspace built
+here (two versions, drifted traffic monitored, a canary running) shown on every page, the
+content asserted, each page checked by axe-core and saved as a screenshot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.models.train import train
+from mlsd.monitoring.monitor import monitor
+from mlsd.predlog.writer import PredictionLog
+from mlsd.rollout import controller
+from mlsd.serving.model import load_served
+from mlsd.spec import load_spec
+from mlsd.workspace import Workspace
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(
+    os.environ.get("MLSD_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".screenshots")
+)
+DAY = 86400.0
+START = 1_750_000_000.0 - 1_750_000_000.0 % DAY
+
+
+def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.normal(24 + shift, 6, n)
+    spend = rng.gamma(2.0, 30.0, n)
+    plan = rng.choice(["basic", "plus", "pro"], n)
+    churned = (40 - tenure + spend / 20 + (plan == "basic") * 5 + rng.normal(0, 5, n)) > 20
+    return pd.DataFrame({"tenure": tenure, "spend": spend, "plan": plan,
+                         "churned": np.where(churned, "yes", "no")})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Two versions of a churn model; four days of traffic, the last two shifted, with
+    labels; monitored; a canary of version 2 running."""
+    folder = tmp_path_factory.mktemp("ui")
+    frame(1500, 0).to_csv(folder / "data.csv", index=False)
+    (folder / "system.yaml").write_text(
+        "name: churn\nproblem: {task: binary, target: churned, positive_class: 'yes'}\n"
+        "data: {source: data.csv, columns: {plan: categorical}}\n"
+        "models: {candidates: [linear]}\n"
+        "monitoring: {window: 1d, min_rows: 100, log_to_mlflow: false}\n"
+        "rollout: {canary: {steps: [20, 50, 100]}}\n"
+    )
+    spec = load_spec(folder / "system.yaml")
+    for _ in range(2):
+        assert train(spec, progress=False).registered
+    ws = Workspace.for_spec(spec)
+    served = load_served(ws.root, spec.name, "champion", spec.serving)
+    with PredictionLog(ws) as log:
+        for day in range(4):
+            rows = frame(300, 10 + day, shift=25.0 if day >= 2 else 0.0)
+            X = rows.drop(columns=["churned"])
+            answers = served.predict({c: X[c].tolist() for c in X.columns})
+            for r in range(0, 300, 50):
+                rid = f"d{day}-{r}"
+                log.prediction(request_id=rid, model_version="1",
+                               inputs=X.iloc[r:r + 50].to_dict("records"),
+                               outputs=answers[r:r + 50], latency_ms=2.0,
+                               ts=START + day * DAY + r)  # fmt: skip
+                for k in range(50):
+                    log.feedback(request_id=rid, instance=k, label=rows["churned"].iloc[r + k],
+                                 ts=START + day * DAY + r + 60)  # fmt: skip
+    monitor(spec, ws, now=START + 5 * DAY)
+    controller.start(spec, ws, ["2"], "canary")
+    return ws.root
+
+
+@pytest.fixture(scope="module")
+def ui(workspace):
+    """`mlsd ui` on a free port, started and stopped here."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = Path(sys.executable).with_name("mlsd")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(script), "ui", "--workspace", str(workspace), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    while time.monotonic() - started < 30:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.communicate()) from None
+            time.sleep(0.05)
+    ready_s = time.monotonic() - started
+    yield url, ready_s
+    proc.terminate()
+    proc.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it when it can)")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def visit(browser, url: str, name: str):
+    """The page at ``url``, checked by axe-core (no violation) and saved as a screenshot."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    response = page.goto(url)
+    assert response.status == 200
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    result = Axe().run(page)
+    assert result.violations_count == 0, result.generate_report()
+    return page
+
+
+def test_it_starts_quickly(ui):
+    _, ready_s = ui
+    assert ready_s < 2.0  # the process and its first answer, the CLI's imports included
+
+
+def test_the_systems_page_shows_the_champion_the_alert_and_the_rollout(ui, browser):
+    url, _ = ui
+    page = visit(browser, url + "/", "systems")
+    row = page.get_by_role("row", name="churn")
+    text = row.inner_text()
+    assert "v1 (linear)" in text  # the champion
+    assert "drift_alert" in text or "alert" in text  # the latest alert
+    assert "canary of v2: running" in text  # the rollout
+    page.get_by_role("link", name="churn").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "churn"
+
+
+def test_the_system_page_shows_models_rollout_monitoring_and_alerts(ui, browser):
+    url, _ = ui
+    page = visit(browser, url + "/systems/churn", "system")
+    versions = page.get_by_role("table", name="Registered versions").inner_text()
+    assert "champion" in versions and "challenger" in versions
+    history = page.get_by_role("table", name="Champion history and the reason for each change")
+    assert "rollout_started" in history.inner_text()
+    main = page.locator("main").inner_text()
+    assert "canary of v2: running (challenger 20%, champion 80%)" in main  # its shares
+    windows = page.get_by_role("table", name="Windows of version 1").inner_text()
+    assert "tenure" in windows  # the drifted feature, by name
+    chart = page.get_by_role("img", name="Drift distance", exact=False)
+    assert chart.count() >= 1 and "tenure" in chart.first.inner_html()
+    alerts = page.get_by_role("table", name="Latest alerts, newest first").inner_text()
+    assert "tenure" in alerts
+    board = page.get_by_role("table", name="Latest training: baselines and candidates, by roc_auc")
+    assert "baseline" in board.inner_text() and "chosen" in board.inner_text()
+
+
+def test_reports_are_linked_and_nothing_else_is_reachable(ui, browser):
+    url, _ = ui
+    page = browser.new_page()
+    page.goto(url + "/systems/churn")
+    page.get_by_role("link", name="monitoring.html").click()
+    assert "monitor" in page.title().lower() or page.locator("h1").count()
+    for bad in ("/systems/churn/reports/..%2F..%2Fmlflow.db", "/systems/nope",
+                "/systems/churn/reports/validation.json"):  # fmt: skip
+        assert page.goto(url + bad).status == 404
