@@ -61,6 +61,7 @@ def test_demo_tells_the_story(tmp_path):
     assert after < before * 0.9, (before, after)
     assert f"old champion (version {old})" in out
     assert f"batch scores of version {new} are identical to the server's answers: True" in out
+    assert f"mlsd ui --workspace {tmp_path / 'ws'}" in out  # where to look next
     reports = tmp_path / "ws" / "reports"
     assert (reports / "bike-demand-h1" / "monitoring.html").exists()
     assert (reports / "bike-demand-h1" / "retrain.html").exists()

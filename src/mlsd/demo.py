@@ -14,6 +14,7 @@ funnel's stages measured on test, the gate's choice, and one user's top five.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -593,6 +594,13 @@ def main() -> int:
         f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/<system>/; "
         "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
         "mlflow.db`."
+    )
+    shown = Workspace.for_spec(load_spec(EXAMPLES / "bikeshare" / "system.yaml")).root
+    with contextlib.suppress(ValueError):  # relative to here when it is under here
+        shown = shown.relative_to(Path.cwd())
+    _say(
+        "see what it just did, the bikeshare systems on one page: "
+        f"`.venv/bin/mlsd ui --workspace {shown}`, then open http://127.0.0.1:8080/"
     )
     return 0
 
