@@ -329,7 +329,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
             "or -c system.yaml of a system that was trained",
         )
     print(f"mlsd ui: http://{args.host}:{args.port}/ (workspace {root}; Ctrl-C stops)")
-    serve(root, args.host, args.port)
+    serve(root, args.host, args.port, args.mlflow_url)
     return 0
 
 
@@ -745,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="the workspace folder (default: the spec's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--mlflow-url",
+        default="http://127.0.0.1:5000",
+        help="where `mlflow ui` answers, for the links to runs (default http://127.0.0.1:5000)",
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a model on labelled data")

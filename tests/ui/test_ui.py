@@ -164,6 +164,13 @@ def test_the_system_page_shows_models_rollout_monitoring_and_alerts(ui, browser)
     assert chart.count() >= 1 and "tenure" in chart.first.inner_html()
     alerts = page.get_by_role("table", name="Latest alerts, newest first").inner_text()
     assert "tenure" in alerts
+    assert "run " in versions  # each version's training run, linked to MLflow's own UI
+    link = page.get_by_role("link", name="run ", exact=False).first.get_attribute("href")
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/")
+    page.get_by_text("problem", exact=True).click()  # the spec, section by section
+    assert "step 1, problem formulation" in page.locator("main").inner_text()
+    section = page.locator("details", has_text="step 1, problem formulation")
+    assert "positive_class: 'yes'" in section.inner_text()  # opened by the click
     board = page.get_by_role("table", name="Latest training: baselines and candidates, by roc_auc")
     assert "baseline" in board.inner_text() and "chosen" in board.inner_text()
 
@@ -172,8 +179,26 @@ def test_reports_are_linked_and_nothing_else_is_reachable(ui, browser):
     url, _ = ui
     page = browser.new_page()
     page.goto(url + "/systems/churn")
+    page.get_by_role("link", name="evaluation of v2").click()  # the version's own report
+    assert page.url.endswith("/systems/churn/versions/2/evaluation.html")
+    assert "roc" in page.content().lower()
+    page.goto(url + "/systems/churn")
     page.get_by_role("link", name="monitoring.html").click()
     assert "monitor" in page.title().lower() or page.locator("h1").count()
     for bad in ("/systems/churn/reports/..%2F..%2Fmlflow.db", "/systems/nope",
                 "/systems/churn/reports/validation.json"):  # fmt: skip
         assert page.goto(url + bad).status == 404
+
+
+def test_the_rollout_statistic_is_drawn_with_its_band():
+    from mlsd.ui.views import _statistic
+
+    history = [
+        {"evidence": {"non_inferiority": {"metric": "log_loss", "difference": d,
+                                          "ci_low": d - w, "ci_high": d + w}}}
+        for d, w in ((-0.02, 0.05), (-0.015, 0.03), (-0.01, 0.02))
+    ]  # fmt: skip
+    svg = _statistic(history)
+    assert "<polygon" in svg  # the interval, shaded
+    assert "Difference in log_loss" in svg and "-0.015" in svg  # described for screen readers
+    assert "no decision" in _statistic([{"evidence": {}}])

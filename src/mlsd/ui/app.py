@@ -7,8 +7,9 @@ from pathlib import Path
 from mlsd.ui import state, views
 
 
-def create_app(root: Path):
-    """The dashboard's FastAPI app over the workspace folder ``root``."""
+def create_app(root: Path, mlflow_url: str = "http://127.0.0.1:5000"):
+    """The dashboard's FastAPI app over the workspace folder ``root``; ``mlflow_url`` is
+    where the links to MLflow's own UI point."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
@@ -26,7 +27,7 @@ def create_app(root: Path):
 
     @app.get("/systems/{name}", response_class=HTMLResponse)
     def system(name: str) -> str:
-        return views.system_page(root, known(name))
+        return views.system_page(root, known(name), mlflow_url)
 
     @app.get("/systems/{name}/reports/{file}")
     def report(name: str, file: str):
@@ -35,6 +36,13 @@ def create_app(root: Path):
             raise HTTPException(404, f"no report {file!r} for {name!r}")
         return FileResponse(root / "reports" / name / file, media_type="text/html")
 
+    @app.get("/systems/{name}/versions/{version}/evaluation.html")
+    def evaluation(name: str, version: int):
+        path = state.run_file(root, known(name), version, "evaluation.html")
+        if path is None:
+            raise HTTPException(404, f"no evaluation report of {name!r} version {version}")
+        return FileResponse(path, media_type="text/html")
+
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "alive", "workspace": str(root)}
@@ -42,8 +50,11 @@ def create_app(root: Path):
     return app
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(
+    root: Path, host: str = "127.0.0.1", port: int = 8080, mlflow_url: str = "http://127.0.0.1:5000"
+) -> None:
     """Serve the dashboard until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(root), host=host, port=port, log_level="warning", access_log=False)
+    app = create_app(root, mlflow_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -73,15 +73,21 @@ def line_chart(
     series: dict[str, Sequence[float | None]],
     *,
     threshold: float | None = None,
+    band: tuple[Sequence[float | None], Sequence[float | None]] | None = None,
     y_label: str = "",
 ) -> str:
-    """An SVG line chart of ``series`` over ``x_labels``, a dashed line at ``threshold``;
-    described in text for screen readers (the figure's caption and the SVG's title)."""
+    """An SVG line chart of ``series`` over ``x_labels``, a dashed line at ``threshold``,
+    ``band`` (low and high at each x) shaded; described in text for screen readers (the
+    figure's caption and the SVG's title)."""
     width, height, left, bottom, top, right = 720, 260, 56, 40, 16, 170
     values = [v for points in series.values() for v in points if v is not None]
     if not values or not x_labels:
         return f'<p class="muted">{esc(title)}: no data yet.</p>'
-    high = max([*values, threshold or 0.0]) * 1.1 or 1.0
+    edges = [v for side in (band or ()) for v in side if v is not None]
+    marks = [*values, *edges, 0.0] + ([threshold] if threshold is not None else [])
+    low, high = min(marks), max(marks)
+    pad = (high - low) * 0.1 or 1.0  # room above (and below, under zero) the data
+    high, low = high + pad, (low - pad if low < 0 else low)
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(x_labels)
 
@@ -89,14 +95,15 @@ def line_chart(
         return left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
 
     def y(v: float) -> float:
-        return top + plot_h * (1 - v / high)
+        return top + plot_h * (1 - (v - low) / (high - low))
 
     parts = [
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="#444"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>',
         f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" font-size="11">{high:.2g}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" font-size="11">0</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" font-size="11">'
+        f"{low:.2g}</text>",
         f'<text x="12" y="{top + plot_h / 2}" font-size="11" transform="rotate(-90 12 '
         f'{top + plot_h / 2})" text-anchor="middle">{esc(y_label)}</text>',
     ]
@@ -106,6 +113,15 @@ def line_chart(
             f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
             f'font-size="11">{esc(x_labels[i])}</text>'
         )
+    if band is not None:
+        inside = [(i, lo, hi) for i, (lo, hi) in enumerate(zip(*band, strict=True))
+                  if lo is not None and hi is not None]  # fmt: skip
+        outline = [(x(i), y(hi)) for i, _, hi in inside] + [
+            (x(i), y(lo)) for i, lo, _ in reversed(inside)
+        ]
+        if outline:
+            shape = " ".join(f"{px:.1f},{py:.1f}" for px, py in outline)
+            parts.append(f'<polygon points="{shape}" fill="#0b5cad" fill-opacity="0.15"/>')
     if threshold is not None:
         parts.append(
             f'<line x1="{left}" y1="{y(threshold):.1f}" x2="{left + plot_w}" '

@@ -104,6 +104,40 @@ def versions(root: Path, system: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda v: -v["version"])
 
 
+def runs(root: Path, system: str) -> dict[int, dict[str, Any]]:
+    """Version -> its training run in the workspace's MLflow database (read-only, without
+    importing MLflow): ``run_id``, ``experiment_id`` and ``artifacts`` (the folder, when it
+    is local); {} when the registry lives elsewhere."""
+    path = root / "mlflow.db"
+    if not path.exists():
+        return {}
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT v.version, r.run_uuid, r.experiment_id, r.artifact_uri"
+                " FROM model_versions v JOIN runs r ON r.run_uuid = v.run_id WHERE v.name = ?",
+                (system,),
+            ).fetchall()
+    except sqlite3.Error:
+        return {}
+    out = {}
+    for version, run_id, experiment_id, uri in rows:
+        local = uri.removeprefix("file://") if uri and uri.startswith("file://") else None
+        out[int(version)] = {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "artifacts": Path(local) if local else None,
+        }
+    return out
+
+
+def run_file(root: Path, system: str, version: int, name: str) -> Path | None:
+    """A file the training run of ``version`` logged (``system.yaml``, ``evaluation.html``)."""
+    folder = runs(root, system).get(int(version), {}).get("artifacts")
+    path = folder / name if folder else None
+    return path if path is not None and path.is_file() else None
+
+
 def rollout(root: Path, system: str) -> dict[str, Any] | None:
     """The latest rollout experiment of the system (running or ended), or None."""
     found = sorted((root / "rollout" / system).glob("*.json"), key=lambda p: p.stat().st_mtime)

@@ -59,17 +59,33 @@ def systems_page(root: Path) -> str:
     return page(f"Systems in {root}", body)
 
 
-def _versions(root: Path, name: str) -> str:
-    rows = [
-        [
-            f"v{v['version']}",
-            esc(", ".join(v["aliases"])) or '<span class="muted">–</span>',
-            esc(v["family"]),
-            esc((v["created_at"] or "")[:19]),
-            f"{esc(v['primary'])} {number(v['test'])}" if v["primary"] else "–",
-        ]
-        for v in state.versions(root, name)
-    ]
+def _versions(root: Path, name: str, mlflow_url: str) -> str:
+    runs = state.runs(root, name)
+    rows = []
+    for v in state.versions(root, name):
+        run = runs.get(v["version"])
+        evaluation = state.run_file(root, name, v["version"], "evaluation.html")
+        rows.append(
+            [
+                f"v{v['version']}",
+                esc(", ".join(v["aliases"])) or '<span class="muted">–</span>',
+                esc(v["family"]),
+                esc((v["created_at"] or "")[:19]),
+                f"{esc(v['primary'])} {number(v['test'])}" if v["primary"] else "–",
+                link(
+                    f"{system_href(name)}/versions/{v['version']}/evaluation.html",
+                    f"evaluation of v{v['version']}",
+                )
+                if evaluation
+                else "–",
+                link(
+                    f"{mlflow_url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}",
+                    f"run {run['run_id'][:8]}",
+                )
+                if run
+                else "–",
+            ]
+        )
     history = [
         [
             esc(e["ts"][:19]),
@@ -81,13 +97,61 @@ def _versions(root: Path, name: str) -> str:
     ]
     return (
         "<h2>Models</h2>"
-        + table("Registered versions", ["version", "aliases", "family", "created", "test"], rows)
+        + table(
+            "Registered versions",
+            ["version", "aliases", "family", "created", "test", "evaluation", "MLflow"],
+            rows,
+        )
+        + f'<p class="muted">MLflow links open <code>mlflow ui --backend-store-uri '
+        f"sqlite:///{esc(root)}/mlflow.db</code> at {esc(mlflow_url)}.</p>"
         + table(
             "Champion history and the reason for each change",
             ["when", "what", "version", "why"],
             history,
         )
     )
+
+
+STEPS = {  # system.yaml's sections and the step of ML system design each one is
+    "problem": "step 1, problem formulation",
+    "metrics": "step 2, metrics",
+    "architecture": "step 3, architecture",
+    "data": "step 4, data",
+    "features": "step 5, features",
+    "models": "step 6, model development",
+    "serving": "step 7, prediction service",
+    "rollout": "step 8, online testing and deployment",
+    "monitoring": "step 9, monitoring",
+    "retraining": "step 9, continual learning",
+    "engine": "scaling",
+}
+
+
+def _spec(root: Path, name: str) -> str:
+    """The champion's system.yaml as its training run logged it, section by section."""
+    import yaml
+
+    champion = next((v for v in state.versions(root, name) if "champion" in v["aliases"]), None)
+    path = state.run_file(root, name, champion["version"], "system.yaml") if champion else None
+    if path is None:
+        return "<h2>Spec</h2><p class='muted'>The champion's system.yaml is not in its run.</p>"
+    text = path.read_text()
+    try:
+        sections = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        sections = {}
+    parts = [f"<h2>Spec</h2><p>The system.yaml v{champion['version']} was trained with.</p>"]
+    for key, value in sections.items() if isinstance(sections, dict) else []:
+        if not isinstance(value, dict | list):
+            parts.append(f"<p><strong>{esc(key)}</strong>: {esc(value)}</p>")
+            continue
+        body = yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
+        parts.append(
+            f"<details><summary><strong>{esc(key)}</strong> "
+            f'<span class="muted">({esc(STEPS.get(key, "other"))})</span></summary>'
+            f"<pre>{esc(body)}</pre></details>"
+        )
+    return "".join(parts)
 
 
 def _training(root: Path, name: str) -> str:
@@ -157,6 +221,7 @@ def _rollout(root: Path, name: str) -> str:
             ["arm", "requests", "labelled", "errors", "p99 ms"],
             arm_rows,
         )
+        + _statistic(history)
         + line_chart(
             "Traffic share of each arm at each decision",
             [str(i + 1) for i in range(len(history))],
@@ -166,6 +231,30 @@ def _rollout(root: Path, name: str) -> str:
             },
             y_label="share",
         )
+    )
+
+
+def _statistic(history: list[dict[str, Any]]) -> str:
+    """The decision's statistic at each decision, with its interval as a band: the
+    challenger against the champion on the online metric."""
+    found = [
+        (h.get("evidence") or {}).get("non_inferiority")
+        or (h.get("evidence") or {}).get("test")
+        or {}
+        for h in history
+    ]
+    points = [f.get("difference") for f in found]
+    if not any(p is not None for p in points):
+        return '<p class="muted">The statistic over time: no decision has one yet.</p>'
+    metric = next((f.get("metric") for f in found if f.get("metric")), "the online metric")
+    return line_chart(
+        f"Difference in {metric}, challenger minus champion, with its confidence interval, "
+        "at each decision",
+        [str(i + 1) for i in range(len(history))],
+        {"difference": points},
+        band=([f.get("ci_low") for f in found], [f.get("ci_high") for f in found]),
+        threshold=0.0,
+        y_label=str(metric),
     )
 
 
@@ -228,15 +317,24 @@ def _monitoring(root: Path, name: str) -> str:
     return "".join(parts)
 
 
+def _evidence(evidence: Any) -> str:
+    import json
+
+    if not evidence:
+        return ""
+    text = json.dumps(evidence, indent=1, default=str)
+    return f"<details><summary>evidence</summary><pre>{esc(text[:4000])}</pre></details>"
+
+
 def _events(root: Path, name: str, kinds: tuple[str, ...], title: str, caption: str) -> str:
     rows = [
-        [esc(e["ts"][:19]), esc(e["kind"]), esc(e["message"])]
+        [esc(e["ts"][:19]), esc(e["kind"]), esc(e["message"]) + _evidence(e.get("evidence"))]
         for e in state.events(root, name, kinds, limit=30)
     ]
     return f"<h2>{esc(title)}</h2>" + table(caption, ["when", "what", "message"], rows)
 
 
-def system_page(root: Path, name: str) -> str:
+def system_page(root: Path, name: str, mlflow_url: str = "http://127.0.0.1:5000") -> str:
     s = state.status(root, name)
     champ = s["champion"]
     line = (
@@ -249,7 +347,7 @@ def system_page(root: Path, name: str) -> str:
     ]
     body = (
         f"<p>{line}</p>"
-        + _versions(root, name)
+        + _versions(root, name, mlflow_url)
         + _rollout(root, name)
         + _monitoring(root, name)
         + _events(root, name, state.ALERT_KINDS, "Alerts", "Latest alerts, newest first")
@@ -261,6 +359,7 @@ def system_page(root: Path, name: str) -> str:
             "Retraining history",
         )
         + _training(root, name)
+        + _spec(root, name)
         + "<h2>Reports</h2>"
         + table("The system's HTML reports", ["report"], reports)
     )
