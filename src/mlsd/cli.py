@@ -391,6 +391,36 @@ def _serve_on_ray(spec, serving, args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so the command unwinds and removes
+    its temporary files (the default action would kill it and leave them behind)."""
+
+    exit_code = 128 + 15  # what a shell reports for a process ended by SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only: elsewhere a
+    handler cannot be set); the previous handler is back afterwards, and for a second
+    SIGTERM, which then acts at once."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler) or signal.SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV or Parquet file in chunks with the served model; rejects go aside."""
     from mlsd.engine import batch_scorer
@@ -398,15 +428,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mlsd.spec import load_spec
 
     spec = load_spec(args.config)
-    out = predict_batch(
-        spec,
-        Path(args.input),
-        Path(args.output),
-        ref=args.model,
-        rejects_path=Path(args.rejects) if args.rejects else None,
-        progress=False if args.json else None,
-        engine=batch_scorer(spec, args.engine),
-    )
+    with _sigterm_unwinds():  # the temporary files go with the run
+        out = predict_batch(
+            spec,
+            Path(args.input),
+            Path(args.output),
+            ref=args.model,
+            rejects_path=Path(args.rejects) if args.rejects else None,
+            progress=False if args.json else None,
+            engine=batch_scorer(spec, args.engine),
+        )
     if args.json:
         _emit_json(out)
         return 0
@@ -889,9 +920,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(exc.render(), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":

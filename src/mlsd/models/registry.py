@@ -9,6 +9,12 @@ event in the workspace's event log, which is what :meth:`Registry.rollback` and
 MLflow is imported inside the methods (``mlsd --help`` must not pay for it) and kept quiet:
 no migration INFO lines on first use of a SQLite store, no usage telemetry unless the user
 opts in with ``MLFLOW_DISABLE_TELEMETRY=false``.
+
+Several processes share a workspace's registry (``mlsd train``, ``promote``, ``rollout``,
+``loop``): opening the store and every change of versions and aliases take the workspace's
+registry lock (:func:`exclusive`), so two first uses do not race to create MLflow's tables
+and a published aliases file is never older than the change it follows. A database held by
+another process past SQLite's wait is a :class:`RegistryError` that says so.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -45,6 +52,64 @@ class RegistryError(MlsdError):
     headline = "model registry error"
 
 
+_MISSING = "RESOURCE_DOES_NOT_EXIST"  # MLflow's error code for an absent model or version
+
+
+def exclusive(path: Path, *, wait: bool = True) -> int | None:
+    """Open ``path`` and lock it exclusively (``flock``); returns the open descriptor, whose
+    closing releases the lock, or None when ``wait`` is False and another process holds it.
+    The kernel drops the lock when its process dies, so a killed run never leaves it held."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def name_holder(fd: int) -> None:
+    """Write who holds the lock ``fd`` (pid, host, start) into its file, for a refusal."""
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, _text(holder).encode(), 0)
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is SQLite giving up on a database another process
+    holds."""
+    while exc is not None:
+        if "database is locked" in str(exc) or "database table is locked" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _wait_while_locked(path: Path, timeout_s: float = 20.0) -> None:
+    """Wait, as long as MLflow's own statements do, while another process holds the SQLite
+    database ``path``: opening MLflow's store gives up after SQLite's default 5 s."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    with suppress(sqlite3.Error):  # still locked: opening the store says so
+        conn = sqlite3.connect(path, timeout=timeout_s)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+
+
 def _quiet_import() -> Any:
     """``mlflow`` imported with its logging at WARNING and telemetry off (unless the user
     configured either), so the CLI's output stays clean."""
@@ -61,6 +126,10 @@ def _quiet_import() -> Any:
         for name in ("mlflow", "alembic"):
             logger = logging.getLogger(name)
             logger.setLevel(max(logger.level, logging.WARNING))
+        # a locked database is logged there with a traceback (and each retry with the whole
+        # error) before MLflow raises it; the RegistryError it becomes says it in one line
+        logger = logging.getLogger("mlflow.store.db.utils")
+        logger.setLevel(max(logger.level, logging.CRITICAL))
     return mlflow
 
 
@@ -126,6 +195,7 @@ class Registry:
         self.events = events if events is not None else EventLog(workspace.root / FILE_NAME)
         self._client: Any = None
         self._experiment_id: str | None = None
+        self._lock_fd: int | None = None  # the registry lock while this instance holds it
 
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, {self.tracking_uri!r})"
@@ -134,16 +204,40 @@ class Registry:
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
-        """MLflow exceptions as RegistryError saying what was being done."""
+        """MLflow (and SQLAlchemy) exceptions as RegistryError saying what was being done."""
         from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
 
         try:
             yield
-        except MlflowException as exc:
+        except (MlflowException, SQLAlchemyError) as exc:
+            if _locked(exc):
+                raise RegistryError(
+                    f"{action} gave up: the registry database {self.tracking_uri} is locked "
+                    "by another process (SQLite waited for it and timed out)",
+                    hint="let the process holding it finish (another mlsd command, an MLflow "
+                    "UI, a sqlite3 shell), then run the same command again: it finishes "
+                    "what this one left undone",
+                ) from exc
+            message = getattr(exc, "message", None) or str(exc).splitlines()[0]
             raise RegistryError(
-                f"{action} failed in {self.tracking_uri}: {exc.message}",
+                f"{action} failed in {self.tracking_uri}: {message}",
                 hint="check models.tracking_uri and that the workspace is writable",
             ) from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the workspace's registry lock (re-entrant within this instance): one process
+        at a time opens the store or changes versions and aliases (see the module docstring)."""
+        if self._lock_fd is not None:
+            yield
+            return
+        self._lock_fd = exclusive(self.workspace.root / "locks" / "registry.lock")
+        try:
+            yield
+        finally:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
 
     @property
     def client(self) -> Any:
@@ -154,10 +248,15 @@ class Registry:
 
             if self.tracking_uri.startswith("sqlite:///"):
                 self.workspace.root.mkdir(parents=True, exist_ok=True)
-            with self._errors("opening the MLflow store"):
-                self._client = MlflowClient(
+                _wait_while_locked(Path(self.tracking_uri.removeprefix("sqlite:///")))
+            # under the lock: two first uses at once both run MLflow's migrations and one of
+            # them crashed ("table _alembic_tmp_experiments already exists")
+            with self._writing(), self._errors("opening the MLflow store"):
+                client = MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
+                client.search_registered_models(max_results=1)  # opens the registry's store too
+                self._client = client
         return self._client
 
     @property
@@ -187,7 +286,9 @@ class Registry:
 
         try:
             self.client.get_registered_model(self.name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != _MISSING:
+                raise
             try:
                 self.client.create_registered_model(
                     self.name, description=f"Model packages of the mlsd system {self.name!r}."
@@ -201,7 +302,9 @@ class Registry:
 
         try:
             model = self.client.get_registered_model(self.name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != _MISSING:  # a locked store is not an empty one
+                raise
             return {}
         return {alias: int(version) for alias, version in model.aliases.items()}
 
@@ -315,19 +418,27 @@ class Registry:
             )
         with self._errors(f"registering {package}"):
             self.client.log_artifacts(run_id, str(package), "package")
-            self._ensure_registered_model()
-            created = self.client.create_model_version(
-                self.name,
-                source=str(package),
-                run_id=run_id,
-                tags={PACKAGE_TAG: str(package)},
-                description=f"mlsd model package {package.name}",
-            )
-            version = int(created.version)
-            aliases = self._aliases()
-            alias = CHALLENGER if CHAMPION in aliases else CHAMPION
-            self.client.set_registered_model_alias(self.name, alias, str(version))
-            self._publish()
+            with self._writing():
+                self._ensure_registered_model()
+                created = self.client.create_model_version(
+                    self.name,
+                    source=str(package),
+                    run_id=run_id,
+                    tags={PACKAGE_TAG: str(package)},
+                    description=f"mlsd model package {package.name}",
+                )
+                version = int(created.version)
+                try:
+                    aliases = self._aliases()
+                    alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+                    self.client.set_registered_model_alias(self.name, alias, str(version))
+                except BaseException:
+                    # a version without its alias is half registered: take it back (best
+                    # effort: the store that refused the alias may refuse this too)
+                    with suppress(Exception):
+                        self.client.delete_model_version(self.name, str(version))
+                    raise
+                self._publish()
         self.events.append(
             REGISTERED,
             f"version {version} registered as {alias}",
@@ -351,7 +462,9 @@ class Registry:
         with self._errors("listing model versions"):
             try:
                 found = self.client.search_model_versions(f"name = '{self.name}'")
-            except MlflowException:
+            except MlflowException as exc:
+                if exc.error_code != _MISSING:
+                    raise
                 return []
             by_version: dict[int, list[str]] = {}
             for alias, version in self._aliases().items():
@@ -381,10 +494,13 @@ class Registry:
     def _package_of(self, version: int) -> Path:
         from mlflow.exceptions import MlflowException
 
-        try:
-            mv = self.client.get_model_version(self.name, str(version))
-        except MlflowException:
-            raise self._unknown(version) from None
+        with self._errors(f"reading version {version}"):
+            try:
+                mv = self.client.get_model_version(self.name, str(version))
+            except MlflowException as exc:
+                if exc.error_code != _MISSING:
+                    raise
+                raise self._unknown(version) from None
         return Path((mv.tags or {}).get(PACKAGE_TAG, mv.source))
 
     def _unknown(self, ref: Any) -> RegistryError:
@@ -433,8 +549,15 @@ class Registry:
         if number is None:
             raise self._unknown(version)
         package = self._package_of(number)
-        previous = self._aliases().get(CHAMPION)
+        with self._errors(f"reading the aliases of {self.name!r}"):
+            previous = self._aliases().get(CHAMPION)
         if previous == number:
+            # a promotion killed after the alias moved may not have published it (nor freed
+            # the challenger alias): finish it, or the server keeps answering with the old one
+            with self._errors(f"publishing {CHAMPION} version {number}"), self._writing():
+                if self._aliases().get(CHALLENGER) == number:
+                    self.client.delete_registered_model_alias(self.name, CHALLENGER)
+                self._publish()
             return {
                 "version": number,
                 "previous": previous,
@@ -456,7 +579,7 @@ class Registry:
         **evidence: Any,
     ) -> None:
         """Point the champion alias at ``version``, publish it, and record the event."""
-        with self._errors(f"moving {CHAMPION} to version {version}"):
+        with self._errors(f"moving {CHAMPION} to version {version}"), self._writing():
             self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             if self._aliases().get(CHALLENGER) == version:  # no longer a challenger
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
@@ -476,14 +599,22 @@ class Registry:
         )
 
     def _publish(self) -> None:
-        """Write aliases and package folders where the server reads them without MLflow."""
+        """Write aliases and package folders where the server reads them without MLflow
+        (unless the file says so already: the server reloads when it is rewritten)."""
         from mlsd.models import aliases
 
         packages = {
             int(mv.version): (mv.tags or {}).get(PACKAGE_TAG, mv.source)
             for mv in self.client.search_model_versions(f"name='{self.name}'")
         }
-        aliases.publish(self.workspace.root, self.name, self._aliases(), packages)
+        names = self._aliases()
+        with suppress(OSError, ValueError):  # unreadable: written again below
+            published = aliases.read(self.workspace.root, self.name)
+            if published["aliases"] == names and published["versions"] == {
+                str(v): str(p) for v, p in packages.items()
+            }:
+                return
+        aliases.publish(self.workspace.root, self.name, names, packages)
 
     def _champion_events(self) -> list[dict[str, Any]]:
         """Events that changed the champion, oldest first."""

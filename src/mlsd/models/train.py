@@ -4,12 +4,18 @@ The order is the honest one: baselines first; candidates fitted on train and tun
 selected on valid only; the test split scored once, at the end, for the chosen model and
 the baselines; the chosen model registered only when it beats the best baseline by the
 spec's margin and passes every guardrail.
+
+One training of a system runs at a time in a workspace: a second ``mlsd train`` (or a
+retrain) started meanwhile is refused with :class:`TrainRunningError` naming the first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +43,7 @@ from mlsd.models.decisions import evaluate
 from mlsd.models.gate import gate_failures
 from mlsd.models.leaderboard import SPLITS, Entry, table_lines
 from mlsd.models.packaging import build_package, decision_params, spec_hash
+from mlsd.models.registry import exclusive, name_holder
 from mlsd.models.selection import choose_selection
 from mlsd.spec import SystemSpec
 from mlsd.stages import Stages
@@ -62,6 +69,46 @@ class TrainError(MlsdError):
 
     headline = "training failed"
     exit_code = 1
+
+
+class TrainRunningError(MlsdError):
+    """Another training of the same system holds the workspace's training lock."""
+
+    headline = "training already running"
+    exit_code = 2
+
+
+@contextmanager
+def training_lock(workspace: Workspace, system: str) -> Iterator[None]:
+    """Hold ``system``'s training lock in ``workspace`` for the ``with`` block.
+
+    Two trainings at once raced on the snapshot's split files and on which version becomes
+    champion (and crashed in MLflow's migrations on a new workspace), so the second is
+    refused. The lock is a ``flock``: a killed training never leaves it held."""
+    path = workspace.folder("locks") / f"train-{system}.lock"
+    fd = exclusive(path, wait=False)
+    if fd is None:
+        holder: dict = {}
+        for _ in range(50):  # its holder writes it just after taking the lock
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder:
+                break
+            time.sleep(0.01)
+        raise TrainRunningError(
+            f"another training of {system!r} is running in {workspace.root} (pid "
+            f"{holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+            f"{holder.get('started', '?')}); lock {path}",
+            hint="wait for it to finish (mlsd models then lists what it registered), and "
+            "run this one again if it is still wanted",
+        )
+    try:
+        name_holder(fd)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -219,11 +266,12 @@ def train(
     ``pool`` fits each search's trials several at once (:mod:`mlsd.engine.ray_tuning`).
     """
     workspace = workspace or Workspace.for_spec(spec)
-    stages = Stages(14, label=f"train {spec.name}", show=progress)
-    try:
-        return _train(spec, workspace, stages, data, pool)
-    finally:
-        stages.close()
+    with training_lock(workspace, spec.name):
+        stages = Stages(14, label=f"train {spec.name}", show=progress)
+        try:
+            return _train(spec, workspace, stages, data, pool)
+        finally:
+            stages.close()
 
 
 def _train(

@@ -254,6 +254,7 @@ def apply(
         return
     save(ws, experiment)
     if decision.action == HOLD:
+        _republish_if_stale(ws, experiment)
         return
     routing.publish(ws.root, experiment.table())
     if decision.action == REWEIGHT:
@@ -278,6 +279,23 @@ def apply(
             model_version=experiment.challengers[0].version,
             evidence={"experiment": experiment.id, **decision.to_dict()},
         )
+
+
+def _republish_if_stale(ws: Workspace, experiment: Experiment) -> None:
+    """Publish the state's routing table when the published one says otherwise: a decision
+    (or a start) killed between saving the state and publishing its table left the server
+    on the old shares, and a hold would otherwise never publish them."""
+    table = experiment.table()
+    try:
+        published = routing.read(ws.root, experiment.system)
+    except routing.RoutingError:
+        published = None
+    same = published is not None and (
+        (published.experiment, published.arms, published.shadows, published.mirror)
+        == (table.experiment, table.arms, table.shadows, table.mirror)
+    )
+    if not same:
+        routing.publish(ws.root, table)
 
 
 def end(

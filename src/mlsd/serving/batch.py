@@ -471,6 +471,7 @@ class Sink:
             options = pcsv.WriteOptions(delimiter=_delimiter(self.path))
             self._writer = pcsv.CSVWriter(self.tmp, schema, write_options=options)
         self.rows = 0
+        self.committed = False
         self._behind = ThreadPoolExecutor(1, thread_name_prefix="mlsd-batch-write")
         self._pending: Future | None = None
 
@@ -496,10 +497,15 @@ class Sink:
         with open(self.tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(self.tmp, self.path)
+        self.committed = True
         return self.path
 
     def abort(self) -> None:
-        """Drop the temporary file."""
+        """Drop the temporary file, or the committed one: the run failed after it was renamed
+        (rejects are committed before the scores; they never stand without them)."""
+        if self.committed:
+            self.path.unlink(missing_ok=True)
+            return
         with contextlib.suppress(Exception):  # already failing; the file goes anyway
             self._wait()
         self._behind.shutdown()
