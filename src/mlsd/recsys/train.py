@@ -118,12 +118,15 @@ def train_funnel(
 ) -> FunnelResult:
     """Train, evaluate per stage, package and register the spec's funnel. ``data`` (an
     Arrow table of interactions) replaces the spec's source, as ``mlsd retrain`` passes."""
+    from mlsd.models.train import training_lock
+
     workspace = workspace or Workspace.for_spec(spec)
-    stages = Stages(10, label=f"train {spec.name}", show=progress)
-    try:
-        return _train(spec, workspace, stages, data)
-    finally:
-        stages.close()
+    with training_lock(workspace, spec.name):  # one training of a system at a time
+        stages = Stages(10, label=f"train {spec.name}", show=progress)
+        try:
+            return _train(spec, workspace, stages, data)
+        finally:
+            stages.close()
 
 
 def validate_interactions_report(spec: SystemSpec, workspace: Workspace) -> dict[str, Any]:
