@@ -39,6 +39,16 @@ FAULTS = [
      "every request answered, /readyz and /metrics degraded, no row lost once space returns"),
     ("a segment cut short or not JSON", "tests/predlog/test_log.py::test_segments_that_do_not_parse_are_moved_aside_and_reported",
      "moved to corrupt/, reported, the rest read"),
+    ("SIGTERM in the middle of `mlsd predict`", "tests/e2e/test_faults.py::test_sigterm_mid_predict_leaves_no_output_and_no_temporary_file",
+     "exit 143, no output, no temporary file"),
+    ("two `mlsd train` at once in one workspace", "tests/e2e/test_faults.py::test_two_trainings_at_once_one_refuses_naming_the_other",
+     "the second refused naming the first; the registry consistent"),
+    ("the registry database locked by another process", "tests/e2e/test_faults.py (promote, train)",
+     "waited for, then done; a lock held too long is a clear error"),
+    ("`mlsd rollout step` killed mid-decision (SIGKILL)", "tests/e2e/test_faults.py::test_rollout_step_killed_mid_decision_leaves_aliases_and_routing_consistent",
+     "aliases and routing table consistent; the next step finishes the job"),
+    ("fuzzed specs, CSV and Parquet files (hypothesis)", "tests/test_fuzz_inputs.py",
+     "every failure an MlsdError with a message"),
 ]  # fmt: skip
 
 
