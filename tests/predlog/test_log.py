@@ -26,7 +26,7 @@ from mlsd.predlog.reader import (
     read_feedback,
     read_predictions,
 )
-from mlsd.predlog.writer import LogError, LogWriter, PredictionLog
+from mlsd.predlog.writer import LogError, LogWriter, PredictionLog, RecentIds
 from mlsd.values import category_key
 
 HERE = Path(__file__).resolve().parent
@@ -380,8 +380,21 @@ def test_known_ids_in_memory_are_bounded_and_older_ones_found_on_disk(tmp_path):
                 request_id=f"m{i}", model_version=1, inputs=[{}], outputs=[0], latency_ms=1
             )
         remembered = [i for i in range(200) if small.known(f"m{i}", scan=False)]
-        assert 32 <= len(remembered) <= 34 and remembered == list(range(200 - len(remembered), 200))
+        # the last 16 to 32, the newest always
+        assert 16 <= len(remembered) <= 32 and remembered == list(range(200 - len(remembered), 200))
         assert small.flush(timeout=10) and small.known("m0")
+
+
+def test_recent_ids_live_in_memory_allocated_once():
+    ids = RecentIds(1000)
+    before = [t.buffer_info() for t in ids._tables]
+    for i in range(100_000):
+        ids.add(f"r{i}")
+        ids.add(f"r{i}")  # twice: counted once
+    assert [t.buffer_info() for t in ids._tables] == before  # the same memory throughout
+    held = [i for i in range(100_000) if f"r{i}" in ids]
+    assert 500 <= len(held) <= 1000 and held == list(range(100_000 - len(held), 100_000))
+    assert "never" not in ids
 
 
 def test_a_request_logged_by_another_writer_is_known_before_its_segment_is_finished(tmp_path):

@@ -30,9 +30,11 @@ instead of the one DuckDB infers from the JSON.
 
 from __future__ import annotations
 
+import array
 import atexit
 import collections
 import contextlib
+import ctypes
 import itertools
 import json
 import logging
@@ -609,6 +611,59 @@ def _iso(ts: float) -> str:
     return f"{text}.{us:06d}Z"
 
 
+class RecentIds:
+    """The ids of recent requests in fixed memory, for :meth:`PredictionLog.known`.
+
+    Two open-addressing tables of 64-bit hashes, allocated once (16 bytes a slot, each at
+    most half full): new ids go to the newer; when it holds ``capacity // 2`` the older is
+    cleared and becomes the newer. So the last ``capacity // 2`` to ``capacity`` ids are
+    remembered, and the server's memory does not grow with its traffic (a dict of a
+    million ids held 120 MB, reached after hours). Two ids with the same hash (about 1 in
+    2^64) would pass for each other: a label for an id never served would be taken as
+    known, never one lost."""
+
+    def __init__(self, capacity: int):
+        self._half = max(1, int(capacity) // 2)
+        slots = 1 << max(4, (2 * self._half - 1).bit_length())  # a load of at most 1/2
+        self._mask = slots - 1
+        self._tables = [array.array("Q", bytes(8 * slots)) for _ in range(2)]
+        self._count = 0
+        self._lock = threading.Lock()  # only the swap takes it
+
+    @staticmethod
+    def _key(request_id: str) -> int:
+        return (hash(request_id) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # 0 marks an empty slot
+
+    def _slot(self, table: array.array, key: int) -> int:
+        """Where ``key`` is in ``table``, or the empty slot where it would go."""
+        mask, i = self._mask, key & self._mask
+        while (found := table[i]) and found != key:
+            i = (i + 1) & mask
+        return i
+
+    def __contains__(self, request_id: str) -> bool:
+        key = self._key(request_id)
+        return any(table[self._slot(table, key)] == key for table in self._tables)
+
+    def add(self, request_id: str) -> None:
+        """Remember ``request_id``. Lock-free: two threads adding at once may lose one id,
+        which :meth:`PredictionLog.known` then finds on disk."""
+        key = self._key(request_id)
+        table = self._tables[0]
+        i = self._slot(table, key)
+        if table[i] == key:
+            return
+        table[i] = key
+        self._count += 1
+        if self._count >= self._half:
+            with self._lock:
+                if self._count >= self._half:
+                    older = self._tables[1]
+                    ctypes.memset(older.buffer_info()[0], 0, len(older) * older.itemsize)
+                    self._tables = [older, table]
+                    self._count = 0
+
+
 def _needle(request_id: str) -> bytes:
     """How a row of ``request_id`` starts on disk (request_id is always the first key)."""
     return b'{"request_id":' + orjson.dumps(request_id) + b","
@@ -651,10 +706,7 @@ class PredictionLog:
         self._feedback = LogWriter(self.folder, FEEDBACK, flush_s=flush_s, max_queue=max_queue)
         self._rejects = LogWriter(self.folder, REJECTS, flush_s=flush_s, max_queue=max_queue)
         self._shadow = LogWriter(self.folder, SHADOW, flush_s=flush_s, max_queue=max_queue)
-        # recent request ids, oldest first; ~120 bytes + the id's length each
-        self._known: dict[str, None] = {}
-        self._known_capacity = int(known_capacity)
-        self._known_lock = threading.Lock()
+        self._known = RecentIds(known_capacity)
 
     def prediction(
         self,
@@ -738,7 +790,7 @@ class PredictionLog:
                 ))
             )  # fmt: skip
         self._predictions.log_lines(lines, errors=failed)
-        self._remember(request_id)
+        self._known.add(request_id)
 
     def shadow(
         self,
@@ -819,7 +871,8 @@ class PredictionLog:
     def known(self, request_id: str, *, scan: bool = True) -> bool:
         """Whether predictions for ``request_id`` were logged.
 
-        Memory first (ids this process logged, the last ``known_capacity``); then, with
+        Memory first (ids this process logged: the last ``known_capacity // 2`` at least,
+        :class:`RecentIds`); then, with
         ``scan``, a byte search of the segments being written (other processes', such as
         the other replicas of a server, whose rows reach the disk every tick) and the
         finished ones, newest first (GB/s, no parsing).
@@ -840,20 +893,9 @@ class PredictionLog:
             except OSError:
                 continue
             if data.startswith(needle) or b"\n" + needle in data:
-                self._remember(request_id)
+                self._known.add(request_id)
                 return True
         return False
-
-    def _remember(self, request_id: str) -> None:
-        # One dict store per request (atomic under the GIL, so no lock); the oldest ids go in
-        # bulk once the dict holds a sixteenth more than its capacity.
-        known = self._known
-        known[request_id] = None
-        excess = len(known) - self._known_capacity
-        if excess > self._known_capacity >> 4:
-            with self._known_lock:
-                for old in list(itertools.islice(known, excess)):  # one C call: no switch
-                    known.pop(old, None)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in finished segments."""
