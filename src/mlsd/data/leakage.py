@@ -74,7 +74,11 @@ def _as_numbers(series: pd.Series) -> np.ndarray | None:
     if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
         return None
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        series = (series - pd.Timestamp(0, tz=series.dt.tz)).dt.total_seconds()
+        # in numpy and the column's own unit: pandas would subtract in nanoseconds, which
+        # overflow for times after 2262 (a Parquet column in seconds can hold year 9999)
+        if series.dt.tz is not None:
+            series = series.dt.tz_convert(None)
+        return (series.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "s")
     try:
         return series.to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):

@@ -47,7 +47,8 @@ def _as_float(series: pd.Series) -> np.ndarray:
 def _bin_edges(finite_sorted_quantiles: np.ndarray) -> np.ndarray:
     """Interior cut points from quantile edges q0..qb: drop the outer two, collapse repeats."""
     inner = finite_sorted_quantiles[1:-1]
-    return np.unique(inner)
+    # interpolating between values near ±1.8e308 overflows to infinity: not a cut point
+    return np.unique(inner[np.isfinite(inner)])
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

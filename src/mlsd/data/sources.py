@@ -31,7 +31,7 @@ def _read_csv(path: Path) -> pa.Table:
 
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        return pcsv.read_csv(
+        table = pcsv.read_csv(
             path,
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
             convert_options=pcsv.ConvertOptions(
@@ -39,11 +39,26 @@ def _read_csv(path: Path) -> pa.Table:
                 null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"],
             ),
         )
+        _ = table.column_names  # decoding them fails on a header that is not UTF-8
     except pa.ArrowInvalid as exc:
-        raise DataError(
-            f"{path} is not a readable CSV: {exc}",
-            hint="check the line named above: a wrong number of fields or an unclosed quote",
-        ) from exc
+        hint = "check the line named above: a wrong number of fields or an unclosed quote"
+        if "straddl" in str(exc):  # pyarrow's words for a field longer than its 1 MB block
+            hint = "a field runs over 1 MB: look for an unclosed quote"
+        raise DataError(f"{path} is not a readable CSV: {exc}", hint=hint) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: the header is not UTF-8 text", hint=_UTF8_HINT) from exc
+    return table
+
+
+_UTF8_HINT = "write it as UTF-8 (a CSV: `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_parquet(path: Path) -> pa.Table:
@@ -96,4 +111,33 @@ def read_source(source: SourceSpec, base_dir: Path) -> pa.Table:
     table = _read_csv(path) if fmt == "csv" else _read_parquet(path)
     if table.num_rows == 0:
         raise DataError(f"data source {path} has no rows", hint="point data.source at real data")
+    _check_columns(table, path)
     return table
+
+
+def _check_columns(table: pa.Table, path: Path) -> None:
+    """Every column has its own name and holds flat values: what a data frame can take."""
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"{path} has more than one column named {', '.join(map(repr, repeated))}",
+            hint="rename the columns so that each name appears once",
+        )
+    for field in table.schema:
+        # pyarrow reads a CSV column holding bytes that are not UTF-8 as binary, not text
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            values = table[field.name].to_pylist()
+            row = next((i for i, v in enumerate(values) if v and not _is_utf8(v)), None)
+            if row is not None:
+                raise DataError(
+                    f"{path}: column '{field.name}' is not UTF-8 text (data row {row + 1}: "
+                    f"{values[row][:40]!r})",
+                    hint=_UTF8_HINT,
+                )
+        if pa.types.is_nested(field.type):
+            raise DataError(
+                f"{path}: column '{field.name}' holds {field.type} values; mlsd reads flat "
+                "columns of numbers, text, booleans and times",
+                hint="flatten it first, or pick its parts with data.source.sql",
+            )

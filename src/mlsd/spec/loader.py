@@ -6,6 +6,7 @@ line and the key path, with a did-you-mean for misspelt keys and values.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 import types
@@ -26,31 +27,77 @@ Location = tuple[int, int]  # (line of the key, line of the value), 1-based
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys instead of keeping the last silently."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # a tag that cannot read its value (`2020-13-45`, `!!int x`, `!!bool x`) raises a
+        # plain ValueError, KeyError...: make it a YAML error that carries the line
+        try:
+            return super().construct_object(node, deep=deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:
+            value = f" {node.value!r}" if isinstance(node, yaml.ScalarNode) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read{value} as {node.tag}: {exc}", node.start_mark
+            ) from exc
 
-def _index_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+
+# A system.yaml is a few hundred values a few levels deep. The limits stop an alias that
+# refers to itself, or aliases of aliases ("billion laughs"), before they hang the walk.
+_MAX_DEPTH = 50
+_MAX_VALUES = 100_000
+
+
+def _key(node: yaml.Node) -> Any:
+    """The value of a mapping key as the loaded data holds it (`1:` is the int 1)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    try:
+        key = _UniqueKeyLoader("").construct_object(node)
+        hash(key)
+    except (yaml.YAMLError, TypeError):  # `2020-13-45:`, `!!set :`: yaml.load reports it
+        return node.value
+    return key
+
+
+def _index_lines(
+    node: yaml.Node, path: tuple = (), out: dict | None = None, count: list | None = None
+) -> dict:
     """Map every key path in a composed YAML document to the lines of its key and value."""
     out = {} if out is None else out
+    count = [0] if count is None else count
+    count[0] += 1
+    if len(path) > _MAX_DEPTH or count[0] > _MAX_VALUES:
+        # an alias's node carries the anchor's line: name the line of the top-level key
+        line = out[path[:1]][0] if path[:1] in out else node.start_mark.line + 1
+        raise _TooLarge(path, line, len(path) > _MAX_DEPTH)
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: yaml.load reports it as unhashable
+            key = _key(key_node)
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise _DuplicateKey((*path, key), line, seen[key])
             seen[key] = line
             out[(*path, key)] = (line, value_node.start_mark.line + 1)
-            _index_lines(value_node, (*path, key), out)
+            _index_lines(value_node, (*path, key), out, count)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             line = item.start_mark.line + 1
             out[(*path, i)] = (line, line)
-            _index_lines(item, (*path, i), out)
+            _index_lines(item, (*path, i), out, count)
     return out
 
 
 class _DuplicateKey(Exception):
     def __init__(self, path: tuple, line: int, first: int):
         self.path, self.line, self.first = path, line, first
+
+
+class _TooLarge(Exception):
+    def __init__(self, path: tuple, line: int | None, deep: bool):
+        self.path, self.line, self.deep = path, line, deep
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -119,8 +166,12 @@ def _locate(lines: dict, path: tuple) -> int | None:
 
 def _describe(error: dict, lines: dict) -> dict:
     """Turn one pydantic error into {line, key, problem, hint}."""
-    # pydantic adds the tags of function validators ('function-after[...]') to locations
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    # pydantic adds the tags of function validators ('function-after[...]') to locations;
+    # a key of the file may hold '[' too (`"a[1]": x`), and stays
+    loc: tuple = ()
+    for part in error["loc"]:
+        if not (isinstance(part, str) and "[" in part and (*loc, part) not in lines):
+            loc = (*loc, part)
     kind, given = error["type"], error.get("input")
     hint = None
     if kind == "extra_forbidden":
@@ -138,6 +189,22 @@ def _describe(error: dict, lines: dict) -> dict:
         desc = _description(loc)
         problem = f"required key '{loc[-1]}' is missing"
         hint = f"add `{loc[-1]}:` under {_dotted(loc[:-1])}" + (f" ({desc})" if desc else "")
+    elif kind == "invalid_key":  # `1:`, `~:`, `2020-01-01:` load as a number, null, date
+        # pydantic names such a key by its repr: find the key itself for its line
+        same = [p for p in lines if p[:-1] == loc[:-1] and len(p) == len(loc)]
+        loc = next((p for p in same if type(p[-1]) is type(given) and p[-1] == given), loc)
+        reads_as = {type(None): "null", bool: "a boolean", int: "a number", float: "a number"}
+        as_what = reads_as.get(
+            type(given), "a date" if isinstance(given, datetime.date) else type(given).__name__
+        )
+        problem = f"YAML reads key {given!r} as {as_what}, not a name"
+        hint = "write the key as a name; quote it if it must look like one ('1': ...)"
+        return {
+            "line": _locate(lines, loc),
+            "key": _dotted((*loc[:-1], str(given))),
+            "problem": problem,
+            "hint": hint,
+        }
     elif kind == "literal_error":
         expected = re.findall(r"'([^']*)'", error["ctx"]["expected"]) if "ctx" in error else []
         guess = _did_you_mean(str(given), expected)
@@ -149,7 +216,9 @@ def _describe(error: dict, lines: dict) -> dict:
         message = error["msg"].removeprefix("Value error, ")
         problem = f"{message} (given: {given!r})" if not isinstance(given, dict | list) else message
         hint = _description(loc)
-    return {"line": _locate(lines, loc), "key": _dotted(loc), "problem": problem, "hint": hint}
+    # an unknown key is on its own line; _locate gives the line of a value (`key:\n  - 1`)
+    line = lines[loc][0] if kind == "extra_forbidden" and loc in lines else _locate(lines, loc)
+    return {"line": line, "key": _dotted(loc), "problem": problem, "hint": hint}
 
 
 def _raise(file: str, problems: list[dict]) -> typing.NoReturn:
@@ -165,12 +234,29 @@ def _raise(file: str, problems: list[dict]) -> typing.NoReturn:
     raise SpecError(f"{file} has {count}\n{text}", problems=problems)
 
 
+def _too_large(big: _TooLarge) -> dict:
+    if big.deep:
+        problem = f"values nested more than {_MAX_DEPTH} levels deep (or an alias inside itself)"
+    else:
+        problem = f"anchors and aliases expand to more than {_MAX_VALUES:,} values"
+    return {
+        "line": big.line,
+        "key": _dotted(big.path[:3]) if big.path else "(yaml)",
+        "problem": problem,
+        "hint": "write the values out: a system.yaml needs no deep nesting or repeated aliases",
+    }
+
+
 def parse_spec(text: str, file: str = "system.yaml") -> SystemSpec:
     """Validate YAML text as a SystemSpec; every problem cites ``file``, line and key."""
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         lines = _index_lines(node) if node is not None else {}
         data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:  # the parser itself recurses once per level of [[[...]]]
+        _raise(file, [_too_large(_TooLarge((), None, deep=True))])
+    except _TooLarge as big:
+        _raise(file, [_too_large(big)])
     except _DuplicateKey as dup:
         _raise(
             file,
@@ -231,6 +317,24 @@ def load_spec(path: str | Path = "system.yaml") -> SystemSpec:
             f"{path} does not exist",
             hint="pass -c PATH, or create one with `mlsd init DATA --target COLUMN`",
         )
-    spec = parse_spec(path.read_text(encoding="utf-8"), file=str(path))
+    try:
+        # utf-8-sig: a byte-order mark some editors write is not part of the YAML
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _raise(
+            str(path),
+            [
+                {
+                    "line": exc.object[: exc.start].count(b"\n") + 1,
+                    "key": "(yaml)",
+                    "problem": f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                    f"{exc.start})",
+                    "hint": "save the file as UTF-8",
+                }
+            ],
+        )
+    except OSError as exc:
+        raise SpecError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    spec = parse_spec(text, file=str(path))
     spec._path = path.resolve()
     return spec
