@@ -4,7 +4,10 @@ end to end with the pool."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,7 @@ import pytest
 
 from mlsd.models.base import FitData, TaskInfo
 from mlsd.models.train import train
-from mlsd.models.tuning import tune
+from mlsd.models.tuning import fit_fold, timed_trial, tune
 from mlsd.spec import EngineSpec, parse_spec
 from mlsd.workspace import Workspace
 
@@ -22,31 +25,58 @@ from mlsd.engine.ray_tuning import RayTrials
 REGRESSION = TaskInfo("regression")
 
 
-class CountingTrials(RayTrials):
-    """RayTrials that adds up the seconds each finished trial took on its workers, and
-    keeps each trial's (seconds from submitted to its result, seconds fitting)."""
+class Clocked(RayTrials):
+    """RayTrials whose tasks write when they ran (wall clock) to ``log``, one JSON line
+    each: ``["trial" or "fold", the trial's parameters, began, ended]``."""
 
-    fitting_s = 0.0
+    def __init__(self, engine, log):
+        super().__init__(engine)
+        self.log, self._clocked = Path(log), False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.submitted, self.timings = {}, []
+    def spans(self, kind: str) -> dict[str, list[tuple[float, float]]]:
+        """Parameters -> the (began, ended) of each task of ``kind`` that ran them."""
+        out: dict[str, list] = {}
+        for line in self.log.read_text().splitlines() if self.log.exists() else []:
+            what, params, began, ended = json.loads(line)
+            if what == kind:
+                out.setdefault(params, []).append((began, ended))
+        return out
 
-    def submit(self, *args):
-        handle = super().submit(*args)
-        self.submitted[handle] = time.perf_counter()
-        return handle
+    def _connect(self):
+        ray = super()._connect()
+        if not self._clocked:
+            log = str(self.log)
 
-    def result(self, handle):
-        outcome = super().result(handle)
-        self.fitting_s += outcome[-1]
-        self.timings.append((time.perf_counter() - self.submitted[handle], outcome[-1]))
-        return outcome
+            def clocked(kind, run, params):
+                began = time.time()
+                out = run()
+                with open(log, "a") as lines:
+                    key = repr(sorted(params.items()))
+                    lines.write(json.dumps([kind, key, began, time.time()]) + "\n")
+                return out
+
+            def trial(data, family, task, params, seed, seconds):
+                run = lambda: timed_trial(data, family, task, params, seed, seconds)  # noqa: E731
+                return clocked("trial", run, params)
+
+            def fold(family, task, params, seed, data, index):
+                run = lambda: fit_fold(family, task, params, seed, data, index)  # noqa: E731
+                return clocked("fold", run, params)
+
+            self._trial = ray.remote(num_cpus=1, max_retries=0)(trial)
+            self._fold = ray.remote(num_cpus=1, max_retries=0)(fold)
+            self._clocked = True
+        return ray
+
+
+def overlap(spans: list[tuple[float, float]]) -> bool:
+    """Whether the spans all ran at one moment."""
+    return max(b for b, _ in spans) < min(e for _, e in spans)
 
 
 @pytest.fixture(scope="module")
-def pool(ray_cluster):
-    return CountingTrials(EngineSpec(kind="ray"))
+def pool(ray_cluster, tmp_path_factory):
+    return Clocked(EngineSpec(kind="ray"), tmp_path_factory.mktemp("clock") / "tasks.jsonl")
 
 
 def _regression(n: int = 900, seed: int = 0, folds: int = 0) -> FitData:
@@ -75,13 +105,13 @@ def _search(data: FitData, y_judged: np.ndarray, pool, budget_s: float = 6.0):
 def test_trials_run_on_the_cluster_two_at_a_time_and_never_lose_to_the_defaults(pool):
     data = _regression(n=3000)
     assert pool.slots == 2  # the cluster's CPUs
-    pool.fitting_s = 0.0
     started = time.perf_counter()
     result = _search(data, data.y_valid, pool)
     took = time.perf_counter() - started
     assert took < 6.0 + 4.0  # the budget, and the trials in flight at its end cancelled
-    # trials overlapped: their fitting time adds up to more than the search's wall time
-    assert pool.fitting_s > took
+    # trials ran two at a time: some pair of them was fitting at one moment
+    spans = sorted(span for runs in pool.spans("trial").values() for span in runs)
+    assert any(overlap([a, b]) for a, b in itertools.pairwise(spans)), spans
     assert result.trials[0]["params"] == {} and result.trials[0]["state"] == "COMPLETE"
     local = _search(data, data.y_valid, None, budget_s=0)  # the defaults, fitted here
     assert result.default_score == pytest.approx(local.score, rel=1e-12)  # the same fit
@@ -94,17 +124,20 @@ def test_trials_run_on_the_cluster_two_at_a_time_and_never_lose_to_the_defaults(
 
 
 def test_cross_validated_trials_fit_their_folds_at_once_and_end_with_a_fit_on_every_row(
-    ray_cluster,
+    ray_cluster, tmp_path
 ):
     data = _regression(n=1500, folds=2)
-    pool = CountingTrials(EngineSpec(kind="ray"))
+    pool = Clocked(EngineSpec(kind="ray"), tmp_path / "tasks.jsonl")
     pool.share(data)
     assert pool.slots == 1  # two folds fill the two CPUs
-    result = _search(data, data.y, pool, budget_s=8.0)
-    # one trial at a time, yet most came back sooner than their folds' fitting seconds
-    # added up: the folds ran at once (one after another, a trial takes at least their sum)
-    assert len(pool.timings) >= 3
-    assert sum(waited < fitting for waited, fitting in pool.timings) > len(pool.timings) / 2
+    result = tune(
+        "lightgbm", REGRESSION, data, score=_mse(data.y), direction="min",
+        budget_s=120, max_trials=4, seed=0, pool=pool,
+    )  # fmt: skip
+    # one trial at a time, and the two folds of each ran at once: their spans overlap
+    pairs = [s for s in pool.spans("fold").values() if len(s) == 2]  # TPE may repeat one
+    assert len(pairs) >= 3
+    assert all(overlap(s) for s in pairs), pairs
     local = _search(data, data.y, None, budget_s=0)  # the defaults' folds, one by one here
     assert result.default_score == pytest.approx(local.score, rel=1e-12)
     assert result.valid_pred is not None and result.valid_pred.shape == data.y.shape
