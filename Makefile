@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test lint bench clean chromium audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports --no-cache
+
+# Not part of `make test`: pip-audit needs the vulnerability database online.
+audit: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --local
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -17,6 +17,7 @@ a 4xx JSON object ``{"error": {"code", "message", "details"}}``; no input gives 
 
 from __future__ import annotations
 
+import hmac
 import importlib.metadata
 import json
 import logging
@@ -120,6 +121,8 @@ def _parse(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         try:
             return json.loads(body)
+        except RecursionError:
+            raise HTTPProblem(400, "invalid_json", "the body is nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPProblem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
@@ -618,6 +621,20 @@ class Server:
         return {"recorded": recorded, "unknown_request_ids": unknown}
 
 
+def _require_admin(request: Request) -> None:
+    """The one check every admin route makes: deny by default, compare in constant time.
+
+    No token configured means 403 for every admin route; a missing, empty or wrong
+    bearer token means 401. The comparison is ``hmac.compare_digest`` on bytes.
+    """
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise HTTPProblem(403, "admin_disabled", f"set {TOKEN_ENV} to enable admin routes")
+    given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogateescape")):
+        raise HTTPProblem(401, "unauthorized", "a valid bearer token is required")
+
+
 def create_app(server: Server) -> Edge:
     """The ASGI app around ``server`` (loads the model at start-up, flushes the log at exit)."""
 
@@ -765,12 +782,7 @@ def create_app(server: Server) -> Edge:
 
     @app.post("/v1/admin/reload", summary="Load the alias's current version now")
     async def reload(request: Request):
-        token = os.environ.get(TOKEN_ENV)
-        given = request.headers.get("authorization", "")
-        if not token:
-            raise HTTPProblem(403, "admin_disabled", f"set {TOKEN_ENV} to enable admin routes")
-        if given != f"Bearer {token}":
-            raise HTTPProblem(401, "unauthorized", "a valid bearer token is required")
+        _require_admin(request)
         try:
             loaded = await run_in_threadpool(server.load)
             with suppress(MlsdError):  # a failing table is counted and shown in /readyz
