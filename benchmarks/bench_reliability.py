@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 import soak  # noqa: E402
 from server import ServerProcess, mlsd_command  # noqa: E402
 from test_soak import INVALID, VALID  # noqa: E402
-from test_v2_triton import write_table  # noqa: E402
+from test_v2_triton import train_system, write_system  # noqa: E402
 
 FAULTS = [
     ("`kill -9` of a writer mid-traffic", "tests/predlog/test_log.py::test_kill_9_loses_at_most_the_last_second",
@@ -63,15 +63,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mlsd-bench-reliability-") as tmp:
         folder = Path(tmp)
-        write_table(folder / "data.csv")
-        (folder / "system.yaml").write_text(
-            "name: tiny-buyers\nproblem: {task: binary, target: buy}\n"
-            "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-            "features: {exclude: [kind, amount]}\nmodels: {candidates: [linear]}\n"
-            "serving: {poll_s: 0.5}\n"
-        )
-        for _ in range(2):
-            subprocess.run([*mlsd_command(), "train"], cwd=folder, check=True, capture_output=True)
+        train_system(write_system(folder, "binary", "serving: {poll_s: 0.5}\n"), times=2)
         server = ServerProcess(folder)
         swapped = []
 

@@ -4,11 +4,10 @@ rows sent meanwhile reach the log, whole, once space returns."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
-from server import ServerProcess, mlsd_command
-from test_v2_triton import write_table
+from server import ServerProcess
+from test_v2_triton import train_system, write_system
 
 from conftest import fill
 from mlsd.predlog.reader import read_predictions
@@ -18,17 +17,7 @@ from mlsd.workspace import Workspace
 def test_the_server_answers_through_a_full_log_disk_and_loses_no_row(small_disk, tmp_path):
     folder = tmp_path / "sys"
     folder.mkdir()
-    write_table(folder / "data.csv")
-    (folder / "system.yaml").write_text(
-        "name: tiny-buyers\nproblem: {task: binary, target: buy}\n"
-        "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-        "features: {exclude: [kind, amount]}\nmodels: {candidates: [linear]}\n"
-        "serving: {log_flush_s: 0.2}\n"
-    )
-    run = subprocess.run(
-        [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    train_system(write_system(folder, "binary", "serving: {log_flush_s: 0.2}\n"))
     disk = small_disk(folder / ".mlsd" / "log", size_kb=512)
     row = {"x": 0.3, "n": 4, "flag": True, "color": "red"}
     server = ServerProcess(folder)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from server import TOKEN, ServerProcess, mlsd_command
-from test_v2_triton import write_table
+from test_v2_triton import train_system, write_system
 
 schemathesis = pytest.importorskip("schemathesis")
 SchemathesisConfig = pytest.importorskip("schemathesis.config").SchemathesisConfig
@@ -30,19 +30,8 @@ CONFIG = {
 def served(tmp_path_factory):
     """A small multiclass system (a float, an integer, a boolean and a category) served."""
     folder = tmp_path_factory.mktemp("openapi")
-    write_table(folder / "data.csv")
-    (folder / "system.yaml").write_text(
-        "name: tiny-kinds\n"
-        "problem: {task: multiclass, target: kind}\n"
-        "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-        "features: {exclude: [buy, amount]}\n"
-        "models: {candidates: [linear]}\n"
-        "serving: {max_instances: 20}\n"
-    )
-    run = subprocess.run(
-        [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    write_system(folder, "multiclass", "serving: {max_instances: 20}\n")
+    train_system(folder)
     proc = ServerProcess(folder)
     yield proc
     proc.stop()

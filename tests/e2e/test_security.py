@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
-from server import TOKEN, Client, ServerProcess, mlsd_command
-from test_v2_triton import write_table
+from server import TOKEN, Client, ServerProcess
+from test_v2_triton import train_system, write_system
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("security")
-    write_table(folder / "data.csv")
-    (folder / "system.yaml").write_text(
-        "name: tiny-sec\n"
-        "problem: {task: multiclass, target: kind}\n"
-        "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-        "features: {exclude: [buy, amount]}\n"
-        "models: {candidates: [linear]}\n"
-        "serving: {max_instances: 20}\n"
-    )
-    run = subprocess.run(
-        [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    write_system(folder, "multiclass", "serving: {max_instances: 20}\n")
+    train_system(folder)
     proc = ServerProcess(folder)
     yield proc
     proc.stop()
@@ -79,8 +67,8 @@ def test_junk_paths_do_not_grow_metric_labels(served):
     [
         "/v2/models/..%2F..%2Fetc%2Fpasswd/ready",
         "/v2/models/%2Fetc%2Fpasswd",
-        "/v2/models/tiny-sec/versions/..%2F..%2F1/ready",
-        "/v2/models/tiny-sec/versions/%2Ftmp",
+        "/v2/models/tiny-kinds/versions/..%2F..%2F1/ready",
+        "/v2/models/tiny-kinds/versions/%2Ftmp",
     ],
 )
 def test_v2_model_refs_never_name_a_path(served, path):

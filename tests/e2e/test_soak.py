@@ -13,7 +13,7 @@ import pytest
 import soak
 from server import ServerProcess, mlsd_command
 from test_openapi import run_schemathesis
-from test_v2_triton import write_table
+from test_v2_triton import train_system, write_system
 
 from mlsd.predlog.reader import read_feedback, read_predictions, read_rejects
 from mlsd.workspace import Workspace
@@ -39,16 +39,8 @@ def mlsd(*args, cwd):
 def two_versions(tmp_path_factory):
     """A small binary system trained twice: version 1 the champion, 2 the challenger."""
     folder = tmp_path_factory.mktemp("soak")
-    write_table(folder / "data.csv")
-    (folder / "system.yaml").write_text(
-        "name: tiny-buyers\nproblem: {task: binary, target: buy}\n"
-        "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-        "features: {exclude: [kind, amount]}\nmodels: {candidates: [linear]}\n"
-        "serving: {poll_s: 0.5}\nrollout: {canary: {steps: [50, 100]}}\n"
-    )
-    for _ in range(2):
-        run = mlsd("train", cwd=folder)
-        assert run.returncode == 0, run.stdout + run.stderr
+    extra = "serving: {poll_s: 0.5}\nrollout: {canary: {steps: [50, 100]}}\n"
+    train_system(write_system(folder, "binary", extra), times=2)
     return folder
 
 

@@ -60,23 +60,40 @@ def write_table(path) -> None:
         writer.writerows(rows)
 
 
+def write_system(folder, key: str, extra: str = ""):
+    """The system of ``TASKS[key]`` in ``folder``: the table (:func:`write_table`) and a
+    system.yaml predicting that target from the four inputs, ``extra`` appended to it."""
+    task, target, name = TASKS[key]
+    write_table(folder / "data.csv")
+    others = [t for t in TARGETS if t != target]
+    (folder / "system.yaml").write_text(
+        f"name: {name}\n"
+        f"problem: {{task: {task}, target: {target}}}\n"
+        "data:\n  source: data.csv\n  columns: {color: categorical}\n"
+        f"features: {{exclude: [{', '.join(others)}]}}\n"
+        "models: {candidates: [linear]}\n" + extra
+    )
+    return folder
+
+
+def train_system(folder, times: int = 1) -> None:
+    """`mlsd train` in ``folder``, ``times`` over (each run registers a new version)."""
+    for _ in range(times):
+        run = subprocess.run(
+            [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """One trained champion per task kind (trained side by side to save time)."""
     base = tmp_path_factory.mktemp("v2")
     out, runs = {}, []
-    for key, (task, target, name) in TASKS.items():
+    for key in TASKS:
         folder = base / key
         folder.mkdir()
-        write_table(folder / "data.csv")
-        others = [t for t in TARGETS if t != target]
-        (folder / "system.yaml").write_text(
-            f"name: {name}\n"
-            f"problem: {{task: {task}, target: {target}}}\n"
-            "data:\n  source: data.csv\n  columns: {color: categorical}\n"
-            f"features: {{exclude: [{', '.join(others)}]}}\n"
-            "models: {candidates: [linear]}\n"
-        )
+        write_system(folder, key)
         runs.append(
             subprocess.Popen(
                 [*mlsd_command(), "train"],
