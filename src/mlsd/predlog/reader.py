@@ -209,17 +209,18 @@ def _scan(
     if not pinned:
         auto = read.format(paths=sql_literal(str(directory / "*.jsonl")))
         return auto, _columns(con, auto)
-    paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
-    auto = read.format(paths=paths)
+
+    def listed(files: list[Path]) -> str:
+        return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+
     try:
-        inferred = _inferred(con, files, auto)
+        inferred = _inferred(con, files, read.format(paths=listed(files)))
     except duckdb.Error:  # a segment that does not parse: read the others, report it
         files = _set_aside(con, files, read)
         if not files:
             return None
-        paths = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
-        auto = read.format(paths=paths)
-        inferred = _inferred(con, files, auto)
+        inferred = _inferred(con, files, read.format(paths=listed(files)))
+    paths = listed(files)
     columns = _raw_inputs(con, inferred, raw)
     # `time` is recomputed from ts: not parsing it saves a timestamp detection per row
     spec = ", ".join(
