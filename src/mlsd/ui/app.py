@@ -38,7 +38,7 @@ def create_app(root: Path, mlflow_url: str = "http://127.0.0.1:5000"):
 
     @app.get("/systems/{name}/versions/{version}/evaluation.html")
     def evaluation(name: str, version: int):
-        path = state.run_file(root, known(name), version, "evaluation.html")
+        path = state.run_file(state.runs(root, known(name)).get(version), "evaluation.html")
         if path is None:
             raise HTTPException(404, f"no evaluation report of {name!r} version {version}")
         return FileResponse(path, media_type="text/html")

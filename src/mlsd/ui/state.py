@@ -131,9 +131,9 @@ def runs(root: Path, system: str) -> dict[int, dict[str, Any]]:
     return out
 
 
-def run_file(root: Path, system: str, version: int, name: str) -> Path | None:
-    """A file the training run of ``version`` logged (``system.yaml``, ``evaluation.html``)."""
-    folder = runs(root, system).get(int(version), {}).get("artifacts")
+def run_file(run: dict[str, Any] | None, name: str) -> Path | None:
+    """A file a training run (of :func:`runs`) logged: ``system.yaml``, ``evaluation.html``."""
+    folder = (run or {}).get("artifacts")
     path = folder / name if folder else None
     return path if path is not None and path.is_file() else None
 
@@ -154,10 +154,10 @@ def html_reports(root: Path, system: str) -> list[str]:
     return sorted(p.name for p in (root / "reports" / system).glob("*.html"))
 
 
-def status(root: Path, system: str) -> dict[str, Any]:
+def status(root: Path, system: str, known: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The status line of a system: its champion, the champion's age, the latest alert
-    and the rollout in progress."""
-    known = versions(root, system)
+    and the rollout in progress. ``known``: its :func:`versions`, when already read."""
+    known = versions(root, system) if known is None else known
     champion = next((v for v in known if "champion" in v["aliases"]), None)
     alerts = events(root, system, ALERT_KINDS, limit=1)
     experiment = rollout(root, system)

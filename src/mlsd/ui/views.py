@@ -59,12 +59,11 @@ def systems_page(root: Path) -> str:
     return page(f"Systems in {root}", body)
 
 
-def _versions(root: Path, name: str, mlflow_url: str) -> str:
-    runs = state.runs(root, name)
+def _versions(root: Path, name: str, known: list[dict], runs: dict, mlflow_url: str) -> str:
     rows = []
-    for v in state.versions(root, name):
+    for v in known:
         run = runs.get(v["version"])
-        evaluation = state.run_file(root, name, v["version"], "evaluation.html")
+        evaluation = state.run_file(run, "evaluation.html")
         rows.append(
             [
                 f"v{v['version']}",
@@ -127,12 +126,11 @@ STEPS = {  # system.yaml's sections and the step of ML system design each one is
 }
 
 
-def _spec(root: Path, name: str) -> str:
+def _spec(champion: dict[str, Any] | None, runs: dict) -> str:
     """The champion's system.yaml as its training run logged it, section by section."""
     import yaml
 
-    champion = next((v for v in state.versions(root, name) if "champion" in v["aliases"]), None)
-    path = state.run_file(root, name, champion["version"], "system.yaml") if champion else None
+    path = state.run_file(runs.get(champion["version"]), "system.yaml") if champion else None
     if path is None:
         return "<h2>Spec</h2><p class='muted'>The champion's system.yaml is not in its run.</p>"
     text = path.read_text()
@@ -154,11 +152,11 @@ def _spec(root: Path, name: str) -> str:
     return "".join(parts)
 
 
-def _training(root: Path, name: str) -> str:
+def _training(root: Path, name: str, known: list[dict]) -> str:
     board = state.report(root, name, "leaderboard") or []
     validation = state.report(root, name, "validation") or {}
     # the metric the versions were chosen by (their packages record it), else the first
-    primary = next((v["primary"] for v in state.versions(root, name) if v["primary"]), None)
+    primary = next((v["primary"] for v in known if v["primary"]), None)
     rows = []
     for entry in board:
         valid, test = entry.get("valid") or {}, entry.get("test") or {}
@@ -335,7 +333,8 @@ def _events(root: Path, name: str, kinds: tuple[str, ...], title: str, caption: 
 
 
 def system_page(root: Path, name: str, mlflow_url: str = "http://127.0.0.1:5000") -> str:
-    s = state.status(root, name)
+    known, runs = state.versions(root, name), state.runs(root, name)
+    s = state.status(root, name, known)
     champ = s["champion"]
     line = (
         f"Champion v{champ['version']} ({esc(champ['family'])}), {_age(s['age_days'])} old; "
@@ -347,7 +346,7 @@ def system_page(root: Path, name: str, mlflow_url: str = "http://127.0.0.1:5000"
     ]
     body = (
         f"<p>{line}</p>"
-        + _versions(root, name, mlflow_url)
+        + _versions(root, name, known, runs, mlflow_url)
         + _rollout(root, name)
         + _monitoring(root, name)
         + _events(root, name, state.ALERT_KINDS, "Alerts", "Latest alerts, newest first")
@@ -358,8 +357,8 @@ def system_page(root: Path, name: str, mlflow_url: str = "http://127.0.0.1:5000"
             "Retraining",
             "Retraining history",
         )
-        + _training(root, name)
-        + _spec(root, name)
+        + _training(root, name, known)
+        + _spec(champ, runs)
         + "<h2>Reports</h2>"
         + table("The system's HTML reports", ["report"], reports)
     )
