@@ -415,6 +415,72 @@ class Recommender:
         generator = self.fallback if name == COLD_START else self.generators[name]
         return propose(generator, rows, histories, masks, n)
 
+    def _ranked(self, rows, histories, masks):
+        """The funnel's candidates for users ``rows``: each generator's proposals, their
+        union as (batch rows ``r``, items ``i``), the ranker's score of each and the rank
+        each generator gave it (``candidates`` where it did not propose it)."""
+        names = list(self.generators)
+        proposed = [self._proposals(g, rows, histories, masks, self.candidates) for g in names]
+        side = None
+        if self.side is not None:
+            side = partial(self.side.features, rows, histories)
+        r, i, features = candidate_features(
+            proposed, self.candidates, self.popularity, self.history[rows], side
+        )
+        ranked = np.asarray(self.ranker.predict(features)) if len(r) else np.zeros(0)
+        return proposed, r, i, ranked, features[:, 1 : 2 * len(names) : 2]
+
+    def explain(self, user: Any, k: int | None = None) -> dict[str, Any]:
+        """How ``user``'s list is made: ``{"user", "known", "cold_start", "stage",
+        "history": [item], "generators": {name: [{"item", "score", "rank"}]},
+        "ranker": [{"item", "score", "ranks": {generator: rank}, "listed"}] (best first;
+        None unless the funnel answers), "final": recommend([user], k)'s items}``; ranks
+        start at 1. A user without history is a cold start: the fallback (``popularity``)
+        is the only generator."""
+        final = self.recommend([user], k)[0]
+        row = self.user_index.get(user, -1)
+        rows = np.array([row], dtype=np.int64)
+        histories = [self.history_of(row) if row >= 0 else np.empty(0, np.int64)]
+        masks = self._masks(histories, None, False)
+        stage = COLD_START if final["cold_start"] else self.chosen
+        listed = {i["item"] for i in final["items"]}
+        ranker = None
+        if stage == FUNNEL:
+            names = list(self.generators)
+            proposed, _, i, ranked, ranks = self._ranked(rows, histories, masks)
+            ranker = []
+            for p in np.lexsort((ranks.min(axis=1), -ranked)):  # order_lists' order
+                item = self.items[i[p]]
+                by = zip(names, ranks[p].astype(int), strict=True)
+                ranker.append(
+                    {
+                        "item": item,
+                        "score": float(ranked[p]),
+                        "ranks": {g: rank + 1 for g, rank in by if rank < self.candidates},
+                        "listed": item in listed,
+                    }
+                )
+        else:
+            names = [stage]
+            proposed = [self._proposals(stage, rows, histories, masks, self.candidates)]
+        return {
+            "user": user,
+            "known": row >= 0,
+            "cold_start": final["cold_start"],
+            "stage": stage,
+            "history": [self.items[c] for c in histories[0]],
+            "generators": {
+                name: [
+                    {"item": self.items[c], "score": float(s), "rank": rank}
+                    for rank, (c, s) in enumerate(zip(p.top[0], p.scores[0], strict=True), 1)
+                    if c >= 0
+                ]
+                for name, p in zip(names, proposed, strict=True)
+            },
+            "ranker": ranker,
+            "final": final["items"],
+        }
+
     def _answer(self, answers, which, how, rows, histories, masks, k) -> None:
         rows, histories = rows[which], [histories[w] for w in which]
         masks = [masks[w] for w in which]
@@ -428,17 +494,9 @@ class Recommender:
                 ]
             return
         names = list(self.generators)
-        proposed = [self._proposals(g, rows, histories, masks, self.candidates) for g in names]
-        side = None
-        if self.side is not None:
-            side = partial(self.side.features, rows, histories)
-        r, i, features = candidate_features(
-            proposed, self.candidates, self.popularity, self.history[rows], side
-        )
-        ranked = self.ranker.predict(features) if len(r) else np.zeros(0)
-        ranks = features[:, 1 : 2 * len(names) : 2]
+        _, r, i, ranked, ranks = self._ranked(rows, histories, masks)
         best_rank = ranks.min(axis=1) if len(r) else np.zeros(0)
-        top, values, where = order_lists(r, i, np.asarray(ranked), best_rank, len(rows), k)
+        top, values, where = order_lists(r, i, ranked, best_rank, len(rows), k)
         for j, w in enumerate(which):
             keep = top[j] >= 0
             stages = [names[int(np.argmin(ranks[p]))] for p in where[j][keep]]
