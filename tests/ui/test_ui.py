@@ -1,6 +1,8 @@
 """`mlsd ui` in a real browser (Debian's Chromium driven by Playwright): a workspace built
-here (two versions, drifted traffic monitored, a canary running) shown on every page, the
-content asserted, each page checked by axe-core and saved as a screenshot."""
+here (a churn model's two versions, drifted traffic monitored, a canary running; a
+recommender funnel) shown on every page, the content asserted, each page checked by
+axe-core and saved as a screenshot. The A/B test's and the bandit's charts are drawn from
+decisions made of the rollout's own statistics."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import pytest
 from mlsd.models.train import train
 from mlsd.monitoring.monitor import monitor
 from mlsd.predlog.writer import PredictionLog
-from mlsd.rollout import controller
+from mlsd.recsys import package as recommenders
+from mlsd.recsys.train import train_funnel
+from mlsd.rollout import controller, stats
+from mlsd.rollout.bandit import ips, thompson_weights
 from mlsd.serving.model import load_served
 from mlsd.spec import load_spec
 from mlsd.workspace import Workspace
@@ -80,7 +85,29 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(workspace):
+def recommender(workspace):
+    """A recommender funnel in the same workspace, on the e2e tests' clustered interactions
+    (small: trained in about 3 s); its champion's package, loaded."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    from test_recommend import clustered
+
+    folder = workspace.parent
+    frame, *_ = clustered(users=120, items=80)
+    frame.to_csv(folder / "interactions.csv", index=False)
+    (folder / "recs.yaml").write_text(
+        "name: recs\nproblem: {task: ranking, id: user, target: item, time: ts}\n"
+        "architecture: {kind: funnel, generators: [popularity, itemknn, ease], candidates: 20}\n"
+        "data: {source: interactions.csv}\n"
+    )
+    spec = load_spec(folder / "recs.yaml")
+    assert Workspace.for_spec(spec).root == workspace
+    trained = train_funnel(spec, progress=False)
+    assert trained.registered and trained.chosen == "funnel", trained.reason
+    return recommenders.load(trained.package).recommender
+
+
+@pytest.fixture(scope="module")
+def ui(workspace, recommender):
     """`mlsd ui` on a free port, started and stopped here."""
     import socket
 
@@ -120,11 +147,16 @@ def browser():
 
 def visit(browser, url: str, name: str):
     """The page at ``url``, checked by axe-core (no violation) and saved as a screenshot."""
-    from axe_playwright_python.sync_playwright import Axe
-
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     response = page.goto(url)
     assert response.status == 200
+    return checked(page, name)
+
+
+def checked(page, name: str):
+    """``page`` saved as a screenshot and checked by axe-core (no violation)."""
+    from axe_playwright_python.sync_playwright import Axe
+
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     result = Axe().run(page)
@@ -202,3 +234,129 @@ def test_the_rollout_statistic_is_drawn_with_its_band():
     assert "<polygon" in svg  # the interval, shaded
     assert "Difference in log_loss" in svg and "-0.015" in svg  # described for screen readers
     assert "no decision" in _statistic([{"evidence": {}}])
+
+
+def test_a_recommender_links_to_its_explorer(ui, browser):
+    url, _ = ui
+    page = visit(browser, url + "/systems/recs", "recs")
+    page.get_by_role("link", name="Explore the recommendations of a user").click()
+    assert page.url.endswith("/systems/recs/explore")
+    assert page.get_by_role("heading", level=1).inner_text() == "recs: a user's recommendations"
+    assert browser.new_page().goto(url + "/systems/churn/explore").status == 404
+
+
+def test_the_explorer_shows_a_users_history_candidates_scores_and_list(ui, browser, recommender):
+    url, _ = ui
+    page = visit(browser, url + "/systems/recs/explore", "explore-form")
+    user = page.locator("#known-users option").first.get_attribute("value")
+    page.get_by_label("User id").fill(user)
+    page.get_by_role("button", name="Explain").click()  # a plain GET form
+    assert page.url.endswith(f"/systems/recs/explore?user={user}")
+    page = checked(page, "explore")
+    history = page.get_by_role("table", name=f"History of user {user}").inner_text()
+    assert recommender.explain(user)["history"][0] in history
+    final = page.get_by_role("table", name=f"Final list of user {user}")
+    rows = final.locator("tbody tr").all_inner_texts()
+    want = recommender.recommend([user])[0]["items"]
+    assert [r.split("\t")[1] for r in rows] == [i["item"] for i in want]
+    proposals = page.get_by_role("table", name="Proposals of itemknn").inner_text()
+    assert "listed" in proposals  # which candidates made the list
+    ranked = page.get_by_role("table", name="The ranker's score of each", exact=False)
+    assert f"{want[0]['item']}\t{want[0]['score']:.4g}" in ranked.inner_text()
+
+
+def test_an_unknown_user_is_a_cold_start(ui, browser, recommender):
+    url, _ = ui
+    page = visit(browser, url + "/systems/recs/explore?user=nobody-here", "explore-cold")
+    assert "User nobody-here is unknown: a cold start" in page.locator("main").inner_text()
+    final = page.get_by_role("table", name="Final list of user nobody-here").inner_text()
+    assert recommender.recommend(["nobody-here"])[0]["items"][0]["item"] in final
+    assert page.get_by_role("table", name="Proposals of popularity").count() == 1
+
+
+def test_monitoring_charts_quality_and_latency_per_window(ui, browser):
+    url, _ = ui
+    page = browser.new_page()
+    page.goto(url + "/systems/churn")
+    realised = page.get_by_role("img", name="Realised roc_auc on the labelled rows", exact=False)
+    assert "offline test" in realised.inner_html()
+    assert page.get_by_role("img", name="Accuracy per window, estimated", exact=False).count()
+    latency = page.get_by_role("img", name="Latency p99 per window (version 1)", exact=False)
+    assert "budget" in latency.inner_html()
+
+
+def ab_test() -> dict:
+    """An A/B test's experiment after three decisions, from the rollout's own mSPRT."""
+    history = []
+    for n in (2000, 8000, 32000):
+        control, test = stats.Sample(n, 0.10, 0.09), stats.Sample(n, 0.125, 0.109)
+        result = stats.msprt(control, test, tau=0.02, alpha=0.05)
+        evidence = {"units": {"challenger": n, "champion": n},
+                    "srm": stats.srm([n, n], [0.5, 0.5]).to_dict(),
+                    "metrics": {"ctr": result.to_dict()}}  # fmt: skip
+        history.append({"action": "hold", "evidence": evidence, "waiting_for": ["ctr"],
+                        "weights": {"challenger": 0.5, "champion": 0.5}})  # fmt: skip
+    return {"id": "ab", "strategy": "ab", "status": "running", "history": history,
+            "weights": history[-1]["weights"], "challengers": [{"version": 2}]}  # fmt: skip
+
+
+def bandit() -> dict:
+    """A bandit over three arms after four decisions: Thompson sampling's shares, each arm's
+    rewards and the off-policy estimates, as the rollout computes them."""
+    rng, names, rates = np.random.default_rng(0), ["champion", "v2", "v3"], [0.10, 0.16, 0.07]
+    shares, arms, rewards, chances, history = np.full(3, 1 / 3), [], [], [], []
+
+    def named(values: list) -> dict:
+        return dict(zip(names, values, strict=True))
+
+    for _ in range(4):
+        served = rng.choice(3, 400, p=shares)
+        arms += served.tolist()
+        rewards += (rng.random(400) < np.take(rates, served)).tolist()
+        chances += shares[served].tolist()
+        a, r = np.array(arms), np.array(rewards, dtype=float)
+        samples = [stats.Sample.of(r[a == k]) for k in range(3)]
+        estimates = ips(a, r, np.array(chances), 3)
+        best = thompson_weights(samples, floor=0.0, bernoulli=True)
+        shares = thompson_weights(samples, floor=0.2, bernoulli=True)
+        evidence = {
+            "reward": "ctr",
+            "arms": named([s.to_dict() for s in samples]),
+            "ips": {names[e.arm]: e.to_dict() for e in estimates},
+            "p_best": named(best.tolist()),
+        }
+        weights = named(shares.tolist())
+        history.append({"action": "reweight", "evidence": evidence, "weights": weights})
+    return {"id": "bandit", "strategy": "bandit", "status": "running", "history": history,
+            "weights": weights, "challengers": [{"version": 2}, {"version": 3}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("experiment", [ab_test, bandit])
+def test_the_ab_and_bandit_statistics_are_charted(browser, experiment):
+    from mlsd.ui.pages import page as whole_page
+    from mlsd.ui.views import rollout_section
+
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.set_content(whole_page(experiment.__name__, rollout_section(experiment())))
+    checked(tab, f"rollout-{experiment.__name__}")
+    shares = tab.get_by_role("img", name="Traffic share of each arm", exact=False).inner_html()
+    if experiment is ab_test:
+        chart = tab.get_by_role("img", name="Difference in ctr, challenger minus champion")
+        assert "<polygon" in chart.inner_html() and "no difference" in chart.inner_html()
+        assert "32,000" in tab.get_by_role("table", name="Arms at the last decision").inner_text()
+    else:
+        chart = tab.get_by_role("img", name="Reward (ctr", exact=False)
+        assert chart.inner_html().count("<polygon") == 3  # each arm's interval
+        assert all(arm in chart.inner_html() and arm in shares for arm in ("v2", "v3"))
+        arms = tab.get_by_role("table", name="Arms at the last decision").inner_text()
+        assert "P(best)" in arms and "v3" in arms
+
+
+def test_a_recommenders_monitoring_windows_are_charted():
+    from mlsd.ui.views import _performance
+
+    windows = [{"hit_rate@10": h, "ctr@10": h / 8, "latency": {"p99_ms": 4.0, "budget_ms": 50}}
+               for h in (0.31, 0.28, 0.22)]  # fmt: skip
+    svg = _performance("3", windows, ["d1", "d2", "d3"])
+    assert "Hit rate and click-through of the served lists" in svg and "ctr@10" in svg
+    assert "Latency p99 per window (version 3)" in svg and "budget 50" in svg

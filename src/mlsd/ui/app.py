@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlsd.errors import MlsdError
 from mlsd.ui import state, views
 
 
@@ -28,6 +29,16 @@ def create_app(root: Path, mlflow_url: str = "http://127.0.0.1:5000"):
     @app.get("/systems/{name}", response_class=HTMLResponse)
     def system(name: str) -> str:
         return views.system_page(root, known(name), mlflow_url)
+
+    @app.get("/systems/{name}/explore", response_class=HTMLResponse)
+    def explore(name: str, user: str | None = None) -> str:
+        try:
+            explorer = state.explorer(root, known(name))
+        except MlsdError as exc:  # the champion's package failed verification
+            raise HTTPException(500, exc.message) from exc
+        if explorer is None:
+            raise HTTPException(404, f"{name!r}'s champion is not a recommender")
+        return views.explore_page(name, explorer, user)
 
     @app.get("/systems/{name}/reports/{file}")
     def report(name: str, file: str):

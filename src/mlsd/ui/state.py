@@ -13,8 +13,9 @@ import json
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlsd.events import FILE_NAME, PROMOTED, REGISTERED, ROLLED_BACK
 from mlsd.models import aliases
@@ -154,11 +155,16 @@ def html_reports(root: Path, system: str) -> list[str]:
     return sorted(p.name for p in (root / "reports" / system).glob("*.html"))
 
 
+def champion_of(known: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The champion among the :func:`versions` ``known``, or None."""
+    return next((v for v in known if "champion" in v["aliases"]), None)
+
+
 def status(root: Path, system: str, known: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The status line of a system: its champion, the champion's age, the latest alert
     and the rollout in progress. ``known``: its :func:`versions`, when already read."""
     known = versions(root, system) if known is None else known
-    champion = next((v for v in known if "champion" in v["aliases"]), None)
+    champion = champion_of(known)
     alerts = events(root, system, ALERT_KINDS, limit=1)
     experiment = rollout(root, system)
     return {
@@ -169,3 +175,42 @@ def status(root: Path, system: str, known: list[dict[str, Any]] | None = None) -
         "latest_alert": alerts[0] if alerts else None,
         "rollout": experiment,
     }
+
+
+def is_recommender(champion: dict[str, Any] | None) -> bool:
+    """Whether the champion (of :func:`versions`) is a recommender's package."""
+    from mlsd.models.package import format_of  # numpy's import: not on the start-up path
+    from mlsd.recsys.package import FORMAT
+
+    return champion is not None and format_of(champion["folder"]) == FORMAT
+
+
+class Explorer(NamedTuple):
+    """The champion's recommender of a system, and its user ids by their text (a query
+    string's user is text; the package's ids may be numbers)."""
+
+    version: int
+    recommender: Any  # mlsd.recsys.runtime.Recommender
+    ids: dict[str, Any]
+
+    def user(self, text: str) -> Any:
+        """The known user whose id reads ``text``, else ``text`` itself (a cold start)."""
+        return self.ids.get(text, text)
+
+
+def explorer(root: Path, system: str) -> Explorer | None:
+    """The champion's recommender, loaded as the server loads it (every hash checked, the
+    holdout replayed), once per version; None when the champion is not a recommender.
+    Raises ``PackageError`` when the package fails verification."""
+    champion = champion_of(versions(root, system))
+    if not is_recommender(champion):
+        return None
+    return _explorer(system, champion["version"], str(champion["folder"]))
+
+
+@lru_cache(maxsize=8)  # keyed by (system, version, folder): a new champion loads anew
+def _explorer(system: str, version: int, folder: str) -> Explorer:
+    from mlsd.recsys.package import load
+
+    recommender = load(folder).recommender
+    return Explorer(version, recommender, {str(u): u for u in recommender.users})
