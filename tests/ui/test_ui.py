@@ -88,8 +88,12 @@ def workspace(tmp_path_factory) -> Path:
 def recommender(workspace):
     """A recommender funnel in the same workspace, on the e2e tests' clustered interactions
     (small: trained in about 3 s); its champion's package, loaded."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-    from test_recommend import clustered
+    e2e = str(Path(__file__).resolve().parents[1] / "e2e")
+    sys.path.insert(0, e2e)
+    try:
+        from test_recommend import clustered
+    finally:
+        sys.path.remove(e2e)
 
     folder = workspace.parent
     frame, *_ = clustered(users=120, items=80)

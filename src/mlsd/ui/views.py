@@ -416,6 +416,8 @@ def _monitoring(root: Path, name: str) -> str:
     for model in report["models"]:
         windows = model.get("windows") or []
         labels = [str(w.get("start", ""))[:10] for w in windows]
+        if len(set(labels)) < len(labels):  # windows shorter than a day: their hours
+            labels = [str(w.get("start", ""))[5:16] for w in windows]
         distance: dict[str, list[float | None]] = {}
         threshold = None
         for i, w in enumerate(windows):
