@@ -787,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="champion",
-        help="champion, challenger, a version number or a package folder",
+        help="champion, challenger, a version number or a package folder in the workspace",
     )
     p.add_argument("--data", help="labelled CSV/Parquet (default: the spec's test split)")
     p.set_defaults(func=cmd_evaluate)
@@ -802,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="champion",
-        help="champion, challenger, a version number or a package folder",
+        help="champion, challenger, a version number or a package folder in the workspace",
     )
     p.add_argument(
         "--rejects", help="where rejected rows go (default: <output stem>.rejects.<ext>)"
@@ -819,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="champion",
-        help="champion, challenger, a version number or a package folder",
+        help="champion, challenger, a version number or a package folder in the workspace",
     )
     p.add_argument(
         "--include-seen", action="store_true", help="let items a user already has through"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mlsd.events import EventLog
+from mlsd.models import aliases
 from mlsd.models.registry import Registry, RegistryError
 from mlsd.workspace import Workspace
 
@@ -99,6 +100,29 @@ def test_resolve(churn, ws):
     assert registry.resolve(2) == registry.resolve("2") == registry.resolve("latest")
     assert registry.resolve(str(first)) == first.resolve()
     assert registry.resolve(second) == second.resolve()
+
+
+def test_package_folders_outside_the_workspace_are_refused(churn, ws, tmp_path):
+    """However a folder outside is spelled (absolute, ``../``, a link from inside), neither
+    the registry nor the published aliases resolve to it."""
+    from mlsd.errors import MlsdError
+    from mlsd.models import aliases
+
+    registry, *_ = churn
+    outside = fake_package(tmp_path, "stranger")
+    link = ws.root / "packages" / "link-out"
+    link.symlink_to(outside, target_is_directory=True)
+    climbing = os.path.relpath(outside, Path.cwd())
+    assert climbing.startswith("..")
+    try:
+        for ref in (str(outside), outside, climbing, str(link)):
+            for resolve in (registry.resolve, lambda r: aliases.resolve(ws.root, "churn", r)):
+                with pytest.raises(MlsdError, match="outside the workspace"):
+                    resolve(ref)
+    finally:
+        link.unlink()
+    inside = ws.root / "packages" / "churn-1"
+    assert aliases.resolve(ws.root, "churn", str(inside)) == (None, inside.resolve())
 
 
 def test_unknown_refs_list_what_exists(churn):
@@ -201,6 +225,103 @@ def test_promote_rollback_and_history(ws):
         Registry(ws, "churn", events=EventLog(ws.root / "events.sqlite")).history()[0]["version"]
         == 1
     )
+
+
+_KILLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from mlsd.models import aliases
+    from mlsd.models.registry import Registry
+    from mlsd.workspace import Workspace
+
+    root, system, action, where, package = sys.argv[1:]
+    registry = Registry(Workspace(root), system)
+    owner = registry.events if where == "append" else registry.client
+    original = getattr(owner, where)
+
+    def then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(owner, where, then_die)
+    if action == "register":
+        registry.register(package, registry.log_run(params={"i": 3}))
+    else:
+        registry.promote(2)
+    """
+)
+
+# (system, the change, the call after which the process is SIGKILLed)
+_KILLS = [
+    ("k-created", "register", "create_model_version"),
+    ("k-aliased", "register", "set_registered_model_alias"),
+    ("k-recorded", "register", "append"),
+    ("k-promoted", "promote", "set_registered_model_alias"),
+]
+
+
+def test_a_change_killed_midway_is_finished_or_undone_by_the_next(ws):
+    """A registration or promotion SIGKILLed right after each of its steps: the next change
+    deletes a version left without its alias, records the event a change made but never
+    recorded (once), and publishes the aliases, so rollback still finds what to undo."""
+    registries = {}
+    for system, _, _ in _KILLS:
+        registry = registries[system] = Registry(ws, system)
+        run_id = registry.log_run(params={"i": 1})
+        for i in (1, 2):
+            registry.register(fake_package(ws.root, f"{system}-{i}"), run_id)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _KILLED,
+                str(ws.root),
+                system,
+                action,
+                where,
+                str(fake_package(ws.root, f"{system}-3")),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for system, action, where in _KILLS
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == -9, err
+
+    def registered(system):
+        events = registries[system].events.read(kind="registered", system=system)
+        return [(e["evidence"]["version"], e["evidence"].get("recovered", False)) for e in events]
+
+    # killed after creating version 3, before its alias: the next change deletes it
+    created = registries["k-created"]
+    created.register(fake_package(ws.root, "k-created-4"), created.log_run(params={"i": 4}))
+    assert [v["version"] for v in created.versions()] == [1, 2, 4]
+    assert created._aliases() == {"champion": 1, "challenger": 4}
+    assert registered("k-created") == [(1, False), (2, False), (4, False)]
+    # killed after the alias moved: the next change (even one that changes nothing)
+    # records the registration and publishes the alias the server reads
+    aliased = registries["k-aliased"]
+    assert aliased.promote(1)["changed"] is False
+    assert registered("k-aliased") == [(1, False), (2, False), (3, True)]
+    assert aliases.read(ws.root, "k-aliased")["aliases"] == {"champion": 1, "challenger": 3}
+    # killed after the event was recorded: nothing is recorded twice
+    recorded = registries["k-recorded"]
+    assert recorded.promote(1)["changed"] is False
+    assert registered("k-recorded") == [(1, False), (2, False), (3, False)]
+    # a promotion killed after the alias moved: its event is recorded, so rollback finds it
+    promoted = registries["k-promoted"]
+    assert promoted.rollback()["version"] == 1
+    events = promoted.events.read(system="k-promoted")
+    kinds = [(e["kind"], e["evidence"].get("recovered", False)) for e in events]
+    assert kinds[2:] == [("promoted", True), ("rolled_back", False)]
+    assert aliases.read(ws.root, "k-promoted")["aliases"] == {"champion": 1}
+    assert not list((ws.root / "pending").glob("k-*.json"))
 
 
 def test_resolve_before_any_registration(ws):

@@ -51,9 +51,9 @@ def resolve(workspace_root: Path, system: str, ref: str | int) -> tuple[int | No
         version = int(text)
     if version is not None and str(version) in published["versions"]:
         return version, Path(published["versions"][str(version)])
-    path = Path(text).expanduser()
-    if (path / "manifest.json").is_file():
-        return None, path.resolve()
+    folder = package_folder(workspace_root, text)
+    if folder is not None:
+        return None, folder
     known = ", ".join(f"{a} → {v}" for a, v in published["aliases"].items()) or "none"
     raise MlsdError(
         f"{system!r} has no model {ref!r} (aliases: {known}; versions: "
@@ -61,3 +61,21 @@ def resolve(workspace_root: Path, system: str, ref: str | int) -> tuple[int | No
         hint="train and register a model first (mlsd train), or pass a package folder",
         headline="unknown model",
     )
+
+
+def package_folder(workspace_root: Path, ref: str | Path) -> Path | None:
+    """``ref`` as a package folder inside the workspace (symbolic links followed), None if
+    it names no folder with a manifest. A folder outside the workspace is refused: a model
+    reference never reaches beyond it, however it is spelled (``../``, absolute, a link)."""
+    path = Path(str(ref).strip()).expanduser()
+    if not (path / "manifest.json").is_file():
+        return None
+    folder, root = path.resolve(), Path(workspace_root).resolve()
+    if not folder.is_relative_to(root):
+        raise MlsdError(
+            f"the package folder {ref} ({folder}) is outside the workspace {root}",
+            hint=f"copy the package into the workspace (e.g. {root / 'packages'}) and pass "
+            "that folder, or pass a registered version or alias",
+            headline="model outside the workspace",
+        )
+    return folder

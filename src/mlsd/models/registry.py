@@ -19,6 +19,7 @@ another process past SQLite's wait is a :class:`RegistryError` that says so.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ import re
 import shutil
 import socket
 import tempfile
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -35,7 +37,8 @@ from typing import Any
 
 from mlsd.errors import MlsdError
 from mlsd.events import FILE_NAME, PROMOTED, REGISTERED, ROLLED_BACK, EventLog, jsonable
-from mlsd.workspace import Workspace
+from mlsd.models import aliases as published
+from mlsd.workspace import Workspace, write_json
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -52,6 +55,7 @@ class RegistryError(MlsdError):
     headline = "model registry error"
 
 
+_log = logging.getLogger(__name__)
 _MISSING = "RESOURCE_DOES_NOT_EXIST"  # MLflow's error code for an absent model or version
 
 
@@ -408,7 +412,8 @@ class Registry:
         The version's source is the package's absolute path; the package is also logged as
         the run's artifact ``package`` so the MLflow UI shows it. The first version becomes
         ``champion``, later ones ``challenger``. The alias is set last, so a crash never
-        leaves an alias on an incomplete version. Returns ``{version, alias, package}``.
+        leaves an alias on an incomplete version, and a crash after the version was created
+        is finished or undone by the next change. Returns ``{version, alias, package}``.
         """
         package = Path(package).resolve()
         if not (package / "manifest.json").is_file():
@@ -418,40 +423,31 @@ class Registry:
             )
         with self._errors(f"registering {package}"):
             self.client.log_artifacts(run_id, str(package), "package")
-            with self._writing():
+            with self._changing():
                 self._ensure_registered_model()
-                created = self.client.create_model_version(
-                    self.name,
-                    source=str(package),
-                    run_id=run_id,
-                    tags={PACKAGE_TAG: str(package)},
-                    description=f"mlsd model package {package.name}",
-                )
-                version = int(created.version)
-                try:
-                    aliases = self._aliases()
-                    alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+                aliases = self._aliases()
+                alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+                evidence = {
+                    "version": None,  # known once created
+                    "alias": alias,
+                    "package": str(package),
+                    "run_id": run_id,
+                    "replaced": aliases.get(alias),  # the version that held the alias before
+                }
+                message = f"version {{version}} registered as {alias}"
+                with self._pending(REGISTERED, alias, message, evidence) as recorded:
+                    created = self.client.create_model_version(
+                        self.name,
+                        source=str(package),
+                        run_id=run_id,
+                        tags={PACKAGE_TAG: str(package)},
+                        description=f"mlsd model package {package.name}",
+                    )
+                    # from here a failure or a kill leaves a version without its alias,
+                    # which _pending (or the next change) deletes
+                    version = recorded["version"] = int(created.version)
                     self.client.set_registered_model_alias(self.name, alias, str(version))
-                except BaseException:
-                    # a version without its alias is half registered: take it back (best
-                    # effort: the store that refused the alias may refuse this too)
-                    with suppress(Exception):
-                        self.client.delete_model_version(self.name, str(version))
-                    raise
-                self._publish()
-        self.events.append(
-            REGISTERED,
-            f"version {version} registered as {alias}",
-            system=self.name,
-            model_version=version,
-            evidence={
-                "version": version,
-                "alias": alias,
-                "package": str(package),
-                "run_id": run_id,
-                "replaced": aliases.get(alias),  # the version that held the alias before
-            },
-        )
+                    self._publish()
         return {"version": version, "alias": alias, "package": str(package)}
 
     def versions(self) -> list[dict[str, Any]]:
@@ -518,7 +514,7 @@ class Registry:
 
     def resolve(self, ref: str | int | Path) -> Path:
         """The package folder of ``ref``: an alias (champion, challenger), ``latest``, a
-        version number (3 or "3"), or a package folder path."""
+        version number (3 or "3"), or a package folder inside the workspace."""
         number = _version_number(ref)
         if number is None and not isinstance(ref, Path):
             text = str(ref).strip()
@@ -530,10 +526,10 @@ class Registry:
                 if versions:
                     number = versions[-1]["version"]
         if number is None:
-            path = Path(str(ref)).expanduser()
-            if (path / "manifest.json").is_file():
-                return path.resolve()
-            raise self._unknown(ref)
+            folder = published.package_folder(self.workspace.root, ref)
+            if folder is None:
+                raise self._unknown(ref)
+            return folder
         package = self._package_of(number)
         if not package.is_dir():
             raise RegistryError(
@@ -549,24 +545,18 @@ class Registry:
         if number is None:
             raise self._unknown(version)
         package = self._package_of(number)
-        with self._errors(f"reading the aliases of {self.name!r}"):
+        with self._errors(f"promoting version {number}"), self._changing():
             previous = self._aliases().get(CHAMPION)
-        if previous == number:
-            # a promotion killed after the alias moved may not have published it (nor freed
-            # the challenger alias): finish it, or the server keeps answering with the old one
-            with self._errors(f"publishing {CHAMPION} version {number}"), self._writing():
-                if self._aliases().get(CHALLENGER) == number:
-                    self.client.delete_registered_model_alias(self.name, CHALLENGER)
-                self._publish()
-            return {
-                "version": number,
-                "previous": previous,
-                "package": str(package),
-                "changed": False,
-            }
-        message = f"version {number} promoted to champion (was {previous})"
-        self._move_champion(PROMOTED, message, number, previous, package, reason)
-        return {"version": number, "previous": previous, "package": str(package), "changed": True}
+            changed = previous != number
+            if changed:
+                message = f"version {number} promoted to champion (was {previous})"
+                self._move_champion(PROMOTED, message, number, previous, package, reason)
+        return {
+            "version": number,
+            "previous": previous,
+            "package": str(package),
+            "changed": changed,
+        }
 
     def _move_champion(
         self,
@@ -579,42 +569,123 @@ class Registry:
         **evidence: Any,
     ) -> None:
         """Point the champion alias at ``version``, publish it, and record the event."""
-        with self._errors(f"moving {CHAMPION} to version {version}"), self._writing():
+        evidence = {
+            "version": version,
+            "previous": previous,
+            **evidence,
+            "package": str(package),
+            "reason": reason,
+        }
+        with (
+            self._errors(f"moving {CHAMPION} to version {version}"),
+            self._changing(),
+            self._pending(kind, CHAMPION, message + (f": {reason}" if reason else ""), evidence),
+        ):
             self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             if self._aliases().get(CHALLENGER) == version:  # no longer a challenger
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
             self._publish()
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the registry lock, having first finished or undone what a killed process
+        left pending (:meth:`_recover`)."""
+        with self._writing():
+            self._recover()
+            yield
+
+    def _pending_path(self) -> Path:
+        return self.workspace.root / "pending" / f"{self.name}.json"
+
+    @contextmanager
+    def _pending(
+        self, kind: str, alias: str, message: str, evidence: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Around one change of versions or aliases, made in the body under the lock: the
+        event it will be (``message`` may hold ``{version}``) is written down before and
+        recorded after. A process killed between the change and its event so leaves
+        neither a lost event nor a half change: the next change finishes or undoes it."""
+        change = {
+            "kind": kind,
+            "alias": alias,
+            "message": message,
+            "evidence": {**evidence, "change": uuid.uuid4().hex},
+        }
+        path = self._pending_path()
+        write_json(path, change)
+        try:
+            yield change["evidence"]
+        except BaseException:
+            with suppress(Exception):  # the change failed: whatever it did is finished or undone
+                self._recover()
+            raise
+        self._record(change)
+        path.unlink()
+
+    def _record(self, change: dict[str, Any]) -> None:
+        evidence = change["evidence"]
         self.events.append(
-            kind,
-            message + (f": {reason}" if reason else ""),
+            change["kind"],
+            change["message"].format(version=evidence["version"]),
             system=self.name,
-            model_version=version,
-            evidence={
-                "version": version,
-                "previous": previous,
-                **evidence,
-                "package": str(package),
-                "reason": reason,
-            },
+            model_version=evidence["version"],
+            evidence=evidence,
         )
+
+    def _recover(self) -> None:
+        """Finish or undo the change a killed process left pending (under the lock). A change
+        that was made gets its published aliases and its event (once); a version created but
+        never given its alias is deleted; a change never made is forgotten."""
+        path = self._pending_path()
+        if not path.is_file():
+            return
+        change = json.loads(path.read_text())  # written whole or not at all (write_json)
+        evidence = change["evidence"]
+        version = evidence.get("version")
+        if version is None and change["kind"] == REGISTERED:
+            version = self._version_of_run(evidence["run_id"], evidence["package"])
+        aliases = self._aliases()
+        if version is not None and aliases.get(change["alias"]) == version:
+            if change["alias"] == CHAMPION and aliases.get(CHALLENGER) == version:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            self._publish()
+            if not any(
+                e["evidence"].get("change") == evidence["change"]
+                for e in self.events.read(kind=change["kind"], system=self.name, limit=50)
+            ):
+                evidence.update(version=version, recovered=True)
+                self._record(change)
+            _log.warning("finished the interrupted change: %s", change["kind"])
+        elif version is not None and change["kind"] == REGISTERED:
+            self.client.delete_model_version(self.name, str(version))
+            self._publish()
+            _log.warning("deleted version %s: its registration was interrupted", version)
+        path.unlink()
+
+    def _version_of_run(self, run_id: str, package: str) -> int | None:
+        """The version registered from ``run_id`` with ``package``, if there is one."""
+        found = [
+            int(mv.version)
+            for mv in self.client.search_model_versions(f"name='{self.name}' and run_id='{run_id}'")
+            if (mv.tags or {}).get(PACKAGE_TAG, mv.source) == package
+        ]
+        return max(found, default=None)
 
     def _publish(self) -> None:
         """Write aliases and package folders where the server reads them without MLflow
         (unless the file says so already: the server reloads when it is rewritten)."""
-        from mlsd.models import aliases
-
         packages = {
             int(mv.version): (mv.tags or {}).get(PACKAGE_TAG, mv.source)
             for mv in self.client.search_model_versions(f"name='{self.name}'")
         }
         names = self._aliases()
         with suppress(OSError, ValueError):  # unreadable: written again below
-            published = aliases.read(self.workspace.root, self.name)
-            if published["aliases"] == names and published["versions"] == {
+            current = published.read(self.workspace.root, self.name)
+            if current["aliases"] == names and current["versions"] == {
                 str(v): str(p) for v, p in packages.items()
             }:
                 return
-        aliases.publish(self.workspace.root, self.name, names, packages)
+        published.publish(self.workspace.root, self.name, names, packages)
 
     def _champion_events(self) -> list[dict[str, Any]]:
         """Events that changed the champion, oldest first."""
@@ -626,6 +697,10 @@ class Registry:
     def rollback(self, *, reason: str = "") -> dict[str, Any]:
         """Give the champion back to the version that was champion before the last promotion
         not yet rolled back (from the event log). Returns ``{version, previous, package}``."""
+        with self._errors("rolling back"), self._changing():  # recovered events count
+            return self._rollback(reason)
+
+    def _rollback(self, reason: str) -> dict[str, Any]:
         promotions: list[dict[str, Any]] = []
         for event in self._champion_events():
             if event["kind"] == PROMOTED:
