@@ -57,6 +57,7 @@ from mlsd.serving.recommend import (
 )
 from mlsd.serving.router import Routing, ShadowProcess
 from mlsd.serving.v2 import V2Error
+from mlsd.serving.validation import MAX_REQUEST_ID, REQUEST_ID_SCHEMA, request_id_problem
 from mlsd.spec import ServingSpec
 from mlsd.workspace import Workspace
 
@@ -140,6 +141,7 @@ class _Scored(NamedTuple):
 
 
 _NULL_LAST = math.inf
+MAX_PROBLEMS = 100  # listed in an answer and logged, per request
 
 
 def _order(scores: list) -> list[int]:
@@ -434,25 +436,29 @@ class Server:
                 f"{len(instances)} {noun}; at most {self.serving.max_instances} per request",
             )
         checked = model.validator.validate(instances)
-        for name, count in checked.unknown.items():
-            self.metrics.unknown_fields.labels(field=name).inc(count)
-        if checked.problems:
+        if ranking:
             for p in checked.problems:
-                if ranking and p.get("field") == "instances":
+                if p["field"] == "instances":
                     p["field"] = "items"  # the request's list is `items`
-                self.metrics.validation_failures.labels(field=str(p["field"])).inc()
+        self.metrics.rejected(checked.problems, checked.unknown, model.validator.checkers)
+        if checked.problems:
+            # a request's problems are bounded by its size, not by what a log or an answer
+            # should carry: the first MAX_PROBLEMS are logged and listed
+            listed = checked.problems[:MAX_PROBLEMS]
             self.log.rejected(  # queued like predictions: monitoring counts them by field
                 request_id=request_id,
                 model_version=model.label,
-                problems=checked.problems,
+                problems=listed,
                 instances=len(instances) if isinstance(instances, list) else 1,
             )
             if not (self.serving.partial and checked.accepted):
+                more = len(checked.problems) - len(listed)
                 raise HTTPProblem(
                     422,
                     f"invalid_{noun}",
-                    f"{len(checked.problems)} problem(s) in the {noun}",
-                    checked.problems,
+                    f"{len(checked.problems)} problem(s) in the {noun}"
+                    + (f"; the first {len(listed)} are listed" if more else ""),
+                    listed,
                 )
         if not checked.accepted:
             raise HTTPProblem(422, f"no_{noun}", f"the request holds no {noun}")
@@ -868,7 +874,9 @@ def _add_v2_routes(app: FastAPI, server: Server, body_of, request_id, score) -> 
         given = payload.get("id", "")
         if not isinstance(given, str):
             raise V2Error("id must be a string")
-        rid = given[:200] or request_id(request)
+        if given and (problem := request_id_problem(given)):
+            raise V2Error(f"id {problem}")
+        rid = given or request_id(request)
         # unversioned: routed like /v1/predict; a version: that model, outside the experiment
         pinned = model if version is not None else None
         result = await score(request, v2.instances(payload, binary), rid, pinned)
@@ -1033,8 +1041,9 @@ class Edge:
     async def _answer(self, scope: dict, receive: Any, send: Any, path: str) -> int:
         """``POST`` to ``/v1/predict``, ``/v1/rank`` or ``/v1/recommend``, answered here."""
         headers = dict(scope["headers"])
-        rid = _request_id(headers)
+        rid = ""
         try:
+            rid = _request_id(headers)
             body = await _read_body(headers, receive, self.server.serving.max_body_bytes)
             try:
                 payload, strict = orjson.loads(body), body
@@ -1063,7 +1072,7 @@ class Edge:
                 "headers": [
                     *_JSON_HEADERS,
                     (b"content-length", str(len(payload)).encode()),
-                    (b"x-request-id", rid.encode("latin-1", "replace")),
+                    *([(b"x-request-id", rid.encode())] if rid else []),
                 ],
             }
         )
@@ -1072,9 +1081,13 @@ class Edge:
 
 
 def _request_id(headers: dict[bytes, bytes]) -> str:
-    """The client's X-Request-ID (trimmed to 200 characters), else a new random one."""
-    given = headers.get(b"x-request-id", b"").decode("latin-1").strip()[:200]
-    return given or f"{_ids.getrandbits(128):032x}"
+    """The client's X-Request-ID, else a new random one."""
+    given = headers.get(b"x-request-id", b"").strip()
+    if not given:
+        return f"{_ids.getrandbits(128):032x}"
+    if problem := request_id_problem(given.decode("latin-1")):
+        raise HTTPProblem(400, "invalid_request_id", f"the X-Request-ID header {problem}")
+    return given.decode("ascii")
 
 
 # Request ids need to be unique, not secret: a PRNG seeded from the OS once (and again in a
@@ -1133,7 +1146,7 @@ _V2_ERROR = {
     "properties": {"error": {"type": "string"}},
 }
 _REASONS = {
-    400: "The body is not the JSON the route expects",
+    400: "The body is not the JSON the route expects, or the X-Request-ID is not valid",
     401: "A valid bearer token is required",
     403: f"Admin routes are disabled: set {TOKEN_ENV}",
     404: "No such model or version",
@@ -1273,9 +1286,9 @@ def openapi_document(app: FastAPI, server: Server) -> dict[str, Any]:
         "name": "X-Request-ID",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
-        "description": "the request's id in the answer and the log, trimmed to "
-        "200 characters (default: a new one)",
+        "schema": REQUEST_ID_SCHEMA,
+        "description": "the request's id in the answer and the log, which feedback names: "
+        f"at most {MAX_REQUEST_ID} printable ASCII characters (default: a new one)",
     }
     rank_body = {
         "type": "object",

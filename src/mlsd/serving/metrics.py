@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 from prometheus_client import (
@@ -18,6 +20,12 @@ _BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 _ITEM_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
+# Field names a model does not know come from clients: each new one would be a new time
+# series held forever, so only the first few plain, short ones get a label of their own.
+MAX_UNKNOWN_FIELD_LABELS = 32
+OTHER_FIELD = "_other"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
 
 class ServerMetrics:
     """Requests by route and status, latency, predictions by model version, validation
@@ -31,6 +39,7 @@ class ServerMetrics:
         self._by_version: dict[str, Any] = {}
         self._by_arm: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         self._by_shadow: dict[str, Any] = {}
+        self._unknown_labels: set[str] = set()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -128,6 +137,27 @@ class ServerMetrics:
                 model_version=model_version
             )
         child.inc(n)
+
+    def field_label(self, name: Any, known: Collection[str]) -> str:
+        """``name`` as a metric label: a field the model knows, ``instances``/``items`` or
+        ``None`` keeps its name, as do the first ``MAX_UNKNOWN_FIELD_LABELS`` unknown names
+        of at most 64 plain characters; any other is ``_other``."""
+        name = str(name)
+        if name in known or name in ("instances", "items", "None"):
+            return name
+        if name not in self._unknown_labels:
+            full = len(self._unknown_labels) >= MAX_UNKNOWN_FIELD_LABELS
+            if full or not _PLAIN_NAME.fullmatch(name):
+                return OTHER_FIELD
+            self._unknown_labels.add(name)
+        return name
+
+    def rejected(self, problems: list[dict], unknown: dict[str, int], known: Collection[str]):
+        """Count a request's refused fields and the fields the model does not know."""
+        for name, count in unknown.items():
+            self.unknown_fields.labels(field=self.field_label(name, known)).inc(count)
+        for p in problems:
+            self.validation_failures.labels(field=self.field_label(p["field"], known)).inc()
 
     def ranked(self, n: int) -> None:
         """Count one ranking request of ``n`` scored items."""

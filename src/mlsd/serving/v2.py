@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.serving.validation import REQUEST_ID_SCHEMA
 from mlsd.tasks import LABEL, NUMBER, PER_CLASS, Task
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -423,7 +424,7 @@ def infer_request_schema(inputs: list[dict], value_schemas: dict[str, dict], tas
         "type": "object",
         "required": ["inputs"],
         "properties": {
-            "id": {"type": "string"},
+            "id": REQUEST_ID_SCHEMA,
             "inputs": {
                 "type": "array",
                 "prefixItems": tensors,

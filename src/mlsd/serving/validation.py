@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,31 @@ _NUMBERS = {float, int}  # exactly; bool is a subclass of int but not a number h
 
 def _bound(value: float | None, default: float) -> float:
     return default if value is None else float(value)
+
+
+MAX_REQUEST_ID = 128
+_PRINTABLE = "^[ -~]*$"  # printable ASCII, space to tilde
+_PRINTABLE_ID = re.compile(_PRINTABLE)
+# a request id in the OpenAPI and V2 documents
+REQUEST_ID_SCHEMA = {"type": "string", "maxLength": MAX_REQUEST_ID, "pattern": _PRINTABLE}
+MAX_FIELD_NAME = 200
+
+
+def _shown(name: str) -> str:
+    """A client's field name as answers and logs carry it: cut at ``MAX_FIELD_NAME``
+    characters, so a request cannot make its rejected rows far larger than itself."""
+    return name if len(name) <= MAX_FIELD_NAME else name[:MAX_FIELD_NAME] + "…"
+
+
+def request_id_problem(given: str) -> str | None:
+    """What is wrong with a client's request id, if anything. It is logged, echoed, joined
+    to feedback and hashed for routing as given, so it is refused rather than changed: an id
+    changed here would never meet the client's feedback."""
+    if len(given) > MAX_REQUEST_ID:
+        return f"is {len(given)} characters long; at most {MAX_REQUEST_ID} are accepted"
+    if not _PRINTABLE_ID.fullmatch(given):
+        return "must be printable ASCII (letters, digits, punctuation, spaces)"
+    return None
 
 
 _BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -221,6 +247,7 @@ class RequestValidator:
                 else ()
             )
             for name in unknown:
+                name = _shown(name)
                 out.unknown[name] += 1
                 if self.reject_unknown:
                     out.problems.append(
