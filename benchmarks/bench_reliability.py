@@ -47,6 +47,10 @@ FAULTS = [
      "waited for, then done; a lock held too long is a clear error"),
     ("`mlsd rollout step` killed mid-decision (SIGKILL)", "tests/e2e/test_faults.py::test_rollout_step_killed_mid_decision_leaves_aliases_and_routing_consistent",
      "aliases and routing table consistent; the next step finishes the job"),
+    ("a registration or promotion SIGKILLed after each of its steps", "tests/models/test_registry.py::test_a_change_killed_midway_is_finished_or_undone_by_the_next",
+     "the next change deletes a version left without its alias, records a lost event once, publishes the aliases"),
+    ("hostile requests: wrong admin tokens, deep JSON, junk paths, 100 new field names, 10,000-character names, bad request ids, `../` model references", "tests/e2e/test_security.py",
+     "4xx each; metric labels bounded (32 field names, then `_other`); answers and logs at most 100 problems"),
     ("fuzzed specs, CSV and Parquet files (hypothesis)", "tests/test_fuzz_inputs.py",
      "every failure an MlsdError with a message"),
 ]  # fmt: skip
