@@ -227,7 +227,7 @@ def test_reports_are_linked_and_nothing_else_is_reachable(ui, browser):
 
 
 def test_the_rollout_statistic_is_drawn_with_its_band():
-    from mlsd.ui.views import _statistic
+    from mlsd.ui.rollout_view import _statistic
 
     history = [
         {"evidence": {"non_inferiority": {"metric": "log_loss", "difference": d,
@@ -338,7 +338,7 @@ def bandit() -> dict:
 @pytest.mark.parametrize("experiment", [ab_test, bandit])
 def test_the_ab_and_bandit_statistics_are_charted(browser, experiment):
     from mlsd.ui.pages import page as whole_page
-    from mlsd.ui.views import rollout_section
+    from mlsd.ui.rollout_view import rollout_section
 
     tab = browser.new_page(viewport={"width": 1280, "height": 900})
     tab.set_content(whole_page(experiment.__name__, rollout_section(experiment())))
@@ -357,7 +357,7 @@ def test_the_ab_and_bandit_statistics_are_charted(browser, experiment):
 
 
 def test_a_recommenders_monitoring_windows_are_charted():
-    from mlsd.ui.views import _performance
+    from mlsd.ui.monitoring_view import _performance
 
     windows = [{"hit_rate@10": h, "ctr@10": h / 8, "latency": {"p99_ms": 4.0, "budget_ms": 50}}
                for h in (0.31, 0.28, 0.22)]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlsd.errors import MlsdError
-from mlsd.ui import state, views
+from mlsd.ui import explore_view, state, views
 
 
 def create_app(root: Path, mlflow_url: str = "http://127.0.0.1:5000"):
@@ -38,7 +38,7 @@ def create_app(root: Path, mlflow_url: str = "http://127.0.0.1:5000"):
             raise HTTPException(500, exc.message) from exc
         if explorer is None:
             raise HTTPException(404, f"{name!r}'s champion is not a recommender")
-        return views.explore_page(name, explorer, user)
+        return explore_view.explore_page(name, explorer, user)
 
     @app.get("/systems/{name}/reports/{file}")
     def report(name: str, file: str):
