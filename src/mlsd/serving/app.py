@@ -440,7 +440,8 @@ class Server:
             for p in checked.problems:
                 if p["field"] == "instances":
                     p["field"] = "items"  # the request's list is `items`
-        self.metrics.rejected(checked.problems, checked.unknown, model.validator.checkers)
+        if checked.problems or checked.unknown:  # (the hot path skips the call)
+            self.metrics.rejected(checked.problems, checked.unknown, model.validator.checkers)
         if checked.problems:
             # a request's problems are bounded by its size, not by what a log or an answer
             # should carry: the first MAX_PROBLEMS are logged and listed
