@@ -62,6 +62,8 @@ def test_demo_tells_the_story(tmp_path):
     assert f"old champion (version {old})" in out
     assert f"batch scores of version {new} are identical to the server's answers: True" in out
     assert f"mlsd ui --workspace {tmp_path / 'ws'}" in out  # where to look next
+    if "user 196's top 5" in out:  # the recommender shares the workspace: its explorer
+        assert "list: http://127.0.0.1:8080/systems/movielens-recs/explore?user=196" in out
     reports = tmp_path / "ws" / "reports"
     assert (reports / "bike-demand-h1" / "monitoring.html").exists()
     assert (reports / "bike-demand-h1" / "retrain.html").exists()

@@ -550,9 +550,10 @@ def _call(conn, path: str, body=None, headers: dict | None = None) -> tuple[int,
     return response.status, json.loads(response.read())
 
 
-def recommender() -> None:
+def recommender():
     """Step 3 on MovieLens 100k (read from the recbole wheel when it is installed): the
-    funnel's stages measured, the gate's choice, and one user's recommendations."""
+    funnel's stages measured, the gate's choice, and one user's recommendations. Returns
+    its spec, or None when the data is not there."""
     import pandas as pd
 
     from mlsd.datasets.movielens import find_ml100k, write_interactions
@@ -565,7 +566,7 @@ def recommender() -> None:
         find_ml100k()
     except DataError as exc:
         _say(f"   skipped: {exc.message} ({exc.hint})")
-        return
+        return None
     folder = EXAMPLES / "movielens-recs"
     write_interactions(folder)
     _say("   wrote interactions.csv, users.csv and items.csv from the recbole wheel")
@@ -577,6 +578,7 @@ def recommender() -> None:
     [answer] = recommenders.load(result.package).recommender.recommend([196], 5)
     picks = "; ".join(f"{titles[i['item']]} ({i['stage']})" for i in answer["items"])
     _say(f"   user 196's top 5: {picks}")
+    return spec
 
 
 def main() -> int:
@@ -588,21 +590,34 @@ def main() -> int:
     _say()
     serve_story()
     _say()
-    recommender()
+    recs = recommender()
     _say()
     _say(
         f"done in {time.perf_counter() - start:.1f} s. Reports: examples/<name>/.mlsd/reports/<system>/; "
         "runs and versions: `mlflow ui --backend-store-uri sqlite:///examples/<name>/.mlsd/"
         "mlflow.db`."
     )
-    shown = Workspace.for_spec(load_spec(EXAMPLES / "bikeshare" / "system.yaml")).root
-    with contextlib.suppress(ValueError):  # relative to here when it is under here
-        shown = shown.relative_to(Path.cwd())
+    shown = _ui_command(load_spec(EXAMPLES / "bikeshare" / "system.yaml"))
     _say(
-        "see what it just did, the bikeshare systems on one page: "
-        f"`.venv/bin/mlsd ui --workspace {shown}`, then open http://127.0.0.1:8080/"
+        f"see what it just did, the bikeshare systems on one page: `{shown}`, then open "
+        "http://127.0.0.1:8080/"
     )
+    if recs is not None:
+        explore = f"http://127.0.0.1:8080/systems/{recs.name}/explore?user=196"
+        other = _ui_command(recs)
+        _say(
+            "and how the recommender made user 196's list: "
+            + (explore if other == shown else f"`{other}`, then open {explore}")
+        )
     return 0
+
+
+def _ui_command(spec) -> str:
+    """`mlsd ui` over the workspace of ``spec``, relative to here when it is under here."""
+    root = Workspace.for_spec(spec).root
+    with contextlib.suppress(ValueError):
+        root = root.relative_to(Path.cwd())
+    return f".venv/bin/mlsd ui --workspace {root}"
 
 
 if __name__ == "__main__":
