@@ -35,6 +35,7 @@ import atexit
 import collections
 import contextlib
 import ctypes
+import functools
 import itertools
 import json
 import logging
@@ -142,6 +143,15 @@ def _value(obj: Any) -> bytes | None:
     except (TypeError, orjson.JSONEncodeError):
         line = _encode(obj)
         return None if line is None else line[:-1]
+
+
+@functools.lru_cache(maxsize=256)
+def _routing_fields(experiment: Any, arm: Any, p: Any) -> tuple[bytes, bytes]:
+    """A routed row's ``"experiment", "arm", "unit", "p"`` fields around the unit, encoded
+    once per arm (the unit is the only one that changes from request to request)."""
+    head = _value({"experiment": str(experiment), "arm": str(arm)})[1:-1]
+    tail = _value({"p": None if p is None else float(p)})[1:-1]
+    return b"," + head + b',"unit":', b"," + tail
 
 
 def _segment_name() -> str:
@@ -751,14 +761,10 @@ class PredictionLog:
         middle = b"," + _value(shared)[1:-1] + b',"inputs":'
         extra = b""  # what follows each row's output and flags
         if routed:
-            p = routed.get("p")
-            routing = {
-                "experiment": str(routed.get("experiment")),
-                "arm": str(routed.get("arm")),
-                "unit": str(routed.get("unit")),
-                "p": None if p is None else float(p),
-            }
-            extra = b"," + _value(routing)[1:-1]
+            before, after = _routing_fields(
+                routed.get("experiment"), routed.get("arm"), routed.get("p")
+            )
+            extra = before + _value(str(routed.get("unit"))) + after
         if group is not None:
             extra += b',"group":' + _value(str(group)) + b',"position":'
         per_instance = (
