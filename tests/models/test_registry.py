@@ -324,6 +324,15 @@ def test_a_change_killed_midway_is_finished_or_undone_by_the_next(ws):
     assert not list((ws.root / "pending").glob("k-*.json"))
 
 
+def test_a_pending_change_edited_by_hand_is_set_aside(ws):
+    registry = Registry(ws, "hand-edited")
+    registry.register(fake_package(ws.root, "hand-edited-1"), registry.log_run(params={}))
+    pending = ws.root / "pending" / "hand-edited.json"
+    pending.write_text("{not json")
+    assert registry.promote(1)["changed"] is False  # the change goes ahead
+    assert not pending.exists() and pending.with_suffix(".unreadable").exists()
+
+
 def test_resolve_before_any_registration(ws):
     registry = Registry(ws, "empty")
     assert registry.versions() == []

@@ -639,8 +639,13 @@ class Registry:
         path = self._pending_path()
         if not path.is_file():
             return
-        change = json.loads(path.read_text())  # written whole or not at all (write_json)
-        evidence = change["evidence"]
+        try:  # written whole or not at all (write_json), unless edited by hand
+            change = json.loads(path.read_text())
+            evidence = change["evidence"]
+        except (OSError, ValueError, KeyError, TypeError):
+            _log.warning("%s is not a pending change mlsd wrote: set aside", path)
+            path.replace(path.with_suffix(".unreadable"))
+            return
         version = evidence.get("version")
         if version is None and change["kind"] == REGISTERED:
             version = self._version_of_run(evidence["run_id"], evidence["package"])
