@@ -5,7 +5,7 @@
 Load: a small binary system trained twice, served by ``mlsd serve``; ``--clients`` keep-alive
 connections send for ``--seconds`` a mix of valid predictions (70%), invalid ones (10%),
 feedback on answered requests (15%) and bodies that are not JSON (5%), while ``mlsd
-promote 2`` swaps the model halfway (tests/e2e/soak.py, the harness the CI test runs for 10
+promote 2`` swaps the model halfway (tests/e2e/soak.py, the harness the CI test runs for 15
 s). Then the log is read back: every answered request, every refused one and every label
 must be there once. The server's resident memory is sampled every 0.25 s. The faults table
 lists the tests that inject each fault and what they prove; they run in ``make test``.
@@ -100,7 +100,7 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/bench_reliability.py` on {date.today()}, "
         f"{platform.machine()}, {platform.python_version()}, 2 cores (the clients and the "
-        "server share them). `make test` runs the same load for 10 s "
+        "server share them). `make test` runs the same load for 15 s "
         "(tests/e2e/test_soak.py).",
         "",
         "| load held | figure |",

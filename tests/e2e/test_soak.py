@@ -2,7 +2,7 @@
 invalid predictions, feedback and malformed bodies, the model swapped halfway. Zero failed
 valid requests, p99 within its bound, resident memory flat after warm-up, and every row
 answered or refused found in the log afterwards. CI runs it for ``MLSD_SOAK_S`` seconds
-(10 by default); ``benchmarks/bench_reliability.py`` for the full minute."""
+(15 by default); ``benchmarks/bench_reliability.py`` for the full minute."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from mlsd.models import aliases
 from mlsd.predlog.reader import read_feedback, read_predictions, read_rejects
 from mlsd.workspace import Workspace
 
-SECONDS = float(os.environ.get("MLSD_SOAK_S", "10"))
+# the promotion halfway is a CLI that imports MLflow: seconds on a loaded machine (at 10 s
+# the new version had answered nothing by the end)
+SECONDS = float(os.environ.get("MLSD_SOAK_S", "15"))
 CLIENTS = 64
 P99_BOUND_MS = 250.0  # 64 clients and the server sharing 2 cores: the p99 it must stay under
 VALID = [
