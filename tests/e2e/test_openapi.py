@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from server import TOKEN, ServerProcess, mlsd_command
-from test_v2_triton import train_system, write_system
+from test_v2_triton import serving
 
 schemathesis = pytest.importorskip("schemathesis")
 SchemathesisConfig = pytest.importorskip("schemathesis.config").SchemathesisConfig
@@ -29,12 +29,9 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A small multiclass system (a float, an integer, a boolean and a category) served."""
-    folder = tmp_path_factory.mktemp("openapi")
-    write_system(folder, "multiclass", "serving: {max_instances: 20}\n")
-    train_system(folder)
-    proc = ServerProcess(folder)
-    yield proc
-    proc.stop()
+    extra = "serving: {max_instances: 20}\n"
+    with serving(tmp_path_factory.mktemp("openapi"), "multiclass", extra) as proc:
+        yield proc
 
 
 def run_schemathesis(port: int, only: list[str] | None = None) -> set[str]:

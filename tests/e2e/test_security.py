@@ -11,19 +11,16 @@ import time
 
 import pytest
 from server import TOKEN, Client, ServerProcess, mlsd_command
-from test_v2_triton import train_system, write_system
+from test_v2_triton import serving
 
 ROW = {"x": 0.1, "n": 3, "flag": True, "color": "red"}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("security")
-    write_system(folder, "multiclass", "serving: {max_instances: 20, unknown_fields: reject}\n")
-    train_system(folder)
-    proc = ServerProcess(folder)
-    yield proc
-    proc.stop()
+    extra = "serving: {max_instances: 20, unknown_fields: reject}\n"
+    with serving(tmp_path_factory.mktemp("security"), "multiclass", extra) as proc:
+        yield proc
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import http.client
 import json
 import random
 import subprocess
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -83,6 +84,18 @@ def train_system(folder, times: int = 1) -> None:
             [*mlsd_command(), "train"], cwd=folder, capture_output=True, text=True, timeout=300
         )
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+@contextmanager
+def serving(folder, key: str, extra: str = ""):
+    """The system of ``TASKS[key]`` (``extra`` appended to its spec) written in ``folder``,
+    trained once and served by `mlsd serve` until the block ends: yields the process."""
+    train_system(write_system(folder, key, extra))
+    proc = ServerProcess(folder)
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="module")
