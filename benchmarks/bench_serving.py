@@ -3,7 +3,7 @@
     python benchmarks/bench_serving.py [--duration 5] [--warmup 1] [--concurrency 1,8,32]
                                        [--repeat 3] [--batch-rows 1000000] [--profile 0]
                                        [--no-write]
-    python benchmarks/bench_serving.py --router [--concurrency 1,8] [--repeat 3] ...
+    python benchmarks/bench_serving.py --router [--concurrency 1,8] [--duration 40] [--no-pin]
     python benchmarks/bench_serving.py --rank [--concurrency 1,8] [--repeat 3] ...
 
 One LightGBM model (a binary table of 20 numeric features, trained by mlsd with LightGBM
@@ -34,12 +34,16 @@ Goals (from the issue): single-row p50 within 1.5x of the floor, throughput at l
 MLflow's, batch scoring at least 80% of raw LightGBM's rows per second. Results go to
 BENCHMARKS.md.
 
-``--router`` (step 8) measures the routing table's cost instead: three ``mlsd serve``
-processes on the same model, up together and taking turns run by run: champion only (no
-routing table), routed (a 50/50 table of two versions, the unit being the request id), and
-routed with a shadow (the champion takes all traffic, a second version scores a copy of
-each request in the shadow process). The issue's goal: a shadow adds at most 5% to the
-caller's p50.
+``--router`` (step 8) measures the routing table's cost instead: two ``mlsd serve``
+processes of the same model, A pinned to version 1 (never routed) and B following a routing
+table switched before each configuration: none (A/A, the control), a 50/50 table of two
+versions (the unit being the request id), a shadow (the champion takes all traffic, a
+second version scores a copy of each request in the shadow process) and a shadow of a
+quarter of the requests. The two take the load in turns of a quarter second (pairs A B,
+B A, ...), so a shared VM's drift cancels; a ratio is the median of the pairs' B/A p50 with
+its 95% interval. With ``--pin`` (the default on Linux with 2 or more cores) the servers run
+on core 0 and the load generator and shadow process on core 1, as they would with clients
+on other machines. The issue's goal: a shadow adds at most 5% to the caller's p50.
 
 ``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
 numeric features, relevance 0-4 by quintile of the hidden score within groups of 100 items)
@@ -206,13 +210,18 @@ def venv_env() -> dict[str, str]:
     return env
 
 
+def mlsd_command(config: Path) -> list[str]:
+    """``mlsd serve`` of ``config`` on the port ``Served`` picks."""
+    mlsd = Path(sys.executable).parent / "mlsd"
+    command = [str(mlsd)] if mlsd.exists() else [sys.executable, "-m", "mlsd"]
+    return [*command, "serve", "-c", str(config), "--port", "{port}"]
+
+
 def start(name: str, paths: dict[str, Path], tmp: Path) -> Served:
     env = venv_env()
     bin_dir = Path(sys.executable).parent
     if name == "mlsd":
-        mlsd = bin_dir / "mlsd"
-        command = [str(mlsd)] if mlsd.exists() else [sys.executable, "-m", "mlsd"]
-        command += ["serve", "-c", str(paths["config"]), "--port", "{port}"]
+        command = mlsd_command(paths["config"])
         return Served(name, command, "/readyz", tmp, cwd=paths["config"].parent, env=env)
     if name == "floor":
         command = [sys.executable, __file__, "--floor", str(paths["model_txt"]), "{port}"]
@@ -346,6 +355,30 @@ def run_self(flag: str, job: dict, **options) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _http_post(path: str, port: int, body: str) -> bytes:
+    """One keep-alive HTTP/1.1 POST of a JSON ``body``."""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nConnection: keep-alive\r\n"
+        f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+    ).encode()
+
+
+def _response_head(buffer: bytes) -> tuple[int, int, int] | None:
+    """Where the body of the response at the start of ``buffer`` begins and ends, and its
+    status, once its head is in (None before); None as the end without a Content-Length."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffer[:end].lower()
+    at = head.find(b"content-length:")
+    if at < 0:
+        return end + 4, None, int(buffer[9:12])
+    stop = head.find(b"\r\n", at)
+    length = int(head[at + 15 : stop if stop >= 0 else None])
+    return end + 4, end + 4 + length, int(buffer[9:12])
+
+
 def load_generator(job: dict) -> dict:
     """Keep-alive HTTP/1.1 clients on asyncio: ``concurrency`` connections, one request in
     flight on each; latencies of requests sent inside the measured window."""
@@ -358,14 +391,7 @@ def load_generator(job: dict) -> dict:
     except ImportError:
         pass
 
-    requests = [
-        (
-            f"POST {job['path']} HTTP/1.1\r\nHost: 127.0.0.1:{job['port']}\r\n"
-            "Content-Type: application/json\r\nConnection: keep-alive\r\n"
-            f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
-        ).encode()
-        for body in job["bodies"]
-    ]
+    requests = [_http_post(job["path"], job["port"], body) for body in job["bodies"]]
     latencies: list[int] = []
     statuses: Counter = Counter()
     state = {"measure_from": None, "stop_at": None, "last": 0, "sample": None}
@@ -392,19 +418,13 @@ def load_generator(job: dict) -> dict:
         def data_received(self, data):
             self.buffer += data
             if self.need is None:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
+                found = _response_head(self.buffer)
+                if found is None:
                     return
-                head = self.buffer[:end].lower()
-                at = head.find(b"content-length:")
-                if at < 0:
+                self.head_end, self.need, self.status = found
+                if self.need is None:
                     self.fail("no content-length")
                     return
-                length = int(
-                    head[at + 15 : head.find(b"\r\n", at) if b"\r\n" in head[at:] else None]
-                )
-                self.head_end, self.need = end + 4, end + 4 + length
-                self.status = int(self.buffer[9:12])
             if len(self.buffer) < self.need:
                 return
             finished = time.perf_counter_ns()
@@ -642,8 +662,15 @@ def main() -> None:
     parser.add_argument(
         "--rank", action="store_true", help="measure /v1/rank on 100-item lists only"
     )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--router: the server on core 0, the load generator and the shadow on core 1",
+    )
     parser.add_argument("--floor", nargs=2, metavar=("MODEL_TXT", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--alternate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-job", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch_rows < 1:  # the report compares batch scoring with raw LightGBM
@@ -653,6 +680,9 @@ def main() -> None:
         return
     if args.load:
         print(json.dumps(load_generator(json.load(sys.stdin))))
+        return
+    if args.alternate:
+        print(json.dumps(alternating_load(json.load(sys.stdin))))
         return
     if args.batch_job:
         print(json.dumps(batch_job(json.load(sys.stdin))))
@@ -955,9 +985,129 @@ def report(args, levels: list[int], tmp: Path) -> None:
     write_section("## Serving", section)
 
 
-ROUTED = ("champion-only", "router", "router+shadow", "router+shadow 25%")
+ROUTED = ("A/A", "router", "router+shadow", "router+shadow 25%")
+SHADOWED = ("router+shadow", "router+shadow 25%")
 MIRROR = 0.25  # the share of requests the last table copies to its shadow
 POLL_S = 0.2  # how often the routed server reads the routing table
+SLOT_S = 0.25  # seconds each server takes the load before the other does
+
+
+def alternating_load(job: dict) -> dict:
+    """Keep-alive HTTP/1.1 clients on asyncio, ``concurrency`` connections to each of two
+    servers, the servers taking the load in turns: slot by slot (``slot_s`` each) one
+    group sends, one request in flight per connection, while the other waits; a slot ends
+    once its last answers are in, so the two never overlap. The pairs run A B, B A, A B, ...
+    (a drift within a pair hits each server first as often as second). Each slot's p50."""
+    import asyncio
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    requests = [
+        [_http_post(job["path"], port, body) for body in job["bodies"]] for port in job["ports"]
+    ]
+    slot_latencies: list[list[int]] = []
+    statuses: Counter = Counter()
+    state = {"group": None, "in_flight": [0, 0], "idle": None}
+
+    class Client(asyncio.Protocol):
+        def __init__(self, group: int, index: int):
+            self.group, self.index, self.count = group, index, 0
+            self.buffer, self.need, self.sent = b"", None, 0
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def send(self):
+            if state["group"] != self.group:
+                return  # parked until its group's next slot
+            self.sent = time.perf_counter_ns()
+            self.slot = len(slot_latencies) - 1
+            state["in_flight"][self.group] += 1
+            self.count += 1
+            reqs = requests[self.group]
+            self.transport.write(reqs[(self.index + self.count) % len(reqs)])
+
+        def data_received(self, data):
+            self.buffer += data
+            if self.need is None:
+                found = _response_head(self.buffer)
+                if found is None:
+                    return
+                _, self.need, self.status = found
+                if self.need is None:
+                    raise RuntimeError("a response without a Content-Length")
+            if len(self.buffer) < self.need:
+                return
+            finished = time.perf_counter_ns()
+            self.buffer, self.need = self.buffer[self.need :], None
+            slot_latencies[self.slot].append(finished - self.sent)
+            statuses[self.status] += 1
+            state["in_flight"][self.group] -= 1
+            if state["in_flight"][self.group] == 0 and state["idle"] is not None:
+                state["idle"].set()
+            self.send()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        groups = []
+        for group, port in enumerate(job["ports"]):
+            clients = []
+            for index in range(int(job["concurrency"])):
+                _, client = await loop.create_connection(
+                    lambda g=group, i=index: Client(g, i), "127.0.0.1", port
+                )
+                clients.append(client)
+            groups.append(clients)
+        order = []
+        for pair in range(int(job["pairs"]) + int(job["warmup_pairs"])):
+            order += [0, 1] if pair % 2 == 0 else [1, 0]
+        for group in order:
+            slot_latencies.append([])
+            state["group"] = group
+            for client in groups[group]:
+                client.send()
+            await asyncio.sleep(float(job["slot_s"]))
+            state["group"] = None  # the group's clients park after their answer
+            if state["in_flight"][group]:
+                state["idle"] = asyncio.Event()
+                await asyncio.wait_for(state["idle"].wait(), 30)
+                state["idle"] = None
+        for clients in groups:
+            for client in clients:
+                client.transport.close()
+        return order
+
+    cpu = time.process_time()
+    order = asyncio.run(main())
+    cpu = time.process_time() - cpu
+    skip = 2 * int(job["warmup_pairs"])
+    slots = []
+    for group, latencies in list(zip(order, slot_latencies, strict=True))[skip:]:
+        ordered = sorted(latencies)
+        slots.append(
+            {
+                "server": group,
+                "requests": len(ordered),
+                "p50_ms": ordered[len(ordered) // 2] / 1e6 if ordered else 0.0,
+                "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] / 1e6
+                if ordered
+                else 0.0,
+            }
+        )
+    sent = [
+        sum(len(s) for g, s in zip(order, slot_latencies, strict=True) if g == k) for k in (0, 1)
+    ]
+    return {
+        "slots": slots,
+        "sent": sent,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "client_cpu_s": cpu,
+    }
 
 
 def report_router(args, levels: list[int], tmp: Path) -> None:
@@ -1010,19 +1160,28 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     tables["router+shadow 25%"] = dataclasses.replace(
         tables["router+shadow"], experiment="bench-shadow-25", mirror=MIRROR
     )
-    # One server follows the routing table (polled every POLL_S) and the table is switched
-    # before each run: every configuration is measured in the same process, so what differs
-    # between runs is the table, not where a process landed on the cores.
+    # Two servers of the same model: A pinned to version 1 (`--model 1`: it never reads the
+    # routing table), B following the table (polled every POLL_S), switched before each
+    # configuration. They take the load in turns of SLOT_S, so what differs between two
+    # neighbouring slots is the server, not the minute.
     config = paths["config"].with_name("system-routed.yaml")
     config.write_text(paths["config"].read_text().replace("poll_s: 0}", f"poll_s: {POLL_S}}}"))
-    results: dict[str, dict[int, dict]] = {}
-    ratios: dict[str, dict[int, list[float]]] = {n: {} for n in ROUTED[1:]}
-    shed = {n: {} for n in ROUTED[2:]}  # concurrency -> shadow copies (scored, dropped)
     routing.clear(root, "bench-serving")
-    server = start("mlsd", {**paths, "config": config}, tmp)
+    command = mlsd_command(config)
+    env, cwd = venv_env(), paths["config"].parent
+    pinned = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    a = Served("champion-only", [*command, "--model", "1"], "/readyz", tmp, cwd=cwd, env=env)
+    b = Served("routed", command, "/readyz", tmp, cwd=cwd, env=env)
+    pairs = max(1, round(args.duration / (2 * SLOT_S)))
+    warmup_pairs = max(1, round(args.warmup / (2 * SLOT_S)))
+    results: dict[str, dict[int, dict]] = {n: {} for n in ROUTED}
     try:
-        startup = server.wait_ready()
-        port, pid = server.port, server.proc.pid
+        startup = max(a.wait_ready(), b.wait_ready())
+        if pinned:  # both servers on core 0 (one works at a time); this script, the load
+            # generator and the shadow process (moved after each switch) on core 1
+            _pin(a.proc.pid, {0})
+            _pin(b.proc.pid, {0})
+            os.sched_setaffinity(0, {1})
 
         def switch(name: str) -> None:
             if name in tables:
@@ -1031,63 +1190,77 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 routing.clear(root, "bench-serving")
             want = tables[name].experiment if name in tables else None
             deadline = time.monotonic() + 30
-            while (json.loads(_get(port, "/readyz")).get("routing") or {}).get(
+            while (json.loads(_get(b.port, "/readyz")).get("routing") or {}).get(
                 "experiment"
             ) != want:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name}: the server did not take the routing table")
                 time.sleep(POLL_S / 2)
-            check_answers("mlsd", port, rows[:8], expected[:8])
+            for server in (a, b):
+                check_answers("mlsd", server.port, rows[:8], expected[:8])
+            if pinned:
+                for child in _children(b.proc.pid):
+                    _pin(child, {1})
 
         for name in ROUTED:  # each table once, so the shadow process has loaded its model
             switch(name)
-        print(f"mlsd serve ready in {startup:.1f} s on port {port}", flush=True)
-        # CPU per request (µs) of the server process and of its children (the shadow
-        # process): unlike latency, barely moved by what else the machine is doing
-        cpu: dict[str, dict[int, list[tuple[float, float]]]] = {n: {} for n in ROUTED}
+        print(f"two mlsd serve processes ready in {startup:.1f} s", flush=True)
+        path, payloads = bodies("mlsd", rows)
         for c in levels:
-            runs: dict[str, list[dict]] = {n: [] for n in ROUTED}
-            counted = {n: (0.0, 0.0) for n in ROUTED[2:]}
-            for i in range(args.repeat):
-                order = ROUTED[i % len(ROUTED) :] + ROUTED[: i % len(ROUTED)]
-                for name in order:
-                    switch(name)
-                    time.sleep(0.3)  # the copies of an earlier run, scored
-                    spent = _cpu_seconds(pid), _children_cpu_seconds(pid)
-                    before = _shadow_counts(port)
-                    r = run_load("mlsd", port, rows, c, args)
-                    if name in counted:
-                        time.sleep(0.3)  # this run's copies, scored
-                        after = _shadow_counts(port)
-                        counted[name] = tuple(
-                            total + a - b
-                            for total, a, b in zip(counted[name], after, before, strict=True)
-                        )
-                    n = max(r["requests"], 1)
-                    cpu[name].setdefault(c, []).append(
-                        (
-                            (_cpu_seconds(pid) - spent[0]) / n * 1e6,
-                            (_children_cpu_seconds(pid) - spent[1]) / n * 1e6,
-                        )
-                    )
-                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
-                    print(
-                        f"  {name:<17} concurrency {c:>2}: {r['requests']:>7,} requests  p50 "
-                        f"{r['p50_ms']:6.3f} ms  p99 {r['p99_ms']:6.2f} ms  {r['rps']:8,.0f} "
-                        "req/s" + (f"  NON-200: {bad}" if bad else ""),
-                        flush=True,
-                    )
-                    runs[name].append(r)
-            for name in ROUTED[2:]:
-                shed[name][c] = counted[name]
             for name in ROUTED:
-                results.setdefault(name, {})[c] = combine(runs[name])
-            for name in ROUTED[1:]:
-                ratios[name][c] = [
-                    r["p50_ms"] / base["p50_ms"]
-                    for r, base in zip(runs[name], runs["champion-only"], strict=True)
+                switch(name)
+                time.sleep(0.3)
+                before = _shadow_counts(b.port)
+                spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
+                child_spent = _children_cpu_seconds(b.proc.pid)
+                job = {
+                    "ports": [a.port, b.port],
+                    "path": path,
+                    "bodies": [p.decode() for p in payloads],
+                    "concurrency": c,
+                    "pairs": pairs,
+                    "warmup_pairs": warmup_pairs,
+                    "slot_s": SLOT_S,
+                }
+                r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
+                cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
+                child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
+                time.sleep(0.3)  # this run's copies, scored
+                after = _shadow_counts(b.port)
+                slots = r["slots"]
+                per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
+                ratios = [
+                    slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
+                    if slots[i]["server"] == 0
+                    else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
+                    for i in range(0, len(slots) - 1, 2)
                 ]
-        metrics = _get(port, "/metrics")
+                counts = [sum(s["requests"] for s in p) for p in per]
+                bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+                out = {
+                    "ratios": ratios,
+                    "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
+                    "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
+                    "requests": counts,
+                    "rps": [n / (len(p) * SLOT_S) for n, p in zip(counts, per, strict=True)],
+                    # CPU per request over every request sent, the warm-up's included
+                    "cpu_us": [1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)],
+                    "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
+                    "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
+                    "bad": bad,
+                }
+                results[name][c] = out
+                low, high = _median_interval(ratios)
+                print(
+                    f"  {name:<17} concurrency {c:>2}: {sum(counts):>7,} requests, p50 A "
+                    f"{out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, B/A "
+                    f"{statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU µs/request A "
+                    f"{out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
+                    + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
+                    + (f"  NON-200: {bad}" if bad else ""),
+                    flush=True,
+                )
+        metrics = _get(b.port, "/metrics")
         shadow_counts = {
             key: _metric(metrics, key)
             for key in (
@@ -1097,104 +1270,81 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             )
         }
     finally:
-        server.stop()
+        a.stop()
+        b.stop()
         routing.clear(root, "bench-serving")
 
-    table = [
-        fmt_row(["server", "concurrency", "requests", "p50 ms", "p50 range", "p99 ms", "req/s"]),
-        "|---|---|---|---|---|---|---|",
+    head = [
+        "B",
+        "concurrency",
+        "requests A / B",
+        "p50 A ms",
+        "p50 B ms",
+        "p50 B / A (95% interval)",
+        "p99 A ms",
+        "p99 B ms",
+        "server CPU µs/request A / B (+ shadow process)",
+        "shadow copies scored / dropped",
     ]
+    table = [fmt_row(head), "|---" * len(head) + "|"]
     for name in ROUTED:
         for c in levels:
             r = results[name][c]
-            lo, hi = r["p50_range"]
+            median, (low, high) = statistics.median(r["ratios"]), _median_interval(r["ratios"])
+            scored, dropped = r["shed"]
             table.append(
                 fmt_row(
                     [
                         name,
                         str(c),
-                        f"{r['requests']:,}",
-                        f"{r['p50_ms']:.3f}",
-                        f"{lo:.3f}–{hi:.3f}",
-                        f"{r['p99_ms']:.2f}",
-                        f"{r['rps']:,.0f}",
+                        f"{r['requests'][0]:,} / {r['requests'][1]:,}",
+                        f"{r['p50_ms'][0]:.3f}",
+                        f"{r['p50_ms'][1]:.3f}",
+                        f"{median:.3f}x ({low:.3f}–{high:.3f})",
+                        f"{r['p99_ms'][0]:.2f}",
+                        f"{r['p99_ms'][1]:.2f}",
+                        f"{r['cpu_us'][0]:.0f} / {r['cpu_us'][1]:.0f}"
+                        + (f" (+ {r['child_us']:.0f})" if name in SHADOWED else ""),
+                        f"{scored:,.0f} / {dropped:,.0f}" if name in SHADOWED else "",
                     ]
                 )
             )
-    overhead = [
-        fmt_row(
-            [
-                "concurrency",
-                "p50 router / champion-only",
-                "p50 router+shadow / champion-only (goal ≤ 1.05)",
-                f"p50 router+shadow {MIRROR:.0%} / champion-only",
-                "p99 router+shadow / champion-only",
-                "req/s router+shadow / champion-only",
-                "server CPU µs/request: champion-only, router, router+shadow (+ shadow "
-                f"process), router+shadow {MIRROR:.0%} (+ shadow process)",
-                f"shadow copies scored / dropped: full, {MIRROR:.0%}",
-            ]
-        ),
-        "|---|---|---|---|---|---|---|---|",
-    ]
     verdicts = []
-    server_cpu = {
-        n: {c: statistics.median(x for x, _ in cpu[n][c]) for c in levels} for n in ROUTED
-    }
-    child_cpu = {
-        n: {c: statistics.median(y for _, y in cpu[n][c]) for c in levels} for n in ROUTED[2:]
-    }
     for c in levels:
-        base, shadow = results["champion-only"][c], results["router+shadow"][c]
-        routed_ratio = statistics.median(ratios["router"][c])
-        shadow_ratio = statistics.median(ratios["router+shadow"][c])
-        mirror_ratio = statistics.median(ratios["router+shadow 25%"][c])
-        overhead.append(
-            fmt_row(
-                [
-                    str(c),
-                    f"{routed_ratio:.3f}x ({min(ratios['router'][c]):.2f}–"
-                    f"{max(ratios['router'][c]):.2f})",
-                    f"{shadow_ratio:.3f}x ({min(ratios['router+shadow'][c]):.2f}–"
-                    f"{max(ratios['router+shadow'][c]):.2f})",
-                    f"{mirror_ratio:.3f}x ({min(ratios['router+shadow 25%'][c]):.2f}–"
-                    f"{max(ratios['router+shadow 25%'][c]):.2f})",
-                    f"{shadow['p99_ms'] / base['p99_ms']:.2f}x",
-                    f"{shadow['rps'] / base['rps']:.2f}x",
-                    ", ".join(
-                        f"{server_cpu[n][c]:.0f}"
-                        + (f" (+ {child_cpu[n][c]:.0f})" if n in child_cpu else "")
-                        for n in ROUTED
-                    ),
-                    "; ".join(
-                        f"{shed[n][c][0]:,.0f} / {shed[n][c][1]:,.0f} "
-                        f"({shed[n][c][1] / max(1.0, sum(shed[n][c])):.0%} dropped)"
-                        for n in ROUTED[2:]
-                    ),
-                ]
+        ratios = results["router+shadow"][c]["ratios"]
+        median, (low, high) = statistics.median(ratios), _median_interval(ratios)
+        if len(ratios) < 6:  # fewer pairs have no 95% interval of the median: the range
+            verdict = "not judged: too few pairs for a 95% interval (run a longer --duration)"
+        elif high <= 1.05:
+            verdict = "met: the whole interval is within +5%"
+        elif low > 1.05:
+            verdict = "not met: the whole interval is above +5%"
+        else:
+            verdict = "not shown either way: the interval holds +5%"
+        same = results["A/A"][c]["ratios"]
+        same_low, same_high = _median_interval(same)
+        routed = statistics.median(results["router"][c]["ratios"])
+        mirrored = statistics.median(results["router+shadow 25%"][c]["ratios"])
+        verdicts.append(
+            f"- concurrency {c}: a shadow adds {100 * (median - 1):+.1f}% to the caller's p50 "
+            f"(95% interval {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%, over "
+            f"{len(ratios)} pairs of slots): goal (≤ +5%) {verdict}. The router alone "
+            f"{100 * (routed - 1):+.1f}%, mirroring {MIRROR:.0%} of requests "
+            f"{100 * (mirrored - 1):+.1f}%. Two identical servers (A/A) measure "
+            f"{100 * (statistics.median(same) - 1):+.1f}% ({100 * (same_low - 1):+.1f}% to "
+            f"{100 * (same_high - 1):+.1f}%): the method's own resolution."
+        )
+    command = (
+        "python benchmarks/bench_serving.py --router"
+        + "".join(
+            f" --{k} {v}"
+            for k, v in (
+                ("duration", f"{args.duration:g}"),
+                ("warmup", f"{args.warmup:g}"),
+                ("concurrency", args.concurrency),
             )
         )
-        verdicts.append(
-            f"- concurrency {c}: a shadow adds {100 * (shadow_ratio - 1):+.1f}% to the "
-            f"caller's p50 ({shadow['p50_ms']:.3f} ms against {base['p50_ms']:.3f} ms, the "
-            f"median of {len(ratios['router+shadow'][c])} back-to-back ratios): goal (≤ +5%) "
-            f"{'met' if shadow_ratio <= 1.05 else 'not met'}; the router alone "
-            f"{100 * (routed_ratio - 1):+.1f}%. The server's own CPU per request: "
-            f"{server_cpu['router+shadow'][c]:.0f} µs with the shadow against "
-            f"{server_cpu['router'][c]:.0f} µs routed without one "
-            f"({100 * (server_cpu['router+shadow'][c] / server_cpu['router'][c] - 1):+.1f}%); "
-            f"the shadow process used {child_cpu['router+shadow'][c]:.0f} µs per request on "
-            f"top. Mirroring {MIRROR:.0%} of requests: {100 * (mirror_ratio - 1):+.1f}% to the "
-            "caller's p50."
-        )
-    command = "python benchmarks/bench_serving.py --router" + "".join(
-        f" --{k} {v}"
-        for k, v in (
-            ("duration", f"{args.duration:g}"),
-            ("warmup", f"{args.warmup:g}"),
-            ("concurrency", args.concurrency),
-            ("repeat", str(args.repeat)),
-        )
+        + ("" if pinned else " --no-pin")
     )
     section = "\n".join(
         [
@@ -1204,28 +1354,35 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"{platform.python_version()}, {os.cpu_count()} cores.",
             "",
             "The model of the serving benchmark above (LightGBM, 20 numeric features) served by "
-            f"one `mlsd serve` process following the routing table (`serving.poll_s: {POLL_S}`), "
-            "the table switched before each run so every configuration is measured in the same "
-            "process, in turns (the order rotating): **champion-only** (no routing table), "
-            "**router** "
-            "(a 50/50 table of version 1 and version 2, assigned by the request id, every row "
-            "logged with experiment, arm, unit and p, per-arm metrics) and **router+shadow** "
-            "(version 1 answers everything, version 2 scores a copy of each request in the "
-            "shadow process, `python -m mlsd.serving.router` under `SCHED_IDLE`, and logs a shadow "
-            "row; a copy that finds the queue full is dropped and counted), and **router+shadow "
-            f"{MIRROR:.0%}**, the same with `rollout.shadow.share: {MIRROR:g}` (a hash of the "
-            "request id picks the requests copied). Version 2 is the same package under another "
-            "version number: a second model loaded and verified on its own, with the same "
-            "cost per row. Load as above (one keep-alive connection per client, 64 rows in "
-            "turn); a ratio is the median over the back-to-back runs' ratios (their range in "
-            "brackets). Client and servers share the "
-            f"{os.cpu_count()} cores. After the runs the server counted "
+            "two `mlsd serve` processes: **A** pinned to version 1 (`--model 1`, no routing "
+            f"table) and **B** following the routing table (`serving.poll_s: {POLL_S}`), "
+            "switched before each configuration: **A/A** (no table: B is A's twin, the "
+            "control), **router** (a 50/50 table of version 1 and version 2, assigned by the "
+            "request id, every row logged with experiment, arm, unit and p, per-arm metrics), "
+            "**router+shadow** (version 1 answers everything, version 2 scores a copy of each "
+            "request in the shadow process, `python -m mlsd.serving.router` under "
+            "`SCHED_IDLE`, and logs a shadow row; a copy that finds the queue full is dropped "
+            f"and counted) and **router+shadow {MIRROR:.0%}** (`rollout.shadow.share: "
+            f"{MIRROR:g}`: a hash of the request id picks the requests copied). Version 2 is "
+            "the same package under another version number: a second model loaded and "
+            "verified on its own, with the same cost per row. The servers take the load in "
+            f"turns of {SLOT_S:g} s (one keep-alive connection per client, 64 rows in turn), "
+            "in pairs A B, B A, A B, ..., a slot ending once its last answers are in; a ratio "
+            "is the median over the pairs of B's p50 over A's, with the 95% interval of that "
+            "median (order statistics of the binomial). Slots this short cancel the drift of "
+            "a shared VM, which moves runs a few seconds apart by more than the effect "
+            "measured here. "
+            + (
+                "Both servers are pinned to core 0, the load generator and the shadow process "
+                "to core 1, as if the clients were on other machines. "
+                if pinned
+                else f"Clients and servers share the {os.cpu_count()} cores unpinned. "
+            )
+            + "After the runs B counted "
             + ", ".join(f"`{k}` {v:,.0f}" for k, v in shadow_counts.items())
             + f". Ready after start: {startup:.1f} s.",
             "",
             *table,
-            "",
-            *overhead,
             "",
             *verdicts,
             "",
@@ -1632,6 +1789,36 @@ def _check_ranking(port: int, payloads: list[bytes], expected: list) -> None:
                 raise RuntimeError("/v1/rank's scores are not the raw booster's")
     finally:
         conn.close()
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cpus`` (Linux); what it starts later inherits."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux): the server's shadow process."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    return found
+
+
+def _median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values``: the order statistics the
+    binomial(n, 1/2) puts ``level`` between (the range when there are too few values)."""
+    from scipy.stats import binom
+
+    ordered, n = sorted(values), len(values)
+    k = 0  # the largest k with P(Binomial(n, 1/2) <= k - 1) <= (1 - level) / 2
+    while k + 1 <= n and binom.cdf(k, n, 0.5) <= (1 - level) / 2:
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
 
 
 def _cpu_seconds(pid: int) -> float:
