@@ -1224,8 +1224,8 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 }
                 r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
                 cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
-                child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
                 time.sleep(0.3)  # this run's copies, scored
+                child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
                 after = _shadow_counts(b.port)
                 slots = r["slots"]
                 per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
