@@ -1182,6 +1182,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             _pin(a.proc.pid, {0})
             _pin(b.proc.pid, {0})
             os.sched_setaffinity(0, {1})
+        check_answers("mlsd", a.port, rows[:8], expected[:8])  # A never changes
 
         def switch(name: str) -> None:
             if name in tables:
@@ -1196,8 +1197,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name}: the server did not take the routing table")
                 time.sleep(POLL_S / 2)
-            for server in (a, b):
-                check_answers("mlsd", server.port, rows[:8], expected[:8])
+            check_answers("mlsd", b.port, rows[:8], expected[:8])
             if pinned:
                 for child in _children(b.proc.pid):
                     _pin(child, {1})
@@ -1242,12 +1242,10 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
                     "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
                     "requests": counts,
-                    "rps": [n / (len(p) * SLOT_S) for n, p in zip(counts, per, strict=True)],
                     # CPU per request over every request sent, the warm-up's included
                     "cpu_us": [1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)],
                     "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
                     "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
-                    "bad": bad,
                 }
                 results[name][c] = out
                 low, high = _median_interval(ratios)
