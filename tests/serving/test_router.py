@@ -9,13 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import orjson
 import pytest
 
 from mlsd.models import routing
 from mlsd.models.routing import Arm, RoutingTable
 from mlsd.serving.metrics import ServerMetrics
 from mlsd.serving.model import ServingError
-from mlsd.serving.router import Routed, Routing, ShadowProcess, ShadowScorer, _Copy
+from mlsd.serving.router import (
+    Routed,
+    Routing,
+    ShadowProcess,
+    ShadowScorer,
+    _Copy,
+    _logged_copies,
+    _Tally,
+)
 from mlsd.spec import ServingSpec
 
 
@@ -120,18 +129,30 @@ def test_unit_from_the_unit_field_else_the_request_id():
     assert r.choose([{"user": "k"}], "x")[1]["arm"] == r.choose([{}], "k")[1]["arm"]
 
 
+def logged(rid: str, x: float, *, instance: int = 0, experiment: str | None = "exp") -> bytes:
+    """A prediction log line as the server writes it (routed when ``experiment`` is given)."""
+    row = {"request_id": rid, "instance": instance, "ts": 1.0, "inputs": {"x": x}, "output": 0}
+    if experiment is not None:
+        row.update(experiment=experiment, arm="a1", unit=rid, p=0.5)
+    return orjson.dumps(row) + b"\n"
+
+
 def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_score(tmp_path):
     t = table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))])
     r = routing_of(t)
     metrics = ServerMetrics()
-    log = SimpleNamespace(folder=tmp_path / "log")
+    log = SimpleNamespace(folder=tmp_path / "log", flush=lambda timeout=None: True)
     shadow = ShadowProcess(log, metrics, "sys", ServingSpec(), max_queue=2, tick_s=5.0)
+    shadow.tap([logged("r0", 0.0)])
+    assert not shadow._lines  # no table with shadows followed: nothing is kept
+    shadow.follow(r)
+    assert shadow.drain(60)  # the child starts and is told the table
     started = time.perf_counter()
     for i in range(10):
-        shadow.submit(r, f"r{i}", [{"x": float(i)}])
+        shadow.tap([logged(f"r{i}", float(i))])
     assert time.perf_counter() - started < 0.1  # the child is not even asked yet
     assert shadow.dropped == 8 and metrics.shadow_dropped._value.get() == 8
-    assert shadow.drain(60)  # the child starts, cannot load the package: two errors
+    assert shadow.drain(60)  # the child cannot load the package: two errors
     assert shadow.errors == 2 and metrics.shadow_errors._value.get() == 2
     shadow.close()
     assert shadow._proc.poll() == 0
@@ -153,15 +174,24 @@ def test_a_mirror_share_copies_that_share_of_requests_and_the_same_ones_everywhe
     assert all(dataclasses.replace(t, mirror=1.0).mirrored(rid) for rid in ids[:100])
     with pytest.raises(routing.RoutingError, match="must be in"):
         dataclasses.replace(t, mirror=0.0)
-    shadow = ShadowProcess(
-        SimpleNamespace(folder=tmp_path / "log"), ServerMetrics(), "sys", ServingSpec(),
-        tick_s=60.0,
-    )  # fmt: skip
-    routed = routing_of(t)
-    for rid in ids[:400]:
-        shadow.submit(routed, rid, [{"x": 1.0}])
-    assert [c[4] for c in shadow._pending] == [rid for rid in ids[:400] if rid in picked]
-    shadow.close()
+    # the shadow process keeps the mirrored requests of the experiment from the log's lines
+    lines = b"".join(logged(rid, 1.0) for rid in ids[:400])
+    lines += logged("other", 1.0, experiment="exp-2") + logged("pinned", 1.0, experiment=None)
+    model = FakeModel(9)
+    copies = _logged_copies(lines, {t.experiment: t}, lambda version, folder: model, _Tally())
+    assert [c.request_id for c in copies] == [rid for rid in ids[:400] if rid in picked]
+
+
+def test_a_logged_request_of_several_instances_is_one_copy_with_its_places():
+    t = table(shadows=[Arm(name="sh", version=9, package="/p/9")])
+    lines = logged("a", 1.0, instance=0) + logged("b", 2.0) + logged("a", 3.0, instance=2)
+    model = FakeModel(9)
+    copies = _logged_copies(lines, {t.experiment: t}, lambda version, folder: model, _Tally())
+    assert [(c.request_id, c.instances, c.positions) for c in copies] == [
+        ("a", [{"x": 1.0}, {"x": 3.0}], [0, 2]),
+        ("b", [{"x": 2.0}], [0]),
+    ]
+    assert {c.routed.arm.name for c in copies} == {"sh"} and copies[0].ts == 1.0
 
 
 def test_copies_are_scored_together_and_each_keeps_its_places():

@@ -327,6 +327,9 @@ class LogWriter:
         self._trouble: tuple[str, float] | None = None  # (the error, since: epoch seconds)
         self._retry_at = 0.0
         self._waiting: list[threading.Event] = []  # flush() calls the held rows hold up
+        # called on the writer thread with each batch of new lines, before they are written
+        # (the server's shadow process takes its copies here, off the request path)
+        self.tap: Any = None
         self.recovered = recover(self.directory)
         self._thread = threading.Thread(target=self._run, name=f"mlsd-log-{kind}", daemon=True)
         self._thread.start()
@@ -483,6 +486,11 @@ class LogWriter:
         (opened on demand; a new one past ``max_rows``), in one write per segment. False
         when rows are still held: the disk refused them (again), or the next attempt is
         not due yet (``force``: try now)."""
+        if lines and self.tap is not None:
+            try:
+                self.tap(lines)
+            except Exception:  # a reader of the lines never stops the log
+                logger.exception("%s log: the tap failed", self.kind)
         if self._held:
             lines, self._held = self._held + lines, []
         if not lines:
@@ -902,6 +910,11 @@ class PredictionLog:
                 self._known.add(request_id)
                 return True
         return False
+
+    def tap(self, reader: Any) -> None:
+        """Hand each batch of new prediction lines to ``reader(lines)`` on the writer's
+        thread, before they are written (:attr:`LogWriter.tap`; None: stop)."""
+        self._predictions.tap = reader
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in finished segments."""

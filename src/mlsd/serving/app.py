@@ -129,12 +129,11 @@ def _parse(body: bytes) -> Any:
 
 
 class _Scored(NamedTuple):
-    """One request's instances scored: the model that answered (and the routing it came
-    from, if an experiment chose it), the validation result and the outputs."""
+    """One request's instances scored: the model that answered (and what the log records
+    of the experiment's choice, if one chose it), the validation result and the outputs."""
 
     model: ServedModel
     routed: dict[str, Any] | None
-    routing: Routing | None
     instances: Any
     checked: Any
     outputs: list
@@ -177,6 +176,7 @@ class Server:
         self.routing: Routing | None = None  # the experiment routing traffic, if any
         self.routing_error: str | None = None
         self.shadow = ShadowProcess(self.log, self.metrics, system, serving)
+        self.log.tap(self.shadow.tap)  # shadows score copies of the logged instances
         self._swap_lock = threading.Lock()
         self.explore = np.random.default_rng()  # a recommender's exploration share: live only
         self._aliases_mtime = 0.0
@@ -249,7 +249,8 @@ class Server:
             try:
                 table = routing.read(self.root, self.system)
                 if table is None:
-                    previous, self.routing, self.routing_error = self.routing, None, None
+                    previous, self.routing_error = self.routing, None
+                    self._route(None)
                     if previous is not None:
                         logger.info(
                             "experiment %s ended: the champion answers", previous.experiment
@@ -265,8 +266,7 @@ class Server:
                 self.metrics.routing_failures.inc()
                 logger.warning("routing table not followed: %s", exc.message)
                 raise
-            self.shadow.prepare(candidate)  # the shadow process loads its models now
-            self.routing = candidate  # one assignment: requests see the old or the new
+            self._route(candidate)
             self.routing_error = None
             logger.info(
                 "experiment %s routes: %s",
@@ -274,6 +274,17 @@ class Server:
                 ", ".join(f"{r.arm.name}={r.model.label}@{r.arm.weight:g}" for r in candidate.arms),
             )
             return {"routing": table.experiment, "swapped": True}
+
+    def _route(self, candidate: Routing | None) -> None:
+        """Route with ``candidate`` (one assignment: requests see the old table or the new).
+        The shadow process loads the new shadows now and reads the new table's rows from the
+        first, and the old table's up to the last (a log flush hands them over)."""
+        previous = self.routing
+        self.shadow.follow(candidate, settled=False)
+        self.routing = candidate
+        if previous is not None and previous.shadows:
+            self.log.flush(timeout=5)
+        self.shadow.follow(candidate)
 
     def start_polling(self) -> None:
         """Follow the alias and the routing table: reload when either published file
@@ -304,6 +315,7 @@ class Server:
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)
+        self.log.flush(timeout=10)  # the last lines reach the shadows' copies
         self.shadow.close()
         self.log.close()
 
@@ -337,15 +349,13 @@ class Server:
         request_id: str,
         started: float,
         model: ServedModel | None = None,
-        body: bytes | None = None,
     ) -> dict[str, Any]:
         """Validate, score and log one request's instances. While an experiment routes
         traffic, the request's unit picks the arm that answers (unless ``model`` pins one:
-        such a request is not part of the experiment), and a copy goes to the shadows
-        (``body``, the request's JSON whose ``instances`` these are, is sent as it came)."""
+        such a request is not part of the experiment); the shadows score the logged copy."""
         scored = self._score(instances, request_id, model)
         model, checked, outputs = scored.model, scored.checked, scored.outputs
-        self._log(scored, request_id, started, body)
+        self._log(scored, request_id, started)
         if checked.problems:  # partial: a null in the place of each refused instance
             answers: list[Any] = [None] * len(instances)
             for index, output in zip(checked.accepted, outputs, strict=True):
@@ -381,7 +391,7 @@ class Server:
         for position, j in enumerate(shown, 1):
             ranks[j] = position
         accepted = checked.accepted
-        self._log(scored, request_id, started, None, group=key, ranks=ranks)
+        self._log(scored, request_id, started, group=key, ranks=ranks)
         self.metrics.ranked(len(outputs))
         answer: dict[str, Any] = {
             "model_version": model.label,
@@ -465,18 +475,18 @@ class Server:
             raise HTTPProblem(422, f"no_{noun}", f"the request holds no {noun}")
         outputs = model.predict(checked.columns)
         self.metrics.predicted(model.label, len(outputs))
-        return _Scored(model, routed, current, instances, checked, outputs)
+        return _Scored(model, routed, instances, checked, outputs)
 
     def _log(
         self,
         scored: _Scored,
         request_id: str,
         started: float,
-        body: bytes | None,
         group: str | None = None,
         ranks: list[int | None] | None = None,
     ) -> None:
-        """Log the scored instances, count the arm, queue the shadows' copy."""
+        """Log the scored instances (the shadows' copy: :meth:`ShadowProcess.tap`) and count
+        the arm."""
         model, checked, outputs, routed = (
             scored.model,
             scored.checked,
@@ -500,18 +510,9 @@ class Server:
             ranks=ranks,
         )
         if routed is not None:
-            current = scored.routing
             self.metrics.routed(
                 routed["experiment"], routed["arm"], model.label, len(outputs), latency_ms / 1000
             )
-            if current.shadows:  # off the request path: queued, scored by the shadow thread
-                self.shadow.submit(
-                    current,
-                    request_id,
-                    inputs,
-                    positions,
-                    body=body,
-                )
 
     def recommend(self, payload: Any, request_id: str, started: float) -> dict[str, Any]:
         """Answer one user's recommendation request and log each recommended item (user,
@@ -565,7 +566,7 @@ class Server:
             )
             if current.shadows:  # the shadow recommends for the same request, off the path
                 request = {"user": user, "k": k, "exclude": exclude}
-                self.shadow.submit(current, request_id, [request])
+                self.shadow.submit(current, request_id, request)
         return {"model_version": model.label, "request_id": request_id, **answer}
 
     def feedback(self, payload: Any) -> dict[str, Any]:
@@ -930,12 +931,11 @@ async def _score(
     rid: str,
     started: float,
     model: ServedModel | None = None,
-    body: bytes | None = None,
 ) -> dict[str, Any]:
     """Score inline when small; large requests go to a worker thread, off the event loop."""
     if isinstance(instances, list) and len(instances) > INLINE_INSTANCES:
-        return await run_in_threadpool(server.predict, instances, rid, started, model, body)
-    return server.predict(instances, rid, started, model, body)
+        return await run_in_threadpool(server.predict, instances, rid, started, model)
+    return server.predict(instances, rid, started, model)
 
 
 async def _rank(server: Server, payload: Any, rid: str, started: float) -> dict[str, Any]:
@@ -1047,17 +1047,15 @@ class Edge:
             rid = _request_id(headers)
             body = await _read_body(headers, receive, self.server.serving.max_body_bytes)
             try:
-                payload, strict = orjson.loads(body), body
-            except orjson.JSONDecodeError:  # NaN or Infinity: the lenient parser, no raw copy
-                payload, strict = _parse(body), None
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:  # NaN or Infinity: the lenient parser
+                payload = _parse(body)
             if path == "/v1/rank":
                 result = await _rank(self.server, payload, rid, scope["mlsd.started"])
             elif path == "/v1/recommend":
                 result = self.server.recommend(payload, rid, scope["mlsd.started"])
             else:
-                result = await _score(
-                    self.server, _instances(payload), rid, scope["mlsd.started"], body=strict
-                )
+                result = await _score(self.server, _instances(payload), rid, scope["mlsd.started"])
             status, payload = 200, orjson.dumps(result)
         except HTTPProblem as exc:
             status, payload = (

@@ -12,11 +12,14 @@ assignment is a salted hash (:meth:`RoutingTable.assign`), the same in every pro
 after a restart.
 
 :class:`ShadowProcess` scores copies of answered requests with the shadow models in a
-child process at the lowest CPU priority: ``submit`` appends the copy to a bounded queue
-and returns at once (a full queue drops the copy and counts it); a thread hands what waits
-to the child every 50 ms (fewer, larger frames cost the server less); the child validates and predicts with each shadow's own
-validator and model, in batches (:class:`ShadowScorer`), and writes shadow rows. A shadow that fails is
-counted; the caller's answer never waits for it.
+child process at the lowest CPU priority. The request path does nothing for it: the copies
+are the prediction log's own lines, which the log's writer thread hands over each tick
+(:attr:`LogWriter.tap`); a thread sends them to the child, which keeps the rows of the
+experiment's mirrored requests, validates and predicts them with each shadow's own validator
+and model, in batches (:class:`ShadowScorer`), and writes shadow rows. (A recommender's
+shadow needs the request itself, not the logged items: ``/v1/recommend`` queues it with
+:meth:`ShadowProcess.submit`.) A shadow that fails is counted; the caller's answer never
+waits for it.
 """
 
 from __future__ import annotations
@@ -47,8 +50,7 @@ from mlsd.spec import ServingSpec
 logger = logging.getLogger("mlsd.serving")
 
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe (pipe-max-size)
-SHADOW_QUEUE = 1000  # requests waiting for the shadow process; more are dropped and counted
-BODY = 6  # where a queued copy holds its instances, or the request body they came in
+SHADOW_QUEUE = 10_000  # instances waiting for the shadow process; more are dropped, counted
 
 
 @dataclass(frozen=True)
@@ -344,18 +346,21 @@ class ShadowProcess:
     """Scores copies of answered requests with shadow models in a child process, so a
     shadow's validation and prediction never hold the server's GIL.
 
-    The request path pays an append to a deque (a full queue drops the copy and counts it).
-    A sender thread wakes every ``tick_s`` and writes what waits to the child's stdin as one
-    frame: 4-byte length, a JSON header (each copy's request id, arm, version, package
-    folder, and its accepted instances or the length of its request body), then the bodies
-    as they came, gathered by ``writev`` so the server never copies them; the child
-    (``python -m mlsd.serving.router``, at the lowest CPU priority: ``SCHED_IDLE`` on Linux, else nice 19) loads each shadow's package
-    once, verified as the server would, scores the copies with a :class:`ShadowScorer`'s
-    batching and writes the shadow rows to the same log with a writer of its own. It answers
-    each frame with a line of counts, which a reader thread adds to ``metrics``. When the
-    child is busy the pipe fills, the sender waits and the queue drops: a shadow never slows
-    the answers. A child that dies is started again with the next copies; copies it lost
-    count as errors.
+    The request path pays nothing: :meth:`tap` (the prediction log's
+    :attr:`~mlsd.predlog.writer.LogWriter.tap`) receives each tick's log lines on the log's
+    writer thread and queues them whole while a table with shadows is followed
+    (:meth:`follow`); more than ``max_queue`` instances waiting drops the newest and counts
+    them. A sender thread wakes every ``tick_s`` and writes what waits to the child's stdin
+    as one frame: 4-byte length, a JSON header (the table when it changed, packages to load,
+    queued recommender copies, the length of the lines), then the lines as they were
+    logged. The child (``python -m mlsd.serving.router``, at the lowest CPU priority:
+    ``SCHED_IDLE`` on Linux, else nice 19) keeps the rows of the table's experiment whose
+    request the table mirrors, loads each shadow's package once, verified as the server
+    would, scores them with a :class:`ShadowScorer`'s batching and writes the shadow rows
+    to the same log with a writer of its own. It answers each frame with a line of counts,
+    which a reader thread adds to ``metrics``. When the child is busy the pipe fills, the
+    sender waits and the queue drops: a shadow never slows the answers. A child that dies
+    is started again with the next frame; what it lost counts as errors.
     """
 
     def __init__(
@@ -370,66 +375,79 @@ class ShadowProcess:
         nice: int = 19,
     ):
         self.log, self.metrics, self.system, self.serving = log, metrics, system, serving
-        self._pending: collections.deque[tuple] = collections.deque()
+        self._copies: collections.deque[tuple] = collections.deque()  # recommender requests
+        self._lines: list[bytes] = []  # log lines waiting, under _lock
+        self._waiting = 0  # instances in _lines
         self._max_queue, self._tick, self._nice = int(max_queue), float(tick_s), int(nice)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._sender: threading.Thread | None = None
         self._proc: Any = None
         self._reader: threading.Thread | None = None
+        self._table: dict[str, Any] | None = None  # the last table with shadows (JSON)
+        self._reads_log = False  # a shadow of the table scores the logged instances
+        self._table_sent = True  # the child knows the current table
         self._loads: list[list] = []  # packages to load ahead of the first copies
         self._closed = False
         self._sent = self._acked = 0  # frames
         self._handing = False  # the sender holds copies taken from the queue, not yet sent
-        self._in_flight: dict[int, int] = {}  # frame -> copies, until the child answers
+        self._in_flight: dict[int, int] = {}  # frame -> instances, until the child answers
         self._loaded: set[tuple] = set()  # (version, folder) the child was asked to load
         self.scored = self.dropped = self.errors = 0
 
-    # -- request path
+    # -- following the routing table
 
-    def submit(
-        self,
-        routing: Routing,
-        request_id: str,
-        instances: list,
-        positions: list[int] | None = None,
-        *,
-        body: bytes | None = None,
-    ) -> None:
-        """Queue a copy of the request for each shadow of ``routing`` when the table mirrors
-        it (``mirror`` share); never blocks.
+    def follow(self, routing: Routing | None, *, settled: bool = True) -> None:
+        """Score copies for ``routing``'s shadows (None, or a table without shadows: none);
+        the child loads the shadows' packages at once. Call it with ``settled=False``
+        before the server routes with ``routing``, so its first rows are read, and again
+        once the log has handed over the rows of the table before (a flush): only then
+        does reading the log stop, if ``routing`` does not need it."""
+        shadows = routing.shadows if routing is not None else ()
+        reads = any(not isinstance(r.model, ServedRecommender) for r in shadows)
+        with self._lock:
+            if shadows and self._table != (table := routing.table.to_dict()):
+                self._table, self._table_sent = table, False
+                self._loads.extend([r.arm.version, r.arm.package] for r in shadows)
+            self._reads_log = reads or (self._reads_log and not settled)
+        if shadows and not self._closed:
+            self._start()
+            self._wake.set()
 
-        ``instances`` are the ones the live model accepted (at ``positions`` in the request,
-        default 0, 1, ...). ``body``, the request's JSON whose ``instances`` these are, goes
-        to the child as it came: that spares the server serialising the instances again
-        (at concurrency 8 that was about a tenth of its time)."""
+    # -- the log's writer thread and the request path
+
+    def tap(self, lines: list[bytes]) -> None:
+        """Queue a tick's prediction log lines for the child (the log's writer thread
+        calls it before writing them); never blocks."""
+        if not self._reads_log or self._closed:
+            return
+        n = len(lines)
+        with self._lock:
+            if self._waiting + n > self._max_queue:
+                self.dropped += n
+                self.metrics.shadow_dropped.inc(n)
+                return
+            self._lines.extend(lines)
+            self._waiting += n
+
+    def submit(self, routing: Routing, request_id: str, request: dict) -> None:
+        """Queue a ``/v1/recommend`` request for each recommender shadow of ``routing``
+        when the table mirrors it (``mirror`` share); never blocks."""
         if self._closed or not routing.table.mirrored(request_id):
             return
         if self._sender is None:
             self._start()
         ts = time.time()
-        pending = self._pending
-        copy = instances if body is None else body
         for shadow in routing.shadows:
-            if len(pending) >= self._max_queue:
+            if len(self._copies) >= self._max_queue:
                 self.dropped += 1
                 self.metrics.shadow_dropped.inc()
                 continue
             arm = shadow.arm
-            pending.append(
+            self._copies.append(
                 (arm.name, arm.version, arm.package, routing.experiment, request_id, ts,
-                 copy, positions)
+                 [request], None)
             )  # fmt: skip
-
-    def prepare(self, routing: Routing) -> None:
-        """Start the child and have it load ``routing``'s shadows before copies arrive."""
-        if self._closed or not routing.shadows:
-            return
-        with self._lock:
-            self._loads.extend([r.arm.version, r.arm.package] for r in routing.shadows)
-        if self._sender is None:
-            self._start()
-        self._wake.set()
 
     # -- threads
 
@@ -468,7 +486,7 @@ class ShadowProcess:
         self._proc, self._reader = proc, reader
         return proc
 
-    def _send(self, message: dict[str, Any], copies: int) -> None:
+    def _send(self, message: dict[str, Any], lines: list[bytes], instances: int) -> None:
         """One frame to the child (started, or started again, on demand)."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
@@ -476,25 +494,19 @@ class ShadowProcess:
                 self._lost()
             proc = self._spawn()
             message["load"] = [*message.get("load", []), *(list(k) for k in self._loaded)]
+            message["table"] = self._table  # a new child knows no table
         self._sent += 1
         message["seq"] = self._sent
-        self._in_flight[self._sent] = copies
-        # the request bodies follow the header as they came (no copy here); the header
-        # holds each one's length in its place
-        queued = message.get("copies", ())
-        bodies = [c[BODY] for c in queued if isinstance(c[BODY], bytes)]
-        message["copies"] = [
-            (*c[:BODY], len(c[BODY]), *c[BODY + 1 :]) if isinstance(c[BODY], bytes) else c
-            for c in queued
-        ]
+        self._in_flight[self._sent] = instances
+        message["lines"] = sum(map(len, lines))
         data = orjson.dumps(message, default=_default)
-        try:
-            _write_all(proc.stdin.fileno(), [len(data).to_bytes(4, "little"), data, *bodies])
+        try:  # the lines follow the header as they were logged (no copy here)
+            _write_all(proc.stdin.fileno(), [len(data).to_bytes(4, "little"), data, *lines])
         except (BrokenPipeError, OSError, ValueError):
             self._lost()
 
     def _lost(self) -> None:
-        """The child died: the copies it had not answered count as errors."""
+        """The child died: the instances it had not answered count as errors."""
         lost = sum(self._in_flight.values())
         self._in_flight.clear()
         if lost:
@@ -503,20 +515,26 @@ class ShadowProcess:
         logger.warning("the shadow process ended; %d copies lost", lost)
 
     def _send_loop(self) -> None:
-        pending = self._pending
+        copies = self._copies
         while True:
             self._wake.wait(self._tick)
             self._wake.clear()
             stop = self._closed
             self._handing = True  # drain() waits while copies are neither queued nor sent
+            message: dict[str, Any] = {}
             with self._lock:
-                loads, self._loads = self._loads, []
-            copies = []
-            while pending:
-                copies.append(pending.popleft())
-            if loads or copies:
-                self._loaded.update((v, str(p)) for v, p in loads)
-                self._send({"load": loads, "copies": copies}, len(copies))
+                if self._loads:
+                    message["load"], self._loads = self._loads, []
+                if not self._table_sent:
+                    message["table"], self._table_sent = self._table, True
+                lines, self._lines, waiting, self._waiting = self._lines, [], self._waiting, 0
+            taken = []
+            while copies:
+                taken.append(copies.popleft())
+            if message or taken or lines:
+                self._loaded.update((v, str(p)) for v, p in message.get("load", ()))
+                message["copies"] = taken
+                self._send(message, lines, len(taken) + waiting)
             self._handing = False
             if stop:
                 proc = self._proc
@@ -545,13 +563,16 @@ class ShadowProcess:
     # -- tests and shutdown
 
     def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued copy is scored and counted."""
+        """Wait until every copy logged or queued so far is scored and counted."""
         deadline = time.monotonic() + timeout
+        if self._reads_log and not self.log.flush(timeout):  # the log's lines, tapped
+            return False
         while (
-            self._pending
+            self._copies
+            or self._lines
             or self._handing
             or self._acked < self._sent
-            or (self._loads and self._sender)
+            or ((self._loads or not self._table_sent) and self._sender)
         ):
             if time.monotonic() > deadline:
                 return False
@@ -560,7 +581,8 @@ class ShadowProcess:
         return True
 
     def close(self, timeout: float = 20.0) -> None:
-        """Send what is queued, let the child score it and exit. Idempotent."""
+        """Send what is queued, let the child score it and exit. Idempotent. The log's
+        writer must have handed over its last lines first (a flush)."""
         with self._lock:
             if self._closed:
                 return
@@ -652,25 +674,24 @@ def _child(config: dict[str, Any]) -> None:
         return found
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    tables: dict[str, RoutingTable] = {}  # by experiment: rows logged before a switch count
     try:
         while True:
             head = stdin.read(4)
             if len(head) < 4:
                 break
             message = orjson.loads(stdin.read(int.from_bytes(head, "little")))
-            copies = message.get("copies") or ()
-            sizes = (c[BODY] for c in copies if isinstance(c[BODY], int))
-            bodies = memoryview(stdin.read(sum(sizes)))
+            lines = stdin.read(message.get("lines") or 0)
+            if message.get("table"):
+                table = RoutingTable.from_dict(message["table"])
+                tables[table.experiment] = table
             for version, folder in message.get("load") or ():
                 with contextlib.suppress(Exception):
                     model(version, folder)
             batch = []
-            for arm, version, folder, experiment, rid, ts, instances, positions in copies:
-                if isinstance(instances, int):  # the length of the request's body, as it came
-                    body, bodies = bodies[:instances], bodies[instances:]
-                    instances = orjson.loads(body)["instances"]
-                    if positions:
-                        instances = [instances[i] for i in positions]
+            for arm, version, folder, experiment, rid, ts, instances, positions in (
+                message.get("copies") or ()
+            ):
                 try:
                     served = model(version, folder)
                 except Exception:
@@ -678,11 +699,48 @@ def _child(config: dict[str, Any]) -> None:
                     continue
                 routed = Routed(Arm(name=arm, version=version, package=folder), served)
                 batch.append(_Copy(routed, experiment, rid, instances, positions, ts))
+            if lines:
+                batch.extend(_logged_copies(lines, tables, model, tally))
             scorer.score(batch)
             stdout.write(orjson.dumps({"seq": message.get("seq"), **tally.take()}) + b"\n")
             stdout.flush()
     finally:
         writer.close()
+
+
+def _logged_copies(
+    lines: bytes, tables: dict[str, RoutingTable], model: Any, tally: _Tally
+) -> list[_Copy]:
+    """The copies the prediction log's ``lines`` hold for the shadows (those that score
+    instances, not recommenders) of the experiments in ``tables``: one per request its
+    table mirrors, with the logged instances, their places and the live row's time."""
+    requests: dict[tuple[str, str], tuple[list, list, float]] = {}
+    for line in lines.splitlines():
+        if b'"experiment":' not in line:  # not routed (no experiment, or a pinned version)
+            continue
+        row = orjson.loads(line)
+        table = tables.get(row.get("experiment"))  # type: ignore[arg-type]
+        if table is None or not table.mirrored(rid := row["request_id"]):
+            continue
+        instances, places, _ = requests.setdefault((table.experiment, rid), ([], [], row["ts"]))
+        instances.append(row["inputs"])
+        places.append(row["instance"])
+    copies = []
+    for experiment in dict.fromkeys(e for e, _ in requests):
+        table = tables[experiment]
+        mine = [(rid, copy) for (e, rid), copy in requests.items() if e == experiment]
+        for arm in table.shadows:
+            try:
+                served = model(arm.version, arm.package)
+            except Exception:
+                tally.inc(len(mine))
+                continue
+            if isinstance(served, ServedRecommender):  # it gets the requests themselves
+                continue
+            routed = Routed(arm, served)
+            for rid, (instances, places, ts) in mine:
+                copies.append(_Copy(routed, experiment, rid, instances, places, ts))
+    return copies
 
 
 if __name__ == "__main__":
