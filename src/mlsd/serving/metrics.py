@@ -76,7 +76,10 @@ class ServerMetrics:
             "mlsd_shadow_predictions", "Predictions scored by each shadow", ["arm"], registry=r
         )
         self.shadow_dropped = Counter(
-            "mlsd_shadow_dropped", "Shadow copies dropped because the queue was full", registry=r
+            "mlsd_shadow_dropped",
+            "Instances (or recommendation requests) not copied to the shadows: their queue "
+            "was full",
+            registry=r,
         )
         self.shadow_errors = Counter(
             "mlsd_shadow_errors",
