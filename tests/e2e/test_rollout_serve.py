@@ -222,8 +222,8 @@ def test_a_shadow_never_changes_an_answer_and_logs_shadow_rows(system, clean):
 
 
 def test_a_shadow_scores_only_the_instances_a_partial_answer_accepted(system, clean):
-    """The shadow process gets the request's body as it came and keeps the accepted
-    instances: here the first and third (the second's ``a`` is not a number)."""
+    """The shadow process reads the logged instances, so it scores the accepted ones under
+    their places: here the first and third (the second's ``a`` is not a number)."""
     from mlsd.serving.app import Server
 
     routing.publish(system["root"], ab_table(system, "sh-partial", shadow=True))

@@ -138,22 +138,33 @@ def logged(rid: str, x: float, *, instance: int = 0, experiment: str | None = "e
 
 
 def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_score(tmp_path):
+    import os
+    import signal
+
     t = table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))])
     r = routing_of(t)
     metrics = ServerMetrics()
     log = SimpleNamespace(folder=tmp_path / "log", flush=lambda timeout=None: True)
-    shadow = ShadowProcess(log, metrics, "sys", ServingSpec(), max_queue=2, tick_s=5.0)
+    shadow = ShadowProcess(log, metrics, "sys", ServingSpec(), max_queue=20)
     shadow.tap([logged("r0", 0.0)])
-    assert not shadow._lines  # no table with shadows followed: nothing is kept
+    assert shadow._proc is None  # no table with shadows followed: nothing is sent
     shadow.follow(r)
     assert shadow.drain(60)  # the child starts and is told the table
-    started = time.perf_counter()
-    for i in range(10):
-        shadow.tap([logged(f"r{i}", float(i))])
-    assert time.perf_counter() - started < 0.1  # the child is not even asked yet
-    assert shadow.dropped == 8 and metrics.shadow_dropped._value.get() == 8
-    assert shadow.drain(60)  # the child cannot load the package: two errors
-    assert shadow.errors == 2 and metrics.shadow_errors._value.get() == 2
+    os.kill(shadow._proc.pid, signal.SIGSTOP)  # a child that takes nothing: the pipe fills
+    try:
+        wide = [logged(f"w{i}", float(i)) + b" " * 100_000 for i in range(11)]
+        started = time.perf_counter()
+        for i in range(0, 11):
+            shadow.tap([wide[i]])  # about 1 MiB: the pipe is full
+        for i in range(40):
+            shadow.tap([logged(f"r{i}", float(i))])
+        assert time.perf_counter() - started < 0.5  # never waits for the child
+        assert shadow.dropped >= 20 and metrics.shadow_dropped._value.get() == shadow.dropped
+    finally:
+        os.kill(shadow._proc.pid, signal.SIGCONT)
+    assert shadow.drain(60)  # the child cannot load the package: every copy it got is an error
+    assert shadow.errors == 51 - shadow.dropped
+    assert metrics.shadow_errors._value.get() == shadow.errors
     shadow.close()
     assert shadow._proc.poll() == 0
 
@@ -258,30 +269,3 @@ def test_a_table_naming_a_broken_package_raises_and_the_server_keeps_its_state(t
         assert server.served() is champion
     finally:
         server.close()
-
-
-def test_frames_written_with_writev_arrive_whole_and_in_order():
-    """More buffers than one writev takes (IOV_MAX) and more bytes than a pipe holds: the
-    writer resumes after each partial write and the reader gets every byte in order."""
-    import os
-    import threading
-
-    from mlsd.serving.router import _write_all
-
-    buffers = [bytes([i % 251]) * (i % 7000 + 1) for i in range(2500)]
-    expected = b"".join(buffers)
-    read_fd, write_fd = os.pipe()
-    got = bytearray()
-
-    def read() -> None:
-        while chunk := os.read(read_fd, 1 << 16):
-            got.extend(chunk)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    _write_all(write_fd, buffers)
-    os.close(write_fd)
-    reader.join(10)
-    os.close(read_fd)
-    assert len(expected) > 1 << 20
-    assert bytes(got) == expected

@@ -327,7 +327,7 @@ class LogWriter:
         self._trouble: tuple[str, float] | None = None  # (the error, since: epoch seconds)
         self._retry_at = 0.0
         self._waiting: list[threading.Event] = []  # flush() calls the held rows hold up
-        # called on the writer thread with each batch of new lines, before they are written
+        # called on the writer thread every tick with the new lines, before they are written
         # (the server's shadow process takes its copies here, off the request path)
         self.tap: Any = None
         self.recovered = recover(self.directory)
@@ -486,7 +486,7 @@ class LogWriter:
         (opened on demand; a new one past ``max_rows``), in one write per segment. False
         when rows are still held: the disk refused them (again), or the next attempt is
         not due yet (``force``: try now)."""
-        if lines and self.tap is not None:
+        if self.tap is not None:  # every tick, rows or not (it also hears back from readers)
             try:
                 self.tap(lines)
             except Exception:  # a reader of the lines never stops the log
@@ -912,8 +912,8 @@ class PredictionLog:
         return False
 
     def tap(self, reader: Any) -> None:
-        """Hand each batch of new prediction lines to ``reader(lines)`` on the writer's
-        thread, before they are written (:attr:`LogWriter.tap`; None: stop)."""
+        """Hand each tick's new prediction lines (maybe none) to ``reader(lines)`` on the
+        writer's thread, before they are written (:attr:`LogWriter.tap`; None: stop)."""
         self._predictions.tap = reader
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -540,6 +540,8 @@ class Server:
         answer = model.recommend(user, k, exclude, explore=self.explore)
         items = answer["items"]
         self.metrics.predicted(model.label, len(items))
+        if routed is not None and current.shadows:  # leaves with this request's log rows
+            self.shadow.submit(current, request_id, {"user": user, "k": k, "exclude": exclude})
         self.log.prediction(
             request_id=request_id,
             model_version=model.label,
@@ -564,9 +566,6 @@ class Server:
             self.metrics.routed(
                 routed["experiment"], routed["arm"], model.label, len(items), latency_s
             )
-            if current.shadows:  # the shadow recommends for the same request, off the path
-                request = {"user": user, "k": k, "exclude": exclude}
-                self.shadow.submit(current, request_id, request)
         return {"model_version": model.label, "request_id": request_id, **answer}
 
     def feedback(self, payload: Any) -> dict[str, Any]:

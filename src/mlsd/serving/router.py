@@ -12,12 +12,13 @@ assignment is a salted hash (:meth:`RoutingTable.assign`), the same in every pro
 after a restart.
 
 :class:`ShadowProcess` scores copies of answered requests with the shadow models in a
-child process at the lowest CPU priority. The request path does nothing for it: the copies
-are the prediction log's own lines, which the log's writer thread hands over each tick
-(:attr:`LogWriter.tap`); a thread sends them to the child, which keeps the rows of the
-experiment's mirrored requests, validates and predicts them with each shadow's own validator
-and model, in batches (:class:`ShadowScorer`), and writes shadow rows. (A recommender's
-shadow needs the request itself, not the logged items: ``/v1/recommend`` queues it with
+child process at the lowest CPU priority. Neither the request path nor a thread of the
+server's own works for it: the copies are the prediction log's own lines, which the log's
+writer thread hands over, and sends to the child, as it takes each tick's rows
+(:attr:`LogWriter.tap`); the child keeps the rows of the experiment's mirrored requests,
+validates and predicts them with each shadow's own validator and model, in batches
+(:class:`ShadowScorer`), and writes shadow rows. (A recommender's shadow needs the request
+itself, not the logged items: ``/v1/recommend`` queues it with
 :meth:`ShadowProcess.submit`.) A shadow that fails is counted; the caller's answer never
 waits for it.
 """
@@ -28,6 +29,7 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -346,21 +348,25 @@ class ShadowProcess:
     """Scores copies of answered requests with shadow models in a child process, so a
     shadow's validation and prediction never hold the server's GIL.
 
-    The request path pays nothing: :meth:`tap` (the prediction log's
-    :attr:`~mlsd.predlog.writer.LogWriter.tap`) receives each tick's log lines on the log's
-    writer thread and queues them whole while a table with shadows is followed
-    (:meth:`follow`); more than ``max_queue`` instances waiting drops the newest and counts
-    them. A sender thread wakes every ``tick_s`` and writes what waits to the child's stdin
-    as one frame: 4-byte length, a JSON header (the table when it changed, packages to load,
+    The request path pays nothing, and the server runs no thread of its own for the
+    shadows: :meth:`tap` (the prediction log's :attr:`~mlsd.predlog.writer.LogWriter.tap`)
+    receives each tick's log lines on the log's writer thread while a table with shadows is
+    followed (:meth:`follow`) and, on that same thread, writes them to the child's stdin as
+    one frame: 4-byte length, a JSON header (the table when it changed, packages to load,
     queued recommender copies, the length of the lines), then the lines as they were
-    logged. The child (``python -m mlsd.serving.router``, at the lowest CPU priority:
-    ``SCHED_IDLE`` on Linux, else nice 19) keeps the rows of the table's experiment whose
+    logged. The pipe is non-blocking: what it cannot take now waits for the next tick, and
+    more than ``max_queue`` instances waiting drops the newest frames and counts their
+    instances. The same call reads the child's answers, one line of counts per frame, into
+    ``metrics``. (A thread of its own cost the caller: each of its wake-ups took the GIL
+    from the request path, and a wake-up that waited for a busy core held the answers
+    with it, doubling p99 at concurrency 8.)
+
+    The child (``python -m mlsd.serving.router``, at the lowest CPU priority:
+    ``SCHED_IDLE`` on Linux, else nice 19) keeps the rows of the followed experiments whose
     request the table mirrors, loads each shadow's package once, verified as the server
     would, scores them with a :class:`ShadowScorer`'s batching and writes the shadow rows
-    to the same log with a writer of its own. It answers each frame with a line of counts,
-    which a reader thread adds to ``metrics``. When the child is busy the pipe fills, the
-    sender waits and the queue drops: a shadow never slows the answers. A child that dies
-    is started again with the next frame; what it lost counts as errors.
+    to the same log with a writer of its own. A child that dies is started again with the
+    next frame; what it had not answered counts as errors.
     """
 
     def __init__(
@@ -371,26 +377,24 @@ class ShadowProcess:
         serving: ServingSpec,
         *,
         max_queue: int = SHADOW_QUEUE,
-        tick_s: float = 0.05,
         nice: int = 19,
     ):
         self.log, self.metrics, self.system, self.serving = log, metrics, system, serving
         self._copies: collections.deque[tuple] = collections.deque()  # recommender requests
-        self._lines: list[bytes] = []  # log lines waiting, under _lock
-        self._waiting = 0  # instances in _lines
-        self._max_queue, self._tick, self._nice = int(max_queue), float(tick_s), int(nice)
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._sender: threading.Thread | None = None
+        self._max_queue, self._nice = int(max_queue), int(nice)
+        self._lock = threading.Lock()  # one caller at a time talks to the child
         self._proc: Any = None
-        self._reader: threading.Thread | None = None
+        self._out = bytearray()  # frames the pipe has not taken yet
+        self._frames: collections.deque[tuple[int, int]] = collections.deque()  # (end, n)
+        self._written = 0  # bytes the pipe took from this child
+        self._queued = 0  # instances in _out
+        self._answers = b""  # the child's answers: a partial line
         self._table: dict[str, Any] | None = None  # the last table with shadows (JSON)
         self._reads_log = False  # a shadow of the table scores the logged instances
         self._table_sent = True  # the child knows the current table
         self._loads: list[list] = []  # packages to load ahead of the first copies
         self._closed = False
         self._sent = self._acked = 0  # frames
-        self._handing = False  # the sender holds copies taken from the queue, not yet sent
         self._in_flight: dict[int, int] = {}  # frame -> instances, until the child answers
         self._loaded: set[tuple] = set()  # (version, folder) the child was asked to load
         self.scored = self.dropped = self.errors = 0
@@ -410,33 +414,24 @@ class ShadowProcess:
                 self._table, self._table_sent = table, False
                 self._loads.extend([r.arm.version, r.arm.package] for r in shadows)
             self._reads_log = reads or (self._reads_log and not settled)
-        if shadows and not self._closed:
-            self._start()
-            self._wake.set()
+        if shadows:
+            self._pump()
 
     # -- the log's writer thread and the request path
 
     def tap(self, lines: list[bytes]) -> None:
-        """Queue a tick's prediction log lines for the child (the log's writer thread
-        calls it before writing them); never blocks."""
-        if not self._reads_log or self._closed:
-            return
-        n = len(lines)
-        with self._lock:
-            if self._waiting + n > self._max_queue:
-                self.dropped += n
-                self.metrics.shadow_dropped.inc(n)
-                return
-            self._lines.extend(lines)
-            self._waiting += n
+        """Send a tick's prediction log lines, and the queued recommender copies, to the
+        child and count its answers (the log's writer thread calls it every tick, before
+        writing the lines); never blocks."""
+        if self._reads_log or self._copies or self._in_flight:
+            self._pump(lines if self._reads_log else ())
 
     def submit(self, routing: Routing, request_id: str, request: dict) -> None:
         """Queue a ``/v1/recommend`` request for each recommender shadow of ``routing``
-        when the table mirrors it (``mirror`` share); never blocks."""
+        when the table mirrors it (``mirror`` share); never blocks. It leaves with the
+        next tick's log lines: submit it before logging the request's own rows."""
         if self._closed or not routing.table.mirrored(request_id):
             return
-        if self._sender is None:
-            self._start()
         ts = time.time()
         for shadow in routing.shadows:
             if len(self._copies) >= self._max_queue:
@@ -449,17 +444,99 @@ class ShadowProcess:
                  [request], None)
             )  # fmt: skip
 
-    # -- threads
+    # -- talking to the child
 
-    def _start(self) -> None:
+    def _pump(self, lines: Iterable[bytes] = ()) -> None:
+        """Queue a frame of what waits (if anything does), write what the pipe takes and
+        read the answers that came back."""
         with self._lock:
-            if self._sender is None and not self._closed:
-                self._sender = threading.Thread(
-                    target=self._send_loop, name="mlsd-shadow-sender", daemon=True
-                )
-                self._sender.start()
+            if self._closed:
+                return
+            self._frame(list(lines))
+            self._flow()
 
-    def _spawn(self) -> Any:
+    def _frame(self, lines: list[bytes]) -> None:
+        message: dict[str, Any] = {}
+        if self._loads:
+            message["load"], self._loads = self._loads, []
+            self._loaded.update((v, str(p)) for v, p in message["load"])
+        if not self._table_sent:
+            message["table"], self._table_sent = self._table, True
+        copies = []
+        while self._copies:
+            copies.append(self._copies.popleft())
+        if not (message or copies or lines):
+            return
+        if self._proc is None or self._proc.poll() is not None:
+            self._spawn()  # a new child is told every package and the table
+            message["load"] = [list(k) for k in self._loaded]
+            message["table"] = self._table
+        n = len(copies) + len(lines)
+        if lines and self._queued + n > self._max_queue:  # the child is behind: drop these
+            self.dropped += n
+            self.metrics.shadow_dropped.inc(n)
+            lines, copies, n = [], [], 0
+            if not message:
+                return
+        self._sent += 1
+        message.update(seq=self._sent, copies=copies, lines=sum(map(len, lines)))
+        header = orjson.dumps(message, default=_default)
+        self._out += len(header).to_bytes(4, "little")
+        self._out += header
+        for line in lines:
+            self._out += line
+        self._in_flight[self._sent] = n
+        self._queued += n
+        self._frames.append((self._written + len(self._out), n))
+
+    def _flow(self) -> None:
+        """Write what the pipe takes now; read what the child answered."""
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            if self._out:
+                taken = os.write(proc.stdin.fileno(), self._out)
+                del self._out[:taken]
+                self._written += taken
+                while self._frames and self._frames[0][0] <= self._written:
+                    self._queued -= self._frames.popleft()[1]
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, OSError, ValueError):
+            self._lost()
+            return
+        while True:
+            try:
+                data = os.read(proc.stdout.fileno(), 1 << 16)
+            except BlockingIOError:
+                break
+            except (OSError, ValueError):
+                data = b""
+            if not data:  # the child ended
+                self._lost()
+                return
+            self._count(data)
+
+    def _count(self, data: bytes) -> None:
+        """Add the child's answers (lines of counts, one per frame) to the metrics."""
+        *done, self._answers = (self._answers + data).split(b"\n")
+        for line in done:
+            try:
+                answer = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            for arm, n in (answer.get("scored") or {}).items():
+                self.scored += n
+                self.metrics.shadowed(arm, n)
+            errors = int(answer.get("errors") or 0)
+            if errors:
+                self.errors += errors
+                self.metrics.shadow_errors.inc(errors)
+            self._in_flight.pop(answer.get("seq"), None)
+            self._acked = max(self._acked, int(answer.get("seq", 0)))
+
+    def _spawn(self) -> None:
         import subprocess
         import sys
 
@@ -475,90 +552,30 @@ class ShadowProcess:
             stdout=subprocess.PIPE,
             bufsize=0,
         )
-        with contextlib.suppress(OSError, AttributeError):  # fewer wake-ups per frame
+        with contextlib.suppress(OSError, AttributeError):  # more frames wait in the pipe
             import fcntl
 
             fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        reader = threading.Thread(
-            target=self._read_loop, args=(proc,), name="mlsd-shadow-reader", daemon=True
-        )
-        reader.start()
-        self._proc, self._reader = proc, reader
-        return proc
-
-    def _send(self, message: dict[str, Any], lines: list[bytes], instances: int) -> None:
-        """One frame to the child (started, or started again, on demand)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            if proc is not None:
-                self._lost()
-            proc = self._spawn()
-            message["load"] = [*message.get("load", []), *(list(k) for k in self._loaded)]
-            message["table"] = self._table  # a new child knows no table
-        self._sent += 1
-        message["seq"] = self._sent
-        self._in_flight[self._sent] = instances
-        message["lines"] = sum(map(len, lines))
-        data = orjson.dumps(message, default=_default)
-        try:  # the lines follow the header as they were logged (no copy here)
-            _write_all(proc.stdin.fileno(), [len(data).to_bytes(4, "little"), data, *lines])
-        except (BrokenPipeError, OSError, ValueError):
-            self._lost()
+        os.set_blocking(proc.stdin.fileno(), False)
+        os.set_blocking(proc.stdout.fileno(), False)
+        self._proc, self._written, self._answers = proc, 0, b""
 
     def _lost(self) -> None:
         """The child died: the instances it had not answered count as errors."""
         lost = sum(self._in_flight.values())
         self._in_flight.clear()
+        self._out.clear()
+        self._frames.clear()
+        self._queued = 0
+        self._acked = self._sent
+        if self._proc is not None:
+            with contextlib.suppress(Exception):
+                self._proc.wait(5)
+        self._proc = None
         if lost:
             self.errors += lost
             self.metrics.shadow_errors.inc(lost)
         logger.warning("the shadow process ended; %d copies lost", lost)
-
-    def _send_loop(self) -> None:
-        copies = self._copies
-        while True:
-            self._wake.wait(self._tick)
-            self._wake.clear()
-            stop = self._closed
-            self._handing = True  # drain() waits while copies are neither queued nor sent
-            message: dict[str, Any] = {}
-            with self._lock:
-                if self._loads:
-                    message["load"], self._loads = self._loads, []
-                if not self._table_sent:
-                    message["table"], self._table_sent = self._table, True
-                lines, self._lines, waiting, self._waiting = self._lines, [], self._waiting, 0
-            taken = []
-            while copies:
-                taken.append(copies.popleft())
-            if message or taken or lines:
-                self._loaded.update((v, str(p)) for v, p in message.get("load", ()))
-                message["copies"] = taken
-                self._send(message, lines, len(taken) + waiting)
-            self._handing = False
-            if stop:
-                proc = self._proc
-                if proc is not None and proc.poll() is None:
-                    with contextlib.suppress(OSError, ValueError):
-                        proc.stdin.close()  # end of input: the child finishes and exits
-                return
-
-    def _read_loop(self, proc: Any) -> None:
-        for line in proc.stdout:
-            try:
-                answer = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            for arm, n in (answer.get("scored") or {}).items():
-                self.scored += n
-                self.metrics.shadowed(arm, n)
-            errors = int(answer.get("errors") or 0)
-            if errors:
-                self.errors += errors
-                self.metrics.shadow_errors.inc(errors)
-            # acknowledged last: drain() returns only once the frame is counted
-            self._in_flight.pop(answer.get("seq"), None)
-            self._acked = max(self._acked, int(answer.get("seq", 0)))
 
     # -- tests and shutdown
 
@@ -567,58 +584,37 @@ class ShadowProcess:
         deadline = time.monotonic() + timeout
         if self._reads_log and not self.log.flush(timeout):  # the log's lines, tapped
             return False
-        while (
-            self._copies
-            or self._lines
-            or self._handing
-            or self._acked < self._sent
-            or ((self._loads or not self._table_sent) and self._sender)
-        ):
+        self._pump()
+        while self._copies or self._out or self._acked < self._sent:
             if time.monotonic() > deadline:
                 return False
-            self._wake.set()
             time.sleep(0.005)
+            self._pump()
         return True
 
     def close(self, timeout: float = 20.0) -> None:
         """Send what is queued, let the child score it and exit. Idempotent. The log's
         writer must have handed over its last lines first (a flush)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            sender = self._sender
-        if sender is None:
+        if self._closed:
             return
-        self._wake.set()
-        sender.join(timeout)
-        proc = self._proc
-        if proc is not None:
+        self.drain(timeout)
+        with self._lock:
+            self._closed = True
+            proc = self._proc
+            if proc is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()  # end of input: the child finishes and exits
             try:
                 proc.wait(timeout)
             except Exception:
                 proc.kill()
                 proc.wait()
-            if self._reader is not None:
-                self._reader.join(timeout)
+            with contextlib.suppress(OSError, ValueError):
+                os.set_blocking(proc.stdout.fileno(), True)
+                self._count(proc.stdout.read() or b"")
             if self._in_flight:
                 self._lost()
-
-
-def _write_all(fd: int, buffers: list[bytes]) -> None:
-    """Write every buffer to ``fd`` in order, resuming after partial writes (``writev`` takes
-    at most IOV_MAX buffers and may stop early)."""
-    import os
-
-    views = [memoryview(b) for b in buffers if b]
-    while views:
-        written = os.writev(fd, views[:1024])
-        while written and views:
-            if written >= len(views[0]):
-                written -= len(views.pop(0))
-            else:
-                views[0] = views[0][written:]
-                written = 0
 
 
 def _default(obj: Any) -> Any:
