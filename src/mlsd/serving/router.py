@@ -52,6 +52,9 @@ from mlsd.spec import ServingSpec
 logger = logging.getLogger("mlsd.serving")
 
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe (pipe-max-size)
+# The shadow process works on one thread: a BLAS pool started at numpy's import would run
+# at normal priority, beside the lowest one the process gives itself
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SHADOW_QUEUE = 10_000  # instances waiting for the shadow process; more are dropped, counted
 
 
@@ -551,6 +554,7 @@ class ShadowProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
+            env={**os.environ, **ONE_THREAD},
         )
         with contextlib.suppress(OSError, AttributeError):  # more frames wait in the pipe
             import fcntl
@@ -632,8 +636,13 @@ def _child(config: dict[str, Any]) -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         os.nice(int(config.get("nice", 0)))
-    with contextlib.suppress(OSError, AttributeError):  # Linux: run only on idle CPU
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    try:  # every thread started before this line (Linux), and those after inherit it
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for thread in threads:  # Linux: run only on idle CPU
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
     system = config["system"]
     serving = ServingSpec.model_validate(config["serving"])
     writer = LogWriter(config["log"], SHADOW, flush_s=serving.log_flush_s)
