@@ -169,6 +169,29 @@ def test_the_shadow_process_queue_drops_when_full_and_counts_what_it_cannot_scor
     assert shadow._proc.poll() == 0
 
 
+def test_a_shadow_process_that_dies_is_started_again_and_what_it_lost_counts(tmp_path):
+    import os
+    import signal
+
+    t = table(shadows=[Arm(name="sh", version=9, package=str(tmp_path / "no-package"))])
+    metrics = ServerMetrics()
+    log = SimpleNamespace(folder=tmp_path / "log", flush=lambda timeout=None: True)
+    shadow = ShadowProcess(log, metrics, "sys", ServingSpec())
+    shadow.follow(routing_of(t))
+    assert shadow.drain(60)
+    first = shadow._proc
+    os.kill(first.pid, signal.SIGSTOP)  # takes a frame and never answers it
+    shadow.tap([logged("a", 1.0), logged("b", 2.0)])
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    shadow.tap([logged("c", 3.0)])  # a new child, told the table again
+    assert shadow.drain(60)
+    assert shadow._proc is not first and shadow._proc.poll() is None
+    # a and b died with the first child; the second has no package for c: three errors
+    assert shadow.errors == 3 and metrics.shadow_errors._value.get() == 3
+    shadow.close()
+
+
 def test_a_mirror_share_copies_that_share_of_requests_and_the_same_ones_everywhere(tmp_path):
     import dataclasses
 

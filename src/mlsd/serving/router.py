@@ -360,9 +360,8 @@ class ShadowProcess:
     logged. The pipe is non-blocking: what it cannot take now waits for the next tick, and
     more than ``max_queue`` instances waiting drops the newest frames and counts their
     instances. The same call reads the child's answers, one line of counts per frame, into
-    ``metrics``. (A thread of its own cost the caller: each of its wake-ups took the GIL
-    from the request path, and a wake-up that waited for a busy core held the answers
-    with it, doubling p99 at concurrency 8.)
+    ``metrics``. (Threads of its own would wake up only to take the GIL from the request
+    path; the writer thread wakes up every tick anyway.)
 
     The child (``python -m mlsd.serving.router``, at the lowest CPU priority:
     ``SCHED_IDLE`` on Linux, else nice 19) keeps the rows of the followed experiments whose
@@ -470,7 +469,9 @@ class ShadowProcess:
             copies.append(self._copies.popleft())
         if not (message or copies or lines):
             return
-        if self._proc is None or self._proc.poll() is not None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._lost()  # it died between two ticks
+        if self._proc is None:
             self._spawn()  # a new child is told every package and the table
             message["load"] = [list(k) for k in self._loaded]
             message["table"] = self._table
@@ -579,7 +580,7 @@ class ShadowProcess:
         if lost:
             self.errors += lost
             self.metrics.shadow_errors.inc(lost)
-        logger.warning("the shadow process ended; %d copies lost", lost)
+        logger.warning("the shadow process ended; %d instances lost", lost)
 
     # -- tests and shutdown
 
