@@ -275,6 +275,29 @@ def test_log_lines_queues_a_requests_rows_all_or_none(tmp_path):
     assert [row["i"] for row in _lines(segment)] == [0, 1, 2, 3, 7, 8]
 
 
+def test_the_tap_sees_every_line_before_it_is_written_and_cannot_stop_the_log(tmp_path):
+    seen: list[bytes] = []
+    calls = {"n": 0}
+
+    def tap(lines):
+        calls["n"] += 1
+        seen.extend(lines)
+        if len(seen) >= 2:
+            raise RuntimeError("a broken reader")
+
+    with PredictionLog(tmp_path, flush_s=0.2) as log:
+        log.tap(tap)
+        for i in range(5):
+            log.prediction(request_id=f"r{i}", model_version=1, inputs=[{"x": i}],
+                           outputs=[i], latency_ms=1)  # fmt: skip
+            assert log.flush(10)
+        time.sleep(0.3)
+        ticks = calls["n"]
+    assert [json.loads(line)["request_id"] for line in seen] == [f"r{i}" for i in range(5)]
+    assert ticks > 5  # every tick, lines or not: a reader hears back without traffic
+    assert len(read_predictions(tmp_path)) == 5  # the reader's errors lost no row
+
+
 def test_segments_appear_whole_by_rename_within_flush_s(tmp_path):
     folder = tmp_path / "log" / "predictions"
     with PredictionLog(tmp_path) as log:  # default flush_s = 1.0
