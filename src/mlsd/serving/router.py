@@ -485,12 +485,12 @@ class ShadowProcess:
             if not message:
                 return
         self._sent += 1
-        message.update(seq=self._sent, copies=copies, lines=sum(map(len, lines)))
+        data = b"".join(lines)
+        message.update(seq=self._sent, copies=copies, lines=len(data))
         header = orjson.dumps(message, default=_default)
         self._out += len(header).to_bytes(4, "little")
         self._out += header
-        for line in lines:
-            self._out += line
+        self._out += data
         self._in_flight[self._sent] = n
         self._queued += n
         self._frames.append((self._written + len(self._out), n))
