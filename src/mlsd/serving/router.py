@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -450,16 +450,16 @@ class ShadowProcess:
 
     # -- talking to the child
 
-    def _pump(self, lines: Iterable[bytes] = ()) -> None:
+    def _pump(self, lines: Sequence[bytes] = ()) -> None:
         """Queue a frame of what waits (if anything does), write what the pipe takes and
         read the answers that came back."""
         with self._lock:
             if self._closed:
                 return
-            self._frame(list(lines))
+            self._frame(lines)
             self._flow()
 
-    def _frame(self, lines: list[bytes]) -> None:
+    def _frame(self, lines: Sequence[bytes]) -> None:
         message: dict[str, Any] = {}
         if self._loads:
             message["load"], self._loads = self._loads, []
@@ -481,7 +481,7 @@ class ShadowProcess:
         if lines and self._queued + n > self._max_queue:  # the child is behind: drop these
             self.dropped += n
             self.metrics.shadow_dropped.inc(n)
-            lines, copies, n = [], [], 0
+            lines, copies, n = (), [], 0
             if not message:
                 return
         self._sent += 1
@@ -687,10 +687,13 @@ def _child(config: dict[str, Any]) -> None:
     try:
         while True:
             head = _read(stdin, 4)
-            if head is None:
+            header = head and _read(stdin, int.from_bytes(head, "little"))
+            if header is None:  # the server closed the pipe
                 break
-            message = orjson.loads(_read(stdin, int.from_bytes(head, "little")) or b"{}")
-            lines = _read(stdin, message.get("lines") or 0) or b""
+            message = orjson.loads(header)
+            lines = _read(stdin, message.get("lines") or 0)
+            if lines is None:
+                break
             if message.get("table"):
                 table = RoutingTable.from_dict(message["table"])
                 tables[table.experiment] = table
@@ -743,7 +746,8 @@ def _logged_copies(
     """The copies the prediction log's ``lines`` hold for the shadows (those that score
     instances, not recommenders) of the experiments in ``tables``: one per request its
     table mirrors, with the logged instances, their places and the live row's time."""
-    requests: dict[tuple[str, str], tuple[list, list, float]] = {}
+    # experiment -> request id -> (instances, their places, the live row's time)
+    requests: dict[str, dict[str, tuple[list, list, float]]] = {}
     for line in lines.splitlines():
         if b'"experiment":' not in line:  # not routed (no experiment, or a pinned version)
             continue
@@ -751,14 +755,13 @@ def _logged_copies(
         table = tables.get(row.get("experiment"))  # type: ignore[arg-type]
         if table is None or not table.mirrored(rid := row["request_id"]):
             continue
-        instances, places, _ = requests.setdefault((table.experiment, rid), ([], [], row["ts"]))
+        mine = requests.setdefault(table.experiment, {})
+        instances, places, _ = mine.setdefault(rid, ([], [], row["ts"]))
         instances.append(row["inputs"])
         places.append(row["instance"])
     copies = []
-    for experiment in dict.fromkeys(e for e, _ in requests):
-        table = tables[experiment]
-        mine = [(rid, copy) for (e, rid), copy in requests.items() if e == experiment]
-        for arm in table.shadows:
+    for experiment, mine in requests.items():
+        for arm in tables[experiment].shadows:
             try:
                 served = model(arm.version, arm.package)
             except Exception:
@@ -767,7 +770,7 @@ def _logged_copies(
             if isinstance(served, ServedRecommender):  # it gets the requests themselves
                 continue
             routed = Routed(arm, served)
-            for rid, (instances, places, ts) in mine:
+            for rid, (instances, places, ts) in mine.items():
                 copies.append(_Copy(routed, experiment, rid, instances, places, ts))
     return copies
 
