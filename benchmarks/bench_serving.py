@@ -364,19 +364,32 @@ def _http_post(path: str, port: int, body: str) -> bytes:
     ).encode()
 
 
-def _response_head(buffer: bytes) -> tuple[int, int, int] | None:
-    """Where the body of the response at the start of ``buffer`` begins and ends, and its
-    status, once its head is in (None before); None as the end without a Content-Length."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = buffer[:end].lower()
-    at = head.find(b"content-length:")
-    if at < 0:
-        return end + 4, None, int(buffer[9:12])
-    stop = head.find(b"\r\n", at)
-    length = int(head[at + 15 : stop if stop >= 0 else None])
-    return end + 4, end + 4 + length, int(buffer[9:12])
+class _Responses:
+    """The responses arriving on one keep-alive connection, one request in flight."""
+
+    def __init__(self) -> None:
+        self.buffer, self.start, self.end = b"", 0, None  # the body's place, once known
+
+    def feed(self, data: bytes) -> tuple[int, memoryview] | None:
+        """Add ``data``; the status and body once the response is whole (None before).
+        Raises ValueError for a response without a Content-Length."""
+        buffer = self.buffer = self.buffer + data
+        if self.end is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            head = buffer[:end].lower()
+            at = head.find(b"content-length:")
+            if at < 0:
+                raise ValueError("a response without a Content-Length")
+            stop = head.find(b"\r\n", at)
+            self.start = end + 4
+            self.end = self.start + int(head[at + 15 : stop if stop >= 0 else None])
+        if len(buffer) < self.end:
+            return None
+        body = memoryview(buffer)[self.start : self.end]
+        self.buffer, self.end = buffer[self.end :], None
+        return int(buffer[9:12]), body
 
 
 def load_generator(job: dict) -> dict:
@@ -400,7 +413,7 @@ def load_generator(job: dict) -> dict:
     class Client(asyncio.Protocol):
         def __init__(self, index: int, done: asyncio.Future):
             self.index, self.done = index, done
-            self.buffer, self.need, self.head_end, self.sent = b"", None, 0, 0
+            self.responses, self.sent = _Responses(), 0
 
         def connection_made(self, transport):
             self.transport = transport
@@ -416,24 +429,20 @@ def load_generator(job: dict) -> dict:
             self.transport.write(request)
 
         def data_received(self, data):
-            self.buffer += data
-            if self.need is None:
-                found = _response_head(self.buffer)
-                if found is None:
-                    return
-                self.head_end, self.need, self.status = found
-                if self.need is None:
-                    self.fail("no content-length")
-                    return
-            if len(self.buffer) < self.need:
+            try:
+                answer = self.responses.feed(data)
+            except ValueError:
+                self.fail("no content-length")
+                return
+            if answer is None:
                 return
             finished = time.perf_counter_ns()
+            status, body = answer
             if state["sample"] is None:
-                state["sample"] = self.buffer[self.head_end : self.need].decode()[:300]
-            self.buffer, self.need = self.buffer[self.need :], None
+                state["sample"] = bytes(body).decode()[:300]
             if self.sent >= state["measure_from"] and len(latencies) < max_requests:
                 latencies.append(finished - self.sent)
-                statuses[self.status] += 1
+                statuses[status] += 1
                 state["last"] = finished
             self.send()
 
@@ -1017,7 +1026,7 @@ def alternating_load(job: dict) -> dict:
     class Client(asyncio.Protocol):
         def __init__(self, group: int, index: int):
             self.group, self.index, self.count = group, index, 0
-            self.buffer, self.need, self.sent = b"", None, 0
+            self.responses, self.sent = _Responses(), 0
 
         def connection_made(self, transport):
             self.transport = transport
@@ -1033,20 +1042,12 @@ def alternating_load(job: dict) -> dict:
             self.transport.write(reqs[(self.index + self.count) % len(reqs)])
 
         def data_received(self, data):
-            self.buffer += data
-            if self.need is None:
-                found = _response_head(self.buffer)
-                if found is None:
-                    return
-                _, self.need, self.status = found
-                if self.need is None:
-                    raise RuntimeError("a response without a Content-Length")
-            if len(self.buffer) < self.need:
+            answer = self.responses.feed(data)
+            if answer is None:
                 return
             finished = time.perf_counter_ns()
-            self.buffer, self.need = self.buffer[self.need :], None
             slot_latencies[self.slot].append(finished - self.sent)
-            statuses[self.status] += 1
+            statuses[answer[0]] += 1
             state["in_flight"][self.group] -= 1
             if state["in_flight"][self.group] == 0 and state["idle"] is not None:
                 state["idle"].set()
