@@ -42,8 +42,10 @@ second version scores a copy of each request in the shadow process) and a shadow
 quarter of the requests. The two take the load in turns of a quarter second (pairs A B,
 B A, ...), so a shared VM's drift cancels; a ratio is the median of the pairs' B/A p50 with
 its 95% interval. With ``--pin`` (the default on Linux with 2 or more cores) the servers run
-on core 0 and the load generator and shadow process on core 1, as they would with clients
-on other machines. The issue's goal: a shadow adds at most 5% to the caller's p50.
+on core 0, and it runs in two layouts: the shadow process alone on core 1 and the load
+generator with the servers ("own core"), then the load generator with the shadow process on
+core 1 ("shared core", with a control: a busy loop at idle priority on that core in B's
+turns). The issue's goal: a shadow adds at most 5% to the caller's p50.
 
 ``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
 numeric features, relevance 0-4 by quintile of the hidden score within groups of 100 items)
@@ -996,6 +998,17 @@ def report(args, levels: list[int], tmp: Path) -> None:
 
 ROUTED = ("A/A", "router", "router+shadow", "router+shadow 25%")
 SHADOWED = ("router+shadow", "router+shadow 25%")
+IDLE = "A/A + idle loop"  # no table; a busy loop at idle priority on the clients' core, B's turns
+# Pinned: the servers on core 0; where the load generator and B's shadow process run, and
+# what is measured there. "own core" gives the shadow process a core of its own (the
+# clients share the servers'); "shared core" puts the clients on the shadow process's core.
+LAYOUTS = {
+    "own core": ({0}, {1}, ROUTED),
+    "shared core": ({1}, {1}, ("A/A", "router+shadow", IDLE)),
+}
+IDLE_LOOP = (
+    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
+)
 MIRROR = 0.25  # the share of requests the last table copies to its shadow
 POLL_S = 0.2  # how often the routed server reads the routing table
 SLOT_S = 0.25  # seconds each server takes the load before the other does
@@ -1070,6 +1083,8 @@ def alternating_load(job: dict) -> dict:
         for group in order:
             slot_latencies.append([])
             state["group"] = group
+            if job.get("idle_loop"):  # it runs in B's turns only
+                os.kill(job["idle_loop"], signal.SIGCONT if group == 1 else signal.SIGSTOP)
             for client in groups[group]:
                 client.send()
             await asyncio.sleep(float(job["slot_s"]))
@@ -1175,17 +1190,16 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     b = Served("routed", command, "/readyz", tmp, cwd=cwd, env=env)
     pairs = max(1, round(args.duration / (2 * SLOT_S)))
     warmup_pairs = max(1, round(args.warmup / (2 * SLOT_S)))
-    results: dict[str, dict[int, dict]] = {n: {} for n in ROUTED}
+    layouts = LAYOUTS if pinned else {"unpinned": (None, None, ROUTED)}
+    results: dict[tuple[str, str], dict[int, dict]] = {}
     try:
         startup = max(a.wait_ready(), b.wait_ready())
-        if pinned:  # both servers on core 0 (one works at a time); this script, the load
-            # generator and the shadow process (moved after each switch) on core 1
+        if pinned:  # both servers on core 0 (one works at a time)
             _pin(a.proc.pid, {0})
             _pin(b.proc.pid, {0})
-            os.sched_setaffinity(0, {1})
         check_answers("mlsd", a.port, rows[:8], expected[:8])  # A never changes
 
-        def switch(name: str) -> None:
+        def switch(name: str, shadow_cores: set[int] | None) -> None:
             if name in tables:
                 routing.publish(root, tables[name])
             else:
@@ -1199,66 +1213,83 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     raise SystemExit(f"{name}: the server did not take the routing table")
                 time.sleep(POLL_S / 2)
             check_answers("mlsd", b.port, rows[:8], expected[:8])
-            if pinned:
+            if shadow_cores:
                 for child in _children(b.proc.pid):
-                    _pin(child, {1})
+                    _pin(child, shadow_cores)
 
         for name in ROUTED:  # each table once, so the shadow process has loaded its model
-            switch(name)
+            switch(name, None)
         print(f"two mlsd serve processes ready in {startup:.1f} s", flush=True)
         path, payloads = bodies("mlsd", rows)
-        for c in levels:
-            for name in ROUTED:
-                switch(name)
-                time.sleep(0.3)
-                before = _shadow_counts(b.port)
-                spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
-                child_spent = _children_cpu_seconds(b.proc.pid)
-                job = {
-                    "ports": [a.port, b.port],
-                    "path": path,
-                    "bodies": [p.decode() for p in payloads],
-                    "concurrency": c,
-                    "pairs": pairs,
-                    "warmup_pairs": warmup_pairs,
-                    "slot_s": SLOT_S,
-                }
-                r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
-                cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
-                time.sleep(0.3)  # this run's copies, scored
-                child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
-                after = _shadow_counts(b.port)
-                slots = r["slots"]
-                per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
-                ratios = [
-                    slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
-                    if slots[i]["server"] == 0
-                    else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
-                    for i in range(0, len(slots) - 1, 2)
-                ]
-                counts = [sum(s["requests"] for s in p) for p in per]
-                bad = {k: v for k, v in r["statuses"].items() if k != "200"}
-                out = {
-                    "ratios": ratios,
-                    "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
-                    "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
-                    "requests": counts,
-                    # CPU per request over every request sent, the warm-up's included
-                    "cpu_us": [1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)],
-                    "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
-                    "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
-                }
-                results[name][c] = out
-                low, high = _median_interval(ratios)
-                print(
-                    f"  {name:<17} concurrency {c:>2}: {sum(counts):>7,} requests, p50 A "
-                    f"{out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, B/A "
-                    f"{statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU µs/request A "
-                    f"{out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
-                    + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
-                    + (f"  NON-200: {bad}" if bad else ""),
-                    flush=True,
-                )
+        for layout, (client_cores, shadow_cores, configs) in layouts.items():
+            if client_cores:  # this script and the load generator it starts
+                os.sched_setaffinity(0, client_cores)
+            for c in levels:
+                for name in configs:
+                    switch(name, shadow_cores)
+                    time.sleep(0.3)
+                    before = _shadow_counts(b.port)
+                    spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
+                    child_spent = _children_cpu_seconds(b.proc.pid)
+                    job = {
+                        "ports": [a.port, b.port],
+                        "path": path,
+                        "bodies": [p.decode() for p in payloads],
+                        "concurrency": c,
+                        "pairs": pairs,
+                        "warmup_pairs": warmup_pairs,
+                        "slot_s": SLOT_S,
+                    }
+                    loop = None
+                    if name == IDLE:  # stopped until B's first turn
+                        loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
+                        os.kill(loop.pid, signal.SIGSTOP)
+                        job["idle_loop"] = loop.pid
+                    try:
+                        r = run_self(
+                            "--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120
+                        )
+                    finally:
+                        if loop is not None:
+                            loop.kill()
+                            loop.wait()
+                    cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
+                    time.sleep(0.3)  # this run's copies, scored
+                    child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
+                    after = _shadow_counts(b.port)
+                    slots = r["slots"]
+                    per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
+                    ratios = [
+                        slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
+                        if slots[i]["server"] == 0
+                        else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
+                        for i in range(0, len(slots) - 1, 2)
+                    ]
+                    counts = [sum(s["requests"] for s in p) for p in per]
+                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+                    out = {
+                        "ratios": ratios,
+                        "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
+                        "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
+                        "requests": counts,
+                        # CPU per request over every request sent, the warm-up's included
+                        "cpu_us": [
+                            1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)
+                        ],
+                        "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
+                        "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
+                    }
+                    results.setdefault((layout, name), {})[c] = out
+                    low, high = _median_interval(ratios)
+                    print(
+                        f"  {layout:<11} {name:<17} concurrency {c:>2}: {sum(counts):>7,} "
+                        f"requests, p50 A {out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, "
+                        f"B/A {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU "
+                        f"µs/request A {out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
+                        + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
+                        + (f"  NON-200: {bad}" if bad else ""),
+                        flush=True,
+                    )
         metrics = _get(b.port, "/metrics")
         shadow_counts = {
             key: _metric(metrics, key)
@@ -1274,6 +1305,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
         routing.clear(root, "bench-serving")
 
     head = [
+        "layout",
         "B",
         "concurrency",
         "requests A / B",
@@ -1286,14 +1318,14 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
         "shadow copies scored / dropped",
     ]
     table = [fmt_row(head), "|---" * len(head) + "|"]
-    for name in ROUTED:
-        for c in levels:
-            r = results[name][c]
+    for (layout, name), by_level in results.items():
+        for c, r in by_level.items():
             median, (low, high) = statistics.median(r["ratios"]), _median_interval(r["ratios"])
             scored, dropped = r["shed"]
             table.append(
                 fmt_row(
                     [
+                        layout,
                         name,
                         str(c),
                         f"{r['requests'][0]:,} / {r['requests'][1]:,}",
@@ -1308,31 +1340,44 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                     ]
                 )
             )
-    verdicts = []
-    for c in levels:
-        ratios = results["router+shadow"][c]["ratios"]
+
+    def change(ratios: list[float]) -> str:
         median, (low, high) = statistics.median(ratios), _median_interval(ratios)
-        if len(ratios) < 6:  # fewer pairs have no 95% interval of the median: the range
-            verdict = "not judged: too few pairs for a 95% interval (run a longer --duration)"
-        elif high <= 1.05:
-            verdict = "met: the whole interval is within +5%"
-        elif low > 1.05:
-            verdict = "not met: the whole interval is above +5%"
-        else:
-            verdict = "not shown either way: the interval holds +5%"
-        same = results["A/A"][c]["ratios"]
-        same_low, same_high = _median_interval(same)
-        routed = statistics.median(results["router"][c]["ratios"])
-        mirrored = statistics.median(results["router+shadow 25%"][c]["ratios"])
-        verdicts.append(
-            f"- concurrency {c}: a shadow adds {100 * (median - 1):+.1f}% to the caller's p50 "
-            f"(95% interval {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%, over "
-            f"{len(ratios)} pairs of slots): goal (≤ +5%) {verdict}. The router alone "
-            f"{100 * (routed - 1):+.1f}%, mirroring {MIRROR:.0%} of requests "
-            f"{100 * (mirrored - 1):+.1f}%. Two identical servers (A/A) measure "
-            f"{100 * (statistics.median(same) - 1):+.1f}% ({100 * (same_low - 1):+.1f}% to "
-            f"{100 * (same_high - 1):+.1f}%): the method's own resolution."
-        )
+        return f"{100 * (median - 1):+.1f}% ({100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%)"
+
+    verdicts = []
+    for layout, (_, _, configs) in layouts.items():
+        for c in levels:
+            ratios = results[(layout, "router+shadow")][c]["ratios"]
+            low, high = _median_interval(ratios)
+            if len(ratios) < 6:  # fewer pairs have no 95% interval of the median: the range
+                verdict = "not judged: too few pairs for a 95% interval (run a longer --duration)"
+            elif high <= 1.05:
+                verdict = "met: the whole interval is within +5%"
+            elif low > 1.05:
+                verdict = "not met: the whole interval is above +5%"
+            else:
+                verdict = "not shown either way: the interval holds +5%"
+            shadow = results[(layout, "router+shadow")][c]
+            cpu = shadow["cpu_us"][1] / shadow["cpu_us"][0] - 1
+            line = (
+                f"- {layout}, concurrency {c}: a shadow adds {change(ratios)} to the caller's "
+                f"p50 over {len(ratios)} pairs of slots: goal (≤ +5%) {verdict}. B's server CPU "
+                f"per request {100 * cpu:+.1f}%. Two identical servers (A/A) measure "
+                f"{change(results[(layout, 'A/A')][c]['ratios'])}: the method's resolution."
+            )
+            if "router" in configs:
+                line += (
+                    f" The router alone {change(results[(layout, 'router')][c]['ratios'])}, "
+                    f"mirroring {MIRROR:.0%} of requests "
+                    f"{change(results[(layout, 'router+shadow 25%')][c]['ratios'])}."
+                )
+            if IDLE in configs:
+                line += (
+                    " A busy loop at idle priority on the clients' core in B's turns, "
+                    f"without any table: {change(results[(layout, IDLE)][c]['ratios'])}."
+                )
+            verdicts.append(line)
     command = (
         "python benchmarks/bench_serving.py --router"
         + "".join(
@@ -1373,8 +1418,15 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             "a shared VM, which moves runs a few seconds apart by more than the effect "
             "measured here. "
             + (
-                "Both servers are pinned to core 0, the load generator and the shadow process "
-                "to core 1, as if the clients were on other machines. "
+                "Both servers are pinned to core 0. Two layouts place the rest, as this "
+                "machine has no third core for clients elsewhere: **own core** gives B's "
+                "shadow process core 1 to itself and runs the load generator on core 0 with "
+                "the servers (the clients' CPU, the same in both turns, dilutes the ratio: "
+                "the server's CPU per request is what p50 follows with the clients on other "
+                "machines); **shared core** runs the load generator on core 1 with the "
+                f"shadow process. **{IDLE}** (shared core, no table) runs a busy loop under "
+                "`SCHED_IDLE` on the clients' core during B's turns only: what any work at "
+                "the lowest priority there does to the clients. "
                 if pinned
                 else f"Clients and servers share the {os.cpu_count()} cores unpinned. "
             )
