@@ -1221,75 +1221,76 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             switch(name, None)
         print(f"two mlsd serve processes ready in {startup:.1f} s", flush=True)
         path, payloads = bodies("mlsd", rows)
+
+        def measure(layout: str, name: str, c: int) -> dict:
+            """One configuration at concurrency ``c``: the slots' ratios, p50, p99, CPU."""
+            time.sleep(0.3)
+            before = _shadow_counts(b.port)
+            spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
+            child_spent = _children_cpu_seconds(b.proc.pid)
+            job = {
+                "ports": [a.port, b.port],
+                "path": path,
+                "bodies": [p.decode() for p in payloads],
+                "concurrency": c,
+                "pairs": pairs,
+                "warmup_pairs": warmup_pairs,
+                "slot_s": SLOT_S,
+            }
+            loop = None
+            if name == IDLE:  # stopped until B's first turn
+                loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
+                os.kill(loop.pid, signal.SIGSTOP)
+                job["idle_loop"] = loop.pid
+            try:
+                r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
+            finally:
+                if loop is not None:
+                    loop.kill()
+                    loop.wait()
+            cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
+            time.sleep(0.3)  # this run's copies, scored
+            child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
+            after = _shadow_counts(b.port)
+            slots = r["slots"]
+            per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
+            ratios = [
+                slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
+                if slots[i]["server"] == 0
+                else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
+                for i in range(0, len(slots) - 1, 2)
+            ]
+            counts = [sum(s["requests"] for s in p) for p in per]
+            bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+            out = {
+                "ratios": ratios,
+                "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
+                "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
+                "requests": counts,
+                # CPU per request over every request sent, the warm-up's included
+                "cpu_us": [1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)],
+                "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
+                "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
+            }
+            low, high = _median_interval(ratios)
+            print(
+                f"  {layout:<11} {name:<17} concurrency {c:>2}: {sum(counts):>7,} "
+                f"requests, p50 A {out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, "
+                f"B/A {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU "
+                f"µs/request A {out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
+                + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
+                + (f"  NON-200: {bad}" if bad else ""),
+                flush=True,
+            )
+            return out
+
         for layout, (client_cores, shadow_cores, configs) in layouts.items():
             if client_cores:  # this script and the load generator it starts
                 os.sched_setaffinity(0, client_cores)
             for c in levels:
                 for name in configs:
                     switch(name, shadow_cores)
-                    time.sleep(0.3)
-                    before = _shadow_counts(b.port)
-                    spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
-                    child_spent = _children_cpu_seconds(b.proc.pid)
-                    job = {
-                        "ports": [a.port, b.port],
-                        "path": path,
-                        "bodies": [p.decode() for p in payloads],
-                        "concurrency": c,
-                        "pairs": pairs,
-                        "warmup_pairs": warmup_pairs,
-                        "slot_s": SLOT_S,
-                    }
-                    loop = None
-                    if name == IDLE:  # stopped until B's first turn
-                        loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
-                        os.kill(loop.pid, signal.SIGSTOP)
-                        job["idle_loop"] = loop.pid
-                    try:
-                        r = run_self(
-                            "--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120
-                        )
-                    finally:
-                        if loop is not None:
-                            loop.kill()
-                            loop.wait()
-                    cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
-                    time.sleep(0.3)  # this run's copies, scored
-                    child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
-                    after = _shadow_counts(b.port)
-                    slots = r["slots"]
-                    per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
-                    ratios = [
-                        slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
-                        if slots[i]["server"] == 0
-                        else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
-                        for i in range(0, len(slots) - 1, 2)
-                    ]
-                    counts = [sum(s["requests"] for s in p) for p in per]
-                    bad = {k: v for k, v in r["statuses"].items() if k != "200"}
-                    out = {
-                        "ratios": ratios,
-                        "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
-                        "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
-                        "requests": counts,
-                        # CPU per request over every request sent, the warm-up's included
-                        "cpu_us": [
-                            1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)
-                        ],
-                        "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
-                        "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
-                    }
-                    results.setdefault((layout, name), {})[c] = out
-                    low, high = _median_interval(ratios)
-                    print(
-                        f"  {layout:<11} {name:<17} concurrency {c:>2}: {sum(counts):>7,} "
-                        f"requests, p50 A {out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, "
-                        f"B/A {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU "
-                        f"µs/request A {out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
-                        + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
-                        + (f"  NON-200: {bad}" if bad else ""),
-                        flush=True,
-                    )
+                    results.setdefault((layout, name), {})[c] = measure(layout, name, c)
         metrics = _get(b.port, "/metrics")
         shadow_counts = {
             key: _metric(metrics, key)
