@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(n: int) -> int:
+    """The first of ``n`` consecutive free ports, drawn below the kernel's ephemeral range
+    (32768 up) and above Ray's worker ports (10002-19999): ports the kernel hands to other
+    sockets, Ray's among them, can be taken between this check and the server's bind."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32768 - n)
+        try:
+            with ExitStack() as stack:
+                for port in range(base, base + n):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports between 20000 and 32767")
 
 
 def mlsd_command() -> list[str]:
@@ -68,8 +87,8 @@ class Client:
 class ServerProcess:
     """`mlsd serve` in a child process; started and stopped by the test that needs it."""
 
-    def __init__(self, folder: Path, *args: str, env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, folder: Path, *args: str, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.folder = folder
         full_env = {**os.environ, "MLSD_ADMIN_TOKEN": TOKEN, **(env or {})}
         full_env.pop("MLSD_HOME", None)

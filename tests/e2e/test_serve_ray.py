@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from server import Client, ServerProcess
+from server import Client, ServerProcess, free_port_block
 from test_cli_data import mlsd
 
 from mlsd.predlog.reader import read_feedback, read_predictions
@@ -55,8 +55,9 @@ def test_two_replicas_share_the_port_one_log_and_feedback(system):
 
     folder, instances = system
     spec = load_spec(folder / "system.yaml")
-    proc = ServerProcess(folder, "--replicas", "2")  # ready once one replica answers
-    port = proc.port  # each replica also answers on port + 1 + its index
+    # ready once one replica answers; each replica also answers on port + 1 + its index
+    proc = ServerProcess(folder, "--replicas", "2", port=free_port_block(3))
+    port = proc.port
     try:
         deadline = time.monotonic() + 90
         while not all(_own_ready(port + 1 + i) for i in range(2)):  # each replica's own port
