@@ -35,17 +35,20 @@ MLflow's, batch scoring at least 80% of raw LightGBM's rows per second. Results 
 BENCHMARKS.md.
 
 ``--router`` (step 8) measures the routing table's cost instead: two ``mlsd serve``
-processes of the same model, A pinned to version 1 (never routed) and B following a routing
-table switched before each configuration: none (A/A, the control), a 50/50 table of two
-versions (the unit being the request id), a shadow (the champion takes all traffic, a
-second version scores a copy of each request in the shadow process) and a shadow of a
-quarter of the requests. The two take the load in turns of a quarter second (pairs A B,
-B A, ...), so a shared VM's drift cancels; a ratio is the median of the pairs' B/A p50 with
-its 95% interval. With ``--pin`` (the default on Linux with 2 or more cores) the servers run
-on core 0, and it runs in two layouts: the shadow process alone on core 1 and the load
-generator with the servers ("own core"), then the load generator with the shadow process on
-core 1 ("shared core", with a control: a busy loop at idle priority on that core in B's
-turns). The issue's goal: a shadow adds at most 5% to the caller's p50.
+processes of the same model, each following the routing table of its own workspace; before
+each measurement one gets the configuration's table and the other none: none (A/A, how much
+the two processes differ), a 50/50 table of two versions (the unit being the request id), a
+shadow (the champion takes all traffic, a second version scores a copy of each request in
+the shadow process) and a shadow of a quarter of the requests. Each table is measured on B
+and then on A (a crossover: the geometric mean of the two ratios cancels the processes'
+difference). The two take the load in turns of a quarter second (pairs A B, B A, ...), so a
+shared VM's drift cancels; a ratio is the median of the pairs' p50 with the table over p50
+without, with its 95% interval. With ``--pin`` (the default on Linux with 2 or more cores)
+the servers run on core 0, and it runs in two layouts: the shadow process alone on core 1
+and the load generator with the servers ("own core"), then the load generator with the
+shadow process on core 1 ("shared core", with a control: a busy loop at idle priority on
+that core in one server's turns). The issue's goal: a shadow adds at most 5% to the
+caller's p50.
 
 ``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
 numeric features, relevance 0-4 by quintile of the hidden score within groups of 100 items)
@@ -62,8 +65,10 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import math
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -1083,8 +1088,9 @@ def alternating_load(job: dict) -> dict:
         for group in order:
             slot_latencies.append([])
             state["group"] = group
-            if job.get("idle_loop"):  # it runs in B's turns only
-                os.kill(job["idle_loop"], signal.SIGCONT if group == 1 else signal.SIGSTOP)
+            if job.get("idle_loop"):  # it runs in the turns of one server only
+                resume = group == job["idle_group"]
+                os.kill(job["idle_loop"], signal.SIGCONT if resume else signal.SIGSTOP)
             for client in groups[group]:
                 client.send()
             await asyncio.sleep(float(job["slot_s"]))
@@ -1176,60 +1182,73 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
     tables["router+shadow 25%"] = dataclasses.replace(
         tables["router+shadow"], experiment="bench-shadow-25", mirror=MIRROR
     )
-    # Two servers of the same model: A pinned to version 1 (`--model 1`: it never reads the
-    # routing table), B following the table (polled every POLL_S), switched before each
-    # configuration. They take the load in turns of SLOT_S, so what differs between two
-    # neighbouring slots is the server, not the minute.
+    # Two servers of the same model, each following the routing table of its own workspace
+    # (a copy of the first; polled every POLL_S). Before each configuration one server gets
+    # the table and the other none; each table is measured twice, once on each server (a
+    # crossover: whatever makes one process a little faster than the other, its memory
+    # layout or its hash seed, cancels in the geometric mean of the two ratios). They take
+    # the load in turns of SLOT_S, so what differs between two neighbouring slots is the
+    # server, not the minute.
     config = paths["config"].with_name("system-routed.yaml")
     config.write_text(paths["config"].read_text().replace("poll_s: 0}", f"poll_s: {POLL_S}}}"))
     routing.clear(root, "bench-serving")
+    roots = (root, tmp / "twin")
+    shutil.copytree(root, roots[1])
     command = mlsd_command(config)
-    env, cwd = venv_env(), paths["config"].parent
+    cwd = paths["config"].parent
     pinned = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
-    a = Served("champion-only", [*command, "--model", "1"], "/readyz", tmp, cwd=cwd, env=env)
-    b = Served("routed", command, "/readyz", tmp, cwd=cwd, env=env)
+    servers = [
+        Served(name, command, "/readyz", tmp, cwd=cwd, env={**venv_env(), "MLSD_HOME": str(r)})
+        for name, r in zip("AB", roots, strict=True)
+    ]
     pairs = max(1, round(args.duration / (2 * SLOT_S)))
     warmup_pairs = max(1, round(args.warmup / (2 * SLOT_S)))
     layouts = LAYOUTS if pinned else {"unpinned": (None, None, ROUTED)}
-    results: dict[tuple[str, str], dict[int, dict]] = {}
+    results: dict[tuple[str, str], dict[int, list[dict]]] = {}
+    shadow_counts: Counter = Counter()
     try:
-        startup = max(a.wait_ready(), b.wait_ready())
+        startup = max(s.wait_ready() for s in servers)
         if pinned:  # both servers on core 0 (one works at a time)
-            _pin(a.proc.pid, {0})
-            _pin(b.proc.pid, {0})
-        check_answers("mlsd", a.port, rows[:8], expected[:8])  # A never changes
+            for server in servers:
+                _pin(server.proc.pid, {0})
 
-        def switch(name: str, shadow_cores: set[int] | None) -> None:
-            if name in tables:
-                routing.publish(root, tables[name])
-            else:
-                routing.clear(root, "bench-serving")
-            want = tables[name].experiment if name in tables else None
-            deadline = time.monotonic() + 30
-            while (json.loads(_get(b.port, "/readyz")).get("routing") or {}).get(
-                "experiment"
-            ) != want:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name}: the server did not take the routing table")
-                time.sleep(POLL_S / 2)
-            check_answers("mlsd", b.port, rows[:8], expected[:8])
-            if shadow_cores:
-                for child in _children(b.proc.pid):
-                    _pin(child, shadow_cores)
+        def switch(name: str, on: int, shadow_cores: set[int] | None) -> None:
+            """``name``'s table on server ``on``, none on the other."""
+            for k, (server, r) in enumerate(zip(servers, roots, strict=True)):
+                table = tables.get(name) if k == on else None
+                if table is not None:
+                    routing.publish(r, table)
+                else:
+                    routing.clear(r, "bench-serving")
+                want = None if table is None else table.experiment
+                deadline = time.monotonic() + 30
+                while (json.loads(_get(server.port, "/readyz")).get("routing") or {}).get(
+                    "experiment"
+                ) != want:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{name}: server {server.name} did not take the table")
+                    time.sleep(POLL_S / 2)
+                check_answers("mlsd", server.port, rows[:8], expected[:8])
+                if shadow_cores and table is not None:
+                    for child in _children(server.proc.pid):
+                        _pin(child, shadow_cores)
 
-        for name in ROUTED:  # each table once, so the shadow process has loaded its model
-            switch(name, None)
+        for on in (0, 1):  # each table once, so each shadow process has loaded its model
+            for name in tables:
+                switch(name, on, None)
         print(f"two mlsd serve processes ready in {startup:.1f} s", flush=True)
         path, payloads = bodies("mlsd", rows)
 
-        def measure(layout: str, name: str, c: int) -> dict:
-            """One configuration at concurrency ``c``: the slots' ratios, p50, p99, CPU."""
+        def measure(layout: str, name: str, c: int, on: int) -> dict:
+            """One configuration at concurrency ``c``, its table (or idle loop) on server
+            ``on``: that server's p50 over the other's per pair of slots, p50, p99, CPU."""
             time.sleep(0.3)
-            before = _shadow_counts(b.port)
-            spent = [_cpu_seconds(s.proc.pid) for s in (a, b)]
-            child_spent = _children_cpu_seconds(b.proc.pid)
+            routed = servers[on]
+            before = _shadow_counts(routed.port)
+            spent = [_cpu_seconds(s.proc.pid) for s in servers]
+            child_spent = _children_cpu_seconds(routed.proc.pid)
             job = {
-                "ports": [a.port, b.port],
+                "ports": [s.port for s in servers],
                 "path": path,
                 "bodies": [p.decode() for p in payloads],
                 "concurrency": c,
@@ -1238,46 +1257,49 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 "slot_s": SLOT_S,
             }
             loop = None
-            if name == IDLE:  # stopped until B's first turn
+            if name == IDLE:  # stopped until the first turn of server `on`
                 loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
                 os.kill(loop.pid, signal.SIGSTOP)
-                job["idle_loop"] = loop.pid
+                job["idle_loop"], job["idle_group"] = loop.pid, on
             try:
                 r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
             finally:
                 if loop is not None:
                     loop.kill()
                     loop.wait()
-            cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip((a, b), spent, strict=True)]
+            cpu = [_cpu_seconds(s.proc.pid) - t for s, t in zip(servers, spent, strict=True)]
             time.sleep(0.3)  # this run's copies, scored
-            child_cpu = _children_cpu_seconds(b.proc.pid) - child_spent
-            after = _shadow_counts(b.port)
+            child_cpu = _children_cpu_seconds(routed.proc.pid) - child_spent
+            after = _shadow_counts(routed.port)
             slots = r["slots"]
-            per = [[s for s in slots if s["server"] == k] for k in (0, 1)]
+            # (plain, routed): the server without the table first
+            order = (1 - on, on)
+            per = [[s for s in slots if s["server"] == k] for k in order]
             ratios = [
-                slots[i + 1]["p50_ms"] / slots[i]["p50_ms"]
-                if slots[i]["server"] == 0
-                else slots[i]["p50_ms"] / slots[i + 1]["p50_ms"]
-                for i in range(0, len(slots) - 1, 2)
-            ]
+                first["p50_ms"] / second["p50_ms"] if first["server"] == on
+                else second["p50_ms"] / first["p50_ms"]
+                for first, second in zip(slots[::2], slots[1::2], strict=False)
+            ]  # fmt: skip
             counts = [sum(s["requests"] for s in p) for p in per]
             bad = {k: v for k, v in r["statuses"].items() if k != "200"}
+            cpu_us = [1e6 * cpu[k] / max(1, r["sent"][k]) for k in order]
             out = {
+                "on": servers[on].name,
                 "ratios": ratios,
                 "p50_ms": [statistics.median(s["p50_ms"] for s in p) for p in per],
                 "p99_ms": [statistics.median(s["p99_ms"] for s in p) for p in per],
                 "requests": counts,
                 # CPU per request over every request sent, the warm-up's included
-                "cpu_us": [1e6 * t / max(1, n) for t, n in zip(cpu, r["sent"], strict=True)],
-                "child_us": 1e6 * child_cpu / max(1, r["sent"][1]),
+                "cpu_us": cpu_us,
+                "child_us": 1e6 * child_cpu / max(1, r["sent"][on]),
                 "shed": tuple(x - y for x, y in zip(after, before, strict=True)),
             }
             low, high = _median_interval(ratios)
             print(
-                f"  {layout:<11} {name:<17} concurrency {c:>2}: {sum(counts):>7,} "
-                f"requests, p50 A {out['p50_ms'][0]:.3f} ms B {out['p50_ms'][1]:.3f} ms, "
-                f"B/A {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}), CPU "
-                f"µs/request A {out['cpu_us'][0]:.0f} B {out['cpu_us'][1]:.0f}"
+                f"  {layout:<11} {name:<17} on {out['on']} concurrency {c:>2}: "
+                f"{sum(counts):>7,} requests, p50 {out['p50_ms'][0]:.3f} ms → "
+                f"{out['p50_ms'][1]:.3f} ms, ratio {statistics.median(ratios):.3f} "
+                f"({low:.3f}–{high:.3f}), CPU µs/request {cpu_us[0]:.0f} → {cpu_us[1]:.0f}"
                 + (f" (+ {out['child_us']:.0f})" if name in SHADOWED else "")
                 + (f"  NON-200: {bad}" if bad else ""),
                 flush=True,
@@ -1289,69 +1311,73 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 os.sched_setaffinity(0, client_cores)
             for c in levels:
                 for name in configs:
-                    switch(name, shadow_cores)
-                    results.setdefault((layout, name), {})[c] = measure(layout, name, c)
-        metrics = _get(b.port, "/metrics")
-        shadow_counts = {
-            key: _metric(metrics, key)
+                    runs = results.setdefault((layout, name), {}).setdefault(c, [])
+                    # A/A: no table anywhere, B against A once (the processes' difference)
+                    for on in (1,) if name == "A/A" else (1, 0):
+                        switch(name, on, shadow_cores)
+                        runs.append(measure(layout, name, c, on))
+        for server in servers:
+            metrics = _get(server.port, "/metrics")
             for key in (
                 'mlsd_shadow_predictions_total{arm="challenger"}',
                 "mlsd_shadow_dropped_total",
                 "mlsd_shadow_errors_total",
-            )
-        }
+            ):
+                shadow_counts[key] += _metric(metrics, key)
     finally:
-        a.stop()
-        b.stop()
-        routing.clear(root, "bench-serving")
+        for server in servers:
+            server.stop()
+        for r in roots:
+            routing.clear(r, "bench-serving")
 
     head = [
         "layout",
-        "B",
+        "configuration",
         "concurrency",
-        "requests A / B",
-        "p50 A ms",
-        "p50 B ms",
-        "p50 B / A (95% interval)",
-        "p99 A ms",
-        "p99 B ms",
-        "server CPU µs/request A / B (+ shadow process)",
+        "on",
+        "requests without / with",
+        "p50 without ms",
+        "p50 with ms",
+        "p50 with / without (95% interval)",
+        "p99 without / with ms",
+        "server CPU µs/request without / with (+ shadow process)",
         "shadow copies scored / dropped",
     ]
     table = [fmt_row(head), "|---" * len(head) + "|"]
     for (layout, name), by_level in results.items():
-        for c, r in by_level.items():
-            median, (low, high) = statistics.median(r["ratios"]), _median_interval(r["ratios"])
-            scored, dropped = r["shed"]
-            table.append(
-                fmt_row(
-                    [
-                        layout,
-                        name,
-                        str(c),
-                        f"{r['requests'][0]:,} / {r['requests'][1]:,}",
-                        f"{r['p50_ms'][0]:.3f}",
-                        f"{r['p50_ms'][1]:.3f}",
-                        f"{median:.3f}x ({low:.3f}–{high:.3f})",
-                        f"{r['p99_ms'][0]:.2f}",
-                        f"{r['p99_ms'][1]:.2f}",
-                        f"{r['cpu_us'][0]:.0f} / {r['cpu_us'][1]:.0f}"
-                        + (f" (+ {r['child_us']:.0f})" if name in SHADOWED else ""),
-                        f"{scored:,.0f} / {dropped:,.0f}" if name in SHADOWED else "",
-                    ]
+        for c, runs in by_level.items():
+            for r in runs:
+                median, (low, high) = statistics.median(r["ratios"]), _median_interval(r["ratios"])
+                scored, dropped = r["shed"]
+                table.append(
+                    fmt_row(
+                        [
+                            layout,
+                            name,
+                            str(c),
+                            r["on"],
+                            f"{r['requests'][0]:,} / {r['requests'][1]:,}",
+                            f"{r['p50_ms'][0]:.3f}",
+                            f"{r['p50_ms'][1]:.3f}",
+                            f"{median:.3f}x ({low:.3f}–{high:.3f})",
+                            f"{r['p99_ms'][0]:.2f} / {r['p99_ms'][1]:.2f}",
+                            f"{r['cpu_us'][0]:.0f} / {r['cpu_us'][1]:.0f}"
+                            + (f" (+ {r['child_us']:.0f})" if name in SHADOWED else ""),
+                            f"{scored:,.0f} / {dropped:,.0f}" if name in SHADOWED else "",
+                        ]
+                    )
                 )
-            )
 
-    def change(ratios: list[float]) -> str:
-        median, (low, high) = statistics.median(ratios), _median_interval(ratios)
+    def change(runs: list[dict]) -> str:
+        median, low, high = crossover(runs)
         return f"{100 * (median - 1):+.1f}% ({100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%)"
 
     verdicts = []
     for layout, (_, _, configs) in layouts.items():
         for c in levels:
-            ratios = results[(layout, "router+shadow")][c]["ratios"]
-            low, high = _median_interval(ratios)
-            if len(ratios) < 6:  # fewer pairs have no 95% interval of the median: the range
+            shadow = results[(layout, "router+shadow")][c]
+            _, low, high = crossover(shadow)
+            if min(len(r["ratios"]) for r in shadow) < 6:  # no 95% interval of a median
                 verdict = "not judged: too few pairs for a 95% interval (run a longer --duration)"
             elif high <= 1.05:
                 verdict = "met: the whole interval is within +5%"
@@ -1359,24 +1385,23 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 verdict = "not met: the whole interval is above +5%"
             else:
                 verdict = "not shown either way: the interval holds +5%"
-            shadow = results[(layout, "router+shadow")][c]
-            cpu = shadow["cpu_us"][1] / shadow["cpu_us"][0] - 1
+            cpu = math.prod(r["cpu_us"][1] / r["cpu_us"][0] for r in shadow) ** (1 / len(shadow))
             line = (
-                f"- {layout}, concurrency {c}: a shadow adds {change(ratios)} to the caller's "
-                f"p50 over {len(ratios)} pairs of slots: goal (≤ +5%) {verdict}. B's server CPU "
-                f"per request {100 * cpu:+.1f}%. Two identical servers (A/A) measure "
-                f"{change(results[(layout, 'A/A')][c]['ratios'])}: the method's resolution."
+                f"- {layout}, concurrency {c}: a shadow adds {change(shadow)} to the caller's "
+                f"p50 (both servers' ratios, geometric mean, over {len(shadow[0]['ratios'])} "
+                f"pairs of slots each): goal (≤ +5%) {verdict}. The server's CPU per request "
+                f"{100 * (cpu - 1):+.1f}%. Without any table, B against A: "
+                f"{change(results[(layout, 'A/A')][c])}, the difference the crossover cancels."
             )
             if "router" in configs:
                 line += (
-                    f" The router alone {change(results[(layout, 'router')][c]['ratios'])}, "
-                    f"mirroring {MIRROR:.0%} of requests "
-                    f"{change(results[(layout, 'router+shadow 25%')][c]['ratios'])}."
+                    f" The router alone {change(results[(layout, 'router')][c])}, mirroring "
+                    f"{MIRROR:.0%} of requests {change(results[(layout, 'router+shadow 25%')][c])}."
                 )
             if IDLE in configs:
                 line += (
-                    " A busy loop at idle priority on the clients' core in B's turns, "
-                    f"without any table: {change(results[(layout, IDLE)][c]['ratios'])}."
+                    " A busy loop at idle priority on the clients' core in one server's turns, "
+                    f"without any table: {change(results[(layout, IDLE)][c])}."
                 )
             verdicts.append(line)
     command = (
@@ -1399,39 +1424,43 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             f"{platform.python_version()}, {os.cpu_count()} cores.",
             "",
             "The model of the serving benchmark above (LightGBM, 20 numeric features) served by "
-            "two `mlsd serve` processes: **A** pinned to version 1 (`--model 1`, no routing "
-            f"table) and **B** following the routing table (`serving.poll_s: {POLL_S}`), "
-            "switched before each configuration: **A/A** (no table: B is A's twin, the "
-            "control), **router** (a 50/50 table of version 1 and version 2, assigned by the "
-            "request id, every row logged with experiment, arm, unit and p, per-arm metrics), "
-            "**router+shadow** (version 1 answers everything, version 2 scores a copy of each "
-            "request in the shadow process, `python -m mlsd.serving.router` under "
-            "`SCHED_IDLE`, which reads the copies from the prediction log's lines as the log's "
-            "writer thread takes them, and logs a shadow row; copies that find the queue full "
-            f"are dropped and counted) and **router+shadow {MIRROR:.0%}** (`rollout.shadow.share: "
-            f"{MIRROR:g}`: a hash of the request id picks the requests copied). Version 2 is "
-            "the same package under another version number: a second model loaded and "
-            "verified on its own, with the same cost per row. The servers take the load in "
+            "two `mlsd serve` processes, **A** and **B**, each following the routing table of "
+            f"a workspace of its own (`serving.poll_s: {POLL_S}`). Before each measurement one "
+            "of them gets the configuration's table and the other none: **A/A** (no table on "
+            "either: how much the two processes differ), **router** (a 50/50 table of version "
+            "1 and version 2, assigned by the request id, every row logged with experiment, "
+            "arm, unit and p, per-arm metrics), **router+shadow** (version 1 answers "
+            "everything, version 2 scores a copy of each request in the shadow process, "
+            "`python -m mlsd.serving.router` under `SCHED_IDLE`, which reads the copies from "
+            "the prediction log's lines as the log's writer thread takes them, and logs a "
+            "shadow row; copies that find the queue full are dropped and counted) and "
+            f"**router+shadow {MIRROR:.0%}** (`rollout.shadow.share: {MIRROR:g}`: a hash of the "
+            "request id picks the requests copied). Version 2 is the same package under "
+            "another version number: a second model loaded and verified on its own, with the "
+            "same cost per row. Each configuration is measured twice, its table on B (`on B`) "
+            "and then on A (`on A`): a crossover, whose geometric mean of the two ratios "
+            "cancels whatever makes one process faster than the other (the A/A row measures "
+            "that difference). The servers take the load in "
             f"turns of {SLOT_S:g} s (one keep-alive connection per client, 64 rows in turn), "
             "in pairs A B, B A, A B, ..., a slot ending once its last answers are in; a ratio "
-            "is the median over the pairs of B's p50 over A's, with the 95% interval of that "
-            "median (order statistics of the binomial). Slots this short cancel the drift of "
-            "a shared VM, which moves runs a few seconds apart by more than the effect "
-            "measured here. "
+            "is the median over the pairs of the p50 of the server with the table over the "
+            "other's, with the 95% interval of that median (order statistics of the "
+            "binomial). Slots this short cancel the drift of a shared VM, which moves runs a "
+            "few seconds apart by more than the effect measured here. "
             + (
                 "Both servers are pinned to core 0. Two layouts place the rest, as this "
-                "machine has no third core for clients elsewhere: **own core** gives B's "
+                "machine has no third core for clients elsewhere: **own core** gives the "
                 "shadow process core 1 to itself and runs the load generator on core 0 with "
                 "the servers (the clients' CPU, the same in both turns, dilutes the ratio: "
                 "the server's CPU per request is what p50 follows with the clients on other "
                 "machines); **shared core** runs the load generator on core 1 with the "
                 f"shadow process. **{IDLE}** (shared core, no table) runs a busy loop under "
-                "`SCHED_IDLE` on the clients' core during B's turns only: what any work at "
-                "the lowest priority there does to the clients. "
+                "`SCHED_IDLE` on the clients' core during one server's turns only: what any "
+                "work at the lowest priority there does to the clients. "
                 if pinned
                 else f"Clients and servers share the {os.cpu_count()} cores unpinned. "
             )
-            + "After the runs B counted "
+            + "After the runs the two servers counted "
             + ", ".join(f"`{k}` {v:,.0f}" for k, v in shadow_counts.items())
             + f". Ready after start: {startup:.1f} s.",
             "",
@@ -1858,6 +1887,14 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
     return found
+
+
+def crossover(runs: list[dict]) -> tuple[float, float, float]:
+    """The median ratio of a crossover and its 95% interval: the geometric mean of each
+    run's median and of each of its bounds (conservative: the bounds of a mean of
+    independent estimates are narrower than the mean of their bounds)."""
+    bounds = [(statistics.median(r["ratios"]), *_median_interval(r["ratios"])) for r in runs]
+    return tuple(math.prod(b[i] for b in bounds) ** (1 / len(bounds)) for i in range(3))
 
 
 def _median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
