@@ -44,10 +44,12 @@ and then on A (a crossover: the geometric mean of the two ratios cancels the pro
 difference). The two take the load in turns of a quarter second (pairs A B, B A, ...), so a
 shared VM's drift cancels; a ratio is the median of the pairs' p50 with the table over p50
 without, with its 95% interval. With ``--pin`` (the default on Linux with 2 or more cores)
-the servers run on core 0, and it runs in two layouts: the shadow process alone on core 1
-and the load generator with the servers ("own core"), then the load generator with the
-shadow process on core 1 ("shared core", with a control: a busy loop at idle priority on
-that core in one server's turns). The issue's goal: a shadow adds at most 5% to the
+the servers run on core 0, and it runs in three layouts: the shadow process on core 0 with
+the servers and the load generator alone on core 1 ("server's core", the clients as on
+another machine), the shadow process alone on core 1 and the load generator with the
+servers ("own core"), then the load generator with the shadow process on core 1 ("shared
+core", with a control: a busy loop at idle priority on that core in one server's turns).
+The shadow process runs in its server's turns only (stopped in the other's). The issue's goal: a shadow adds at most 5% to the
 caller's p50.
 
 ``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
@@ -1004,10 +1006,13 @@ def report(args, levels: list[int], tmp: Path) -> None:
 ROUTED = ("A/A", "router", "router+shadow", "router+shadow 25%")
 SHADOWED = ("router+shadow", "router+shadow 25%")
 IDLE = "A/A + idle loop"  # no table; a busy loop at idle priority on the clients' core, B's turns
-# Pinned: the servers on core 0; where the load generator and B's shadow process run, and
-# what is measured there. "own core" gives the shadow process a core of its own (the
-# clients share the servers'); "shared core" puts the clients on the shadow process's core.
+# Pinned: the servers on core 0; where the load generator and the shadow process run, and
+# what is measured there. "server's core" leaves the shadow process on the servers' core
+# (as `taskset -c 0 mlsd serve` does) and gives the clients core 1 to themselves, as on
+# another machine; "own core" gives the shadow process a core of its own (the clients share
+# the servers'); "shared core" puts the clients on the shadow process's core.
 LAYOUTS = {
+    "server's core": ({1}, {0}, ("A/A", "router+shadow")),
     "own core": ({0}, {1}, ROUTED),
     "shared core": ({1}, {1}, ("A/A", "router+shadow", IDLE)),
 }
@@ -1088,9 +1093,8 @@ def alternating_load(job: dict) -> dict:
         for group in order:
             slot_latencies.append([])
             state["group"] = group
-            if job.get("idle_loop"):  # it runs in the turns of one server only
-                resume = group == job["idle_group"]
-                os.kill(job["idle_loop"], signal.SIGCONT if resume else signal.SIGSTOP)
+            for pid in job["paused"]:  # they run in the turns of one server only
+                os.kill(pid, signal.SIGCONT if group == job["paused_group"] else signal.SIGSTOP)
             for client in groups[group]:
                 client.send()
             await asyncio.sleep(float(job["slot_s"]))
@@ -1099,6 +1103,8 @@ def alternating_load(job: dict) -> dict:
                 state["idle"] = asyncio.Event()
                 await asyncio.wait_for(state["idle"].wait(), 30)
                 state["idle"] = None
+        for pid in job["paused"]:
+            os.kill(pid, signal.SIGCONT)
         for clients in groups:
             for client in clients:
                 client.transport.close()
@@ -1256,14 +1262,22 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 "warmup_pairs": warmup_pairs,
                 "slot_s": SLOT_S,
             }
+            # what server `on`'s table (or the idle loop) sets running works in its turns only:
+            # a shadow process's backlog would otherwise spill into the other server's turns
             loop = None
+            job["paused"], job["paused_group"] = [], on
             if name == IDLE:  # stopped until the first turn of server `on`
                 loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
                 os.kill(loop.pid, signal.SIGSTOP)
-                job["idle_loop"], job["idle_group"] = loop.pid, on
+                job["paused"].append(loop.pid)
+            if name in SHADOWED:
+                job["paused"] += _children(routed.proc.pid)
             try:
                 r = run_self("--alternate", job, timeout=4 * (pairs + warmup_pairs) * SLOT_S + 120)
             finally:
+                for pid in job["paused"]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
                 if loop is not None:
                     loop.kill()
                     loop.wait()
@@ -1448,15 +1462,20 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
             "binomial). Slots this short cancel the drift of a shared VM, which moves runs a "
             "few seconds apart by more than the effect measured here. "
             + (
-                "Both servers are pinned to core 0. Two layouts place the rest, as this "
-                "machine has no third core for clients elsewhere: **own core** gives the "
+                "Both servers are pinned to core 0. Three layouts place the rest, as this "
+                "machine has no third core: **server's core** leaves the shadow process on "
+                "core 0 with the servers (where `taskset -c 0 mlsd serve` puts it, at idle "
+                "priority there) and gives the load generator core 1 to itself, as clients on "
+                "other machines have theirs; **own core** gives the "
                 "shadow process core 1 to itself and runs the load generator on core 0 with "
                 "the servers (the clients' CPU, the same in both turns, dilutes the ratio: "
                 "the server's CPU per request is what p50 follows with the clients on other "
                 "machines); **shared core** runs the load generator on core 1 with the "
                 f"shadow process. **{IDLE}** (shared core, no table) runs a busy loop under "
                 "`SCHED_IDLE` on the clients' core during one server's turns only: what any "
-                "work at the lowest priority there does to the clients. "
+                "work at the lowest priority there does to the clients. In every layout the "
+                "shadow process (and the idle loop) is stopped in the other server's turns, "
+                "so that its backlog does not spill into them. "
                 if pinned
                 else f"Clients and servers share the {os.cpu_count()} cores unpinned. "
             )
