@@ -49,8 +49,8 @@ the servers and the load generator alone on core 1 ("server's core", the clients
 another machine), the shadow process alone on core 1 and the load generator with the
 servers ("own core"), then the load generator with the shadow process on core 1 ("shared
 core", with a control: a busy loop at idle priority on that core in one server's turns).
-The shadow process runs in its server's turns only (stopped in the other's). The issue's goal: a shadow adds at most 5% to the
-caller's p50.
+The shadow process runs in its server's turns only (stopped in the other's). The issue's
+goal: a shadow adds at most 5% to the caller's p50.
 
 ``--rank`` measures ``POST /v1/rank`` instead: a LightGBM lambdarank model (the same 20
 numeric features, relevance 0-4 by quintile of the hidden score within groups of 100 items)
@@ -1005,7 +1005,7 @@ def report(args, levels: list[int], tmp: Path) -> None:
 
 ROUTED = ("A/A", "router", "router+shadow", "router+shadow 25%")
 SHADOWED = ("router+shadow", "router+shadow 25%")
-IDLE = "A/A + idle loop"  # no table; a busy loop at idle priority on the clients' core, B's turns
+IDLE = "A/A + idle loop"  # no table; a busy loop at idle priority on the clients' core
 # Pinned: the servers on core 0; where the load generator and the shadow process run, and
 # what is measured there. "server's core" leaves the shadow process on the servers' core
 # (as `taskset -c 0 mlsd serve` does) and gives the clients core 1 to themselves, as on
@@ -1407,6 +1407,13 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 f"{100 * (cpu - 1):+.1f}%. Without any table, B against A: "
                 f"{change(results[(layout, 'A/A')][c])}, the difference the crossover cancels."
             )
+            scored, dropped = (sum(r["shed"][i] for r in shadow) for i in (0, 1))
+            if dropped:
+                line += (
+                    f" The shadow process scored {scored / (scored + dropped):.0%} of the "
+                    f"copies and dropped the rest ({dropped:,.0f}): its core had no more time "
+                    "for it."
+                )
             if "router" in configs:
                 line += (
                     f" The router alone {change(results[(layout, 'router')][c])}, mirroring "
