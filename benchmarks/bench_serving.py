@@ -67,7 +67,6 @@ import contextlib
 import dataclasses
 import http.client
 import json
-import math
 import os
 import platform
 import shutil
@@ -1103,8 +1102,6 @@ def alternating_load(job: dict) -> dict:
                 state["idle"] = asyncio.Event()
                 await asyncio.wait_for(state["idle"].wait(), 30)
                 state["idle"] = None
-        for pid in job["paused"]:
-            os.kill(pid, signal.SIGCONT)
         for clients in groups:
             for client in clients:
                 client.transport.close()
@@ -1399,7 +1396,7 @@ def report_router(args, levels: list[int], tmp: Path) -> None:
                 verdict = "not met: the whole interval is above +5%"
             else:
                 verdict = "not shown either way: the interval holds +5%"
-            cpu = math.prod(r["cpu_us"][1] / r["cpu_us"][0] for r in shadow) ** (1 / len(shadow))
+            cpu = statistics.geometric_mean(r["cpu_us"][1] / r["cpu_us"][0] for r in shadow)
             line = (
                 f"- {layout}, concurrency {c}: a shadow adds {change(shadow)} to the caller's "
                 f"p50 (both servers' ratios, geometric mean, over {len(shadow[0]['ratios'])} "
@@ -1920,7 +1917,7 @@ def crossover(runs: list[dict]) -> tuple[float, float, float]:
     run's median and of each of its bounds (conservative: the bounds of a mean of
     independent estimates are narrower than the mean of their bounds)."""
     bounds = [(statistics.median(r["ratios"]), *_median_interval(r["ratios"])) for r in runs]
-    return tuple(math.prod(b[i] for b in bounds) ** (1 / len(bounds)) for i in range(3))
+    return tuple(map(statistics.geometric_mean, zip(*bounds, strict=True)))
 
 
 def _median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
